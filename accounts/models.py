@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class Plan(models.Model):
+    name = models.SlugField(max_length=32, unique=True)
+    # None means unlimited.
+    max_concurrent_sessions = models.PositiveIntegerField(null=True, blank=True)
+    max_lifetime_seconds = models.PositiveIntegerField()
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Account(models.Model):
+    name = models.CharField(max_length=200)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="accounts")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # DRF treats the authenticated principal as request.user; an account is that principal.
+    is_authenticated = True
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True, default="")
+    # The raw key is shown once at creation; only its SHA-256 and a visible prefix are kept.
+    prefix = models.CharField(max_length=16)
+    hashed_key = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.account})"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

@@ -1,0 +1,26 @@
+"""The plans every installation starts with.
+
+Used by the seeding data migration (with the historical model) and by tests after a table flush
+(with the current one), so the numbers live in exactly one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HOUR = 3600
+
+DEFAULT_PLANS: list[dict[str, Any]] = [
+    {"name": "free", "max_concurrent_sessions": 2, "max_lifetime_seconds": 1 * HOUR,
+     "requests_per_minute": 120},
+    {"name": "pro", "max_concurrent_sessions": 10, "max_lifetime_seconds": 4 * HOUR,
+     "requests_per_minute": 1200},
+    {"name": "enterprise", "max_concurrent_sessions": None, "max_lifetime_seconds": 24 * HOUR,
+     "requests_per_minute": 12000},
+]
+
+
+def seed_plans(plan_model: Any) -> None:
+    """Create the default plans that are missing; never overwrite an operator's edits."""
+    for plan in DEFAULT_PLANS:
+        plan_model.objects.get_or_create(name=plan["name"], defaults=plan)

@@ -1,0 +1,54 @@
+"""Credits: a balance per account and the append-only ledger that explains it."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Balance(models.Model):
+    """The account's spendable credits. Written only by billing.ledger, with a ledger row."""
+
+    account = models.OneToOneField(
+        "accounts.Account", on_delete=models.CASCADE, primary_key=True, related_name="balance"
+    )
+    credits = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(credits__gte=0), name="balance_never_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.credits}"
+
+
+class LedgerEntry(models.Model):
+    class Kind(models.TextChoices):
+        GRANT = "grant"
+        TOPUP = "topup"
+        ACTION = "action"
+        SESSION_TIME = "session_time"
+        REFUND = "refund"
+        ADJUSTMENT = "adjustment"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="ledger")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Signed: grants and refunds are positive, charges negative.
+    amount = models.BigIntegerField()
+    balance_after = models.BigIntegerField()
+    reason = models.CharField(max_length=255, blank=True, default="")
+    session = models.ForeignKey(
+        "browser_sessions.BrowserSession", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="ledger_entries",
+    )
+    # One charge per key, forever: retries and redeliveries find the key taken and charge nothing.
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=["account", "-created_at"], name="ledger_account_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount:+d} ({self.idempotency_key})"

@@ -1,0 +1,31 @@
+"""The Celery app: workers own the browsers, Beat sweeps expiries and reconciles browsers."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+app = Celery("browserfleet")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["workers"])
+
+
+@app.on_after_finalize.connect
+def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
+    from django.conf import settings
+
+    sweep = settings.SESSION_SWEEP_INTERVAL_SECONDS
+    reconcile = settings.RECONCILE_INTERVAL_SECONDS
+    # A periodic run that waited longer than its own interval is stale: the next one is due.
+    sender.add_periodic_task(
+        float(sweep), sender.signature("workers.tasks.sessions_sweep", options={"expires": sweep}),
+        name="sweep expired sessions",
+    )
+    sender.add_periodic_task(
+        float(reconcile),
+        sender.signature("workers.tasks.browsers_reconcile", options={"expires": reconcile}),
+        name="reconcile browsers",
+    )

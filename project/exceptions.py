@@ -1,0 +1,168 @@
+"""Domain errors and the one place that turns any API error into our JSON error shape.
+
+The shape serves DRF clients (`detail`, `code`) and Tzafon clients (`status`, `error_message`)
+at once: {"status": "error", "code": "...", "detail": "...", "error_message": "...",
+"timestamp": "..."} plus `errors` (per-field messages) for validation failures.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import Http404, HttpRequest, JsonResponse
+from django.utils import timezone
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    status_code = 400
+    code = "bad_request"
+    default_detail = "Bad request."
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        retry_after: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.detail = detail or self.default_detail
+        if code:
+            self.code = code
+        self.retry_after = retry_after
+        self.extra = extra or {}
+        super().__init__(self.detail)
+
+
+class InvalidInput(ApplicationError):
+    status_code = 400
+    code = "invalid"
+    default_detail = "Invalid input."
+
+
+class NotFound(ApplicationError):
+    status_code = 404
+    code = "not_found"
+    default_detail = "Not found."
+
+
+class InsufficientCredits(ApplicationError):
+    status_code = 402
+    code = "insufficient_credits"
+    default_detail = "Not enough credits."
+
+
+class Busy(ApplicationError):
+    """Transient: the SDK retries 409 by itself."""
+
+    status_code = 409
+    code = "busy"
+    default_detail = "Busy, try again."
+
+
+class SessionEnded(ApplicationError):
+    status_code = 410
+    code = "session_ended"
+    default_detail = "The session has ended."
+
+
+class TooManyRequests(ApplicationError):
+    status_code = 429
+    code = "too_many_requests"
+    default_detail = "Too many requests."
+
+
+class NotImplementedByServer(ApplicationError):
+    status_code = 501
+    code = "not_implemented"
+    default_detail = "Not implemented."
+
+
+class ServiceUnavailable(ApplicationError):
+    status_code = 503
+    code = "unavailable"
+    default_detail = "Service unavailable."
+
+
+def error_body(*, status_code: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "status": "error",
+        "code": code,
+        "detail": detail,
+        "error_message": detail,
+        "timestamp": timezone.now().isoformat().replace("+00:00", "Z"),
+        **extra,
+    }
+
+
+def _flatten(errors: Any, prefix: str = "") -> list[str]:
+    if isinstance(errors, dict):
+        out: list[str] = []
+        for key, value in errors.items():
+            name = key if key != "non_field_errors" else ""
+            out += _flatten(value, f"{prefix}.{name}" if prefix and name else prefix or name)
+        return out
+    if isinstance(errors, list):
+        return [msg for item in errors for msg in _flatten(item, prefix)]
+    return [f"{prefix}: {errors}" if prefix else str(errors)]
+
+
+_DRF_CODES = {
+    400: "invalid",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # Imported here: DRF imports this module while rest_framework.views is still loading.
+    from rest_framework.views import set_rollback
+
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ApplicationError):
+        status_code, code, detail = exc.status_code, exc.code, exc.detail
+        extra.update(exc.extra)
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, Http404):
+        status_code, code, detail = 404, "not_found", "Not found."
+    elif isinstance(exc, drf_exceptions.ValidationError):
+        status_code, code = 400, "invalid"
+        messages = _flatten(exc.detail)
+        detail = "Invalid input: " + "; ".join(messages) if messages else "Invalid input."
+        extra["errors"] = exc.detail
+    elif isinstance(exc, drf_exceptions.APIException):
+        status_code = exc.status_code
+        code = _DRF_CODES.get(status_code, "error")
+        detail = str(exc.detail)
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+        wait = getattr(exc, "wait", None)
+        if wait is not None:
+            headers["Retry-After"] = str(max(1, int(wait)))
+    else:
+        return None  # a bug: Django logs it and handler500 answers in JSON
+    set_rollback()
+    body = error_body(status_code=status_code, code=code, detail=detail, **extra)
+    return Response(body, status=status_code, headers=headers)
+
+
+def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body(status_code=404, code="not_found", detail="Not found."), status=404)
+
+
+def json_500(request: HttpRequest) -> JsonResponse:
+    body = error_body(status_code=500, code="server_error", detail="Internal server error.")
+    # A 5xx on a non-idempotent request must not be replayed by the SDK.
+    return JsonResponse(body, status=500, headers={"x-should-retry": "false"})

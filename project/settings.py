@@ -1,0 +1,162 @@
+"""Django settings for Browserfleet: one module, driven by the environment.
+
+Every variable is listed with its meaning in README.md ("Configuration") and .env.example.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from project.env import env_bool, env_int, env_list, env_secret, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# development | test | production. Only development and test may run without a secret key
+# and may let browsers visit private and loopback addresses.
+ENVIRONMENT = env_str("BROWSERFLEET_ENV", "production")
+if ENVIRONMENT not in {"development", "test", "production"}:
+    raise ValueError(f"BROWSERFLEET_ENV must be development, test or production, not {ENVIRONMENT!r}")
+_NOT_PRODUCTION = ENVIRONMENT != "production"
+
+SECRET_KEY = env_secret(
+    "DJANGO_SECRET_KEY",
+    insecure_fallback="django-insecure-development-only" if _NOT_PRODUCTION else None,
+)
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "accounts",
+    "billing",
+    "sessions.apps.BrowserSessionsConfig",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+# The SDK's POST must never meet a redirect (a 301 turns it into a GET): no slash appending.
+APPEND_SLASH = False
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": env_str("POSTGRES_HOST", "127.0.0.1"),
+        "PORT": env_int("POSTGRES_PORT", 5432),
+        "NAME": env_str("POSTGRES_DB", "browserfleet"),
+        "USER": env_str("POSTGRES_USER", "postgres"),
+        "PASSWORD": env_str("POSTGRES_PASSWORD", ""),
+        "CONN_MAX_AGE": env_int("POSTGRES_CONN_MAX_AGE", 60, minimum=0),
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "project.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"selenium": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+# --- Redis and Celery -------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Longest task hard limit is a browser start (see workers/tasks.py); Redis must not redeliver a
+# task that is still running, so the visibility timeout stays well above every hard limit.
+CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "lifecycle"
+CELERY_TASK_ROUTES = {
+    "workers.tasks.session_start": {"queue": "lifecycle"},
+    "workers.tasks.session_stop": {"queue": "lifecycle"},
+    "workers.tasks.sessions_sweep": {"queue": "lifecycle"},
+    "workers.tasks.browsers_reconcile": {"queue": "lifecycle"},
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Browsers ---------------------------------------------------------------------------------
+SELENIUM_GRID_URL = env_str("SELENIUM_GRID_URL", "").rstrip("/")
+BROWSER_BACKEND = env_str("BROWSER_BACKEND", "grid" if SELENIUM_GRID_URL else "local")
+if BROWSER_BACKEND not in {"local", "grid"}:
+    raise ValueError(f"BROWSER_BACKEND must be local or grid, not {BROWSER_BACKEND!r}")
+if BROWSER_BACKEND == "grid" and not SELENIUM_GRID_URL:
+    raise ValueError("BROWSER_BACKEND=grid needs SELENIUM_GRID_URL")
+CHROMIUM_BINARY = env_str("CHROMIUM_BINARY", "/usr/bin/chromium")
+CHROMEDRIVER_BINARY = env_str("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver")
+BROWSER_PROFILE_ROOT = Path(env_str("BROWSER_PROFILE_ROOT", str(BASE_DIR / "var" / "browsers")))
+BROWSER_START_TIMEOUT_SECONDS = env_int("BROWSER_START_TIMEOUT_SECONDS", 20, minimum=1)
+
+# --- Sessions ---------------------------------------------------------------------------------
+SESSION_SWEEP_INTERVAL_SECONDS = env_int("SESSION_SWEEP_INTERVAL_SECONDS", 5, minimum=1)
+RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 30, minimum=1)
+# How long POST /computers waits for the browser. The SDK resends a create after 60 s.
+SESSION_CREATE_WAIT_SECONDS = env_int("SESSION_CREATE_WAIT_SECONDS", 30, minimum=1)
+# How long DELETE /computers/{id} waits for the browser to be gone before answering anyway.
+SESSION_STOP_WAIT_SECONDS = env_int("SESSION_STOP_WAIT_SECONDS", 10, minimum=0)
+DEFAULT_INACTIVITY_TIMEOUT_SECONDS = env_int("DEFAULT_INACTIVITY_TIMEOUT_SECONDS", 120, minimum=1)
+
+# --- Security ---------------------------------------------------------------------------------
+AUTH_LOCKOUT_MAX_FAILURES = env_int("AUTH_LOCKOUT_MAX_FAILURES", 10, minimum=1)
+AUTH_LOCKOUT_WINDOW_SECONDS = env_int("AUTH_LOCKOUT_WINDOW_SECONDS", 600, minimum=1)
+# Only behind a reverse proxy that sets X-Forwarded-For itself; otherwise clients could forge it.
+TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
+# Let browsers visit private, loopback and link-local addresses (tests serve pages on 127.0.0.1).
+ALLOW_PRIVATE_NETWORK_TARGETS = env_bool("ALLOW_PRIVATE_NETWORK_TARGETS", _NOT_PRODUCTION)

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from project.exceptions import InvalidInput
+from sessions import selectors, services
+from sessions.api.serializers import (
+    ECHOED_OPTIONS,
+    SessionCreateInput,
+    SessionOutput,
+    SessionStatusOutput,
+)
+from sessions.models import SessionStatus
+
+
+def client_wait_budget(request: Request, configured: float) -> float:
+    """How long we may block: our own bound, and never past the client's read timeout.
+
+    The SDK resends a request that times out, so answering after it gave up duplicates work.
+    """
+    raw = request.headers.get("x-stainless-read-timeout")
+    try:
+        client = float(raw) if raw else None
+    except ValueError:
+        client = None
+    if client is None or client <= 0:
+        return configured
+    return max(1.0, min(configured, client - 5.0))
+
+
+class ComputerListCreateView(APIView):
+    def get(self, request: Request) -> Response:
+        kind = request.query_params.get("type")
+        if kind not in (None, "", "live", "persistent"):
+            raise InvalidInput("type must be 'live' or 'persistent'.")
+        try:
+            limit = int(request.query_params.get("limit", "100"))
+        except ValueError:
+            raise InvalidInput("limit must be an integer.") from None
+        if not 1 <= limit <= 500:
+            raise InvalidInput("limit must be between 1 and 500.")
+        sessions = selectors.session_list(
+            account=request.user,
+            status=request.query_params.get("status", "live"),
+            persistent=True if kind == "persistent" else None,
+            limit=limit,
+        )
+        return Response(SessionOutput(sessions, many=True).data)
+
+    def post(self, request: Request) -> Response:
+        serializer = SessionCreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data: dict[str, Any] = serializer.validated_data
+        display = data.get("display") or {}
+        spec = services.SessionSpec(
+            kind=data["kind"],
+            max_lifetime_seconds=data["max_lifetime_seconds"],
+            inactivity_timeout_seconds=data["inactivity_timeout_seconds"],
+            idle_timeout_enabled=data["idle_timeout_enabled"],
+            display_width=display.get("width", 1024),
+            display_height=display.get("height", 768),
+            display_scale=display.get("scale", 1.0),
+            options={name: data[name] for name in ECHOED_OPTIONS if name in data},
+        )
+        session = services.session_create(account=request.user, spec=spec)
+        session = services.session_wait_until_started(
+            session=session, timeout=client_wait_budget(request, settings.SESSION_CREATE_WAIT_SECONDS)
+        )
+        return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)
+
+
+class ComputerDetailView(APIView):
+    def get(self, request: Request, session_id: str) -> Response:
+        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = services.session_enforce_expiry(session=session)
+        return Response(SessionOutput(session).data)
+
+    def delete(self, request: Request, session_id: str) -> Response:
+        """Idempotent: ending an ended session is a success that changes nothing."""
+        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = services.session_enforce_expiry(session=session)
+        if session.status != SessionStatus.TERMINATED:
+            services.session_terminate(session_id=session.pk, reason="user")
+            session.refresh_from_db()
+        session = services.session_wait_released(
+            session=session, timeout=client_wait_budget(request, settings.SESSION_STOP_WAIT_SECONDS)
+        )
+        return Response(SessionOutput(session).data)
+
+
+class ComputerStatusView(APIView):
+    def get(self, request: Request, session_id: str) -> Response:
+        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = services.session_enforce_expiry(session=session)
+        return Response(SessionStatusOutput(session).data)
+
+
+class ComputerKeepaliveView(APIView):
+    def post(self, request: Request, session_id: str) -> Response:
+        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = services.session_keepalive(session=session)
+        return Response(SessionOutput(session).data)

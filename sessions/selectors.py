@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from accounts.models import Account
+from project.exceptions import InvalidInput, NotFound
+from sessions.models import LIVE_STATUSES, BrowserSession, SessionStatus
+
+
+def session_get(*, account: Account, session_id: str) -> BrowserSession:
+    """The account's session; another account's session is exactly as missing as no session."""
+    session = BrowserSession.objects.filter(pk=session_id, account=account).first()
+    if session is None:
+        raise NotFound(f"Session {session_id!r} not found.", code="session_not_found")
+    return session
+
+
+LIST_STATUS_FILTERS = {"live", "terminated", "all"}
+
+
+def session_list(
+    *, account: Account, status: str = "live", persistent: bool | None = None, limit: int = 100
+) -> QuerySet[BrowserSession]:
+    if status not in LIST_STATUS_FILTERS:
+        raise InvalidInput(f"status must be one of {sorted(LIST_STATUS_FILTERS)}.")
+    sessions = BrowserSession.objects.filter(account=account)
+    if status == "live":
+        sessions = sessions.filter(status__in=LIVE_STATUSES)
+    elif status == "terminated":
+        sessions = sessions.filter(status=SessionStatus.TERMINATED)
+    if persistent is not None:
+        sessions = sessions.filter(options__persistent=persistent)
+    return sessions.order_by("-created_at")[:limit]
+
+
+def live_session_count(*, account_id: int) -> int:
+    return BrowserSession.objects.filter(account_id=account_id, status__in=LIVE_STATUSES).count()

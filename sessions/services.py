@@ -1,0 +1,217 @@
+"""Session lifecycle: admission, expiry, keepalive and termination.
+
+The web process writes rows and enqueues; workers start and stop browsers (workers/services.py).
+Every state change is a conditional UPDATE on the row's current status, so concurrent requests,
+sweeps and redelivered tasks each change a session at most once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from accounts.models import Account
+from project.exceptions import InvalidInput, ServiceUnavailable, SessionEnded, TooManyRequests
+from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
+from workers.completion import completion_wait
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    kind: str = "browser"
+    max_lifetime_seconds: int | None = None
+    inactivity_timeout_seconds: int | None = None
+    idle_timeout_enabled: bool = True
+    display_width: int = 1024
+    display_height: int = 768
+    display_scale: float = 1.0
+    options: dict[str, Any] | None = None
+
+
+def started_event(session_id: str) -> str:
+    return f"session-started:{session_id}"
+
+
+def session_terminate(*, session_id: str, reason: str, error: str = "") -> bool:
+    """End a live session; its browser is freed by a stop task. False if it had already ended."""
+    from workers.tasks import session_stop
+
+    changed = BrowserSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES).update(
+        status=SessionStatus.TERMINATED, ended_reason=reason, ended_at=timezone.now(), error=error[:2000]
+    )
+    if changed:
+        transaction.on_commit(lambda: session_stop.delay(session_id))
+    return bool(changed)
+
+
+def session_enforce_expiry(*, session: BrowserSession, now: datetime | None = None) -> BrowserSession:
+    """End the session at once if it is past a deadline; nothing may act on an expired session."""
+    reason = session.expiry_reason(now or timezone.now())
+    if reason is not None:
+        session_terminate(session_id=session.pk, reason=reason)
+        session.refresh_from_db()
+    return session
+
+
+def _end_expired_sessions_of(account: Account, now: datetime) -> None:
+    expired = BrowserSession.objects.filter(account=account, status__in=LIVE_STATUSES).filter(
+        Q(expires_at__lte=now) | Q(idle_timeout_enabled=True, idle_expires_at__lte=now)
+    )
+    for session in expired:
+        session_enforce_expiry(session=session, now=now)
+
+
+def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
+    """Admit and record a session, then have a worker start its browser.
+
+    The account row lock serializes creates of one account, so two concurrent creates cannot
+    both take the last slot of the plan.
+    """
+    from workers.tasks import session_start
+
+    if spec.kind != "browser":
+        raise InvalidInput(
+            f"kind {spec.kind!r} is not supported: this server runs browser sessions only.",
+            code="unsupported_kind",
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        account = Account.objects.select_for_update().select_related("plan").get(pk=account.pk)
+        plan = account.plan
+        lifetime = spec.max_lifetime_seconds or plan.max_lifetime_seconds
+        if lifetime > plan.max_lifetime_seconds:
+            raise InvalidInput(
+                f"max_lifetime_seconds {lifetime} is above the {plan.name} plan's maximum of "
+                f"{plan.max_lifetime_seconds} seconds.",
+                code="lifetime_above_plan_maximum",
+                extra={"max_lifetime_seconds": plan.max_lifetime_seconds},
+            )
+        _end_expired_sessions_of(account, now)
+        limit = plan.max_concurrent_sessions
+        if limit is not None:
+            live = list(BrowserSession.objects.filter(account=account, status__in=LIVE_STATUSES))
+            if len(live) >= limit:
+                raise TooManyRequests(
+                    f"The {plan.name} plan allows {limit} concurrent sessions and {len(live)} are "
+                    "running; end one (DELETE /computers/{id}) or wait for one to expire.",
+                    code="concurrency_limit",
+                    retry_after=_seconds_until_a_slot_frees(live, now),
+                    extra={"limit": limit},
+                )
+        inactivity = spec.inactivity_timeout_seconds or settings.DEFAULT_INACTIVITY_TIMEOUT_SECONDS
+        session = BrowserSession(
+            account=account,
+            kind=spec.kind,
+            status=SessionStatus.STARTING,
+            created_at=now,
+            last_activity_at=now,
+            expires_at=now + timedelta(seconds=lifetime),
+            max_lifetime_seconds=lifetime,
+            inactivity_timeout_seconds=inactivity,
+            idle_timeout_enabled=spec.idle_timeout_enabled,
+            display_width=spec.display_width,
+            display_height=spec.display_height,
+            display_scale=spec.display_scale,
+            options=spec.options or {},
+        )
+        session.idle_expires_at = session.idle_deadline(now)
+        session.save(force_insert=True)
+        transaction.on_commit(lambda: session_start.delay(session.pk))
+    return session
+
+
+def _seconds_until_a_slot_frees(live: list[BrowserSession], now: datetime) -> int:
+    deadlines = [s.expires_at for s in live] + [
+        s.idle_expires_at for s in live if s.idle_timeout_enabled and s.idle_expires_at
+    ]
+    soonest = min(deadlines, default=now + timedelta(seconds=60))
+    # The SDK honours Retry-After only up to 60 s.
+    return max(1, min(60, int((soonest - now).total_seconds()) + 1))
+
+
+def session_wait_until_started(*, session: BrowserSession, timeout: float) -> BrowserSession:
+    """Block until a worker has started the browser; give up (and end the session) at `timeout`."""
+    completion_wait(started_event(session.pk), timeout=timeout)
+    session.refresh_from_db()
+    if session.status == SessionStatus.STARTING:
+        # Too slow: end it. The start task sees the ended row and stops what it started.
+        session_terminate(session_id=session.pk, reason=EndedReason.START_FAILED, error="start timed out")
+        session.refresh_from_db()
+    if session.status == SessionStatus.TERMINATED:
+        raise ServiceUnavailable(
+            "The browser could not be started; no session is running and nothing was charged. "
+            "Try again.",
+            code="browser_start_failed",
+            retry_after=1,
+        )
+    return session
+
+
+def session_wait_released(*, session: BrowserSession, timeout: float) -> BrowserSession:
+    """Wait (bounded) until the ended session's browser is gone, so the caller may rely on it."""
+    deadline = time.monotonic() + timeout
+    while session.browser_released_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        session.refresh_from_db(fields=["browser_released_at"])
+    return session
+
+
+def session_keepalive(*, session: BrowserSession) -> BrowserSession:
+    """Reset the idle timer. Ended or expired sessions get 410 (expired ones end right here)."""
+    session = session_enforce_expiry(session=session)
+    now = timezone.now()
+    idle_deadline = session.idle_deadline(now)
+    # The WHERE repeats the expiry test so that a sweep between our check and our write wins.
+    changed = (
+        BrowserSession.objects.filter(pk=session.pk, status__in=LIVE_STATUSES, expires_at__gt=now)
+        .exclude(idle_timeout_enabled=True, idle_expires_at__lte=now)
+        .update(
+            last_activity_at=now,
+            idle_expires_at=idle_deadline,
+            status=Case(
+                When(status=SessionStatus.READY, then=Value(SessionStatus.RUNNING)), default=F("status")
+            ),
+        )
+    )
+    session.refresh_from_db()
+    if not changed:
+        raise SessionEnded(
+            f"Session {session.pk} has ended ({session.ended_reason or 'expired'}).",
+            extra={"ended_reason": session.ended_reason},
+        )
+    return session
+
+
+def sessions_sweep(*, now: datetime | None = None, batch_size: int = 500, max_batches: int = 20) -> int:
+    """End live sessions past a deadline; return how many this run ended.
+
+    Reads only live rows past their deadline, through partial indexes, so a run costs in
+    proportion to the expired sessions. Concurrent sweeps each end a given session at most once.
+    """
+    now = now or timezone.now()
+    stuck_start = now - timedelta(
+        seconds=settings.BROWSER_START_TIMEOUT_SECONDS + settings.SESSION_CREATE_WAIT_SECONDS + 30
+    )
+    ended = 0
+    for reason, deadline_passed in (
+        (EndedReason.MAX_LIFETIME, Q(expires_at__lte=now)),
+        (EndedReason.IDLE, Q(idle_timeout_enabled=True, idle_expires_at__lte=now)),
+        (EndedReason.START_FAILED, Q(status=SessionStatus.STARTING, created_at__lte=stuck_start)),
+    ):
+        for _ in range(max_batches):
+            ids = list(
+                BrowserSession.objects.filter(deadline_passed, status__in=LIVE_STATUSES)
+                .values_list("pk", flat=True)[:batch_size]
+            )
+            for session_id in ids:
+                ended += session_terminate(session_id=session_id, reason=reason)
+            if len(ids) < batch_size:
+                break
+    return ended

@@ -1,0 +1,155 @@
+"""Fixtures that run the real thing: PostgreSQL, Redis, a Celery worker and Beat, Chromium.
+
+The worker and Beat are separate processes on the pytest-django test database. Tests that
+cross the process boundary use `transactional_db` (through `live_server` or directly), so the
+worker sees what they commit.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+
+from accounts.models import Account
+from accounts.plans import seed_plans
+from tests.support.processes import browser_processes, start_celery, stop_process, wait_until
+
+PAGES = Path(__file__).parent / "pages"
+
+
+@pytest.fixture(scope="session")
+def redis_flushed() -> None:
+    from project.redis import get_redis
+
+    get_redis().flushdb()
+
+
+@pytest.fixture(scope="session")
+def service_env(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of our worker and Beat processes: the test database, the test Redis."""
+    return {
+        **os.environ,
+        "POSTGRES_DB": connection.settings_dict["NAME"],
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(service_env: dict[str, str], redis_flushed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    logs = tmp_path_factory.mktemp("celery")
+    worker = start_celery(
+        ["worker", "-Q", "lifecycle,actions,batch", "-c", "4", "-l", "info", "-n", "test@%h",
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        env=service_env, log=logs / "worker.log", ready_marker="ready.",
+    )
+    beat = start_celery(
+        ["beat", "-l", "info", "-s", str(logs / "beat-schedule")],
+        env=service_env, log=logs / "beat.log", ready_marker="beat: Starting",
+    )
+    yield
+    stop_process(beat)
+    stop_process(worker)
+    # Nothing may outlive the sessions: every browser the suite started must be gone.
+    leaked = browser_processes(str(settings.BROWSER_PROFILE_ROOT))
+    assert not leaked, f"browser processes left running: {leaked}"
+
+
+@pytest.fixture
+def plans(transactional_db: None) -> None:
+    # transactional_db truncates tables after each test, seeded ones included.
+    from accounts.models import Plan
+
+    seed_plans(Plan)
+
+
+@dataclass
+class Client:
+    """A logged-in HTTP client for one account."""
+
+    base_url: str
+    account: Account
+    key: str
+    http: requests.Session
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.key}", **kwargs.pop("headers", {})}
+        return self.http.request(method, self.base_url + path, headers=headers, timeout=60, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, json=json, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
+
+@pytest.fixture
+def make_client(live_server: Any, plans: None, celery_worker_process: None) -> Iterator[Any]:
+    from accounts.services import account_create
+
+    made: list[Client] = []
+
+    def make(*, plan: str = "free", credits: int = 100_000, name: str = "test") -> Client:
+        account, key = account_create(name=name, plan_name=plan, credits=credits)
+        client = Client(base_url=live_server.url, account=account, key=key, http=requests.Session())
+        made.append(client)
+        return client
+
+    yield make
+    _end_all_sessions()
+
+
+def _end_all_sessions() -> None:
+    """End what a test left running and wait for the browsers to go, before tables are flushed."""
+    from sessions.models import LIVE_STATUSES, BrowserSession, SessionStatus
+    from sessions.services import session_terminate
+
+    for session_id in BrowserSession.objects.filter(status__in=LIVE_STATUSES).values_list("pk", flat=True):
+        session_terminate(session_id=session_id, reason="admin")
+    wait_until(
+        lambda: not BrowserSession.objects.filter(
+            status=SessionStatus.TERMINATED, browser_released_at__isnull=True
+        ).exists(),
+        timeout=30, message="browsers of ended sessions to be released",
+    )
+
+
+@pytest.fixture
+def client(make_client: Any) -> Client:
+    return make_client()
+
+
+@pytest.fixture(scope="session")
+def pages_server() -> Iterator[str]:
+    """The pages that browsers visit, served by the tests on 127.0.0.1."""
+    handler = partial(_QuietHandler, directory=str(PAGES))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,81 @@
+"""The sweep on its own: correctness under concurrency and what it reads."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from accounts.services import account_create
+from sessions.models import BrowserSession
+from sessions.services import sessions_sweep
+
+
+def _row(account, *, expires_in: float, idle_in: float | None, status: str = "ready") -> BrowserSession:
+    now = timezone.now()
+    return BrowserSession.objects.create(
+        account=account, status=status, created_at=now, last_activity_at=now,
+        expires_at=now + timedelta(seconds=expires_in),
+        idle_expires_at=None if idle_in is None else now + timedelta(seconds=idle_in),
+        idle_timeout_enabled=idle_in is not None, max_lifetime_seconds=3600,
+        inactivity_timeout_seconds=120,
+    )
+
+
+@pytest.fixture
+def account(plans):
+    return account_create(name="sweep", plan_name="enterprise")[0]
+
+
+def test_two_concurrent_sweeps_end_each_session_once(account):
+    expired = [_row(account, expires_in=-1, idle_in=None) for _ in range(30)]
+    expired += [_row(account, expires_in=600, idle_in=-1) for _ in range(30)]
+    alive = [_row(account, expires_in=600, idle_in=600) for _ in range(10)]
+    results: list[int] = []
+
+    def sweep() -> None:
+        results.append(sessions_sweep())
+        connection.close()
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(results) == 60
+    assert BrowserSession.objects.filter(pk__in=[s.pk for s in expired[:30]], ended_reason="max_lifetime").count() == 30
+    assert BrowserSession.objects.filter(pk__in=[s.pk for s in expired[30:]], ended_reason="idle").count() == 30
+    assert BrowserSession.objects.filter(pk__in=[s.pk for s in alive], status="ready").count() == 10
+    assert sessions_sweep() == 0
+
+
+def test_sweep_reads_expired_rows_through_the_partial_indexes(account):
+    from sessions.models import LIVE_STATUSES
+
+    now = timezone.now()
+    # A few rows make any plan cheap; forbid the sequential scan to see which index fits.
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+    try:
+        for deadline, index in (("expires_at__lte", "session_live_expires"),
+                                ("idle_expires_at__lte", "session_live_idle_expires")):
+            extra = {"idle_timeout_enabled": True} if index == "session_live_idle_expires" else {}
+            plan = BrowserSession.objects.filter(
+                status__in=LIVE_STATUSES, **{deadline: now}, **extra
+            ).values("pk").explain()
+            assert index in plan, plan
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET enable_seqscan = on")
+
+
+def test_sweep_ends_starts_that_never_finished(account):
+    stuck = _row(account, expires_in=600, idle_in=600, status="starting")
+    BrowserSession.objects.filter(pk=stuck.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    fresh = _row(account, expires_in=600, idle_in=600, status="starting")
+    assert sessions_sweep() == 1
+    assert BrowserSession.objects.get(pk=stuck.pk).ended_reason == "start_failed"
+    assert BrowserSession.objects.get(pk=fresh.pk).status == "starting"

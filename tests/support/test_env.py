@@ -1,0 +1,17 @@
+"""Loaded with `-p` before pytest-django reads the settings: the test configuration.
+
+Tests get their own Redis database, so a development worker on the same Redis never takes
+their tasks, and their own browser profile root, so reconcile never touches other browsers.
+"""
+
+import os
+import tempfile
+
+os.environ["BROWSERFLEET_ENV"] = "test"
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("BROWSER_PROFILE_ROOT", tempfile.mkdtemp(prefix="bf-test-browsers-"))
+os.environ.setdefault("SESSION_SWEEP_INTERVAL_SECONDS", "1")
+os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "2")
+os.environ.setdefault("ALLOW_PRIVATE_NETWORK_TARGETS", "true")
+os.environ.pop("SELENIUM_GRID_URL", None)
+os.environ.pop("BROWSER_BACKEND", None)

@@ -1,0 +1,31 @@
+"""Everything that talks to browsers. Nothing outside this package imports Selenium."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from workers.browser.base import BrowserBackend, BrowserHandle, Display
+from workers.browser.errors import BrowserError, BrowserGone, BrowserStartError, TransientBrowserError
+
+__all__ = [
+    "BrowserBackend",
+    "BrowserError",
+    "BrowserGone",
+    "BrowserHandle",
+    "BrowserStartError",
+    "Display",
+    "TransientBrowserError",
+    "get_backend",
+]
+
+
+def get_backend(name: str | None = None) -> BrowserBackend:
+    """The backend for new sessions (settings), or the one a session row names."""
+    name = name or settings.BROWSER_BACKEND
+    if name == "grid":
+        from workers.browser.grid import GridBackend
+
+        return GridBackend()
+    from workers.browser.local import LocalBackend
+
+    return LocalBackend()

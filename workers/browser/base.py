@@ -1,0 +1,106 @@
+"""The browser backend interface: where browsers are started, how to reach and stop them."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from workers.browser.errors import BrowserError, BrowserGone
+
+
+@dataclass(frozen=True)
+class Display:
+    width: int = 1024
+    height: int = 768
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class BrowserHandle:
+    """What a session row stores so that any worker can reach its browser."""
+
+    backend: str
+    webdriver_url: str
+    webdriver_session_id: str
+    host: str = ""
+    pid: int | None = None
+    profile_dir: str = ""
+
+
+class BrowserBackend(Protocol):
+    name: str
+
+    def start(self, *, session_id: str, display: Display) -> BrowserHandle: ...
+
+    def stop(self, handle: BrowserHandle, *, session_id: str) -> None:
+        """End the browser and free everything it held. Safe to call twice."""
+
+    def is_alive(self, handle: BrowserHandle) -> bool: ...
+
+    def kill_orphans(self, *, live_session_ids: set[str], live_webdriver_ids: set[str]) -> list[str]:
+        """Kill browsers that belong to no live session; return what was killed."""
+
+
+def webdriver_request(
+    method: str, url: str, *, body: dict[str, Any] | None = None, timeout: float = 5.0
+) -> dict[str, Any]:
+    """One raw W3C WebDriver HTTP call (used where a full Selenium client is not needed)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return dict(json.load(response))
+    except urllib.error.HTTPError as exc:
+        try:
+            payload = json.load(exc)
+        except ValueError:
+            payload = {}
+        error = (payload.get("value") or {}).get("error", "")
+        if exc.code == 404 or error in {"invalid session id", "no such window"}:
+            raise BrowserGone(f"{method} {url}: {error or exc.code}") from exc
+        raise BrowserError(f"{method} {url}: {error or exc.code}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, TimeoutError):
+            # A slow answer is a busy driver, not a dead one.
+            raise BrowserError(f"{method} {url}: timed out") from exc
+        raise BrowserGone(f"{method} {url}: {reason}") from exc
+
+
+def webdriver_session_alive(handle: BrowserHandle) -> bool:
+    try:
+        webdriver_request(
+            "GET", f"{handle.webdriver_url}/session/{handle.webdriver_session_id}/window", timeout=5
+        )
+    except BrowserGone:
+        return False
+    except BrowserError:
+        # The driver answered with some other error: it is there, the page may be busy.
+        return True
+    return True
+
+
+def apply_display(webdriver_url: str, webdriver_session_id: str, display: Display) -> None:
+    """Make the page viewport exactly the display, in CSS pixels, at the display's scale.
+
+    Headless Chromium's window size includes space that is not page, so --window-size alone
+    gives a shorter viewport. Emulation sets it per tab, as Puppeteer's defaultViewport does.
+    """
+    webdriver_request(
+        "POST",
+        f"{webdriver_url}/session/{webdriver_session_id}/goog/cdp/execute",
+        body={
+            "cmd": "Emulation.setDeviceMetricsOverride",
+            "params": {
+                "width": display.width,
+                "height": display.height,
+                "deviceScaleFactor": display.scale,
+                "mobile": False,
+            },
+        },
+        timeout=10,
+    )

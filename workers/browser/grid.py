@@ -1,0 +1,85 @@
+"""The grid backend: browsers live on Selenium Grid 4 nodes; any worker anywhere attaches."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+
+from workers.browser.base import (
+    BrowserHandle,
+    Display,
+    apply_display,
+    webdriver_request,
+    webdriver_session_alive,
+)
+from workers.browser.errors import BrowserError, BrowserStartError
+from workers.browser.options import chrome_capabilities
+
+
+class GridBackend:
+    name = "grid"
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = (url or settings.SELENIUM_GRID_URL).rstrip("/")
+
+    def start(self, *, session_id: str, display: Display) -> BrowserHandle:
+        # The node knows where its browser binary is; profiles are the node's own temp dirs.
+        capabilities = chrome_capabilities(display=display, binary=None, profile_dir=None)
+        try:
+            reply = webdriver_request(
+                "POST", f"{self.url}/session", body={"capabilities": {"alwaysMatch": capabilities}},
+                timeout=settings.BROWSER_START_TIMEOUT_SECONDS,
+            )
+            webdriver_session_id = str(reply["value"]["sessionId"])
+        except (BrowserError, KeyError, TypeError) as exc:
+            raise BrowserStartError(f"Selenium Grid could not start a browser: {exc}") from exc
+        handle = BrowserHandle(
+            backend=self.name, webdriver_url=self.url, webdriver_session_id=webdriver_session_id
+        )
+        try:
+            apply_display(self.url, webdriver_session_id, display)
+        except BrowserError as exc:
+            self.stop(handle, session_id=session_id)
+            raise BrowserStartError(f"Could not size the browser: {exc}") from exc
+        return handle
+
+    def stop(self, handle: BrowserHandle, *, session_id: str) -> None:
+        with contextlib.suppress(BrowserError):
+            webdriver_request(
+                "DELETE", f"{handle.webdriver_url}/session/{handle.webdriver_session_id}", timeout=10
+            )
+
+    def is_alive(self, handle: BrowserHandle) -> bool:
+        return webdriver_session_alive(handle)
+
+    def grid_sessions(self) -> dict[str, datetime | None]:
+        """WebDriver session ids on the Grid, with the time each started when the Grid says."""
+        status = webdriver_request("GET", f"{self.url}/status", timeout=5)
+        sessions: dict[str, datetime | None] = {}
+        for node in status.get("value", {}).get("nodes", []):
+            for slot in node.get("slots", []):
+                session = slot.get("session") or {}
+                if session.get("sessionId"):
+                    started = None
+                    with contextlib.suppress(TypeError, ValueError):
+                        started = datetime.fromisoformat(str(session.get("start")).replace("Z", "+00:00"))
+                    sessions[str(session["sessionId"])] = started
+        return sessions
+
+    def kill_orphans(self, *, live_session_ids: set[str], live_webdriver_ids: set[str]) -> list[str]:
+        """Delete Grid sessions that no live row owns. Assumes the Grid is ours alone.
+
+        A browser that a worker is starting right now has no row pointing at it yet, so only
+        sessions older than the longest possible start are candidates.
+        """
+        young = datetime.now(UTC) - timedelta(seconds=settings.BROWSER_START_TIMEOUT_SECONDS + 30)
+        killed = []
+        for webdriver_id, started in self.grid_sessions().items():
+            if webdriver_id in live_webdriver_ids or (started is not None and started > young):
+                continue
+            with contextlib.suppress(BrowserError):
+                webdriver_request("DELETE", f"{self.url}/session/{webdriver_id}", timeout=10)
+            killed.append(webdriver_id)
+        return killed

@@ -1,0 +1,207 @@
+"""The local backend: chromedriver and Debian's Chromium on this machine.
+
+Each session gets its own chromedriver in its own process group, and a profile directory
+`<BROWSER_PROFILE_ROOT>/<session id>/`. Chromium is chromedriver's child and stays in that group,
+so stopping kills the whole group at once and removes the directory. The session id is in every
+command line (the profile and log paths), which is how reconcile finds browsers without a row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from workers.browser.base import (
+    BrowserHandle,
+    Display,
+    apply_display,
+    webdriver_request,
+    webdriver_session_alive,
+)
+from workers.browser.errors import BrowserError, BrowserStartError
+from workers.browser.options import chrome_capabilities
+
+# Popen objects of chromedrivers this process started, so that they are reaped, not left zombies.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    child = _children.pop(pgid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
+
+
+def _reap_finished_children() -> None:
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            _children.pop(pid, None)
+    # As a subreaper this process also inherits Chromium helpers whose parent died first.
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants (Chromium's helpers) so that they are reaped, not left zombies.
+
+    Worker processes call this once. Without it they go to PID 1, which in some containers
+    never reaps them.
+    """
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # A zombie has exited; only its exit status is left to collect.
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self) -> None:
+        self.root = Path(settings.BROWSER_PROFILE_ROOT)
+        self.host = socket.gethostname()
+
+    def _session_dir(self, session_id: str) -> Path:
+        return self.root / session_id
+
+    def start(self, *, session_id: str, display: Display) -> BrowserHandle:
+        _reap_finished_children()
+        session_dir = self._session_dir(session_id)
+        # A redelivered start may find the browser of its earlier attempt: end that one first.
+        self._kill_session_processes(session_id)
+        shutil.rmtree(session_dir, ignore_errors=True)
+        session_dir.mkdir(parents=True)
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(
+            [settings.CHROMEDRIVER_BINARY, f"--port={port}", f"--log-path={session_dir}/chromedriver.log"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            # Chromium's crash handler double-forks out of the group and keeps its database under
+            # $HOME: a per-session HOME puts the session id in its command line too.
+            env={**os.environ, "HOME": str(session_dir)},
+        )
+        _children[process.pid] = process
+        try:
+            self._wait_for_driver(url, process)
+            capabilities = chrome_capabilities(
+                display=display, binary=settings.CHROMIUM_BINARY, profile_dir=session_dir / "profile"
+            )
+            reply = webdriver_request(
+                "POST", f"{url}/session", body={"capabilities": {"alwaysMatch": capabilities}},
+                timeout=settings.BROWSER_START_TIMEOUT_SECONDS,
+            )
+            webdriver_session_id = str(reply["value"]["sessionId"])
+            apply_display(url, webdriver_session_id, display)
+        except (BrowserError, KeyError, TypeError) as exc:
+            _kill_group(process.pid)
+            shutil.rmtree(session_dir, ignore_errors=True)
+            raise BrowserStartError(f"Chromium did not start: {exc}") from exc
+        return BrowserHandle(
+            backend=self.name,
+            webdriver_url=url,
+            webdriver_session_id=webdriver_session_id,
+            host=self.host,
+            pid=process.pid,
+            profile_dir=str(session_dir),
+        )
+
+    def _wait_for_driver(self, url: str, process: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + settings.BROWSER_START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BrowserStartError(f"chromedriver exited with {process.returncode}")
+            try:
+                if webdriver_request("GET", f"{url}/status", timeout=1)["value"].get("ready"):
+                    return
+            except BrowserError:
+                pass
+            time.sleep(0.01)
+        raise BrowserStartError("chromedriver did not answer in time")
+
+    def stop(self, handle: BrowserHandle, *, session_id: str) -> None:
+        if handle.webdriver_session_id and handle.webdriver_url:
+            # Let chromedriver close Chromium cleanly; the group kill below is what guarantees it.
+            with contextlib.suppress(BrowserError):
+                webdriver_request(
+                    "DELETE", f"{handle.webdriver_url}/session/{handle.webdriver_session_id}", timeout=3
+                )
+        if handle.pid:
+            _kill_group(handle.pid)
+        self._kill_session_processes(session_id)
+        shutil.rmtree(self._session_dir(session_id), ignore_errors=True)
+        _reap_finished_children()
+
+    def is_alive(self, handle: BrowserHandle) -> bool:
+        if handle.pid and handle.host == self.host and not _pid_alive(handle.pid):
+            return False
+        return webdriver_session_alive(handle)
+
+    def _browser_groups(self) -> dict[str, set[int]]:
+        """Process groups of our browsers on this machine, by session id (from command lines)."""
+        marker = f"{self.root}/"
+        groups: dict[str, set[int]] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    cmdline = f.read().decode(errors="replace")
+                pgid = os.getpgid(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+            at = cmdline.find(marker)
+            if at < 0:
+                continue
+            session_id = cmdline[at + len(marker):].split("/", 1)[0].split("\0", 1)[0]
+            if session_id:
+                groups.setdefault(session_id, set()).add(pgid)
+        return groups
+
+    def _kill_session_processes(self, session_id: str) -> None:
+        for pgid in self._browser_groups().get(session_id, set()):
+            _kill_group(pgid)
+
+    def kill_orphans(self, *, live_session_ids: set[str], live_webdriver_ids: set[str]) -> list[str]:
+        killed = []
+        for session_id, pgids in self._browser_groups().items():
+            if session_id in live_session_ids:
+                continue
+            for pgid in pgids:
+                _kill_group(pgid)
+            shutil.rmtree(self._session_dir(session_id), ignore_errors=True)
+            killed.append(session_id)
+        _reap_finished_children()
+        return killed

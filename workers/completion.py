@@ -1,0 +1,37 @@
+"""Completion signals from workers to the web process that waits for them.
+
+The worker pushes one message onto a per-event Redis list; the single waiter pops it with a
+blocking pop. The list outlives a late waiter for a few minutes, so the order of the two never
+matters, and the waiter's wake-up is immediate (no polling).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from project.redis import get_redis
+
+_TTL_SECONDS = 300
+
+
+def _key(event: str) -> str:
+    return f"bf:done:{event}"
+
+
+def completion_publish(event: str, payload: dict[str, Any] | None = None) -> None:
+    key = _key(event)
+    pipe = get_redis().pipeline()
+    pipe.rpush(key, json.dumps(payload or {}))
+    pipe.expire(key, _TTL_SECONDS)
+    pipe.execute()
+
+
+def completion_wait(event: str, *, timeout: float) -> dict[str, Any] | None:
+    """The event's payload, or None if it did not come within `timeout` seconds."""
+    if timeout <= 0:
+        return None
+    reply = get_redis().blpop([_key(event)], timeout=timeout)
+    if reply is None:
+        return None
+    return dict(json.loads(reply[1]))
