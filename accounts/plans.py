@@ -11,12 +11,24 @@ from typing import Any
 HOUR = 3600
 
 DEFAULT_PLANS: list[dict[str, Any]] = [
-    {"name": "free", "max_concurrent_sessions": 2, "max_lifetime_seconds": 1 * HOUR,
-     "requests_per_minute": 120},
-    {"name": "pro", "max_concurrent_sessions": 10, "max_lifetime_seconds": 4 * HOUR,
-     "requests_per_minute": 1200},
-    {"name": "enterprise", "max_concurrent_sessions": None, "max_lifetime_seconds": 24 * HOUR,
-     "requests_per_minute": 12000},
+    {
+        "name": "free",
+        "max_concurrent_sessions": 2,
+        "max_lifetime_seconds": 1 * HOUR,
+        "requests_per_minute": 120,
+    },
+    {
+        "name": "pro",
+        "max_concurrent_sessions": 10,
+        "max_lifetime_seconds": 4 * HOUR,
+        "requests_per_minute": 1200,
+    },
+    {
+        "name": "enterprise",
+        "max_concurrent_sessions": None,
+        "max_lifetime_seconds": 24 * HOUR,
+        "requests_per_minute": 12000,
+    },
 ]
 
 

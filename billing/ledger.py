@@ -59,6 +59,9 @@ def balance_open(*, account_id: int, grant: int = 0, reason: str = "initial gran
     Balance.objects.get_or_create(account_id=account_id)
     if grant:
         ledger_post(
-            account_id=account_id, amount=grant, kind=LedgerEntry.Kind.GRANT,
-            idempotency_key=f"grant:opening:{account_id}", reason=reason,
+            account_id=account_id,
+            amount=grant,
+            kind=LedgerEntry.Kind.GRANT,
+            idempotency_key=f"grant:opening:{account_id}",
+            reason=reason,
         )

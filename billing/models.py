@@ -39,7 +39,10 @@ class LedgerEntry(models.Model):
     balance_after = models.BigIntegerField()
     reason = models.CharField(max_length=255, blank=True, default="")
     session = models.ForeignKey(
-        "browser_sessions.BrowserSession", null=True, blank=True, on_delete=models.PROTECT,
+        "browser_sessions.BrowserSession",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="ledger_entries",
     )
     # One charge per key, forever: retries and redeliveries find the key taken and charge nothing.

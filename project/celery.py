@@ -21,7 +21,8 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
     reconcile = settings.RECONCILE_INTERVAL_SECONDS
     # A periodic run that waited longer than its own interval is stale: the next one is due.
     sender.add_periodic_task(
-        float(sweep), sender.signature("workers.tasks.sessions_sweep", options={"expires": sweep}),
+        float(sweep),
+        sender.signature("workers.tasks.sessions_sweep", options={"expires": sweep}),
         name="sweep expired sessions",
     )
     sender.add_periodic_task(

@@ -140,7 +140,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     elif isinstance(exc, drf_exceptions.ValidationError):
         status_code, code = 400, "invalid"
         messages = _flatten(exc.detail)
-        detail = "Invalid input: " + "; ".join(messages) if messages else "Invalid input."
+        detail = "Invalid input. " + " ".join(messages) if messages else "Invalid input."
         extra["errors"] = exc.detail
     elif isinstance(exc, drf_exceptions.APIException):
         status_code = exc.status_code

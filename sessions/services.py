@@ -146,8 +146,7 @@ def session_wait_until_started(*, session: BrowserSession, timeout: float) -> Br
         session.refresh_from_db()
     if session.status == SessionStatus.TERMINATED:
         raise ServiceUnavailable(
-            "The browser could not be started; no session is running and nothing was charged. "
-            "Try again.",
+            "The browser could not be started; no session is running and nothing was charged. Try again.",
             code="browser_start_failed",
             retry_after=1,
         )
@@ -207,8 +206,9 @@ def sessions_sweep(*, now: datetime | None = None, batch_size: int = 500, max_ba
     ):
         for _ in range(max_batches):
             ids = list(
-                BrowserSession.objects.filter(deadline_passed, status__in=LIVE_STATUSES)
-                .values_list("pk", flat=True)[:batch_size]
+                BrowserSession.objects.filter(deadline_passed, status__in=LIVE_STATUSES).values_list(
+                    "pk", flat=True
+                )[:batch_size]
             )
             for session_id in ids:
                 ended += session_terminate(session_id=session_id, reason=reason)

@@ -37,7 +37,9 @@ def redis_flushed() -> None:
 
 
 @pytest.fixture(scope="session")
-def service_env(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def service_env(
+    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     """The environment of our worker and Beat processes: the test database, the test Redis."""
     return {
         **os.environ,
@@ -47,16 +49,34 @@ def service_env(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: 
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(service_env: dict[str, str], redis_flushed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def celery_worker_process(
+    service_env: dict[str, str], redis_flushed: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
     logs = tmp_path_factory.mktemp("celery")
     worker = start_celery(
-        ["worker", "-Q", "lifecycle,actions,batch", "-c", "4", "-l", "info", "-n", "test@%h",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        env=service_env, log=logs / "worker.log", ready_marker="ready.",
+        [
+            "worker",
+            "-Q",
+            "lifecycle,actions,batch",
+            "-c",
+            "4",
+            "-l",
+            "info",
+            "-n",
+            "test@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env=service_env,
+        log=logs / "worker.log",
+        ready_marker="ready.",
     )
     beat = start_celery(
         ["beat", "-l", "info", "-s", str(logs / "beat-schedule")],
-        env=service_env, log=logs / "beat.log", ready_marker="beat: Starting",
+        env=service_env,
+        log=logs / "beat.log",
+        ready_marker="beat: Starting",
     )
     yield
     stop_process(beat)
@@ -121,10 +141,13 @@ def _end_all_sessions() -> None:
     for session_id in BrowserSession.objects.filter(status__in=LIVE_STATUSES).values_list("pk", flat=True):
         session_terminate(session_id=session_id, reason="admin")
     wait_until(
-        lambda: not BrowserSession.objects.filter(
-            status=SessionStatus.TERMINATED, browser_released_at__isnull=True
-        ).exists(),
-        timeout=30, message="browsers of ended sessions to be released",
+        lambda: (
+            not BrowserSession.objects.filter(
+                status=SessionStatus.TERMINATED, browser_released_at__isnull=True
+            ).exists()
+        ),
+        timeout=30,
+        message="browsers of ended sessions to be released",
     )
 
 

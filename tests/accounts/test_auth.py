@@ -54,7 +54,9 @@ def test_ten_failures_lock_the_ip_out_even_with_a_valid_key(client):
         assert locked.json()["code"] == "auth_locked_out"
         assert 500 < int(locked.headers["Retry-After"]) <= 600
         # Another address is not affected.
-        assert _from("127.0.0.4").get(url, headers={"Authorization": f"Bearer {client.key}"}).status_code == 200
+        assert (
+            _from("127.0.0.4").get(url, headers={"Authorization": f"Bearer {client.key}"}).status_code == 200
+        )
     finally:
         get_redis().delete("bf:authfail:127.0.0.2")
     assert attacker.get(url, headers={"Authorization": f"Bearer {client.key}"}).status_code == 200

@@ -59,8 +59,15 @@ def test_create_applies_plan_defaults(client):
 def test_create_accepts_tzafon_and_notexai_aliases_and_echoes_unsupported_options(client):
     response = client.post(
         "/computers",
-        {"timeout_seconds": 600, "auto_kill": False, "session_timeout": 30, "persistent": True,
-         "context_id": "run-7", "stealth": {"level": 1}, "display": {"width": 800, "height": 600}},
+        {
+            "timeout_seconds": 600,
+            "auto_kill": False,
+            "session_timeout": 30,
+            "persistent": True,
+            "context_id": "run-7",
+            "stealth": {"level": 1},
+            "display": {"width": 800, "height": 600},
+        },
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -170,7 +177,8 @@ def test_idle_session_is_terminated_by_sweep(client):
     # Read the row, not the API: a request would end the session itself.
     row = wait_until(
         lambda: BrowserSession.objects.filter(pk=created["id"], status="terminated").first(),
-        timeout=15, message="the sweep to end the idle session",
+        timeout=15,
+        message="the sweep to end the idle session",
     )
     assert row.ended_reason == "idle"
     lateness = (row.ended_at - row.idle_expires_at).total_seconds()
@@ -189,7 +197,8 @@ def test_keepalive_postpones_idle_expiry(client):
     assert BrowserSession.objects.get(pk=session_id).status == "running"
     row = wait_until(
         lambda: BrowserSession.objects.filter(pk=session_id, status="terminated").first(),
-        timeout=15, message="idle expiry after keepalives stop",
+        timeout=15,
+        message="idle expiry after keepalives stop",
     )
     assert row.ended_reason == "idle"
 
@@ -198,7 +207,8 @@ def test_max_lifetime_ends_session_even_with_idle_timeout_disabled(client):
     created = client.post("/v1/computers", {"max_lifetime_seconds": 3, "idle_timeout_enabled": False}).json()
     row = wait_until(
         lambda: BrowserSession.objects.filter(pk=created["id"], status="terminated").first(),
-        timeout=15, message="max lifetime",
+        timeout=15,
+        message="max lifetime",
     )
     assert row.ended_reason == "max_lifetime"
 
@@ -243,7 +253,8 @@ def test_browser_killed_from_outside_is_reconciled_as_crashed(client):
     os.killpg(pid, signal.SIGKILL)
     row = wait_until(
         lambda: BrowserSession.objects.filter(pk=session_id, status="terminated").first(),
-        timeout=20, message="reconcile to notice the dead browser",
+        timeout=20,
+        message="reconcile to notice the dead browser",
     )
     assert row.ended_reason == "crashed"
     wait_until(lambda: _session_processes(session_id) == [], timeout=15, message="leftovers killed")
@@ -251,7 +262,9 @@ def test_browser_killed_from_outside_is_reconciled_as_crashed(client):
 
 def test_no_trailing_slash_redirects(client):
     response = client.http.post(
-        client.base_url + "/computers/", json={}, headers={"Authorization": f"Bearer {client.key}"},
+        client.base_url + "/computers/",
+        json={},
+        headers={"Authorization": f"Bearer {client.key}"},
         allow_redirects=False,
     )
     assert response.status_code == 404

@@ -17,10 +17,14 @@ from sessions.services import sessions_sweep
 def _row(account, *, expires_in: float, idle_in: float | None, status: str = "ready") -> BrowserSession:
     now = timezone.now()
     return BrowserSession.objects.create(
-        account=account, status=status, created_at=now, last_activity_at=now,
+        account=account,
+        status=status,
+        created_at=now,
+        last_activity_at=now,
         expires_at=now + timedelta(seconds=expires_in),
         idle_expires_at=None if idle_in is None else now + timedelta(seconds=idle_in),
-        idle_timeout_enabled=idle_in is not None, max_lifetime_seconds=3600,
+        idle_timeout_enabled=idle_in is not None,
+        max_lifetime_seconds=3600,
         inactivity_timeout_seconds=120,
     )
 
@@ -46,8 +50,15 @@ def test_two_concurrent_sweeps_end_each_session_once(account):
     for t in threads:
         t.join()
     assert sum(results) == 60
-    assert BrowserSession.objects.filter(pk__in=[s.pk for s in expired[:30]], ended_reason="max_lifetime").count() == 30
-    assert BrowserSession.objects.filter(pk__in=[s.pk for s in expired[30:]], ended_reason="idle").count() == 30
+    assert (
+        BrowserSession.objects.filter(
+            pk__in=[s.pk for s in expired[:30]], ended_reason="max_lifetime"
+        ).count()
+        == 30
+    )
+    assert (
+        BrowserSession.objects.filter(pk__in=[s.pk for s in expired[30:]], ended_reason="idle").count() == 30
+    )
     assert BrowserSession.objects.filter(pk__in=[s.pk for s in alive], status="ready").count() == 10
     assert sessions_sweep() == 0
 
@@ -60,12 +71,16 @@ def test_sweep_reads_expired_rows_through_the_partial_indexes(account):
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")
     try:
-        for deadline, index in (("expires_at__lte", "session_live_expires"),
-                                ("idle_expires_at__lte", "session_live_idle_expires")):
+        for deadline, index in (
+            ("expires_at__lte", "session_live_expires"),
+            ("idle_expires_at__lte", "session_live_idle_expires"),
+        ):
             extra = {"idle_timeout_enabled": True} if index == "session_live_idle_expires" else {}
-            plan = BrowserSession.objects.filter(
-                status__in=LIVE_STATUSES, **{deadline: now}, **extra
-            ).values("pk").explain()
+            plan = (
+                BrowserSession.objects.filter(status__in=LIVE_STATUSES, **{deadline: now}, **extra)
+                .values("pk")
+                .explain()
+            )
             assert index in plan, plan
     finally:
         with connection.cursor() as cursor:

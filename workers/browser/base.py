@@ -50,7 +50,7 @@ def webdriver_request(
     """One raw W3C WebDriver HTTP call (used where a full Selenium client is not needed)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
+    request.add_header("Content-Type", "application/json; charset=utf-8")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return dict(json.load(response))
@@ -59,10 +59,13 @@ def webdriver_request(
             payload = json.load(exc)
         except ValueError:
             payload = {}
-        error = (payload.get("value") or {}).get("error", "")
+        value = payload.get("value") or {}
+        error = value.get("error", "") if isinstance(value, dict) else ""
+        message = str(value.get("message", "")).split("\n", 1)[0][:300] if isinstance(value, dict) else ""
+        detail = f"{method} {url}: {error or exc.code}" + (f": {message}" if message else "")
         if exc.code == 404 or error in {"invalid session id", "no such window"}:
-            raise BrowserGone(f"{method} {url}: {error or exc.code}") from exc
-        raise BrowserError(f"{method} {url}: {error or exc.code}") from exc
+            raise BrowserGone(detail) from exc
+        raise BrowserError(detail) from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         if isinstance(reason, TimeoutError):

@@ -29,7 +29,9 @@ class GridBackend:
         capabilities = chrome_capabilities(display=display, binary=None, profile_dir=None)
         try:
             reply = webdriver_request(
-                "POST", f"{self.url}/session", body={"capabilities": {"alwaysMatch": capabilities}},
+                "POST",
+                f"{self.url}/session",
+                body={"capabilities": {"alwaysMatch": capabilities}},
                 timeout=settings.BROWSER_START_TIMEOUT_SECONDS,
             )
             webdriver_session_id = str(reply["value"]["sessionId"])
@@ -72,9 +74,9 @@ class GridBackend:
         """Delete Grid sessions that no live row owns. Assumes the Grid is ours alone.
 
         A browser that a worker is starting right now has no row pointing at it yet, so only
-        sessions older than the longest possible start are candidates.
+        sessions older than BROWSER_ORPHAN_GRACE_SECONDS (above the longest start) are candidates.
         """
-        young = datetime.now(UTC) - timedelta(seconds=settings.BROWSER_START_TIMEOUT_SECONDS + 30)
+        young = datetime.now(UTC) - timedelta(seconds=settings.BROWSER_ORPHAN_GRACE_SECONDS)
         killed = []
         for webdriver_id, started in self.grid_sessions().items():
             if webdriver_id in live_webdriver_ids or (started is not None and started > young):

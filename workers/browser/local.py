@@ -120,7 +120,9 @@ class LocalBackend:
                 display=display, binary=settings.CHROMIUM_BINARY, profile_dir=session_dir / "profile"
             )
             reply = webdriver_request(
-                "POST", f"{url}/session", body={"capabilities": {"alwaysMatch": capabilities}},
+                "POST",
+                f"{url}/session",
+                body={"capabilities": {"alwaysMatch": capabilities}},
                 timeout=settings.BROWSER_START_TIMEOUT_SECONDS,
             )
             webdriver_session_id = str(reply["value"]["sessionId"])
@@ -185,7 +187,7 @@ class LocalBackend:
             at = cmdline.find(marker)
             if at < 0:
                 continue
-            session_id = cmdline[at + len(marker):].split("/", 1)[0].split("\0", 1)[0]
+            session_id = cmdline[at + len(marker) :].split("/", 1)[0].split("\0", 1)[0]
             if session_id:
                 groups.setdefault(session_id, set()).add(pgid)
         return groups

@@ -23,6 +23,8 @@ class Command(BaseCommand):
             names = ", ".join(Plan.objects.values_list("name", flat=True).order_by("pk"))
             raise CommandError(f"unknown plan {plan!r}; plans: {names}")
         account, raw_key = account_create(name=name, plan_name=plan, credits=credits)
-        self.stdout.write(f"Created account {account.pk} ({account.name}) on plan {plan} with {credits} credits.")
+        self.stdout.write(
+            f"Created account {account.pk} ({account.name}) on plan {plan} with {credits} credits."
+        )
         self.stdout.write("API key (shown once, store it now):")
         self.stdout.write(raw_key)

@@ -1,0 +1,16 @@
+# Image for web, worker and beat. Browsers run on the Selenium Grid node in docker-compose.yml;
+# for the local backend in one container, add: apt-get install chromium chromium-driver.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN BROWSERFLEET_ENV=development python manage.py collectstatic --noinput -v 0
+# tini reaps orphaned processes (PID 1 in a container does not do that by itself).
+ENTRYPOINT ["tini", "--"]
+CMD ["gunicorn", "project.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "16"]

@@ -1,0 +1,113 @@
+"""The grid backend against a real Selenium Grid 4 (from npm) driving real Chromium.
+
+This test process plays the worker: it calls the same worker services the Celery tasks call,
+with the grid backend configured, so the whole start/attach/reconcile/stop path runs for real.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from accounts.services import account_create
+from sessions.models import BrowserSession
+from sessions.services import session_terminate
+from tests.conftest import free_port
+from tests.support.selenium_grid import ensure_grid_jar, running_grid
+from workers.browser.base import webdriver_request
+from workers.browser.grid import GridBackend
+from workers.services import browsers_reconcile, session_browser_start, session_browser_stop
+
+pytestmark = pytest.mark.grid
+
+
+@pytest.fixture(scope="module")
+def grid_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    cache = Path(os.environ.get("BROWSERFLEET_CACHE_DIR", Path.home() / ".cache" / "browserfleet")) / "grid"
+    jar = ensure_grid_jar(cache)
+    with running_grid(jar=jar, port=free_port(), workdir=tmp_path_factory.mktemp("grid")) as url:
+        yield url
+
+
+@pytest.fixture
+def grid_settings(settings, grid_url):
+    settings.BROWSER_BACKEND = "grid"
+    settings.SELENIUM_GRID_URL = grid_url
+    settings.BROWSER_ORPHAN_GRACE_SECONDS = 0
+    return settings
+
+
+def _starting_session(account, **fields) -> BrowserSession:
+    now = timezone.now()
+    return BrowserSession.objects.create(
+        account=account,
+        created_at=now,
+        last_activity_at=now,
+        expires_at=now + timezone.timedelta(hours=1),
+        max_lifetime_seconds=3600,
+        inactivity_timeout_seconds=120,
+        **fields,
+    )
+
+
+def test_grid_session_starts_attaches_reconciles_and_stops(plans, grid_settings, grid_url):
+    account = account_create(name="grid", plan_name="pro")[0]
+    session = _starting_session(account, display_width=800, display_height=600, display_scale=2.0)
+    session_browser_start(session_id=session.pk)
+    session.refresh_from_db()
+    assert session.status == "ready"
+    assert session.backend == "grid" and session.webdriver_url == grid_url
+    base = f"{grid_url}/session/{session.webdriver_session_id}"
+    viewport = webdriver_request(
+        "POST",
+        f"{base}/execute/sync",
+        body={"script": "return [innerWidth, innerHeight, devicePixelRatio]", "args": []},
+    )["value"]
+    assert viewport == [800, 600, 2]
+
+    backend = GridBackend(grid_url)
+    # A Grid session that no row owns is an orphan: reconcile deletes it, and spares ours.
+    orphan = webdriver_request(
+        "POST",
+        f"{grid_url}/session",
+        body={
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {"args": ["--headless=new", "--no-sandbox", "--disable-gpu"]},
+                }
+            }
+        },
+        timeout=30,
+    )["value"]["sessionId"]
+    assert orphan in backend.grid_sessions()
+    result = browsers_reconcile()
+    assert result["orphans_killed"] == 1
+    assert set(backend.grid_sessions()) == {session.webdriver_session_id}
+    assert backend.is_alive(_handle(session))
+
+    session_terminate(session_id=session.pk, reason="user")
+    session_browser_stop(session_id=session.pk)
+    assert backend.grid_sessions() == {}
+    assert BrowserSession.objects.get(pk=session.pk).browser_released_at is not None
+
+
+def test_grid_session_whose_browser_vanished_is_reconciled_as_crashed(plans, grid_settings, grid_url):
+    account = account_create(name="grid2", plan_name="pro")[0]
+    session = _starting_session(account)
+    session_browser_start(session_id=session.pk)
+    session.refresh_from_db()
+    webdriver_request("DELETE", f"{grid_url}/session/{session.webdriver_session_id}")
+    browsers_reconcile()
+    session.refresh_from_db()
+    assert session.status == "terminated" and session.ended_reason == "crashed"
+
+
+def _handle(session: BrowserSession):
+    from workers.services import handle_of
+
+    return handle_of(session)
