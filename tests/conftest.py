@@ -29,6 +29,18 @@ from tests.support.processes import browser_processes, start_celery, stop_proces
 PAGES = Path(__file__).parent / "pages"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_droppable(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """At the end, close what other processes and threads (worker children, the live server)
+    still hold open on the test database, so pytest-django can drop it."""
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(scope="session")
 def redis_flushed() -> None:
     from project.redis import get_redis
@@ -50,7 +62,9 @@ def service_env(
 
 @pytest.fixture(scope="session")
 def celery_worker_process(
-    service_env: dict[str, str], redis_flushed: None, tmp_path_factory: pytest.TempPathFactory
+    service_env: dict[str, str],
+    redis_flushed: None,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[None]:
     logs = tmp_path_factory.mktemp("celery")
     worker = start_celery(

@@ -17,6 +17,7 @@ from accounts.services import account_create
 from sessions.models import BrowserSession
 from sessions.services import session_terminate
 from tests.conftest import free_port
+from tests.support.processes import wait_until
 from tests.support.selenium_grid import ensure_grid_jar, running_grid
 from workers.browser.base import webdriver_request
 from workers.browser.grid import GridBackend
@@ -87,12 +88,17 @@ def test_grid_session_starts_attaches_reconciles_and_stops(plans, grid_settings,
     assert orphan in backend.grid_sessions()
     result = browsers_reconcile()
     assert result["orphans_killed"] == 1
-    assert set(backend.grid_sessions()) == {session.webdriver_session_id}
+    wait_until(
+        lambda: set(backend.grid_sessions()) == {session.webdriver_session_id},
+        timeout=10,
+        message="only our session left on the Grid",
+    )
     assert backend.is_alive(_handle(session))
 
     session_terminate(session_id=session.pk, reason="user")
     session_browser_stop(session_id=session.pk)
-    assert backend.grid_sessions() == {}
+    # The Grid frees the slot asynchronously after the DELETE.
+    wait_until(lambda: backend.grid_sessions() == {}, timeout=10, message="the Grid slot to be free")
     assert BrowserSession.objects.get(pk=session.pk).browser_released_at is not None
 
 
