@@ -44,5 +44,7 @@ def chrome_capabilities(*, display: Display, binary: str | None, profile_dir: Pa
         "browserName": "chrome",
         "pageLoadStrategy": "normal",
         "unhandledPromptBehavior": "accept",
+        # Actions must answer well inside the SDK's 60 s read timeout.
+        "timeouts": {"pageLoad": 25_000, "script": 20_000, "implicit": 0},
         "goog:chromeOptions": chrome_options,
     }
