@@ -15,7 +15,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "name": "free",
         "max_concurrent_sessions": 2,
         "max_lifetime_seconds": 1 * HOUR,
-        "requests_per_minute": 120,
+        "requests_per_minute": 300,
     },
     {
         "name": "pro",
@@ -27,7 +27,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "name": "enterprise",
         "max_concurrent_sessions": None,
         "max_lifetime_seconds": 24 * HOUR,
-        "requests_per_minute": 12000,
+        "requests_per_minute": 6000,
     },
 ]
 

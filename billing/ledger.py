@@ -21,6 +21,7 @@ def ledger_post(
     idempotency_key: str,
     reason: str = "",
     session_id: str | None = None,
+    action_id: int | None = None,
 ) -> tuple[LedgerEntry, bool]:
     """Post one movement; return (entry, created).
 
@@ -49,6 +50,7 @@ def ledger_post(
             balance_after=new_credits,
             reason=reason,
             session_id=session_id,
+            action_id=action_id,
             idempotency_key=idempotency_key,
         )
     return entry, True

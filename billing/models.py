@@ -45,6 +45,13 @@ class LedgerEntry(models.Model):
         on_delete=models.PROTECT,
         related_name="ledger_entries",
     )
+    action = models.ForeignKey(
+        "browser_sessions.Action",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="ledger_entries",
+    )
     # One charge per key, forever: retries and redeliveries find the key taken and charge nothing.
     idempotency_key = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -55,3 +62,20 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount:+d} ({self.idempotency_key})"
+
+
+class Price(models.Model):
+    """Credits per action type (and per started session minute), edited by operators."""
+
+    SESSION_MINUTE = "session_minute"
+
+    item = models.CharField(max_length=32, unique=True, help_text="an action type, or session_minute")
+    credits = models.PositiveIntegerField()
+    description = models.CharField(max_length=200, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["credits", "item"]
+
+    def __str__(self) -> str:
+        return f"{self.item}: {self.credits}"

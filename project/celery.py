@@ -30,3 +30,14 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         sender.signature("workers.tasks.browsers_reconcile", options={"expires": reconcile}),
         name="reconcile browsers",
     )
+    billing = settings.BILLING_INTERVAL_SECONDS
+    sender.add_periodic_task(
+        float(billing),
+        sender.signature("workers.tasks.sessions_bill_time", options={"expires": billing}),
+        name="bill session time",
+    )
+    sender.add_periodic_task(
+        600.0,
+        sender.signature("workers.tasks.screenshots_purge", options={"expires": 600}),
+        name="purge expired screenshots",
+    )

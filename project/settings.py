@@ -94,6 +94,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# Screenshots are written by workers and read by web: on several machines, point the default
+# storage at shared storage (a shared volume, or an object store backend).
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -105,6 +108,7 @@ if ENVIRONMENT == "test":
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.PlanRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "project.exceptions.api_exception_handler",
@@ -137,6 +141,9 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.session_stop": {"queue": "lifecycle"},
     "workers.tasks.sessions_sweep": {"queue": "lifecycle"},
     "workers.tasks.browsers_reconcile": {"queue": "lifecycle"},
+    "workers.tasks.screenshots_purge": {"queue": "lifecycle"},
+    "workers.tasks.actions_run": {"queue": "actions"},
+    "workers.tasks.sessions_bill_time": {"queue": "lifecycle"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -158,11 +165,18 @@ BROWSER_ORPHAN_GRACE_SECONDS = env_int("BROWSER_ORPHAN_GRACE_SECONDS", 60, minim
 # --- Sessions ---------------------------------------------------------------------------------
 SESSION_SWEEP_INTERVAL_SECONDS = env_int("SESSION_SWEEP_INTERVAL_SECONDS", 5, minimum=1)
 RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 30, minimum=1)
+# Beat period of session-time billing: a started minute is charged within this many seconds.
+BILLING_INTERVAL_SECONDS = env_int("BILLING_INTERVAL_SECONDS", 10, minimum=1)
 # How long POST /computers waits for the browser. The SDK resends a create after 60 s.
 SESSION_CREATE_WAIT_SECONDS = env_int("SESSION_CREATE_WAIT_SECONDS", 30, minimum=1)
 # How long DELETE /computers/{id} waits for the browser to be gone before answering anyway.
 SESSION_STOP_WAIT_SECONDS = env_int("SESSION_STOP_WAIT_SECONDS", 10, minimum=0)
 DEFAULT_INACTIVITY_TIMEOUT_SECONDS = env_int("DEFAULT_INACTIVITY_TIMEOUT_SECONDS", 120, minimum=1)
+
+# --- Actions ---------------------------------------------------------------------------------
+# How long an action request waits for its result before answering 202 (poll GET /v1/actions/{id}).
+ACTION_WAIT_SECONDS = env_int("ACTION_WAIT_SECONDS", 45, minimum=1)
+SCREENSHOT_URL_TTL_SECONDS = env_int("SCREENSHOT_URL_TTL_SECONDS", 3600, minimum=60)
 
 # --- Security ---------------------------------------------------------------------------------
 AUTH_LOCKOUT_MAX_FAILURES = env_int("AUTH_LOCKOUT_MAX_FAILURES", 10, minimum=1)

@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from billing.api import urls as billing_urls
+from sessions.api import action_views
 from sessions.api import urls as computer_urls
 
 handler404 = "project.exceptions.json_404"
@@ -8,6 +10,11 @@ handler500 = "project.exceptions.json_500"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("v1/", include((computer_urls.urlpatterns, "computers"), namespace="v1")),
+    path("v1/screenshots/<str:token>.png", action_views.ScreenshotView.as_view(), name="screenshot"),
+    path(
+        "v1/",
+        include((computer_urls.urlpatterns + computer_urls.v1_only_urlpatterns, "computers"), namespace="v1"),
+    ),
+    path("v1/", include((billing_urls.urlpatterns, "billing"), namespace="billing")),
     path("", include((computer_urls.urlpatterns, "computers"), namespace="root")),
 ]

@@ -66,6 +66,8 @@ class BrowserSession(models.Model):
     profile_dir = models.CharField(max_length=500, blank=True, default="")
     # Set once the browser is known to be gone; a terminated row without it still holds one.
     browser_released_at = models.DateTimeField(null=True, blank=True)
+    # Started minutes charged so far (minute m is [created_at + m min, created_at + (m+1) min)).
+    billed_minutes = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [
@@ -110,3 +112,68 @@ class BrowserSession(models.Model):
         if not self.idle_timeout_enabled:
             return None
         return last_activity_at + timedelta(seconds=self.inactivity_timeout_seconds)
+
+
+def new_action_id() -> str:
+    return "act_" + secrets.token_hex(12)
+
+
+class ActionStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # ran, and failed on the page (element not found, navigation error...)
+    ERRORED = "errored"  # did not run to the end because of us: browser crashed, worker lost
+    CANCELLED = "cancelled"  # the session ended before the action's turn
+
+
+FINISHED_ACTION_STATUSES = (
+    ActionStatus.SUCCEEDED,
+    ActionStatus.FAILED,
+    ActionStatus.ERRORED,
+    ActionStatus.CANCELLED,
+)
+
+
+class Action(models.Model):
+    """One accepted browser command, in the order accepted (by `id`) within its session."""
+
+    id = models.BigAutoField(primary_key=True)
+    public_id = models.CharField(max_length=40, unique=True, default=new_action_id, editable=False)
+    session = models.ForeignKey(BrowserSession, on_delete=models.CASCADE, related_name="actions")
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="actions")
+    type = models.CharField(max_length=32)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=ActionStatus.choices, default=ActionStatus.QUEUED)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    executed_tab_id = models.CharField(max_length=100, blank=True, default="")
+    page_context = models.JSONField(null=True, blank=True)
+    request_id = models.CharField(max_length=200, blank=True, default="")
+    # Credits charged when accepted (a batch: the sum of its steps, each listed in `step_prices`).
+    price = models.PositiveIntegerField(default=0)
+    step_prices = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["session", "-id"], name="action_session_recent"),
+            models.Index(
+                fields=["session", "id"], condition=Q(status="queued"), name="action_session_queued"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.type}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_ACTION_STATUSES
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at and self.finished_at:
+            return int((self.finished_at - self.started_at).total_seconds() * 1000)
+        return None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
+from django.db.models.functions import Coalesce
 
 from accounts.models import Account
 from project.exceptions import InvalidInput, NotFound
@@ -30,6 +31,8 @@ def session_list(
         sessions = sessions.filter(status=SessionStatus.TERMINATED)
     if persistent is not None:
         sessions = sessions.filter(options__persistent=persistent)
+    # Each session shows what it cost so far; one aggregate instead of a query per session.
+    sessions = sessions.annotate(ledger_total=Coalesce(Sum("ledger_entries__amount"), 0))
     return sessions.order_by("-created_at")[:limit]
 
 

@@ -18,7 +18,15 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from accounts.models import Account
-from project.exceptions import InvalidInput, ServiceUnavailable, SessionEnded, TooManyRequests
+from billing.services import session_minute_charge
+from project.exceptions import (
+    Busy,
+    InsufficientCredits,
+    InvalidInput,
+    ServiceUnavailable,
+    SessionEnded,
+    TooManyRequests,
+)
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
 from workers.completion import completion_wait
 
@@ -122,9 +130,22 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
             options=spec.options or {},
         )
         session.idle_expires_at = session.idle_deadline(now)
+        session.billed_minutes = 1
         session.save(force_insert=True)
+        _charge_first_minute(session)
         transaction.on_commit(lambda: session_start.delay(session.pk))
     return session
+
+
+def _charge_first_minute(session: BrowserSession) -> None:
+    try:
+        session_minute_charge(account_id=session.account_id, session_id=session.pk, minute=0)
+    except InsufficientCredits as exc:
+        raise InsufficientCredits(
+            f"A session needs {exc.extra['required']} credits for its first minute and the balance is "
+            f"{exc.extra['balance']}. Top up to start a session.",
+            extra=exc.extra,
+        ) from None
 
 
 def _seconds_until_a_slot_frees(live: list[BrowserSession], now: datetime) -> int:
@@ -162,18 +183,23 @@ def session_wait_released(*, session: BrowserSession, timeout: float) -> Browser
     return session
 
 
-def session_keepalive(*, session: BrowserSession) -> BrowserSession:
-    """Reset the idle timer. Ended or expired sessions get 410 (expired ones end right here)."""
+def session_touch(*, session: BrowserSession) -> BrowserSession:
+    """Record activity: reset the idle timer, ready -> running.
+
+    410 if the session ended or expired (an expired one ends right here); 409 while its browser
+    is still starting.
+    """
     session = session_enforce_expiry(session=session)
+    if session.status == SessionStatus.STARTING:
+        raise Busy("The session's browser is still starting; try again.", code="session_starting")
     now = timezone.now()
-    idle_deadline = session.idle_deadline(now)
     # The WHERE repeats the expiry test so that a sweep between our check and our write wins.
     changed = (
         BrowserSession.objects.filter(pk=session.pk, status__in=LIVE_STATUSES, expires_at__gt=now)
         .exclude(idle_timeout_enabled=True, idle_expires_at__lte=now)
         .update(
             last_activity_at=now,
-            idle_expires_at=idle_deadline,
+            idle_expires_at=session.idle_deadline(now),
             status=Case(
                 When(status=SessionStatus.READY, then=Value(SessionStatus.RUNNING)), default=F("status")
             ),

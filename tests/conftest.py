@@ -101,11 +101,17 @@ def celery_worker_process(
 
 
 @pytest.fixture
-def plans(transactional_db: None) -> None:
+def plans(transactional_db: None, celery_worker_process: None) -> Iterator[None]:
     # transactional_db truncates tables after each test, seeded ones included.
     from accounts.models import Plan
+    from billing.models import Price
+    from billing.prices import seed_prices
 
     seed_plans(Plan)
+    seed_prices(Price)
+    yield
+    # Before the flush: a worker still writing while tables are truncated could deadlock it.
+    _end_all_sessions()
 
 
 @dataclass
@@ -145,6 +151,7 @@ def make_client(live_server: Any, plans: None, celery_worker_process: None) -> I
 
     yield make
     _end_all_sessions()
+    _assert_balances_match_ledgers()
 
 
 def _end_all_sessions() -> None:
@@ -165,9 +172,20 @@ def _end_all_sessions() -> None:
     )
 
 
+def _assert_balances_match_ledgers() -> None:
+    from billing.selectors import balances_mismatched
+
+    assert balances_mismatched() == []
+
+
 @pytest.fixture
 def client(make_client: Any) -> Client:
-    return make_client()
+    return make_client(plan="pro")
+
+
+@pytest.fixture
+def free_client(make_client: Any) -> Client:
+    return make_client(plan="free")
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from billing.services import session_time_bill, session_time_refund
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
 from sessions.services import session_terminate, started_event
 from workers.browser import BrowserHandle, BrowserStartError, Display, get_backend
@@ -70,9 +71,18 @@ def session_browser_stop(*, session_id: str) -> None:
     if session is None or session.status != SessionStatus.TERMINATED or session.browser_released_at:
         return
     get_backend(session.backend or None).stop(handle_of(session), session_id=session_id)
+    _settle_session_time(session)
     BrowserSession.objects.filter(pk=session_id, browser_released_at__isnull=True).update(
         browser_released_at=timezone.now()
     )
+
+
+def _settle_session_time(session: BrowserSession) -> None:
+    """The last minutes: charged up to the end; a browser that never started costs nothing."""
+    if session.ended_reason == EndedReason.START_FAILED:
+        session_time_refund(session_id=session.pk, account_id=session.account_id)
+    elif not session_time_bill(session_id=session.pk):
+        logger.warning("session %s: balance ran out before its last minutes were charged", session.pk)
 
 
 def browsers_reconcile() -> dict[str, int]:

@@ -56,3 +56,25 @@ def sessions_sweep() -> int:
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
 def browsers_reconcile() -> dict[str, int]:
     return services.browsers_reconcile()
+
+
+@shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
+def actions_run(session_id: str) -> None:
+    """Run the session's queued actions in order (see workers/actions.py)."""
+    from workers.actions import actions_drain
+
+    actions_drain(session_id=session_id)
+
+
+@shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
+def screenshots_purge() -> int:
+    from sessions.screenshots import screenshots_purge as purge
+
+    return purge()
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def sessions_bill_time() -> dict[str, int]:
+    from billing.services import sessions_bill_time as bill
+
+    return bill()

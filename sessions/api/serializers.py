@@ -113,7 +113,11 @@ class SessionOutput(SessionStatusOutput):
         return {}
 
     def to_representation(self, instance: BrowserSession) -> dict[str, Any]:
+        from billing.selectors import session_cost
+
         data = dict(super().to_representation(instance))
+        annotated = getattr(instance, "ledger_total", None)
+        data["credits_spent"] = -annotated if annotated is not None else session_cost(session_id=instance.pk)
         for name in ECHOED_OPTIONS:
             data[name] = instance.options.get(name)
         return data

@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from sessions.api import views
+from sessions.api import action_views, views
 
 urlpatterns = [
     path("computers", views.ComputerListCreateView.as_view(), name="computers"),
@@ -14,4 +14,38 @@ urlpatterns = [
         views.ComputerKeepaliveView.as_view(),
         name="computer-keepalive",
     ),
+    path("computers/<str:session_id>/execute", action_views.ExecuteView.as_view(), name="computer-execute"),
+    path("computers/<str:session_id>/batch", action_views.BatchView.as_view(), name="computer-batch"),
+    path("computers/<str:session_id>/tabs", action_views.TabsView.as_view(), name="computer-tabs"),
+    path(
+        "computers/<str:session_id>/tabs/<str:tab_id>",
+        action_views.TabDetailView.as_view(),
+        name="computer-tab",
+    ),
+    path(
+        "computers/<str:session_id>/tabs/<str:tab_id>/switch",
+        action_views.TabSwitchView.as_view(),
+        name="computer-tab-switch",
+    ),
+    path("computers/<str:session_id>/exec", action_views.ExecUnsupportedView.as_view(), name="computer-exec"),
+    path(
+        "computers/<str:session_id>/exec/sync",
+        action_views.ExecUnsupportedView.as_view(),
+        name="computer-exec-sync",
+    ),
+    path(
+        "computers/<str:session_id>/actions",
+        action_views.SessionActionsView.as_view(),
+        name="computer-actions",
+    ),
+    path(
+        "computers/<str:session_id>/<str:endpoint>",
+        action_views.ComputerActionView.as_view(),
+        name="computer-action",
+    ),
+]
+
+# Only under /v1/: not part of the Tzafon Computer API.
+v1_only_urlpatterns = [
+    path("actions/<str:action_id>", action_views.ActionDetailView.as_view(), name="action"),
 ]

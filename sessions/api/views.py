@@ -104,5 +104,5 @@ class ComputerStatusView(APIView):
 class ComputerKeepaliveView(APIView):
     def post(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(account=request.user, session_id=session_id)
-        session = services.session_keepalive(session=session)
+        session = services.session_touch(session=session)
         return Response(SessionOutput(session).data)

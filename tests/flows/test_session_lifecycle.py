@@ -38,7 +38,8 @@ def test_sdk_context_manager_creates_keeps_alive_and_terminates(client, prefix):
     assert _session_processes(session_id) == []
 
 
-def test_create_applies_plan_defaults(client):
+def test_create_applies_plan_defaults(free_client):
+    client = free_client
     response = client.post("/v1/computers", {})
     assert response.status_code == 201, response.text
     body = response.json()
@@ -118,7 +119,8 @@ def test_malformed_json_is_400(client):
     assert response.json()["code"] == "invalid"
 
 
-def test_lifetime_above_plan_maximum_names_the_maximum(client):
+def test_lifetime_above_plan_maximum_names_the_maximum(free_client):
+    client = free_client
     response = client.post("/v1/computers", {"max_lifetime_seconds": 3601})
     assert response.status_code == 400
     body = response.json()
@@ -127,7 +129,8 @@ def test_lifetime_above_plan_maximum_names_the_maximum(client):
     assert not BrowserSession.objects.exists()
 
 
-def test_concurrency_limit_is_429_with_retry_after_and_frees_on_delete(client):
+def test_concurrency_limit_is_429_with_retry_after_and_frees_on_delete(free_client):
+    client = free_client
     first = client.post("/v1/computers", {}).json()
     client.post("/v1/computers", {})
     refused = client.post("/v1/computers", {})
@@ -140,7 +143,8 @@ def test_concurrency_limit_is_429_with_retry_after_and_frees_on_delete(client):
     assert client.post("/v1/computers", {}).status_code == 201
 
 
-def test_concurrent_creates_never_exceed_the_plan_limit(client):
+def test_concurrent_creates_never_exceed_the_plan_limit(free_client):
+    client = free_client
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(4) as pool:

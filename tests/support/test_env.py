@@ -12,6 +12,8 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("BROWSER_PROFILE_ROOT", tempfile.mkdtemp(prefix="bf-test-browsers-"))
 os.environ.setdefault("SESSION_SWEEP_INTERVAL_SECONDS", "1")
 os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "2")
+# Tests call the billing service themselves; a background run would race their table flushes.
+os.environ.setdefault("BILLING_INTERVAL_SECONDS", "3600")
 os.environ.setdefault("ALLOW_PRIVATE_NETWORK_TARGETS", "true")
 os.environ.pop("SELENIUM_GRID_URL", None)
 os.environ.pop("BROWSER_BACKEND", None)

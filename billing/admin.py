@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from billing.models import Balance, LedgerEntry, Price
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Money is moved by ledger_post only: the admin shows, it never edits."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "account", "kind", "amount", "balance_after", "reason", "session", "action"]
+    list_filter = ["kind"]
+    search_fields = ["account__name", "idempotency_key", "session__id"]
+    list_select_related = ["account", "action"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(Balance)
+class BalanceAdmin(ReadOnlyAdmin):
+    list_display = ["account", "credits", "updated_at"]
+    search_fields = ["account__name"]
+
+
+@admin.register(Price)
+class PriceAdmin(admin.ModelAdmin):
+    list_display = ["item", "credits", "description", "updated_at"]
+    list_editable = ["credits"]
+    search_fields = ["item"]

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing.models import Balance, LedgerEntry
+from billing.selectors import usage_report
+from project.exceptions import InvalidInput
+from sessions.api.serializers import iso
+from sessions.selectors import live_session_count
+
+
+class AccountView(APIView):
+    def get(self, request: Request) -> Response:
+        account = request.user
+        plan = account.plan
+        return Response(
+            {
+                "id": account.pk,
+                "name": account.name,
+                "plan": {
+                    "name": plan.name,
+                    "max_concurrent_sessions": plan.max_concurrent_sessions,
+                    "max_lifetime_seconds": plan.max_lifetime_seconds,
+                    "requests_per_minute": plan.requests_per_minute,
+                },
+                "balance": Balance.objects.get(account=account).credits,
+                "live_sessions": live_session_count(account_id=account.pk),
+            }
+        )
+
+
+def _when(request: Request, name: str, default: datetime) -> datetime:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    value = parse_datetime(raw)
+    if value is None:
+        raise InvalidInput(f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T00:00:00Z.")
+    return value if value.tzinfo else timezone.make_aware(value, timezone.UTC)
+
+
+class UsageView(APIView):
+    """?from=&to= (ISO 8601; default the last 30 days) &group_by=day|hour."""
+
+    def get(self, request: Request) -> Response:
+        end = _when(request, "to", timezone.now())
+        start = _when(request, "from", end - timedelta(days=30))
+        group_by = request.query_params.get("group_by", "day")
+        if group_by not in ("day", "hour"):
+            raise InvalidInput("group_by must be day or hour.")
+        if start >= end or end - start > timedelta(days=366):
+            raise InvalidInput("from must be before to, at most a year apart.")
+        report = usage_report(account_id=request.user.pk, start=start, end=end, group_by=group_by)
+        report["from"], report["to"] = iso(start), iso(end)
+        for bucket in report["buckets"]:
+            bucket["start"] = iso(bucket["start"])
+        return Response(report)
+
+
+class LedgerView(APIView):
+    """The account's ledger lines, newest first: ?limit= (1-200, default 50) &offset=."""
+
+    def get(self, request: Request) -> Response:
+        try:
+            limit = int(request.query_params.get("limit", "50"))
+            offset = int(request.query_params.get("offset", "0"))
+        except ValueError:
+            raise InvalidInput("limit and offset must be integers.") from None
+        if not 1 <= limit <= 200 or offset < 0:
+            raise InvalidInput("limit must be 1-200 and offset >= 0.")
+        rows = list(
+            LedgerEntry.objects.filter(account=request.user)
+            .select_related("action")
+            .order_by("-created_at", "-id")[offset : offset + limit + 1]
+        )
+        return Response(
+            {
+                "results": [
+                    {
+                        "id": entry.pk,
+                        "kind": entry.kind,
+                        "amount": entry.amount,
+                        "balance_after": entry.balance_after,
+                        "reason": entry.reason,
+                        "session_id": entry.session_id,
+                        "action_id": entry.action.public_id if entry.action else None,
+                        "created_at": iso(entry.created_at),
+                    }
+                    for entry in rows[:limit]
+                ],
+                "limit": limit,
+                "offset": offset,
+                "has_more": len(rows) > limit,
+            }
+        )

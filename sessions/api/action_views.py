@@ -1,0 +1,244 @@
+"""Browser actions over HTTP: thin views around sessions.actions and action_specs."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from django.urls import reverse
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from project.exceptions import InvalidInput, NotFound
+from sessions import selectors
+from sessions.action_specs import normalize_action, normalize_batch, normalize_generic
+from sessions.actions import action_get, action_list, action_submit, action_wait
+from sessions.api.serializers import iso
+from sessions.api.views import client_wait_budget
+from sessions.models import Action, ActionStatus
+from sessions.screenshots import screenshot_path_of
+
+# Tzafon endpoint path -> canonical action type
+ENDPOINT_TYPES = {
+    "navigate": "navigate",
+    "click": "click",
+    "double-click": "double_click",
+    "right-click": "right_click",
+    "drag": "drag",
+    "mouse-down": "mouse_down",
+    "mouse-up": "mouse_up",
+    "move": "move",
+    "type": "type",
+    "hotkey": "hotkey",
+    "key-down": "key_down",
+    "key-up": "key_up",
+    "scroll": "scroll",
+    "viewport": "viewport",
+    "screenshot": "screenshot",
+    "html": "html",
+    "wait": "wait",
+    "observe": "observe",
+    "step": "step",
+    "scrape": "scrape",
+    "debug": "debug",
+    "change-proxy": "change_proxy",
+}
+
+_RESULT_STATUS = {
+    ActionStatus.SUCCEEDED: "success",
+    ActionStatus.FAILED: "error",
+    ActionStatus.ERRORED: "error",
+    ActionStatus.CANCELLED: "error",
+}
+
+
+def _render_result(result: dict[str, Any] | None, request: Request) -> dict[str, Any]:
+    result = dict(result or {})
+    token = result.pop("screenshot_token", None)
+    as_data_uri = result.pop("base64", False)
+    if token:
+        path = screenshot_path_of(token)
+        if path is None or not default_storage.exists(path):
+            result["screenshot_url"] = None  # expired and purged
+        elif as_data_uri:
+            with default_storage.open(path, "rb") as f:
+                result["screenshot_url"] = "data:image/png;base64," + base64.b64encode(f.read()).decode()
+        else:
+            result["screenshot_url"] = request.build_absolute_uri(reverse("screenshot", args=[token]))
+    return result
+
+
+def _step_payload(step: dict[str, Any], request: Request) -> dict[str, Any]:
+    return {
+        "type": step["type"],
+        "status": _RESULT_STATUS.get(step["status"], "error"),
+        "result": _render_result(step.get("result"), request),
+        "error_message": step.get("error") or None,
+        "executed_tab_id": step.get("executed_tab_id") or None,
+        "page_context": step.get("page_context"),
+    }
+
+
+def action_payload(action: Action, request: Request, *, detail: bool = False) -> dict[str, Any]:
+    """The Tzafon ActionResult for an action (a batch answers with its steps)."""
+    body: dict[str, Any] = {
+        "status": _RESULT_STATUS.get(action.status, "pending"),
+        "error_message": action.error or None,
+        "timestamp": iso(action.finished_at or action.created_at),
+        "request_id": action.request_id or action.public_id,
+        "action_id": action.public_id,
+        "action_status": action.status,
+    }
+    if action.type == "batch":
+        steps = (action.result or {}).get("steps", [])
+        body["results"] = [_step_payload(step, request) for step in steps]
+        body["completed"] = (action.result or {}).get("completed", 0)
+        body["success"] = action.status == ActionStatus.SUCCEEDED
+    else:
+        body["result"] = _render_result(action.result, request) if action.is_finished else {}
+        body["executed_tab_id"] = action.executed_tab_id or None
+        body["page_context"] = action.page_context
+    if detail:
+        body.update(
+            session_id=action.session_id,
+            type=action.type,
+            params=action.params,
+            created_at=iso(action.created_at),
+            started_at=iso(action.started_at),
+            finished_at=iso(action.finished_at),
+            duration_ms=action.duration_ms,
+        )
+    return body
+
+
+def _prefers_async(request: Request) -> bool:
+    if request.query_params.get("wait") in ("false", "0"):
+        return True
+    return "respond-async" in request.headers.get("Prefer", "")
+
+
+def submit(request: Request, session_id: str, build: Any) -> Response:
+    """Look up the session (404), validate (400), accept (410/409), then wait or answer 202."""
+    session = selectors.session_get(account=request.user, session_id=session_id)
+    action = action_submit(session=session, action=build())
+    if not _prefers_async(request):
+        action = action_wait(action=action, timeout=client_wait_budget(request, settings.ACTION_WAIT_SECONDS))
+    if not action.is_finished:
+        body = action_payload(action, request)
+        body["poll_url"] = request.build_absolute_uri(f"/v1/actions/{action.public_id}")
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+    return Response(action_payload(action, request))
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    return request.data
+
+
+class ComputerActionView(APIView):
+    """POST /computers/{id}/<action>: one Tzafon (or NotexAI) action."""
+
+    def post(self, request: Request, session_id: str, endpoint: str) -> Response:
+        action_type = ENDPOINT_TYPES.get(endpoint)
+        if action_type is None:
+            raise NotFound(f"Unknown action endpoint {endpoint!r}.")
+        return submit(request, session_id, lambda: normalize_action(action_type, _body(request)))
+
+
+class ExecuteView(APIView):
+    def post(self, request: Request, session_id: str) -> Response:
+        def build() -> dict[str, Any]:
+            body = _body(request)
+            # SDK 2.44 sends {"action": {...}}; older docs show the action at the top level.
+            return normalize_generic(body.get("action", body))
+
+        return submit(request, session_id, build)
+
+
+class BatchView(APIView):
+    def post(self, request: Request, session_id: str) -> Response:
+        return submit(
+            request,
+            session_id,
+            lambda: {"type": "batch", "actions": normalize_batch(_body(request).get("actions"))},
+        )
+
+
+class TabsView(APIView):
+    def get(self, request: Request, session_id: str) -> Response:
+        return submit(request, session_id, lambda: normalize_action("list_tabs", {}))
+
+    def post(self, request: Request, session_id: str) -> Response:
+        return submit(request, session_id, lambda: normalize_action("new_tab", _body(request)))
+
+
+class TabDetailView(APIView):
+    def delete(self, request: Request, session_id: str, tab_id: str) -> Response:
+        return submit(request, session_id, lambda: normalize_action("close_tab", {"tab_id": tab_id}))
+
+
+class TabSwitchView(APIView):
+    def post(self, request: Request, session_id: str, tab_id: str) -> Response:
+        return submit(request, session_id, lambda: normalize_action("switch_tab", {"tab_id": tab_id}))
+
+
+class ExecUnsupportedView(APIView):
+    def post(self, request: Request, session_id: str) -> Response:
+        selectors.session_get(account=request.user, session_id=session_id)
+        normalize_action("debug", {})  # raises the 501
+        raise AssertionError("unreachable")
+
+
+class ActionDetailView(APIView):
+    def get(self, request: Request, action_id: str) -> Response:
+        return Response(
+            action_payload(action_get(account=request.user, action_id=action_id), request, detail=True)
+        )
+
+
+class SessionActionsView(APIView):
+    """The session's action history, newest first: ?limit= (1-200, default 50) &offset=."""
+
+    def get(self, request: Request, session_id: str) -> Response:
+        session = selectors.session_get(account=request.user, session_id=session_id)
+        try:
+            limit = int(request.query_params.get("limit", "50"))
+            offset = int(request.query_params.get("offset", "0"))
+        except ValueError:
+            raise InvalidInput("limit and offset must be integers.") from None
+        if not 1 <= limit <= 200 or offset < 0:
+            raise InvalidInput("limit must be 1-200 and offset >= 0.")
+        actions = action_list(session=session)
+        page = list(actions[offset : offset + limit + 1])
+        return Response(
+            {
+                "results": [action_payload(a, request, detail=True) for a in page[:limit]],
+                "limit": limit,
+                "offset": offset,
+                "has_more": len(page) > limit,
+            }
+        )
+
+
+class ScreenshotView(APIView):
+    """The URL itself is the credential: random, signed and expiring."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request, token: str) -> FileResponse:
+        path = screenshot_path_of(token)
+        if path is None or not default_storage.exists(path):
+            raise NotFound(
+                "This screenshot does not exist or its URL has expired.", code="screenshot_not_found"
+            )
+        response = FileResponse(default_storage.open(path, "rb"), content_type="image/png")
+        response["Cache-Control"] = "private, max-age=300"
+        return response
