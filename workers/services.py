@@ -12,6 +12,7 @@ from billing.services import session_time_bill, session_time_refund
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
 from sessions.services import session_terminate, started_event
 from workers.browser import BrowserHandle, BrowserStartError, Display, get_backend
+from workers.browser.driver import forget
 from workers.completion import completion_publish
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,9 @@ def session_browser_stop(*, session_id: str) -> None:
     session = BrowserSession.objects.filter(pk=session_id).first()
     if session is None or session.status != SessionStatus.TERMINATED or session.browser_released_at:
         return
-    get_backend(session.backend or None).stop(handle_of(session), session_id=session_id)
+    handle = handle_of(session)
+    forget(handle)
+    get_backend(session.backend or None).stop(handle, session_id=session_id)
     _settle_session_time(session)
     BrowserSession.objects.filter(pk=session_id, browser_released_at__isnull=True).update(
         browser_released_at=timezone.now()

@@ -1,8 +1,10 @@
 """The action executor against real headless Chromium, one action at a time through run_action.
 
-Two browsers serve the whole module (starting one takes a second or two): one at scale 1 and one
-at scale 2, for the coordinate conversions. Each test loads the page it needs first. Assertions
-read the page through raw WebDriver calls, not through the code under test.
+Two browsers serve most of the module (starting one takes a second or two): one at scale 1 and
+one at scale 2, for the coordinate conversions. Tests that kill a browser get their own, and one
+test (marked `grid`) drives a browser on a real Selenium Grid. Each test loads the page it needs
+first. Assertions read the page through raw WebDriver calls, not through the code under test.
+No database: these tests call the executor the way a worker does, with a handle and a display.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 import os
 import signal
 import struct
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -57,15 +60,20 @@ class Browser:
             time.sleep(0.05)
 
 
+# Not BROWSER_PROFILE_ROOT: the suite's Celery worker reconciles that root and would kill these
+# browsers, which belong to no session row.
+_ROOT = Path(tempfile.mkdtemp(prefix="bf-executor-browsers-"))
+
+
 def _start(display: Display) -> Browser:
     session_id = f"exec-{uuid.uuid4().hex[:12]}"
-    handle = LocalBackend().start(session_id=session_id, display=display)
+    handle = LocalBackend(root=_ROOT).start(session_id=session_id, display=display)
     return Browser(handle=handle, display=display, session_id=session_id)
 
 
 def _stop(browser: Browser) -> None:
     forget(browser.handle)
-    LocalBackend().stop(browser.handle, session_id=browser.session_id)
+    LocalBackend(root=_ROOT).stop(browser.handle, session_id=browser.session_id)
 
 
 @pytest.fixture(scope="module")
@@ -285,11 +293,20 @@ def test_type_goes_into_the_focused_field(browser: Browser, pages_server: str) -
     assert "keydown:H:S" in _log(browser)["keys"]
 
 
-def test_long_text_is_inserted_in_one_go(browser: Browser, pages_server: str) -> None:
+def test_long_text_and_webdriver_key_characters_are_inserted_as_text(
+    browser: Browser, pages_server: str
+) -> None:
     browser.act("navigate", url=f"{pages_server}/buttons.html")
     text = "lorem ipsum " * 100
+    started = time.monotonic()
     browser.act("point_and_type", x=250, y=265, text=text)
     assert _field_value(browser) == text
+    assert time.monotonic() - started < 1  # key by key would take seconds
+    browser.js("document.getElementById('field').value = ''; window.log.keys = []")
+    # U+E007 is WebDriver's Enter key; typed text must stay text.
+    browser.act("type", text="a\ue007b")
+    assert _field_value(browser) == "a\ue007b"
+    assert "keydown:Enter:" not in _log(browser)["keys"]
 
 
 def test_point_and_type_clicks_then_types(browser2x: Browser, pages_server: str) -> None:
@@ -506,6 +523,10 @@ def test_step_fills_and_submits_a_form_by_selector_element_id_and_text(
     browser.act("step", action="click", target={"element_id": newsletter["id"]})
     browser.act("step", action="click", target={"text": "I agree to the terms"})
     browser.act("step", action="fill", target={"selector": "input[name=plan][value=pro]"}, value="true")
+    browser.act("step", action="fill", target={"selector": "#message"}, value="Hello\nthere")
+    long_message = "Long message. " * 60
+    browser.act("step", action="fill", target={"text": "Message"}, value=long_message)
+    assert browser.js("return document.getElementById('message').value") == long_message
     browser.act("step", action="fill", target={"selector": "#message"}, value="Hello\nthere")
     browser.act("step", action="fill", target={"text": "Preferred date"}, value="2026-03-01")
     # A second fill replaces what the field held.

@@ -105,7 +105,10 @@ def _execute(
     # Tab operations name their tab in tab_id as a parameter; every other action runs there.
     wanted = main if kind in _TAB_HANDLERS else str(action.get("tab_id") or main)
     run = _Run(driver=driver, display=display, main_tab=main, tab=wanted)
-    with _in_tab(run):
+    with contextlib.ExitStack() as stack:
+        if run.tab != run.main_tab:
+            stack.enter_context(_visiting(driver, run.tab, back_to=run.main_tab))
+            _ensure_display(driver, run.tab, display)
         result = handler(run, action)
         settle_ms = action.get("settle_ms") or 0
         if settle_ms > 0:
@@ -124,21 +127,17 @@ def _execute(
 
 
 @contextlib.contextmanager
-def _in_tab(run: _Run) -> Iterator[None]:
-    """Run in `run.tab`; if that is not the main tab, return to the main tab afterwards."""
-    if run.tab == run.main_tab:
-        yield
-        return
-    _switch(run.driver, run.tab)
-    _ensure_display(run.driver, run.tab, run.display)
+def _visiting(driver: AttachedDriver, tab_id: str, *, back_to: str) -> Iterator[None]:
+    """Make `tab_id` the current window for a while; the main tab stays `back_to`."""
+    _switch(driver, tab_id)
     try:
         yield
     except BaseException:
         # The original error matters more than a failed switch back (the tab may be gone).
-        with contextlib.suppress(WebDriverException, urllib3.exceptions.HTTPError):
-            _switch(run.driver, run.main_tab)
+        with contextlib.suppress(BrowserError, WebDriverException, urllib3.exceptions.HTTPError):
+            _switch(driver, back_to)
         raise
-    _switch(run.driver, run.main_tab)
+    _switch(driver, back_to)
 
 
 def _current_tab(driver: AttachedDriver, display: Display) -> str:
@@ -193,18 +192,17 @@ _GONE_MARKERS = (
     "no such session",
     "unable to find session",
     "session deleted",
-    "session not created",
     "chrome not reachable",
     "not connected to devtools",
     "cannot connect to chrome",
     "browser has closed the connection",
-    "disconnected:",
 )
 
 
 def _message(exc: WebDriverException) -> str:
     text = (exc.msg or str(exc) or type(exc).__name__).strip()
-    first = text.split("\n", 1)[0].strip()
+    # The first line, without Selenium's link to its troubleshooting pages.
+    first = text.split("\n", 1)[0].split("; For documentation on this error", 1)[0].strip()
     return first.removeprefix("unknown error: ")[:500]
 
 
@@ -252,9 +250,9 @@ def _number(params: Params, name: str) -> float:
     return float(value)
 
 
-def _css_point(run: _Run, params: Params, *, x: str = "x", y: str = "y") -> tuple[float, float]:
+def _css_point(run: _Run, params: Params) -> tuple[float, float]:
     """A point in screenshot pixels as CSS pixels, refused when it is off the screen."""
-    px, py = _number(params, x), _number(params, y)
+    px, py = _number(params, "x"), _number(params, "y")
     scale = run.display.scale
     width, height = run.display.width * scale, run.display.height * scale
     if not (0 <= px < width and 0 <= py < height):
@@ -498,10 +496,15 @@ def _typed_keys(text: str) -> list[str]:
     return [_W3C_KEYS["enter"] if ch == "\n" else _W3C_KEYS["tab"] if ch == "\t" else ch for ch in text]
 
 
+def _needs_text_input(text: str) -> bool:
+    """Long text, or text holding characters that WebDriver would read as special keys."""
+    return len(text) > TYPE_MAX_KEYSTROKES or any("\ue000" <= ch <= "\ue05d" for ch in text)
+
+
 def _type_text(run: _Run, text: str) -> None:
     if not text:
         return
-    if len(text) > TYPE_MAX_KEYSTROKES:
+    if _needs_text_input(text):
         run.driver.cdp("Input.insertText", {"text": text})
         return
     steps: list[dict[str, Any]] = []
@@ -531,7 +534,19 @@ def _do_navigate(run: _Run, params: Params) -> dict[str, Any]:
     if not url:
         raise ActionFailed("navigate needs a url")
     run.driver.get(url)
-    return dict(run.driver.execute_script(page_scripts.URL_AND_TITLE))
+    page = dict(run.driver.execute_script(page_scripts.URL_AND_TITLE))
+    _raise_if_error_page(run, page, url)
+    return page
+
+
+def _raise_if_error_page(run: _Run, page: dict[str, Any], url: str) -> None:
+    """Chromium answers a failed load (refused, DNS, TLS) with its own error page, not an error."""
+    if not str(page.get("url", "")).startswith("chrome-error://"):
+        return
+    code = run.driver.execute_script(
+        "const e = document.querySelector('.error-code'); return e ? e.textContent.trim() : '';"
+    )
+    raise ActionFailed(f"Could not load {url}: {code or 'the page failed to load'}")
 
 
 def _do_viewport(run: _Run, params: Params) -> dict[str, Any]:
@@ -657,6 +672,13 @@ def _find_for_step(run: _Run, target: Params, action: str, value: str, timeout_m
         return dict(reply)
 
 
+def _step_timeout_ms(params: Params) -> int:
+    timeout = params.get("timeout_ms")
+    if timeout is None:
+        return STEP_DEFAULT_TIMEOUT_MS
+    return min(max(int(timeout), 0), STEP_MAX_TIMEOUT_MS)
+
+
 def _do_step(run: _Run, params: Params) -> dict[str, Any]:
     action = str(params.get("action") or "")
     if action not in _STEP_ACTIONS:
@@ -665,34 +687,37 @@ def _do_step(run: _Run, params: Params) -> dict[str, Any]:
     if not isinstance(target, dict):
         raise ActionFailed("The step target must be an object")
     value = "" if params.get("value") is None else str(params.get("value"))
-    timeout = params.get("timeout_ms")
-    timeout_ms = (
-        min(max(int(timeout), 0), STEP_MAX_TIMEOUT_MS) if timeout is not None else STEP_DEFAULT_TIMEOUT_MS
-    )
     done: dict[str, Any] = {"action": action, "target": target}
-    # press without a target goes to whatever has focus.
     found: dict[str, Any] = {}
+    # press without a target goes to whatever has focus.
     if target or action != "press":
-        found = _find_for_step(run, target, action, value, timeout_ms)
+        found = _find_for_step(run, target, action, value, _step_timeout_ms(params))
         done["element"] = found.get("info")
-    element = found.get("element")
-    if action == "click" or found.get("click"):
-        element.click()
-    elif action == "fill" and not found.get("done"):
-        run.driver.execute(
-            Command.SEND_KEYS_TO_ELEMENT, {"id": element.id, "text": value, "value": list(value)}
-        )
-    elif action == "press":
-        key = str(params.get("key") or value)
-        _chord(run, _combo([key]))
-        done["key"] = key
-    elif action == "hover":
-        _perform_pointer(run, [_move((found["x"], found["y"]))])
+    _finish_step(run, action, found, value)
+    if action == "press":
+        done["key"] = str(params.get("key") or value)
+        _chord(run, _combo([done["key"]]))
     if found.get("selected"):
         done["selected"] = found["selected"]
-    elif action == "fill":
-        done["value"] = value
+    # The filled value is not echoed: results are stored, and it may be a password.
     return {"step": done, "page": _observe_page(run, params.get("max_elements"))}
+
+
+def _finish_step(run: _Run, action: str, found: dict[str, Any], value: str) -> None:
+    """The WebDriver half of a step, on the element the page script found and prepared."""
+    element = found.get("element")
+    if action == "click" or found.get("click"):
+        # WebDriver's element click scrolls it into view and refuses when something covers it.
+        element.click()
+    elif action == "fill" and not found.get("done"):
+        if _needs_text_input(value):
+            run.driver.cdp("Input.insertText", {"text": value})  # the page script focused the field
+        else:
+            run.driver.execute(
+                Command.SEND_KEYS_TO_ELEMENT, {"id": element.id, "text": value, "value": list(value)}
+            )
+    elif action == "hover":
+        _perform_pointer(run, [_move((found["x"], found["y"]))])
 
 
 # Tabs -------------------------------------------------------------------------------------------
@@ -734,6 +759,7 @@ def _do_new_tab(run: _Run, params: Params) -> dict[str, Any]:
             if isinstance(exc, InvalidSessionIdException):
                 raise
             raise ActionFailed(f"Opened tab {tab_id} but could not load {url}: {_message(exc)}") from exc
+        _raise_if_error_page(run, dict(run.driver.execute_script(page_scripts.URL_AND_TITLE)), str(url))
     return _tab_info(run)
 
 
@@ -758,19 +784,17 @@ def _do_close_tab(run: _Run, params: Params) -> dict[str, Any]:
         raise ActionFailed(f"No tab with id {tab_id!r}")
     if len(handles) == 1:
         raise ActionFailed("Cannot close the last tab")
-    if tab_id != run.main_tab:
-        _switch(run.driver, tab_id)
-    run.driver.close()
-    run.driver.tab_displays.pop(tab_id, None)
     if tab_id == run.main_tab:
+        run.driver.close()
         # The tab before it takes over, as a browser does.
         index = handles.index(tab_id)
         successor = handles[index - 1] if index > 0 else handles[1]
         _make_main(run.driver, successor, run.display)
-        run.main_tab = successor
+        run.main_tab = run.tab = successor
     else:
-        _switch(run.driver, run.main_tab)
-    run.tab = run.main_tab
+        with _visiting(run.driver, tab_id, back_to=run.main_tab):
+            run.driver.close()
+    run.driver.tab_displays.pop(tab_id, None)
     return {"closed_tab_id": tab_id, "main_tab_id": run.main_tab}
 
 

@@ -63,7 +63,8 @@ def webdriver_request(
         error = value.get("error", "") if isinstance(value, dict) else ""
         message = str(value.get("message", "")).split("\n", 1)[0][:300] if isinstance(value, dict) else ""
         detail = f"{method} {url}: {error or exc.code}" + (f": {message}" if message else "")
-        if exc.code == 404 or error in {"invalid session id", "no such window"}:
+        # "no such window" is not listed: a page may close its own tab and the session lives on.
+        if error == "invalid session id" or (exc.code == 404 and not error):
             raise BrowserGone(detail) from exc
         raise BrowserError(detail) from exc
     except (urllib.error.URLError, OSError) as exc:

@@ -87,8 +87,8 @@ def _pid_alive(pid: int) -> bool:
 class LocalBackend:
     name = "local"
 
-    def __init__(self) -> None:
-        self.root = Path(settings.BROWSER_PROFILE_ROOT)
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root or settings.BROWSER_PROFILE_ROOT)
         self.host = socket.gethostname()
 
     def _session_dir(self, session_id: str) -> Path:

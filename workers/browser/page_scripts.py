@@ -12,7 +12,8 @@ report boxes, because the API speaks screenshot pixels.
 from __future__ import annotations
 
 # Shared helpers, prepended to the scripts that need them. Only function declarations and
-# constants: each script is its own function body, so nothing leaks into the page.
+# constants: each script is its own function body, so all that stays in the page is what observe
+# leaves on purpose (data-bf-id attributes and the window.__bfSeq counter).
 _HELPERS = r"""
 const INTERACTIVE = [
   'a[href]', 'button', 'input:not([type="hidden"])', 'select', 'textarea', 'summary',
@@ -139,6 +140,24 @@ function selectorOf(el) {
   return pathOf(el);
 }
 
+// Per parent: each child's position among siblings of its tag, and how many of each tag there
+// are. Built once per script run: list pages share parents with thousands of children.
+const SIBLINGS = new Map();
+
+function siblingsOf(parent) {
+  let entry = SIBLINGS.get(parent);
+  if (!entry) {
+    entry = { index: new Map(), count: new Map() };
+    for (let child = parent.firstElementChild; child; child = child.nextElementSibling) {
+      const n = (entry.count.get(child.localName) || 0) + 1;
+      entry.count.set(child.localName, n);
+      entry.index.set(child, n);
+    }
+    SIBLINGS.set(parent, entry);
+  }
+  return entry;
+}
+
 function pathOf(el) {
   const parts = [];
   for (let node = el; node && node.nodeType === 1; node = node.parentElement) {
@@ -152,8 +171,9 @@ function pathOf(el) {
       parts.unshift(tag);
       break;
     }
-    const same = Array.from(parent.children).filter((c) => c.localName === node.localName);
-    parts.unshift(same.length > 1 ? `${tag}:nth-of-type(${same.indexOf(node) + 1})` : tag);
+    const siblings = siblingsOf(parent);
+    const several = siblings.count.get(node.localName) > 1;
+    parts.unshift(several ? `${tag}:nth-of-type(${siblings.index.get(node)})` : tag);
   }
   return parts.join(' > ');
 }
@@ -238,8 +258,11 @@ function observePage(maxElements, scale) {
     chosen = onScreen.concat(offScreen).slice(0, maxElements);
     chosen.sort((a, b) => docOrder(a.el, b.el));
   }
+  // All reads before any write: each new attribute invalidates style, and the next read of a
+  // box or of innerText would lay out the whole page again.
+  const described = chosen.map(({ el, r, inView: visibleNow }) => describe(el, r, scale, visibleNow));
   const usedIds = new Set();
-  const elements = chosen.map(({ el, r, inView: visibleNow }) => {
+  const elements = chosen.map(({ el }, i) => {
     let id = el.getAttribute('data-bf-id');
     // Cloned nodes copy the attribute: an id seen twice gets a fresh one.
     if (!id || usedIds.has(id)) {
@@ -247,7 +270,7 @@ function observePage(maxElements, scale) {
       el.setAttribute('data-bf-id', id);
     }
     usedIds.add(id);
-    return describe(el, r, scale, id, visibleNow);
+    return { id, ...described[i] };
   });
   return {
     url: location.href,
@@ -260,10 +283,9 @@ function observePage(maxElements, scale) {
   };
 }
 
-function describe(el, r, scale, id, visibleNow) {
+function describe(el, r, scale, visibleNow) {
   const value = valueOf(el);
   const item = {
-    id,
     role: roleOf(el),
     tag: el.localName,
     text: clip(nameOf(el) || norm(value || ''), 200),
@@ -340,8 +362,10 @@ function byText(text) {
   const needle = norm(text).toLowerCase();
   if (!needle) return null;
   // 1. Something interactive whose name is the text (exactly, else containing it).
+  const word = needle.split(' ')[0];
   let partial = null;
   for (const el of document.querySelectorAll(INTERACTIVE + ', label')) {
+    if (!mayBeNamed(el, word)) continue;
     if (!isVisible(el) && !(el.localName === 'select')) continue;
     const name = nameOf(el).toLowerCase();
     if (name === needle) return el;
@@ -368,6 +392,17 @@ function byText(text) {
     if (isVisible(el) && norm(el.innerText).toLowerCase().includes(needle)) deepest = el;
   }
   return deepest;
+}
+
+// A cheap test that rules out most elements before nameOf (which reads innerText, a layout
+// query) on pages with thousands of links. It passes everything whose name may not be in its
+// own text or attributes.
+function mayBeNamed(el, word) {
+  if (isField(el) || el.hasAttribute('aria-labelledby')) return true;
+  const text = el.textContent;
+  if (!text.trim()) return true;
+  const attrs = ' ' + (el.getAttribute('aria-label') || '') + ' ' + (el.getAttribute('title') || '');
+  return (text + attrs).toLowerCase().includes(word);
 }
 
 function find() {
@@ -458,9 +493,10 @@ function prepare(el) {
         setValue(field, value);
         return { info: info(field), done: true };
       }
-      // Cleared here so that the WebDriver half only types.
+      // Cleared and focused here so that the WebDriver half only types.
       if (field.isContentEditable && !isField(field)) field.textContent = '';
       else if (field.value) setValue(field, '');
+      field.focus();
       return { element: field, info: info(field) };
     }
     case 'select': {
