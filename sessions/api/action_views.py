@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from project.exceptions import InvalidInput, NotFound
+from project.pagination import paginate
 from sessions import selectors
 from sessions.action_specs import normalize_action, normalize_batch, normalize_generic
 from sessions.actions import action_get, action_list, action_submit, action_wait
@@ -208,21 +209,11 @@ class SessionActionsView(APIView):
 
     def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(account=request.user, session_id=session_id)
-        try:
-            limit = int(request.query_params.get("limit", "50"))
-            offset = int(request.query_params.get("offset", "0"))
-        except ValueError:
-            raise InvalidInput("limit and offset must be integers.") from None
-        if not 1 <= limit <= 200 or offset < 0:
-            raise InvalidInput("limit must be 1-200 and offset >= 0.")
-        actions = action_list(session=session)
-        page = list(actions[offset : offset + limit + 1])
+        page = paginate(request, action_list(session=session))
         return Response(
             {
-                "results": [action_payload(a, request, detail=True) for a in page[:limit]],
-                "limit": limit,
-                "offset": offset,
-                "has_more": len(page) > limit,
+                "results": [action_payload(a, request, detail=True) for a in page.pop("items")],
+                **page,
             }
         )
 

@@ -701,16 +701,6 @@ def test_a_killed_driver_is_browser_gone(throwaway_browser: Browser, pages_serve
 # Through Selenium Grid ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def grid_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests.support.selenium_grid import ensure_grid_jar, running_grid
-
-    cache = Path(os.environ.get("BROWSERFLEET_CACHE_DIR", Path.home() / ".cache" / "browserfleet")) / "grid"
-    jar = ensure_grid_jar(cache)
-    with running_grid(jar=jar, port=free_port(), workdir=tmp_path_factory.mktemp("grid")) as url:
-        yield url
-
-
 @pytest.mark.grid
 def test_actions_that_need_devtools_and_held_input_work_through_grid(
     grid_url: str, pages_server: str

@@ -6,32 +6,18 @@ with the grid backend configured, so the whole start/attach/reconcile/stop path 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from django.utils import timezone
 
 from accounts.services import account_create
 from sessions.models import BrowserSession
 from sessions.services import session_terminate
-from tests.conftest import free_port
 from tests.support.processes import wait_until
-from tests.support.selenium_grid import ensure_grid_jar, running_grid
 from workers.browser.base import webdriver_request
 from workers.browser.grid import GridBackend
 from workers.services import browsers_reconcile, session_browser_start, session_browser_stop
 
 pytestmark = pytest.mark.grid
-
-
-@pytest.fixture(scope="module")
-def grid_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    cache = Path(os.environ.get("BROWSERFLEET_CACHE_DIR", Path.home() / ".cache" / "browserfleet")) / "grid"
-    jar = ensure_grid_jar(cache)
-    with running_grid(jar=jar, port=free_port(), workdir=tmp_path_factory.mktemp("grid")) as url:
-        yield url
 
 
 @pytest.fixture
