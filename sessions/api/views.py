@@ -31,7 +31,8 @@ def client_wait_budget(request: Request, configured: float) -> float:
         client = None
     if client is None or client <= 0:
         return configured
-    return max(1.0, min(configured, client - 5.0))
+    # Answer 2 s before the client gives up; a client that allows almost nothing gets almost nothing.
+    return max(0.1, min(configured, client - 2.0))
 
 
 class ComputerListCreateView(APIView):

@@ -273,3 +273,23 @@ def test_no_trailing_slash_redirects(client):
     )
     assert response.status_code == 404
     assert not BrowserSession.objects.exists()
+
+
+def test_a_create_that_outlives_the_client_timeout_leaves_no_browser_and_no_charge(client):
+    # A client that gives up after 2 s leaves us 0.1 s (we answer 2 s before it gives up): too
+    # little for any Chromium start, so the create gives up and says so.
+    response = client.post("/v1/computers", {}, headers={"x-stainless-read-timeout": "2"})
+    assert response.status_code == 503
+    assert response.json()["code"] == "browser_start_failed"
+    row = BrowserSession.objects.get(account=client.account)
+    assert row.status == "terminated" and row.ended_reason == "start_failed"
+    # The worker finishes starting the browser, finds the session ended and stops it itself.
+    wait_until(
+        lambda: BrowserSession.objects.filter(pk=row.pk, browser_released_at__isnull=False).exists(),
+        timeout=30,
+        message="the stop of the abandoned start",
+    )
+    wait_until(lambda: _session_processes(row.pk) == [], timeout=20, message="no browser left")
+    from billing.models import Balance
+
+    assert Balance.objects.get(account=client.account).credits == 100_000
