@@ -104,7 +104,13 @@ class BrowserSession(models.Model):
             return None
         if self.expires_at <= now:
             return EndedReason.MAX_LIFETIME
-        if self.idle_timeout_enabled and self.idle_expires_at is not None and self.idle_expires_at <= now:
+        # The idle timer runs from when the browser is ready, never while it starts.
+        if (
+            self.status != SessionStatus.STARTING
+            and self.idle_timeout_enabled
+            and self.idle_expires_at is not None
+            and self.idle_expires_at <= now
+        ):
             return EndedReason.IDLE
         return None
 

@@ -71,7 +71,7 @@ def session_enforce_expiry(*, session: BrowserSession, now: datetime | None = No
 def _end_expired_sessions_of(account: Account, now: datetime) -> None:
     expired = BrowserSession.objects.filter(account=account, status__in=LIVE_STATUSES).filter(
         Q(expires_at__lte=now) | Q(idle_timeout_enabled=True, idle_expires_at__lte=now)
-    )
+    )  # expiry_reason() decides; this only narrows the rows to look at
     for session in expired:
         session_enforce_expiry(session=session, now=now)
 
@@ -227,7 +227,10 @@ def sessions_sweep(*, now: datetime | None = None, batch_size: int = 500, max_ba
     ended = 0
     for reason, deadline_passed in (
         (EndedReason.MAX_LIFETIME, Q(expires_at__lte=now)),
-        (EndedReason.IDLE, Q(idle_timeout_enabled=True, idle_expires_at__lte=now)),
+        (
+            EndedReason.IDLE,
+            Q(idle_timeout_enabled=True, idle_expires_at__lte=now) & ~Q(status=SessionStatus.STARTING),
+        ),
         (EndedReason.START_FAILED, Q(status=SessionStatus.STARTING, created_at__lte=stuck_start)),
     ):
         for _ in range(max_batches):

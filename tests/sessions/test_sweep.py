@@ -74,13 +74,20 @@ def test_sweep_reads_expired_rows_through_the_partial_indexes(account):
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")
     try:
-        for deadline, index in (
-            ("expires_at__lte", "session_live_expires"),
-            ("idle_expires_at__lte", "session_live_idle_expires"),
+        from django.db.models import Q
+
+        from sessions.models import SessionStatus
+
+        # The sweep's two deadline queries, as sessions_sweep writes them.
+        for deadline_passed, index in (
+            (Q(expires_at__lte=now), "session_live_expires"),
+            (
+                Q(idle_timeout_enabled=True, idle_expires_at__lte=now) & ~Q(status=SessionStatus.STARTING),
+                "session_live_idle_expires",
+            ),
         ):
-            extra = {"idle_timeout_enabled": True} if index == "session_live_idle_expires" else {}
             plan = (
-                BrowserSession.objects.filter(status__in=LIVE_STATUSES, **{deadline: now}, **extra)
+                BrowserSession.objects.filter(deadline_passed, status__in=LIVE_STATUSES)
                 .values("pk")
                 .explain()
             )
