@@ -13,8 +13,9 @@ What `running_stack` brings up, and takes down again on exit (also on errors, Ct
   two benchmarks from sharing it at once;
 - a temporary BROWSER_PROFILE_ROOT, so reconcile only ever sees this stack's browsers;
 - gunicorn (gthread, 2 workers x 16 threads, a free 127.0.0.1 port), a Celery worker
-  (lifecycle, actions, batch; concurrency 4) and Celery Beat, each in its own process group,
-  with BROWSERFLEET_ENV=development; the same commands `bin/dev web|worker|beat` run.
+  (lifecycle, actions, batch; concurrency 4 unless `worker_concurrency` says otherwise) and
+  Celery Beat, each in its own process group, with BROWSERFLEET_ENV=development; the same
+  commands `bin/dev web|worker|beat` run.
 
 At the end, live sessions are ended through the service (as `admin`) and their browsers given
 time to go; then the processes are stopped and any chromium or chromedriver still carrying the
@@ -326,11 +327,20 @@ def _sigterm_as_exit() -> Iterator[None]:
 
 @contextlib.contextmanager
 def running_stack(
-    *, name: str, env_overrides: dict[str, str] | None = None, redis_db: int = DEFAULT_REDIS_DB
+    *,
+    name: str,
+    env_overrides: dict[str, str] | None = None,
+    redis_db: int = DEFAULT_REDIS_DB,
+    worker_concurrency: int = WORKER_CONCURRENCY,
 ) -> Iterator[Stack]:
-    """The whole service, isolated; see the module docstring."""
+    """The whole service, isolated; see the module docstring.
+
+    `worker_concurrency` is the Celery worker's `-c` (4, as `bin/dev worker` by default).
+    """
     if not re.fullmatch(r"[a-z0-9_]{1,40}", name):
         raise ValueError("name must be 1-40 characters of a-z, 0-9 and _")
+    if worker_concurrency < 1:
+        raise ValueError("worker_concurrency must be at least 1")
     database = f"browserfleet_bench_{name}"
     workdir = Path(tempfile.mkdtemp(prefix=f"bf-bench-{name}-"))
     profile_root = workdir / "browsers"
@@ -379,7 +389,7 @@ def running_stack(
             processes["worker"] = _start(
                 [
                     PYTHON, "-m", "celery", "-A", "project", "worker",
-                    "-Q", "lifecycle,actions,batch", "-c", str(WORKER_CONCURRENCY),
+                    "-Q", "lifecycle,actions,batch", "-c", str(worker_concurrency),
                     "-l", "info", "-n", f"bench-{name}@%h",
                 ],
                 env=env, log_file=worker_log,

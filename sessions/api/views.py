@@ -16,7 +16,7 @@ from sessions.api.serializers import (
     SessionOutput,
     SessionStatusOutput,
 )
-from sessions.models import SessionStatus
+from sessions.models import EndedReason, SessionStatus
 
 
 def client_wait_budget(request: Request, configured: float) -> float:
@@ -87,7 +87,7 @@ class ComputerDetailView(APIView):
         session = selectors.session_get(account=request.user, session_id=session_id)
         session = services.session_enforce_expiry(session=session)
         if session.status != SessionStatus.TERMINATED:
-            services.session_terminate(session_id=session.pk, reason="user")
+            services.session_terminate(session_id=session.pk, reason=EndedReason.USER)
             session.refresh_from_db()
         session = services.session_wait_released(
             session=session, timeout=client_wait_budget(request, settings.SESSION_STOP_WAIT_SECONDS)
