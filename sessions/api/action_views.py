@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from project.exceptions import InvalidInput, NotFound
+from project.exceptions import InvalidInput, NotFound, NotImplementedByServer
 from project.pagination import paginate
 from sessions import selectors
 from sessions.action_specs import normalize_action, normalize_batch, normalize_generic
@@ -195,6 +195,18 @@ class ExecUnsupportedView(APIView):
         selectors.session_get(account=request.user, session_id=session_id)
         normalize_action("debug", {})  # raises the 501
         raise AssertionError("unreachable")
+
+
+class StreamUnsupportedView(APIView):
+    """events, screencast, ws: the SDK cannot consume these streams; we do not serve them yet."""
+
+    def get(self, request: Request, session_id: str) -> Response:
+        selectors.session_get(account=request.user, session_id=session_id)
+        raise NotImplementedByServer(
+            "Event, screencast and WebSocket streams are not served by this server; poll "
+            "GET /v1/computers/{id}/actions and take screenshots instead.",
+            code="stream_not_supported",
+        )
 
 
 class ActionDetailView(APIView):

@@ -33,6 +33,10 @@ urlpatterns = [
         action_views.ExecUnsupportedView.as_view(),
         name="computer-exec-sync",
     ),
+    *(
+        path(f"computers/<str:session_id>/{stream}", action_views.StreamUnsupportedView.as_view())
+        for stream in ("events", "screencast", "ws")
+    ),
     path(
         "computers/<str:session_id>/actions",
         action_views.SessionActionsView.as_view(),
