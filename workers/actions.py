@@ -89,7 +89,9 @@ def _finish(action: Action, status: str, *, error: str = "", outcome: dict[str, 
             ran = [step["status"] in _RAN for step in steps]
         else:
             ran = [status in _RAN]
-        action_refund_unrun(action_row=action, ran=ran)
+        commands = len(action.step_prices or [action.price])
+        if len(ran) < commands or not all(ran):  # the common case, all ran, needs no lookup
+            action_refund_unrun(action_row=action, ran=ran)
     completion_publish(action_event(action.public_id))
 
 
