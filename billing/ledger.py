@@ -1,16 +1,43 @@
 """The only code that moves credits.
 
-Every movement is one ledger row and one balance update in the same transaction, under the
-account's balance row lock, so concurrent charges serialize per account and the balance can be
-checked against the ledger at any time.
+Every movement is one ledger row and one balance update in the same transaction. The balance
+UPDATE takes the account's balance row lock and refuses to go below zero in the same statement,
+so concurrent charges serialize per account, and the balance can be checked against the ledger
+at any time. This is on every action's path, so it is two SQL statements, not an ORM round of
+read-lock-check-write.
 """
 
 from __future__ import annotations
 
-from django.db import transaction
+from dataclasses import dataclass
+
+from django.db import connection, transaction
 
 from billing.models import Balance, LedgerEntry
 from project.exceptions import InsufficientCredits
+
+_DEBIT = """
+    UPDATE billing_balance SET credits = credits + %s, updated_at = now()
+    WHERE account_id = %s AND credits + %s >= 0
+    RETURNING credits
+"""
+_APPEND = """
+    INSERT INTO billing_ledgerentry
+        (account_id, kind, amount, balance_after, reason, session_id, action_id, idempotency_key, created_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+"""
+
+
+@dataclass(frozen=True)
+class Posted:
+    entry_id: int | None
+    created: bool  # False: the key was posted before, nothing changed
+
+
+class _AlreadyPosted(Exception):
+    pass
 
 
 def ledger_post(
@@ -22,38 +49,36 @@ def ledger_post(
     reason: str = "",
     session_id: str | None = None,
     action_id: int | None = None,
-) -> tuple[LedgerEntry, bool]:
-    """Post one movement; return (entry, created).
+) -> Posted:
+    """Post one movement, once per `idempotency_key`.
 
-    A key that was already posted returns the existing entry and changes nothing. A charge the
-    balance cannot cover raises InsufficientCredits and changes nothing.
+    A key that was already posted changes nothing. A charge the balance cannot cover raises
+    InsufficientCredits and changes nothing.
     """
     if not isinstance(amount, int) or isinstance(amount, bool):
         raise TypeError("ledger amounts are integers")
-    with transaction.atomic():
-        balance = Balance.objects.select_for_update().get(account_id=account_id)
-        existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing, False
-        new_credits = balance.credits + amount
-        if new_credits < 0:
-            raise InsufficientCredits(
-                f"This needs {-amount} credits and the balance is {balance.credits}.",
-                extra={"balance": balance.credits, "required": -amount},
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_DEBIT, [amount, account_id, amount])
+            row = cursor.fetchone()
+            if row is None:
+                balance = (
+                    Balance.objects.filter(account_id=account_id).values_list("credits", flat=True).first()
+                )
+                raise InsufficientCredits(
+                    f"This needs {-amount} credits and the balance is {balance}.",
+                    extra={"balance": balance, "required": -amount},
+                )
+            cursor.execute(
+                _APPEND,
+                [account_id, kind, amount, row[0], reason[:255], session_id, action_id, idempotency_key],
             )
-        balance.credits = new_credits
-        balance.save(update_fields=["credits", "updated_at"])
-        entry = LedgerEntry.objects.create(
-            account_id=account_id,
-            kind=kind,
-            amount=amount,
-            balance_after=new_credits,
-            reason=reason,
-            session_id=session_id,
-            action_id=action_id,
-            idempotency_key=idempotency_key,
-        )
-    return entry, True
+            inserted = cursor.fetchone()
+            if inserted is None:
+                raise _AlreadyPosted  # undoes the balance update above
+    except _AlreadyPosted:
+        return Posted(entry_id=None, created=False)
+    return Posted(entry_id=int(inserted[0]), created=True)
 
 
 def balance_open(*, account_id: int, grant: int = 0, reason: str = "initial grant") -> None:

@@ -15,7 +15,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.ledger import ledger_post
@@ -25,26 +25,42 @@ from project.exceptions import InsufficientCredits
 logger = logging.getLogger(__name__)
 
 
+def _prices(items: list[str]) -> dict[str, int]:
+    # On every action's path: one plain query, no ORM round.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT item, credits FROM billing_price WHERE item = ANY(%s)", [list(set(items))])
+        return dict(cursor.fetchall())
+
+
+def _highest_action_price() -> int:
+    highest = (
+        Price.objects.exclude(item=Price.SESSION_MINUTE)
+        .order_by("-credits")
+        .values_list("credits", flat=True)
+    )
+    return int(highest.first() or 1)
+
+
 def price_of(item: str) -> int:
-    price = Price.objects.filter(item=item).values_list("credits", flat=True).first()
-    if price is None:
+    return prices_of([item])[0]
+
+
+def prices_of(items: list[str]) -> list[int]:
+    found = _prices(items)
+    missing = [item for item in items if item not in found]
+    if missing:
         # A type without a row must not be free by accident: price it like the dearest action.
-        logger.error("no price for %r; charging the highest action price", item)
-        return int(
-            Price.objects.exclude(item=Price.SESSION_MINUTE)
-            .order_by("-credits")
-            .values_list("credits", flat=True)
-            .first()
-            or 1
-        )
-    return int(price)
+        logger.error("no price for %s; charging the highest action price", missing)
+        fallback = _highest_action_price()
+        found.update(dict.fromkeys(missing, fallback))
+    return [int(found[item]) for item in items]
 
 
 def action_prices(action: dict[str, Any]) -> list[int]:
     """The price of each command an action runs (one for an action, one per step of a batch)."""
     if action["type"] == "batch":
-        return [price_of(step["type"]) for step in action["actions"]]
-    return [price_of(action["type"])]
+        return prices_of([step["type"] for step in action["actions"]])
+    return prices_of([action["type"]])
 
 
 def action_charge(*, account_id: int, session_id: str, action_row: Any, amount: int) -> None:

@@ -166,8 +166,11 @@ class Action(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["session", "-id"], name="action_session_recent"),
+            # The session's queue: what waits, and what a lost worker left running.
             models.Index(
-                fields=["session", "id"], condition=Q(status="queued"), name="action_session_queued"
+                fields=["session", "id"],
+                condition=Q(status__in=["queued", "running"]),
+                name="action_session_pending",
             ),
         ]
 

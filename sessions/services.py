@@ -193,20 +193,26 @@ def session_touch(*, session: BrowserSession) -> BrowserSession:
     if session.status == SessionStatus.STARTING:
         raise Busy("The session's browser is still starting; try again.", code="session_starting")
     now = timezone.now()
+    idle_deadline = session.idle_deadline(now)
     # The WHERE repeats the expiry test so that a sweep between our check and our write wins.
     changed = (
         BrowserSession.objects.filter(pk=session.pk, status__in=LIVE_STATUSES, expires_at__gt=now)
         .exclude(idle_timeout_enabled=True, idle_expires_at__lte=now)
         .update(
             last_activity_at=now,
-            idle_expires_at=session.idle_deadline(now),
+            idle_expires_at=idle_deadline,
             status=Case(
                 When(status=SessionStatus.READY, then=Value(SessionStatus.RUNNING)), default=F("status")
             ),
         )
     )
-    session.refresh_from_db()
-    if not changed:
+    if changed:
+        # What the UPDATE wrote; no need to read the row back.
+        session.last_activity_at, session.idle_expires_at = now, idle_deadline
+        if session.status == SessionStatus.READY:
+            session.status = SessionStatus.RUNNING
+    else:
+        session.refresh_from_db()
         raise SessionEnded(
             f"Session {session.pk} has ended ({session.ended_reason or 'expired'}).",
             extra={"ended_reason": session.ended_reason},

@@ -43,8 +43,11 @@ def actions_drain(*, session_id: str) -> None:
         if not lock.acquire(blocking=False):
             return  # the holder runs our action, and re-checks the queue when it is done
         try:
-            _fail_orphaned_runs(session_id)
-            while (action := _next_queued(session_id)) is not None:
+            while (action := _next_to_run(session_id)) is not None:
+                if action.status == ActionStatus.RUNNING:
+                    # Nobody else holds the lock: a worker was lost while it ran this one.
+                    _finish(action, ActionStatus.ERRORED, error="The worker running this action was lost.")
+                    continue
                 _run_one(action, rearm=lock.reacquire)
         finally:
             try:
@@ -55,16 +58,14 @@ def actions_drain(*, session_id: str) -> None:
             return
 
 
-def _next_queued(session_id: str) -> Action | None:
-    return Action.objects.filter(session_id=session_id, status=ActionStatus.QUEUED).order_by("id").first()
-
-
-def _fail_orphaned_runs(session_id: str) -> None:
-    """Actions left `running` while nobody holds the lock were cut off by a lost worker."""
-    for action in Action.objects.filter(session_id=session_id, status=ActionStatus.RUNNING):
-        _finish(
-            action, ActionStatus.ERRORED, error="The worker running this action was lost; it did not finish."
-        )
+def _next_to_run(session_id: str) -> Action | None:
+    """The session's oldest unfinished action, with its session (one query)."""
+    return (
+        Action.objects.filter(session_id=session_id, status__in=[ActionStatus.QUEUED, ActionStatus.RUNNING])
+        .select_related("session")
+        .order_by("id")
+        .first()
+    )
 
 
 _RAN = (ActionStatus.SUCCEEDED, ActionStatus.FAILED)  # ran on the page: charged either way
@@ -73,16 +74,16 @@ _RAN = (ActionStatus.SUCCEEDED, ActionStatus.FAILED)  # ran on the page: charged
 def _finish(action: Action, status: str, *, error: str = "", outcome: dict[str, Any] | None = None) -> None:
     """Record the end of an action once, refund what did not run because of us, wake the waiter."""
     outcome = outcome or {}
-    finished = Action.objects.filter(
-        pk=action.pk, status__in=[ActionStatus.QUEUED, ActionStatus.RUNNING]
-    ).update(
-        status=status,
-        error=error[:4000],
-        result=outcome.get("result"),
-        executed_tab_id=outcome.get("executed_tab_id", ""),
-        page_context=outcome.get("page_context"),
-        finished_at=timezone.now(),
-    )
+    fields = {
+        "status": status,
+        "error": error[:4000],
+        "result": outcome.get("result"),
+        "executed_tab_id": outcome.get("executed_tab_id", ""),
+        "page_context": outcome.get("page_context"),
+        "finished_at": timezone.now(),
+    }
+    pending = [ActionStatus.QUEUED, ActionStatus.RUNNING]
+    finished = Action.objects.filter(pk=action.pk, status__in=pending).update(**fields)
     if finished:
         if action.type == "batch":
             steps = (outcome.get("result") or {}).get("steps", [])
@@ -92,7 +93,9 @@ def _finish(action: Action, status: str, *, error: str = "", outcome: dict[str, 
         commands = len(action.step_prices or [action.price])
         if len(ran) < commands or not all(ran):  # the common case, all ran, needs no lookup
             action_refund_unrun(action_row=action, ran=ran)
-    completion_publish(action_event(action.public_id))
+    # The waiting request answers from this payload, without reading the row back.
+    payload = {**fields, "finished_at": fields["finished_at"].isoformat()} if finished else None
+    completion_publish(action_event(action.public_id), payload)
 
 
 def _run_one(action: Action, *, rearm: Any) -> None:
@@ -102,7 +105,7 @@ def _run_one(action: Action, *, rearm: Any) -> None:
     )
     if not claimed:
         return
-    session = BrowserSession.objects.get(pk=action.session_id)
+    session = action.session
     reason = session.expiry_reason(now)
     if reason is not None:
         session_terminate(session_id=session.pk, reason=reason)
@@ -117,11 +120,13 @@ def _run_one(action: Action, *, rearm: Any) -> None:
     except SoftTimeLimitExceeded:
         status, error, outcome = ActionStatus.ERRORED, "The action took too long and was stopped.", {}
     _finish(action, status, error=error, outcome=outcome)
-    # The action itself is activity too: a long one must not leave the session idle-expired.
-    BrowserSession.objects.filter(pk=session.pk, status=SessionStatus.RUNNING).update(
-        last_activity_at=timezone.now(),
-        idle_expires_at=session.idle_deadline(timezone.now()),
-    )
+    finished = timezone.now()
+    if (finished - now).total_seconds() > 1:
+        # A long action is activity until it ends: it must not leave the session idle-expired.
+        # (Accepting it moved the timer already; short ones need no second write.)
+        BrowserSession.objects.filter(pk=session.pk, status=SessionStatus.RUNNING).update(
+            last_activity_at=finished, idle_expires_at=session.idle_deadline(finished)
+        )
 
 
 def _run_step(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
