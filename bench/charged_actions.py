@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -93,6 +94,83 @@ class Client(threading.Thread):
                 self.errors.append(detail)
 
 
+# --- CPU accounting -----------------------------------------------------------------------------
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+COMPONENTS = (
+    "web",
+    "worker",
+    "beat",
+    "postgres",
+    "redis",
+    "chromedriver",
+    "chromium",
+    "bench client",
+    "other",
+)
+
+
+def _component(stack: Stack, pid: int, cmdline: str) -> str:
+    """Which part of the stack a process is (postgres and redis are shared with the machine)."""
+    port = stack.base_url.rsplit(":", 1)[1]
+    if pid == os.getpid():
+        return "bench client"
+    if "gunicorn" in cmdline and f"127.0.0.1:{port}" in cmdline:
+        return "web"
+    if "celery" in cmdline and f"bench-{stack.name}@" in cmdline:
+        return "worker"
+    if "celery" in cmdline and str(stack.workdir) in cmdline:
+        return "beat"
+    if str(stack.profile_root) in cmdline:
+        return "chromedriver" if "chromedriver" in cmdline.split(" ", 1)[0] else "chromium"
+    if cmdline.startswith("postgres") or "/postgres " in cmdline or "bin/postgres" in cmdline:
+        return "postgres"
+    if cmdline.startswith("redis-server"):
+        return "redis"
+    return "other"
+
+
+def cpu_snapshot(stack: Stack) -> dict[str, Any]:
+    """CPU ticks used so far per process (with its component), and the machine's busy and total.
+
+    A process's ticks include those of its children that ended and were reaped, so the
+    short-lived PostgreSQL backends of closed connections count for postgres via the postmaster.
+    """
+    processes: dict[int, tuple[str, int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+            raw = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+        fields = stat.rsplit(")", 1)[1].split()
+        ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        processes[int(entry.name)] = (_component(stack, int(entry.name), cmdline), ticks)
+    cpu = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return {"processes": processes, "busy": sum(cpu) - cpu[3] - cpu[4], "total": sum(cpu)}
+
+
+def cpu_report(before: dict[str, Any], after: dict[str, Any], actions: int) -> dict[str, Any]:
+    """CPU seconds per component between two snapshots (processes that ended in between are
+    left out; those that started count whole); what no process accounts for is `other`."""
+    used = dict.fromkeys(COMPONENTS, 0.0)
+    for pid, (component, ticks) in after["processes"].items():
+        earlier = before["processes"].get(pid)
+        used[component] += (
+            ticks - earlier[1] if earlier and earlier[0] == component else ticks
+        ) / CLOCK_TICKS
+    busy = (after["busy"] - before["busy"]) / CLOCK_TICKS
+    total = (after["total"] - before["total"]) / CLOCK_TICKS
+    used["other"] += max(0.0, busy - sum(used.values()))
+    return {
+        "cpu_seconds": {k: round(v, 2) for k, v in used.items()},
+        "cpu_ms_per_action": {k: round(1000 * v / actions, 2) if actions else None for k, v in used.items()},
+        "machine_busy_fraction": round(busy / total, 3) if total else None,
+    }
+
+
 def _create_session(stack: Stack, key: str) -> str:
     reply = requests.post(
         f"{stack.base_url}/v1/computers",
@@ -154,12 +232,14 @@ def run_case(
     while barrier.n_waiting < len(clients):
         time.sleep(0.01)
     load_before = loadavg()
+    cpu_before = cpu_snapshot(stack)
     started = time.monotonic()
     for client in clients:
         client.deadline = started + duration
     barrier.wait()
     for client in clients:
         client.join(timeout=duration + HTTP_TIMEOUT + 30)
+    cpu_after = cpu_snapshot(stack)
     load_after = loadavg()
     samples = [s for c in clients for s in c.samples]
     ended = max((sent + elapsed for sent, elapsed, _, _ in samples), default=started)
@@ -246,6 +326,7 @@ def run_case(
         "errors": [e for c in clients for e in c.errors][:20],
         "checks": checks,
         "consistent": ok,
+        "cpu": cpu_report(cpu_before, cpu_after, successes),
         "loadavg_before": load_before,
         "loadavg_after": load_after,
     }
@@ -313,6 +394,20 @@ def markdown(results: dict[str, Any]) -> str:
                 )
                 + " |"
             )
+    lines += [
+        "",
+        "CPU milliseconds per charged action, by process (postgres and redis: the whole server; "
+        "other: the rest of the machine, kernel included)",
+        "",
+        "| worker -c | case | " + " | ".join(COMPONENTS) + " | machine busy |",
+        "|---|---|" + "---|" * (len(COMPONENTS) + 1),
+    ]
+    for run in results["runs"]:
+        for c in run["cases"]:
+            per_action = c["cpu"]["cpu_ms_per_action"]
+            cells = [str(run["worker_concurrency"]), c["case"], *(f"{per_action[k]}" for k in COMPONENTS)]
+            cells.append(f"{100 * c['cpu']['machine_busy_fraction']:.0f}%")
+            lines.append("| " + " | ".join(cells) + " |")
     problems = [
         f"worker -c {run['worker_concurrency']} case {c['case']}: inconsistent ({c['checks']})"
         for run in results["runs"]

@@ -82,7 +82,9 @@ DATABASES = {
         "USER": env_str("POSTGRES_USER", "postgres"),
         "PASSWORD": env_str("POSTGRES_PASSWORD", ""),
         "CONN_MAX_AGE": env_int("POSTGRES_CONN_MAX_AGE", 60, minimum=0),
-        "CONN_HEALTH_CHECKS": True,
+        # Off by default: a health check is one more round trip on every request and task (the
+        # action benchmark's hot path); on with flaky networks between app and database.
+        "CONN_HEALTH_CHECKS": env_bool("POSTGRES_CONN_HEALTH_CHECKS", False),
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
