@@ -222,6 +222,9 @@ def run_once(
         load_after = loadavg()
         api_html_chars = len(api.post(f"/{session_id}/html", {}).json()["result"]["html_content"])
         forget(handle)
+        ended = api.http.delete(f"{api.base}/{session_id}", timeout=HTTP_TIMEOUT)
+        if ended.status_code != 200:
+            log(f"{label}: DELETE {session_id}: {ended.status_code} {ended.text[:200]}")
 
         summaries = {name: stats_ms([s["seconds"] for s in samples[name]]) for name in MEASUREMENTS}
         result = {

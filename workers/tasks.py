@@ -6,13 +6,21 @@ Every task is safe to run twice (acks are late, so a lost worker means a redeliv
 from __future__ import annotations
 
 from celery import shared_task
-from celery.signals import worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
+from django.db import close_old_connections
 
 from workers import services
 from workers.browser import TransientBrowserError
 
 _START_LIMIT = settings.BROWSER_START_TIMEOUT_SECONDS + 15
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _retire_old_connections(**_: object) -> None:
+    # What Django does around each request: drop connections past CONN_MAX_AGE or broken.
+    close_old_connections()
 
 
 @worker_process_init.connect
