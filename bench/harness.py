@@ -48,6 +48,10 @@ import requests
 from psycopg import sql
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as `python bench/NAME.py`: the project's own helpers
+
+from tests.support.processes import browser_processes as processes_mentioning  # noqa: E402
+
 PYTHON = sys.executable
 DEFAULT_REDIS_DB = 13
 READY_TIMEOUT_SECONDS = 90
@@ -220,29 +224,6 @@ def _http_answers(url: str) -> Callable[[], bool]:
         return True
 
     return check
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (FileNotFoundError, IndexError, ProcessLookupError):
-        return True
-
-
-def processes_mentioning(marker: str) -> list[tuple[int, str]]:
-    """Running (not zombie) processes whose command line contains `marker`."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if marker in cmdline and not _is_zombie(int(entry.name)):
-            found.append((int(entry.name), cmdline.replace("\0", " ")[:200]))
-    return found
 
 
 def _kill_leftover_browsers(profile_root: Path) -> list[tuple[int, str]]:
