@@ -338,6 +338,7 @@ def running_stack(
         "BROWSER_PROFILE_ROOT": str(profile_root),
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{Path(PYTHON).parent}:{os.environ.get('PATH', '')}",
+        "VENV": str(Path(PYTHON).parent.parent),  # bin/dev runs the same interpreter
     }
     env.pop("SELENIUM_GRID_URL", None)
     env.pop("BROWSER_BACKEND", None)
@@ -358,30 +359,23 @@ def running_stack(
             redis.Redis.from_url(env["REDIS_URL"]).flushdb()
 
             web_log, worker_log, beat_log = (workdir / f"{p}.log" for p in ("web", "worker", "beat"))
+            # The very commands `bin/dev serve` runs, configured through their environment.
             processes["web"] = _start(
-                [
-                    PYTHON, "-m", "gunicorn", "project.wsgi:application",
-                    "--bind", f"127.0.0.1:{port}",
-                    "--workers", str(WEB_WORKERS), "--worker-class", "gthread", "--threads", str(WEB_THREADS),
-                    "--timeout", "90", "--access-logfile", "-",
-                ],
-                env=env, log_file=web_log,
+                [str(REPO / "bin" / "dev"), "web"],
+                env={**env, "BIND": f"127.0.0.1:{port}", "WEB_WORKERS": str(WEB_WORKERS),
+                     "WEB_THREADS": str(WEB_THREADS)},
+                log_file=web_log,
             )  # fmt: skip
             processes["worker"] = _start(
-                [
-                    PYTHON, "-m", "celery", "-A", "project", "worker",
-                    "-Q", "lifecycle,actions,batch", "-c", str(worker_concurrency),
-                    "-l", "info", "-n", f"bench-{name}@%h",
-                ],
-                env=env, log_file=worker_log,
-            )  # fmt: skip
+                [str(REPO / "bin" / "dev"), "worker"],
+                env={**env, "WORKER_CONCURRENCY": str(worker_concurrency), "WORKER_NAME": f"bench-{name}@%h"},
+                log_file=worker_log,
+            )
             processes["beat"] = _start(
-                [
-                    PYTHON, "-m", "celery", "-A", "project", "beat",
-                    "-l", "info", "-s", str(workdir / "celerybeat-schedule"),
-                ],
-                env=env, log_file=beat_log,
-            )  # fmt: skip
+                [str(REPO / "bin" / "dev"), "beat"],
+                env={**env, "BEAT_SCHEDULE": str(workdir / "celerybeat-schedule")},
+                log_file=beat_log,
+            )
             started = time.monotonic()
             _wait_ready(
                 {
