@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -9,18 +9,60 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from accounts.lockout import client_ip, lockout_record_failure, lockout_retry_after
-from accounts.models import ApiKey
+from accounts.models import Account, ApiKey, Plan
 from accounts.services import hash_api_key
 from project.exceptions import TooManyRequests
+from project.rows import hot_cursor
 
 # Writing last_used_at on every request would make every read a write; a minute is precise enough.
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+# Every request runs this: one plain query for key, account and plan, no ORM round.
+_KEY_ACCOUNT_PLAN = """
+    SELECT k.id, k.last_used_at, a.id, a.name, a.created_at,
+           p.id, p.name, p.max_concurrent_sessions, p.max_lifetime_seconds, p.requests_per_minute
+    FROM accounts_apikey k
+    JOIN accounts_account a ON a.id = k.account_id
+    JOIN accounts_plan p ON p.id = a.plan_id
+    WHERE k.hashed_key = %s AND k.revoked_at IS NULL AND a.is_active
+"""
+
+
+def _known(model: type[Any], **fields: Any) -> Any:
+    """A model instance for a row read by hand, in the state the ORM would have left it."""
+    instance = model(**fields)
+    instance._state.adding = False
+    instance._state.db = "default"
+    return instance
+
+
+def account_for_key(raw_key: str) -> tuple[Account, int, datetime | None] | None:
+    """(account with its plan, key id, key's last use) for a live key of an active account."""
+    with hot_cursor() as cursor:
+        cursor.execute(_KEY_ACCOUNT_PLAN, [hash_api_key(raw_key)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    key_id, last_used_at, account_id, name, created_at, plan_id, plan_name, concurrent, lifetime, rpm = row
+    plan = _known(
+        Plan,
+        id=plan_id,
+        name=plan_name,
+        max_concurrent_sessions=concurrent,
+        max_lifetime_seconds=lifetime,
+        requests_per_minute=rpm,
+    )
+    account = _known(
+        Account, id=account_id, name=name, plan_id=plan_id, is_active=True, created_at=created_at
+    )
+    account.plan = plan
+    return account, key_id, last_used_at
 
 
 class ApiKeyAuthentication(BaseAuthentication):
     """`Authorization: Bearer <key>`; repeated failures from one IP lock that IP out."""
 
-    def authenticate(self, request: Request) -> tuple[Any, ApiKey]:
+    def authenticate(self, request: Request) -> tuple[Any, int]:
         ip = client_ip(request._request)
         retry_after = lockout_retry_after(ip)
         if retry_after is not None:
@@ -34,18 +76,16 @@ class ApiKeyAuthentication(BaseAuthentication):
         if scheme.lower() != "bearer" or not raw_key:
             lockout_record_failure(ip)
             raise exceptions.AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
-        api_key = (
-            ApiKey.objects.select_related("account", "account__plan")
-            .filter(hashed_key=hash_api_key(raw_key), revoked_at__isnull=True, account__is_active=True)
-            .first()
-        )
-        if api_key is None:
+        found = account_for_key(raw_key)
+        if found is None:
             lockout_record_failure(ip)
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        account, key_id, last_used_at = found
         now = timezone.now()
-        if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-        return api_key.account, api_key
+        if last_used_at is None or now - last_used_at > _LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
+        # request.auth is the key's id: nothing reads more of the key than that.
+        return account, key_id
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

@@ -33,7 +33,11 @@ def lockout_retry_after(ip: str, *, now: float | None = None) -> int | None:
     now = time.time() if now is None else now
     window = settings.AUTH_LOCKOUT_WINDOW_SECONDS
     limit = settings.AUTH_LOCKOUT_MAX_FAILURES
-    recent = get_redis().zrangebyscore(_key(ip), now - window, "+inf", withscores=True)
+    redis = get_redis()
+    # On every request: a count, not the members, until the address is near the limit.
+    if redis.zcount(_key(ip), now - window, "+inf") < limit:
+        return None
+    recent = redis.zrangebyscore(_key(ip), now - window, "+inf", withscores=True)
     if len(recent) < limit:
         return None
     # Unlocked once fewer than `limit` failures remain in the window.

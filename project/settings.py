@@ -85,6 +85,9 @@ DATABASES = {
         # Off by default: a health check is one more round trip on every request and task (the
         # action benchmark's hot path); on with flaky networks between app and database.
         "CONN_HEALTH_CHECKS": env_bool("POSTGRES_CONN_HEALTH_CHECKS", False),
+        # The hot path's statements (project/rows.py hot_cursor) are prepared on each connection
+        # after 5 runs. Turn off behind PgBouncer in transaction pooling mode.
+        "OPTIONS": {"prepare_threshold": 5 if env_bool("POSTGRES_PREPARED_STATEMENTS", True) else None},
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -123,7 +126,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"selenium": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    "loggers": {
+        "selenium": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
+    },
 }
 
 # --- Redis and Celery -------------------------------------------------------------------------

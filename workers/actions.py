@@ -9,6 +9,7 @@ the queue after releasing, so no action is stranded between the two.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -18,6 +19,7 @@ from redis.exceptions import LockError
 
 from billing.services import action_refund_unrun
 from project.redis import get_redis
+from project.rows import from_row, hot_cursor, select_list
 from sessions.actions import action_event
 from sessions.models import Action, ActionStatus, BrowserSession, EndedReason, SessionStatus
 from sessions.screenshots import screenshot_save
@@ -43,10 +45,13 @@ def actions_drain(*, session_id: str) -> None:
         if not lock.acquire(blocking=False):
             return  # the holder runs our action, and re-checks the queue when it is done
         try:
-            while (action := _next_to_run(session_id)) is not None:
-                if action.status == ActionStatus.RUNNING:
-                    # Nobody else holds the lock: a worker was lost while it ran this one.
+            while (taken := _take_next(session_id)) is not None:
+                action, claimed = taken
+                if not claimed:
+                    # Still `running` while nobody else holds the lock: its worker was lost, maybe
+                    # in the middle of a tab operation.
                     _finish(action, ActionStatus.ERRORED, error="The worker running this action was lost.")
+                    _record_main_tab(action.session, "")
                     continue
                 _run_one(action, rearm=lock.reacquire)
         finally:
@@ -54,21 +59,72 @@ def actions_drain(*, session_id: str) -> None:
                 lock.release()
             except LockError:
                 logger.warning("session %s: action lock expired while held", session_id)
-        if not Action.objects.filter(session_id=session_id, status=ActionStatus.QUEUED).exists():
+        if not _has_queued(session_id):
             return
 
 
-def _next_to_run(session_id: str) -> Action | None:
-    """The session's oldest unfinished action, with its session (one query)."""
-    return (
-        Action.objects.filter(session_id=session_id, status__in=[ActionStatus.QUEUED, ActionStatus.RUNNING])
-        .select_related("session")
-        .order_by("id")
-        .first()
-    )
+# The session's oldest unfinished action with its session, claimed (queued -> running) in the
+# same statement; one round trip per action. The outer SELECT sees the rows as they were before
+# the UPDATE, so `claimed` tells whether this call took it.
+# (The f-string only inserts column lists taken from the models.)
+_TAKE_NEXT = f"""
+WITH next AS (
+    SELECT id, status FROM browser_sessions_action
+    WHERE session_id = %(session_id)s AND status IN ('queued', 'running')
+    ORDER BY id LIMIT 1
+),
+claimed AS (
+    UPDATE browser_sessions_action a SET status = 'running', started_at = %(now)s
+    FROM next WHERE a.id = next.id AND next.status = 'queued'
+    RETURNING a.id
+)
+SELECT EXISTS (SELECT 1 FROM claimed), {select_list(Action, "a")}, {select_list(BrowserSession, "s")}
+FROM next
+JOIN browser_sessions_action a ON a.id = next.id
+JOIN browser_sessions_browsersession s ON s.id = a.session_id
+"""  # noqa: S608
+_ACTION_COLUMNS = len(Action._meta.concrete_fields)
+
+
+def _take_next(session_id: str) -> tuple[Action, bool] | None:
+    """(the session's next action, whether this call claimed it), or None when none waits."""
+    now = timezone.now()
+    with hot_cursor() as cursor:
+        cursor.execute(_TAKE_NEXT, {"session_id": session_id, "now": now})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    claimed, values = bool(row[0]), row[1:]
+    action = from_row(Action, values[:_ACTION_COLUMNS])
+    action.session = from_row(BrowserSession, values[_ACTION_COLUMNS:])
+    if claimed:
+        action.status, action.started_at = ActionStatus.RUNNING, now
+    return action, claimed
+
+
+def _has_queued(session_id: str) -> bool:
+    with hot_cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM browser_sessions_action"
+            " WHERE session_id = %s AND status = 'queued')",
+            [session_id],
+        )
+        return bool(cursor.fetchone()[0])
 
 
 _RAN = (ActionStatus.SUCCEEDED, ActionStatus.FAILED)  # ran on the page: charged either way
+
+_FINISH = """
+    UPDATE browser_sessions_action
+    SET status = %(status)s, error = %(error)s, result = %(result)s::jsonb,
+        executed_tab_id = %(executed_tab_id)s, page_context = %(page_context)s::jsonb,
+        finished_at = %(finished_at)s
+    WHERE id = %(id)s AND status IN ('queued', 'running')
+"""
+
+
+def _json_or_null(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def _finish(action: Action, status: str, *, error: str = "", outcome: dict[str, Any] | None = None) -> None:
@@ -82,8 +138,17 @@ def _finish(action: Action, status: str, *, error: str = "", outcome: dict[str, 
         "page_context": outcome.get("page_context"),
         "finished_at": timezone.now(),
     }
-    pending = [ActionStatus.QUEUED, ActionStatus.RUNNING]
-    finished = Action.objects.filter(pk=action.pk, status__in=pending).update(**fields)
+    with hot_cursor() as cursor:
+        cursor.execute(
+            _FINISH,
+            {
+                **fields,
+                "id": action.pk,
+                "result": _json_or_null(fields["result"]),
+                "page_context": _json_or_null(fields["page_context"]),
+            },
+        )
+        finished = cursor.rowcount == 1
     if finished:
         if action.type == "batch":
             steps = (outcome.get("result") or {}).get("steps", [])
@@ -99,12 +164,8 @@ def _finish(action: Action, status: str, *, error: str = "", outcome: dict[str, 
 
 
 def _run_one(action: Action, *, rearm: Any) -> None:
-    now = timezone.now()
-    claimed = Action.objects.filter(pk=action.pk, status=ActionStatus.QUEUED).update(
-        status=ActionStatus.RUNNING, started_at=now
-    )
-    if not claimed:
-        return
+    """Run an action this worker has claimed."""
+    now = action.started_at
     session = action.session
     reason = session.expiry_reason(now)
     if reason is not None:
@@ -129,20 +190,33 @@ def _run_one(action: Action, *, rearm: Any) -> None:
         )
 
 
+def _record_main_tab(session: BrowserSession, tab_id: str) -> None:
+    """Remember the main tab for the session's next action (blank: ask the browser then)."""
+    if tab_id != session.main_tab_id:
+        BrowserSession.objects.filter(pk=session.pk).update(main_tab_id=tab_id)
+        session.main_tab_id = tab_id
+
+
 def _run_step(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """Run one canonical action; return (status, error, outcome for the row)."""
     display = Display(session.display_width, session.display_height, session.display_scale)
     try:
-        outcome = run_action(handle=handle_of(session), display=display, action=action)
-    except ActionFailed as exc:
-        return ActionStatus.FAILED, str(exc), {}
-    except BrowserGone as exc:
-        logger.warning("session %s: browser gone during %s: %s", session.pk, action["type"], exc)
-        session_terminate(session_id=session.pk, reason=EndedReason.CRASHED, error=str(exc))
-        return ActionStatus.ERRORED, "The browser is gone; the session has ended (crashed).", {}
+        outcome = run_action(
+            handle=handle_of(session), display=display, action=action, main_tab=session.main_tab_id
+        )
     except BrowserError as exc:
+        # A failed action may have left another tab current (a tab operation half done): the
+        # next action asks the browser which tab is the main one.
+        _record_main_tab(session, "")
+        if isinstance(exc, ActionFailed):
+            return ActionStatus.FAILED, str(exc), {}
+        if isinstance(exc, BrowserGone):
+            logger.warning("session %s: browser gone during %s: %s", session.pk, action["type"], exc)
+            session_terminate(session_id=session.pk, reason=EndedReason.CRASHED, error=str(exc))
+            return ActionStatus.ERRORED, "The browser is gone; the session has ended (crashed).", {}
         logger.warning("session %s: browser error during %s: %s", session.pk, action["type"], exc)
         return ActionStatus.ERRORED, f"The browser failed: {exc}", {}
+    _record_main_tab(session, outcome.main_tab)
     return ActionStatus.SUCCEEDED, "", _stored_outcome(session, action, outcome)
 
 

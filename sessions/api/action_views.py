@@ -10,12 +10,13 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse
 from django.urls import reverse
 from rest_framework import status
+from rest_framework.exceptions import APIException
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from project.exceptions import InvalidInput, NotFound, NotImplementedByServer
+from project.exceptions import ApplicationError, InvalidInput, NotFound, NotImplementedByServer
 from project.pagination import paginate
 from sessions import selectors
 from sessions.action_specs import normalize_action, normalize_batch, normalize_generic
@@ -125,9 +126,13 @@ def _prefers_async(request: Request) -> bool:
 
 
 def submit(request: Request, session_id: str, build: Any) -> Response:
-    """Look up the session (404), validate (400), accept (410/409), then wait or answer 202."""
-    session = selectors.session_get(account=request.user, session_id=session_id)
-    action = action_submit(session=session, action=build())
+    """Validate (400, but 404 first for an unknown session), accept (410/409/402), then wait or 202."""
+    try:
+        spec = build()
+    except (ApplicationError, APIException):
+        selectors.session_get(account=request.user, session_id=session_id)  # 404 wins over 400
+        raise
+    action = action_submit(session_id=session_id, account=request.user, action=spec)
     if not _prefers_async(request):
         action = action_wait(action=action, timeout=client_wait_budget(request, settings.ACTION_WAIT_SECONDS))
     if not action.is_finished:

@@ -96,6 +96,8 @@ def test_sdk_script_drives_a_page_at_screenshot_coordinates(client, pages_server
         assert len(main) == 1 and main[0]["url"].endswith("?second")
         other = next(t for t in listed if not t["is_main_tab"])
         assert tabs.switch(other["id"], id=computer.id).status == "success"
+        # Workers record the main tab for the next action instead of asking the browser each time.
+        assert BrowserSession.objects.get(pk=computer.id).main_tab_id == other["id"]
         closed = tabs.delete(main[0]["id"], id=computer.id)
         assert closed.status == "success"
         last = tabs.list(computer.id).result["tabs"]
@@ -322,6 +324,9 @@ def test_every_action_resets_the_idle_timer(client, session_id):
 def test_another_account_cannot_act_on_or_read_a_session(make_client, session_id, client):
     other = make_client(name="other")
     assert other.post(f"/v1/computers/{session_id}/click", {"x": 1, "y": 1}).status_code == 404
+    # Not even a validation error tells that the session exists.
+    assert other.post(f"/v1/computers/{session_id}/click", {"x": "left"}).status_code == 404
+    assert client.post(f"/v1/computers/{session_id}/click", {"x": "left"}).status_code == 400
     assert other.get(f"/v1/computers/{session_id}/actions").status_code == 404
     action_id = client.get(f"/v1/computers/{session_id}/actions").json()["results"][0]["action_id"]
     assert other.get(f"/v1/actions/{action_id}").status_code == 404
