@@ -64,6 +64,9 @@ class BrowserSession(models.Model):
     host = models.CharField(max_length=255, blank=True, default="")
     browser_pid = models.IntegerField(null=True, blank=True)
     profile_dir = models.CharField(max_length=500, blank=True, default="")
+    # The WebDriver window that was current after the last action (blank: unknown, ask the
+    # browser). Saves every action a GET /window; see workers/browser/actions.py.
+    main_tab_id = models.CharField(max_length=100, blank=True, default="")
     # Set once the browser is known to be gone; a terminated row without it still holds one.
     browser_released_at = models.DateTimeField(null=True, blank=True)
     # Started minutes charged so far (minute m is [created_at + m min, created_at + (m+1) min)).

@@ -27,7 +27,7 @@ import pytest
 from tests.conftest import free_port
 from workers.browser.actions import ActionFailed, ActionOutcome, run_action
 from workers.browser.base import BrowserHandle, Display, webdriver_request
-from workers.browser.driver import forget
+from workers.browser.driver import attach, forget
 from workers.browser.errors import BrowserGone
 from workers.browser.grid import GridBackend
 from workers.browser.local import LocalBackend
@@ -39,8 +39,11 @@ class Browser:
     display: Display
     session_id: str
 
-    def act(self, type_: str, **params: Any) -> ActionOutcome:
-        return run_action(handle=self.handle, display=self.display, action={"type": type_, **params})
+    def act(self, type_: str, *, main_tab: str = "", **params: Any) -> ActionOutcome:
+        """Run an action; `main_tab` as a worker passes it (recorded after the previous action)."""
+        return run_action(
+            handle=self.handle, display=self.display, action={"type": type_, **params}, main_tab=main_tab
+        )
 
     def js(self, script: str, *args: Any) -> Any:
         base = f"{self.handle.webdriver_url}/session/{self.handle.webdriver_session_id}"
@@ -432,6 +435,46 @@ def test_when_the_page_closes_the_main_tab_another_tab_takes_over(
     assert outcome.executed_tab_id == main
     assert outcome.page_context and outcome.page_context["is_main_tab"] is True
     assert outcome.page_context["viewport_width"] == 800
+
+
+def test_with_the_recorded_main_tab_an_action_sends_only_its_own_commands(
+    browser: Browser, pages_server: str
+) -> None:
+    main = browser.act("navigate", url=f"{pages_server}/flow.html").main_tab
+    driver = attach(browser.handle)
+    before = driver.commands_done
+    outcome = browser.act("html", main_tab=main)
+    assert driver.commands_done - before == 1  # GET /source, no GET /window
+    assert outcome.executed_tab_id == main and outcome.main_tab == main
+    before = driver.commands_done
+    browser.act("html")
+    assert driver.commands_done - before == 2  # not recorded: the action asks for the current tab
+
+
+def test_when_the_page_closed_the_recorded_main_tab_the_action_runs_in_the_new_one(
+    browser: Browser, pages_server: str
+) -> None:
+    # What a worker does: pass the main tab recorded after the previous action, record the new one.
+    recorded = browser.act("navigate", url=f"{pages_server}/tabs.html").main_tab
+
+    def act(type_: str, **params: Any) -> ActionOutcome:
+        nonlocal recorded
+        outcome = browser.act(type_, main_tab=recorded, **params)
+        recorded = outcome.main_tab
+        return outcome
+
+    main = recorded
+    act("step", action="click", target={"selector": "#popup-link"})
+    popup = next(tab for tab in _wait_for_tabs(browser, 2) if tab != main)
+    assert act("switch_tab", tab_id=popup).main_tab == popup == browser.current_tab()
+    assert act("html").executed_tab_id == popup
+    # The popup closes itself from a timer: the recorded main tab is gone when the next action comes.
+    browser.js("setTimeout(() => window.close(), 0)")
+    assert _wait_for_tabs(browser, 1) == [main]
+    outcome = act("navigate", url=f"{pages_server}/flow.html?after-close")
+    assert outcome.executed_tab_id == main and outcome.main_tab == main == browser.current_tab()
+    assert browser.js("return location.search") == "?after-close"
+    assert act("wait", ms=0, include_context=True).page_context["is_main_tab"] is True
 
 
 def test_too_many_tabs_are_refused(browser: Browser, pages_server: str) -> None:

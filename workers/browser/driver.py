@@ -46,6 +46,7 @@ class AttachedDriver(webdriver.Remote):
         # Only saves re-applying it: another process may have applied it already, and applying
         # the same metrics twice is harmless.
         self.tab_displays: dict[str, Display] = {}
+        self.commands_done = 0
         super().__init__(
             command_executor=_connection(webdriver_url),
             # Remote insists on options; they are unused because no session is created.
@@ -54,6 +55,12 @@ class AttachedDriver(webdriver.Remote):
             # a remote browser. Text from users must stay text.
             file_detector=UselessFileDetector(),
         )
+
+    def execute(self, driver_command: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = super().execute(driver_command, params)
+        # Commands that reached the page and succeeded: tells whether a failure came first.
+        self.commands_done += 1
+        return dict(response)
 
     def start_session(self, capabilities: dict[str, Any]) -> None:
         self.session_id = self._attach_to
