@@ -21,7 +21,7 @@ class PlanRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // 60)
         key = f"bf:rate:{account.pk}:{window}"
-        pipe = get_redis().pipeline()
+        pipe = get_redis().pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, 61)
         count = pipe.execute()[0]

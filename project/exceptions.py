@@ -158,6 +158,16 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     return Response(body, status=status_code, headers=headers)
 
 
+def json_400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    # Django's own refusals before any view: a Host not in DJANGO_ALLOWED_HOSTS, a malformed request.
+    body = error_body(status_code=400, code="bad_request", detail="Bad request.")
+    return JsonResponse(body, status=400)
+
+
+def json_403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body(status_code=403, code="forbidden", detail="Forbidden."), status=403)
+
+
 def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return JsonResponse(error_body(status_code=404, code="not_found", detail="Not found."), status=404)
 

@@ -5,6 +5,8 @@ from billing.api import urls as billing_urls
 from sessions.api import action_views
 from sessions.api import urls as computer_urls
 
+handler400 = "project.exceptions.json_400"
+handler403 = "project.exceptions.json_403"
 handler404 = "project.exceptions.json_404"
 handler500 = "project.exceptions.json_500"
 

@@ -21,7 +21,7 @@ def _key(event: str) -> str:
 
 def completion_publish(event: str, payload: dict[str, Any] | None = None) -> None:
     key = _key(event)
-    pipe = get_redis().pipeline()
+    pipe = get_redis().pipeline(transaction=False)  # one round trip; no MULTI/EXEC needed
     pipe.rpush(key, json.dumps(payload or {}))
     pipe.expire(key, _TTL_SECONDS)
     pipe.execute()

@@ -89,3 +89,13 @@ def test_create_account_prints_a_working_key_last(plans, capsys, live_server, ce
     key = ApiKey.objects.get(prefix=raw_key[:11])
     assert key.account.plan.name == "pro"
     assert key.account.balance.credits == 50
+
+
+def test_a_host_not_allowed_is_a_json_400(client):
+    reply = requests.get(
+        client.base_url + "/v1/computers",
+        headers={"Host": "evil.example", "Authorization": f"Bearer {client.key}"},
+        timeout=10,
+    )
+    assert reply.status_code == 400
+    assert reply.json()["code"] == "bad_request" and reply.json()["status"] == "error"
