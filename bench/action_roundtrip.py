@@ -10,9 +10,10 @@ script serves on 127.0.0.1. Then, in one loop, each iteration takes one sample o
                    attached with workers.browser.driver.attach from the row's webdriver_url and
                    webdriver_session_id: the WebDriver call `html` makes;
 - api_wait0:       POST /v1/computers/{id}/execute {"action": {"type": "wait", "ms": 0}}: the
-                   cheapest action, so its round trip is the pipeline alone (plus the one
-                   WebDriver call every action makes to read the current tab);
-- direct_window:   `driver.current_window_handle` (WebDriver GET /window), that per-action call.
+                   cheapest action, no WebDriver call at all, so its round trip is the
+                   pipeline alone;
+- direct_window:   `driver.current_window_handle` (WebDriver GET /window): what an action paid
+                   before workers recorded the main tab, for reference.
 
 The order of the four rotates from one iteration to the next, so drift in the machine's load
 affects them all alike. Overhead = median(api_html) - median(direct_source).
