@@ -234,6 +234,19 @@ def test_prices_are_editable_and_apply_to_the_next_action(client):
     assert LedgerEntry.objects.get(action__public_id=done["action_id"]).amount == -7
 
 
+def test_a_command_without_a_price_costs_the_dearest_action(client):
+    session_id = client.post("/v1/computers", {}).json()["id"]
+    wait = Price.objects.get(item="wait")
+    dearest = Price.objects.exclude(item=Price.SESSION_MINUTE).order_by("-credits").first().credits
+    wait.delete()  # an operator's mistake must not make an action free
+    try:
+        reply = client.post(f"/v1/computers/{session_id}/execute", {"action": {"type": "wait", "ms": 1}})
+        assert reply.json()["status"] == "success"
+        assert LedgerEntry.objects.get(action__public_id=reply.json()["action_id"]).amount == -dearest
+    finally:
+        wait.save()
+
+
 def test_a_browser_that_never_started_is_not_billed(plans, settings):
     from accounts.services import account_create
     from billing.services import session_minute_charge
