@@ -12,7 +12,7 @@ from accounts.lockout import client_ip, lockout_record_failure, lockout_retry_af
 from accounts.models import Account, ApiKey, Plan
 from accounts.services import hash_api_key
 from project.exceptions import TooManyRequests
-from project.rows import hot_cursor
+from project.rows import as_loaded, hot_cursor
 
 # Writing last_used_at on every request would make every read a write; a minute is precise enough.
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -28,14 +28,6 @@ _KEY_ACCOUNT_PLAN = """
 """
 
 
-def _known(model: type[Any], **fields: Any) -> Any:
-    """A model instance for a row read by hand, in the state the ORM would have left it."""
-    instance = model(**fields)
-    instance._state.adding = False
-    instance._state.db = "default"
-    return instance
-
-
 def account_for_key(raw_key: str) -> tuple[Account, int, datetime | None] | None:
     """(account with its plan, key id, key's last use) for a live key of an active account."""
     with hot_cursor() as cursor:
@@ -44,16 +36,17 @@ def account_for_key(raw_key: str) -> tuple[Account, int, datetime | None] | None
     if row is None:
         return None
     key_id, last_used_at, account_id, name, created_at, plan_id, plan_name, concurrent, lifetime, rpm = row
-    plan = _known(
-        Plan,
-        id=plan_id,
-        name=plan_name,
-        max_concurrent_sessions=concurrent,
-        max_lifetime_seconds=lifetime,
-        requests_per_minute=rpm,
+    plan = as_loaded(
+        Plan(
+            id=plan_id,
+            name=plan_name,
+            max_concurrent_sessions=concurrent,
+            max_lifetime_seconds=lifetime,
+            requests_per_minute=rpm,
+        )
     )
-    account = _known(
-        Account, id=account_id, name=name, plan_id=plan_id, is_active=True, created_at=created_at
+    account = as_loaded(
+        Account(id=account_id, name=name, plan_id=plan_id, is_active=True, created_at=created_at)
     )
     account.plan = plan
     return account, key_id, last_used_at

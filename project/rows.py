@@ -38,6 +38,13 @@ def from_row(model: type[M], values: Sequence[Any]) -> M:
     return model.from_db("default", [field.attname for field in fields], converted)
 
 
+def as_loaded(instance: M) -> M:
+    """Mark an instance built by hand from a row the way the ORM marks what it loads."""
+    instance._state.adding = False
+    instance._state.db = "default"
+    return instance
+
+
 def json_value(value: Any) -> Any:
     """A JSON column read by hand (arrives as text, as Django configures psycopg)."""
     return json.loads(value) if isinstance(value, str) else value

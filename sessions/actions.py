@@ -18,7 +18,7 @@ from django.utils import timezone
 from accounts.models import Account
 from billing.services import action_charge, action_prices
 from project.exceptions import NotFound
-from project.rows import hot_cursor, json_value
+from project.rows import as_loaded, hot_cursor, json_value
 from sessions import selectors
 from sessions.models import Action, BrowserSession
 from sessions.services import session_enforce_expiry, session_touch
@@ -125,17 +125,15 @@ def _enqueue(session_id: str) -> None:
     actions_run.delay(session_id)
 
 
+def _unsaved_row(action: dict[str, Any], **fields: Any) -> Action:
+    params = {k: v for k, v in action.items() if k != "type"}
+    request_id = str(params.get("request_id", ""))[:200]
+    return Action(type=action["type"], params=params, request_id=request_id, **fields)
+
+
 def _accept(*, session_id: str, account: Account, action: dict[str, Any]) -> Action | None:
     """The common case in one statement; None when it does not apply (see _ACCEPT)."""
-    params = {k: v for k, v in action.items() if k != "type"}
-    row = Action(
-        session_id=session_id,
-        account_id=account.pk,
-        type=action["type"],
-        params=params,
-        request_id=str(params.get("request_id", ""))[:200],
-        created_at=timezone.now(),
-    )
+    row = _unsaved_row(action, session_id=session_id, account_id=account.pk, created_at=timezone.now())
     with hot_cursor() as cursor:
         cursor.execute(
             _ACCEPT,
@@ -146,7 +144,7 @@ def _accept(*, session_id: str, account: Account, action: dict[str, Any]) -> Act
                 "account_id": account.pk,
                 "public_id": row.public_id,
                 "type": row.type,
-                "params": json.dumps(params),
+                "params": json.dumps(row.params),
                 "request_id": row.request_id,
                 "is_batch": row.type == "batch",
             },
@@ -155,29 +153,25 @@ def _accept(*, session_id: str, account: Account, action: dict[str, Any]) -> Act
     if accepted is None:
         return None
     row.id, row.price, row.step_prices = accepted[0], accepted[1], json_value(accepted[2])
-    row._state.adding = False
-    row._state.db = "default"
-    return row
+    return as_loaded(row)
 
 
 def _accept_general(*, session: BrowserSession, action: dict[str, Any]) -> Action:
     """Every case, through the ORM: raises what the fast path could not explain."""
     session = session_enforce_expiry(session=session)  # an expiry is final, whatever follows
-    params = {k: v for k, v in action.items() if k != "type"}
     prices = action_prices(action)
+    row = _unsaved_row(
+        action,
+        session=session,
+        account_id=session.account_id,
+        price=sum(prices),
+        step_prices=prices if action["type"] == "batch" else None,
+    )
     with transaction.atomic():
         # A refused action (402) changes nothing, the idle timer included: all in one transaction,
         # session row before balance row, the lock order used everywhere.
         session_touch(session=session)
-        row = Action.objects.create(
-            session=session,
-            account_id=session.account_id,
-            type=action["type"],
-            params=params,
-            request_id=str(params.get("request_id", ""))[:200],
-            price=sum(prices),
-            step_prices=prices if action["type"] == "batch" else None,
-        )
+        row.save(force_insert=True)
         action_charge(account_id=session.account_id, session_id=session.pk, action_row=row, amount=row.price)
     return row
 
