@@ -12,10 +12,10 @@ What `running_stack` brings up, and takes down again on exit (also on errors, Ct
 - Redis database 13 (tests use 15, development 0), flushed before and after; a lock file keeps
   two benchmarks from sharing it at once;
 - a temporary BROWSER_PROFILE_ROOT, so reconcile only ever sees this stack's browsers;
-- gunicorn (gthread, 2 workers x 16 threads, a free 127.0.0.1 port), a Celery worker
-  (lifecycle, actions, batch; concurrency 4 unless `worker_concurrency` says otherwise) and
-  Celery Beat, each in its own process group, with BROWSERFLEET_ENV=development; the same
-  commands `bin/dev web|worker|beat` run.
+- `bin/dev web` (gunicorn gthread, 2 workers x 16 threads, on a free 127.0.0.1 port),
+  `bin/dev worker` (lifecycle, actions, batch; concurrency 4 unless `worker_concurrency` says
+  otherwise) and `bin/dev beat`: the commands `bin/dev serve` runs, each in its own process
+  group, with BROWSERFLEET_ENV=development.
 
 At the end, live sessions are ended through the service (as `admin`) and their browsers given
 time to go; then the processes are stopped and any chromium or chromedriver still carrying the
