@@ -477,6 +477,15 @@ def test_when_the_page_closed_the_recorded_main_tab_the_action_runs_in_the_new_o
     assert act("wait", ms=0, include_context=True).page_context["is_main_tab"] is True
 
 
+def test_a_new_tab_whose_page_fails_to_load_is_closed(browser: Browser, pages_server: str) -> None:
+    main = browser.act("navigate", url=f"{pages_server}/tabs.html").main_tab
+    refused = f"http://127.0.0.1:{free_port()}/nothing-listens-here"
+    with pytest.raises(ActionFailed, match=r"ERR_CONNECTION_REFUSED.*the new tab was closed"):
+        browser.act("new_tab", url=refused, main_tab=main)
+    assert _wait_for_tabs(browser, 1) == [main] and browser.current_tab() == main
+    assert browser.act("wait", ms=0).executed_tab_id == main
+
+
 def test_too_many_tabs_are_refused(browser: Browser, pages_server: str) -> None:
     main = browser.act("navigate", url=f"{pages_server}/tabs.html").executed_tab_id
     opened = [browser.act("new_tab").result["tab_id"] for _ in range(4)]

@@ -769,18 +769,27 @@ def _do_list_tabs(run: _Run, params: Params) -> dict[str, Any]:
 def _do_new_tab(run: _Run, params: Params) -> dict[str, Any]:
     if len(run.driver.window_handles) >= MAX_TABS:
         raise ActionFailed(f"A session has at most {MAX_TABS} tabs; close one first")
+    previous = run.main_tab
     tab_id = str(run.driver.execute(Command.NEW_WINDOW, {"type": "tab"})["value"]["handle"])
     _make_main(run.driver, tab_id, run.display)
     run.main_tab = run.tab = tab_id
     url = params.get("url")
     if url:
         try:
-            run.driver.get(str(url))
-        except WebDriverException as exc:
-            if isinstance(exc, InvalidSessionIdException):
-                raise
-            raise ActionFailed(f"Opened tab {tab_id} but could not load {url}: {_message(exc)}") from exc
-        _raise_if_error_page(run, dict(run.driver.execute_script(page_scripts.URL_AND_TITLE)), str(url))
+            try:
+                run.driver.get(str(url))
+            except WebDriverException as exc:
+                if isinstance(exc, InvalidSessionIdException):
+                    raise
+                raise ActionFailed(f"Could not load {url}: {_message(exc)}") from exc
+            _raise_if_error_page(run, dict(run.driver.execute_script(page_scripts.URL_AND_TITLE)), str(url))
+        except ActionFailed as exc:
+            # All or nothing: a tab whose page failed is closed, and the main tab stays as it was.
+            run.driver.close()
+            run.driver.tab_displays.pop(tab_id, None)
+            _make_main(run.driver, previous, run.display)
+            run.main_tab = run.tab = previous
+            raise ActionFailed(f"{exc} (the new tab was closed)") from exc
     return _tab_info(run)
 
 
