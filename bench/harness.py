@@ -13,7 +13,7 @@ What `running_stack` brings up, and takes down again on exit (also on errors, Ct
   two benchmarks from sharing it at once;
 - a temporary BROWSER_PROFILE_ROOT, so reconcile only ever sees this stack's browsers;
 - `bin/dev web` (gunicorn gthread, 2 workers x 16 threads, on a free 127.0.0.1 port),
-  `bin/dev worker` (lifecycle, actions, batch; concurrency 4 unless `worker_concurrency` says
+  `bin/dev worker` (lifecycle, actions; concurrency 4 unless `worker_concurrency` says
   otherwise) and `bin/dev beat`: the commands `bin/dev serve` runs, each in its own process
   group, with BROWSERFLEET_ENV=development.
 

@@ -65,7 +65,7 @@ class BrowserSession(models.Model):
     browser_pid = models.IntegerField(null=True, blank=True)
     profile_dir = models.CharField(max_length=500, blank=True, default="")
     # The WebDriver window that was current after the last action (blank: unknown, ask the
-    # browser). Saves every action a GET /window; see workers/browser/actions.py.
+    # browser). Saves every action a GET /window; see workers/browser/executor/.
     main_tab_id = models.CharField(max_length=100, blank=True, default="")
     # Set once the browser is known to be gone; a terminated row without it still holds one.
     browser_released_at = models.DateTimeField(null=True, blank=True)

@@ -73,7 +73,7 @@ def celery_worker_process(
         [
             "worker",
             "-Q",
-            "lifecycle,actions,batch",
+            "lifecycle,actions",
             "-c",
             "4",
             "-l",

@@ -1,67 +1,12 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.models import Balance, LedgerEntry
-from billing.selectors import usage_report
-from project.exceptions import InvalidInput
+from billing.models import LedgerEntry
+from project.fields import iso
 from project.pagination import paginate
-from sessions.api.serializers import iso
-from sessions.selectors import live_session_count
-
-
-class AccountView(APIView):
-    def get(self, request: Request) -> Response:
-        account = request.user
-        plan = account.plan
-        return Response(
-            {
-                "id": account.pk,
-                "name": account.name,
-                "plan": {
-                    "name": plan.name,
-                    "max_concurrent_sessions": plan.max_concurrent_sessions,
-                    "max_lifetime_seconds": plan.max_lifetime_seconds,
-                    "requests_per_minute": plan.requests_per_minute,
-                },
-                "balance": Balance.objects.get(account=account).credits,
-                "live_sessions": live_session_count(account_id=account.pk),
-            }
-        )
-
-
-def _when(request: Request, name: str, default: datetime) -> datetime:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    value = parse_datetime(raw)
-    if value is None:
-        raise InvalidInput(f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T00:00:00Z.")
-    return value if value.tzinfo else timezone.make_aware(value, timezone.UTC)
-
-
-class UsageView(APIView):
-    """?from=&to= (ISO 8601; default the last 30 days) &group_by=day|hour."""
-
-    def get(self, request: Request) -> Response:
-        end = _when(request, "to", timezone.now())
-        start = _when(request, "from", end - timedelta(days=30))
-        group_by = request.query_params.get("group_by", "day")
-        if group_by not in ("day", "hour"):
-            raise InvalidInput("group_by must be day or hour.")
-        if start >= end or end - start > timedelta(days=366):
-            raise InvalidInput("from must be before to, at most a year apart.")
-        report = usage_report(account_id=request.user.pk, start=start, end=end, group_by=group_by)
-        report["from"], report["to"] = iso(start), iso(end)
-        for bucket in report["buckets"]:
-            bucket["start"] = iso(bucket["start"])
-        return Response(report)
 
 
 class LedgerView(APIView):

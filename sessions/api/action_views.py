@@ -1,4 +1,4 @@
-"""Browser actions over HTTP: thin views around sessions.actions and action_specs."""
+"""Browser actions over HTTP: thin views around sessions.action_queue and action_specs."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from project.exceptions import ApplicationError, InvalidInput, NotFound, NotImplementedByServer
+from project.fields import iso
 from project.pagination import paginate
 from sessions import selectors
+from sessions.action_queue import action_submit, action_wait
 from sessions.action_specs import normalize_action, normalize_batch, normalize_generic
-from sessions.actions import action_get, action_list, action_submit, action_wait
-from sessions.api.serializers import iso
 from sessions.api.views import client_wait_budget
 from sessions.models import Action, ActionStatus
 from sessions.screenshots import screenshot_path_of
@@ -217,7 +217,9 @@ class StreamUnsupportedView(APIView):
 class ActionDetailView(APIView):
     def get(self, request: Request, action_id: str) -> Response:
         return Response(
-            action_payload(action_get(account=request.user, action_id=action_id), request, detail=True)
+            action_payload(
+                selectors.action_get(account=request.user, action_id=action_id), request, detail=True
+            )
         )
 
 
@@ -226,7 +228,7 @@ class SessionActionsView(APIView):
 
     def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(account=request.user, session_id=session_id)
-        page = paginate(request, action_list(session=session))
+        page = paginate(request, selectors.action_list(session=session))
         return Response(
             {
                 "results": [action_payload(a, request, detail=True) for a in page.pop("items")],

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
 
-from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
+from billing.selectors import session_cost
+from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField, iso
 from sessions.models import BrowserSession
 
 _MONTH = 30 * 24 * 3600
@@ -54,10 +54,6 @@ def _one_of(attrs: dict[str, Any], *names: str) -> Any:
             {names[0]: f"{' and '.join(given)} are aliases and were given different values."}
         )
     return next(iter(given.values()), None)
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 class SessionStatusOutput(serializers.Serializer):
@@ -113,8 +109,6 @@ class SessionOutput(SessionStatusOutput):
         return {}
 
     def to_representation(self, instance: BrowserSession) -> dict[str, Any]:
-        from billing.selectors import session_cost
-
         data = dict(super().to_representation(instance))
         annotated = getattr(instance, "ledger_total", None)
         data["credits_spent"] = -annotated if annotated is not None else session_cost(session_id=instance.pk)

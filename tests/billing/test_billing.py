@@ -15,9 +15,9 @@ from tzafon import Lightcone
 
 from accounts.models import Plan
 from billing.models import Balance, LedgerEntry, Price
-from billing.services import session_time_bill, sessions_bill_time
 from sessions.models import Action, ActionStatus, BrowserSession
-from workers.actions import actions_drain
+from sessions.time_billing import session_time_bill, sessions_bill_time
+from workers.action_runner import actions_drain
 
 
 def _balance(client) -> int:
@@ -75,9 +75,16 @@ def test_an_action_cut_off_by_a_lost_worker_is_refunded_once(client):
         status=ActionStatus.RUNNING,
         started_at=timezone.now(),
     )
-    from billing.services import action_charge
+    from billing.ledger import ledger_post
 
-    action_charge(account_id=client.account.pk, session_id=session_id, action_row=lost, amount=2)
+    ledger_post(  # the charge the accept wrote with it
+        account_id=client.account.pk,
+        amount=-2,
+        kind=LedgerEntry.Kind.ACTION,
+        idempotency_key=f"action:{lost.public_id}",
+        session_id=session_id,
+        action_id=lost.pk,
+    )
     balance = _balance(client)
     actions_drain(session_id=session_id)
     actions_drain(session_id=session_id)

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port
-from workers.browser.actions import ActionFailed, ActionOutcome, run_action
 from workers.browser.base import BrowserHandle, Display, webdriver_request
 from workers.browser.driver import attach, forget
 from workers.browser.errors import BrowserGone
+from workers.browser.executor import ActionFailed, ActionOutcome, run_action
 from workers.browser.grid import GridBackend
 from workers.browser.local import LocalBackend
 

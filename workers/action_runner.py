@@ -1,0 +1,151 @@
+"""Running browser actions on workers: one at a time per session, in the order accepted.
+
+Every accepted action has its own task, but whichever task holds the session's Redis lock runs
+*all* queued actions of that session in `id` order; the others find theirs done and return.
+So order holds whichever worker takes which task, and sessions run in parallel. A task that
+finds the lock taken returns at once (it does not block a worker slot); the holder re-checks
+the queue after releasing, so no action is stranded between the two. The rows are claimed and
+finished through sessions/action_queue.py; the session's own columns change through
+sessions/browser_state.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.utils import timezone
+from redis.exceptions import LockError
+
+from project.redis import get_redis
+from sessions.action_queue import action_claim_next, action_finish, action_has_queued
+from sessions.browser_state import session_activity_record, session_display_record, session_main_tab_record
+from sessions.models import Action, ActionStatus, BrowserSession, EndedReason, SessionStatus
+from sessions.screenshots import screenshot_save
+from sessions.services import session_terminate
+from workers.browser import BrowserError, BrowserGone, Display
+from workers.browser.executor import ActionFailed, ActionOutcome, run_action
+from workers.services import handle_of
+
+logger = logging.getLogger(__name__)
+
+# Above the longest single action (a batch re-arms the lock after each step).
+LOCK_TTL_SECONDS = 120
+
+
+def _lock_key(session_id: str) -> str:
+    return f"bf:session-actions:{session_id}"
+
+
+def actions_drain(*, session_id: str) -> None:
+    lock = get_redis().lock(_lock_key(session_id), timeout=LOCK_TTL_SECONDS, blocking=False)
+    while True:
+        if not lock.acquire(blocking=False):
+            return  # the holder runs our action, and re-checks the queue when it is done
+        try:
+            while (taken := action_claim_next(session_id=session_id)) is not None:
+                action, claimed = taken
+                if not claimed:
+                    # Still `running` while nobody else holds the lock: its worker was lost, maybe
+                    # in the middle of a tab operation.
+                    action_finish(
+                        action, ActionStatus.ERRORED, error="The worker running this action was lost."
+                    )
+                    session_main_tab_record(session=action.session, tab_id="")
+                    continue
+                _run_one(action, rearm=lock.reacquire)
+        finally:
+            try:
+                lock.release()
+            except LockError:
+                logger.warning("session %s: action lock expired while held", session_id)
+        if not action_has_queued(session_id=session_id):
+            return
+
+
+def _run_one(action: Action, *, rearm: Callable[[], Any]) -> None:
+    """Run an action this worker has claimed."""
+    now = action.started_at
+    session = action.session
+    reason = session.expiry_reason(now)
+    if reason is not None:
+        session_terminate(session_id=session.pk, reason=reason)
+    if reason is not None or session.status not in (SessionStatus.READY, SessionStatus.RUNNING):
+        action_finish(action, ActionStatus.CANCELLED, error="The session ended before this action ran.")
+        return
+    try:
+        if action.type == "batch":
+            status, error, outcome = _run_batch(session, action.params["actions"], rearm=rearm)
+        else:
+            status, error, outcome = _run_step(session, {"type": action.type, **action.params})
+    except SoftTimeLimitExceeded:
+        status, error, outcome = ActionStatus.ERRORED, "The action took too long and was stopped.", {}
+    action_finish(action, status, error=error, outcome=outcome)
+    finished = timezone.now()
+    if (finished - now).total_seconds() > 1:
+        # Accepting it moved the idle timer already; short ones need no second write.
+        session_activity_record(session=session, at=finished)
+
+
+def _run_step(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """Run one canonical action; return (status, error, outcome for the row)."""
+    display = Display(session.display_width, session.display_height, session.display_scale)
+    try:
+        outcome = run_action(
+            handle=handle_of(session), display=display, action=action, main_tab=session.main_tab_id
+        )
+    except BrowserError as exc:
+        # A failed action may have left another tab current (a tab operation half done): the
+        # next action asks the browser which tab is the main one.
+        session_main_tab_record(session=session, tab_id="")
+        if isinstance(exc, ActionFailed):
+            return ActionStatus.FAILED, str(exc), {}
+        if isinstance(exc, BrowserGone):
+            logger.warning("session %s: browser gone during %s: %s", session.pk, action["type"], exc)
+            session_terminate(session_id=session.pk, reason=EndedReason.CRASHED, error=str(exc))
+            return ActionStatus.ERRORED, "The browser is gone; the session has ended (crashed).", {}
+        logger.warning("session %s: browser error during %s: %s", session.pk, action["type"], exc)
+        return ActionStatus.ERRORED, f"The browser failed: {exc}", {}
+    session_main_tab_record(session=session, tab_id=outcome.main_tab)
+    return ActionStatus.SUCCEEDED, "", _stored_outcome(session, action, outcome)
+
+
+def _stored_outcome(
+    session: BrowserSession, action: dict[str, Any], outcome: ActionOutcome
+) -> dict[str, Any]:
+    result = dict(outcome.result)
+    if outcome.screenshot_png is not None:
+        result["screenshot_token"] = screenshot_save(outcome.screenshot_png)
+        if action["type"] == "screenshot" and action.get("base64"):
+            result["base64"] = True
+    if outcome.display is not None:
+        session_display_record(
+            session=session,
+            width=outcome.display.width,
+            height=outcome.display.height,
+            scale=outcome.display.scale,
+        )
+    return {
+        "result": result,
+        "executed_tab_id": outcome.executed_tab_id,
+        "page_context": outcome.page_context,
+    }
+
+
+def _run_batch(
+    session: BrowserSession, steps: list[dict[str, Any]], *, rearm: Callable[[], Any]
+) -> tuple[str, str, dict[str, Any]]:
+    """Run steps in order and stop at the first that does not succeed; report each step."""
+    results: list[dict[str, Any]] = []
+    status, error = ActionStatus.SUCCEEDED, ""
+    for index, step in enumerate(steps):
+        rearm()
+        step_status, step_error, outcome = _run_step(session, step)
+        results.append({"type": step["type"], "status": step_status, "error": step_error, **outcome})
+        if step_status != ActionStatus.SUCCEEDED:
+            status, error = step_status, f"Step {index} ({step['type']}) failed: {step_error}"
+            break
+    completed = sum(1 for r in results if r["status"] == ActionStatus.SUCCEEDED)
+    return status, error, {"result": {"steps": results, "completed": completed}}
