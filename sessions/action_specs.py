@@ -20,11 +20,21 @@ from rest_framework import serializers
 from project.exceptions import InvalidInput, NotImplementedByServer
 from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
 
+# The vocabulary and its limits have one owner, this module: the executor
+# (workers/browser/executor/) imports them and trusts the shape validated here.
 MAX_COORDINATE = 100_000
 MAX_WAIT_MS = 30_000
 MAX_SETTLE_MS = 10_000
 MAX_BATCH_ACTIONS = 100
 MAX_TEXT = 100_000
+# Tabs per session, as the contract's docs promise.
+MAX_TABS = 5
+OBSERVE_DEFAULT_ELEMENTS = 200
+OBSERVE_MAX_ELEMENTS = 1000
+STEP_ACTIONS = ("click", "fill", "select", "press", "hover", "scroll_into_view", "wait_for")
+STEP_DEFAULT_TIMEOUT_MS = 5_000
+STEP_MAX_TIMEOUT_MS = 20_000
+SCRAPE_FORMATS = ("text", "markdown", "none")
 
 
 def _coordinate(**kwargs: Any) -> StrictFloatField:
@@ -44,6 +54,7 @@ class Point(CommonFlags):
     y = _coordinate()
 
 
+# Accepted button names -> the canonical ones the executor receives.
 BUTTONS = {
     "left": "left",
     "right": "right",
@@ -169,7 +180,9 @@ class TabParams(CommonFlags):
 
 
 class ObserveParams(CommonFlags):
-    max_elements = StrictIntegerField(min_value=1, max_value=1000, required=False, default=200)
+    max_elements = StrictIntegerField(
+        min_value=1, max_value=OBSERVE_MAX_ELEMENTS, required=False, default=OBSERVE_DEFAULT_ELEMENTS
+    )
 
 
 class StepTarget(serializers.Serializer):
@@ -183,16 +196,15 @@ class StepTarget(serializers.Serializer):
         return attrs
 
 
-STEP_ACTIONS = ("click", "fill", "select", "press", "hover", "scroll_into_view", "wait_for")
-
-
 class StepParams(CommonFlags):
     action = serializers.ChoiceField(choices=STEP_ACTIONS)
     target = StepTarget(required=False)
     selector = StrictCharField(max_length=1000, required=False)  # shorthand for target.selector
     value = StrictCharField(max_length=MAX_TEXT, required=False, allow_blank=True, trim_whitespace=False)
     key = StrictCharField(max_length=32, required=False)
-    timeout_ms = StrictIntegerField(min_value=0, max_value=20_000, required=False, default=5000)
+    timeout_ms = StrictIntegerField(
+        min_value=0, max_value=STEP_MAX_TIMEOUT_MS, required=False, default=STEP_DEFAULT_TIMEOUT_MS
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         selector = attrs.pop("selector", None)
@@ -212,7 +224,7 @@ class StepParams(CommonFlags):
 class ScrapeParams(CommonFlags):
     schema = serializers.DictField(required=False)
     selector = StrictCharField(max_length=1000, required=False)
-    format = serializers.ChoiceField(choices=("text", "markdown", "none"), required=False)
+    format = serializers.ChoiceField(choices=SCRAPE_FORMATS, required=False)
 
     def validate_schema(self, value: dict[str, Any]) -> dict[str, Any]:
         _check_schema(value, depth=0)

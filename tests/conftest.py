@@ -88,12 +88,16 @@ def celery_worker_process(
         log=logs / "worker.log",
         ready_marker="ready.",
     )
-    beat = start_celery(
-        ["beat", "-l", "info", "-s", str(logs / "beat-schedule")],
-        env=service_env,
-        log=logs / "beat.log",
-        ready_marker="beat: Starting",
-    )
+    try:
+        beat = start_celery(
+            ["beat", "-l", "info", "-s", str(logs / "beat-schedule")],
+            env=service_env,
+            log=logs / "beat.log",
+            ready_marker="beat: Starting",
+        )
+    except BaseException:
+        stop_process(worker)  # a Beat that fails to start must not leave the worker running
+        raise
     yield
     stop_process(beat)
     stop_process(worker)

@@ -42,11 +42,13 @@ from workers.browser.executor.run import (
     visiting,
 )
 
-__all__ = ["ActionFailed", "ActionOutcome", "run_action"]
+__all__ = ["HANDLED_TYPES", "ActionFailed", "ActionOutcome", "run_action"]
 
 _HANDLERS: dict[str, Handler] = {**pointer.HANDLERS, **keyboard.HANDLERS, **page.HANDLERS, **step.HANDLERS}
 # These move the main tab themselves, and read tab_id as their own parameter.
 _TAB_HANDLERS: dict[str, Handler] = tabs.TAB_HANDLERS
+# Every canonical action type (sessions/action_specs.py) has a handler: tests/workers/test_vocabulary.py.
+HANDLED_TYPES = frozenset(_HANDLERS) | frozenset(_TAB_HANDLERS)
 
 
 def run_action(

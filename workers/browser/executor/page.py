@@ -11,6 +11,7 @@ from selenium.common.exceptions import (
     WebDriverException,
 )
 
+from sessions.action_specs import OBSERVE_DEFAULT_ELEMENTS
 from workers.browser import page_scripts
 from workers.browser.base import Display
 from workers.browser.executor.failures import message, page_error
@@ -23,8 +24,7 @@ from workers.browser.executor.run import (
     ensure_display,
 )
 
-OBSERVE_DEFAULT_ELEMENTS = 200
-OBSERVE_MAX_ELEMENTS = 1000
+# What a scrape returns at most (the page decides how much there is; the request does not).
 SCRAPE_MAX_CHARS = 200_000
 SCRAPE_MAX_LIST_ITEMS = 5_000
 
@@ -100,8 +100,7 @@ def script_again_on_navigation(exc: WebDriverException) -> bool:
 
 
 def observe_page(run: Run, max_elements: Any) -> dict[str, Any]:
-    limit = max_elements if isinstance(max_elements, int) and max_elements > 0 else OBSERVE_DEFAULT_ELEMENTS
-    limit = min(limit, OBSERVE_MAX_ELEMENTS)
+    limit = max_elements or OBSERVE_DEFAULT_ELEMENTS  # a step observes with the default
     try:
         return dict(run.driver.execute_script(page_scripts.OBSERVE, limit, run.display.scale))
     except WebDriverException as exc:
@@ -116,12 +115,7 @@ def _do_observe(run: Run, params: Params) -> dict[str, Any]:
 
 
 def _do_scrape(run: Run, params: Params) -> dict[str, Any]:
-    schema = params.get("schema")
-    fmt = params.get("format") or ("none" if schema else "markdown")
-    if fmt not in {"text", "markdown", "none"}:
-        raise ActionFailed(f"Unknown scrape format {fmt!r}")
-    if schema is not None and not isinstance(schema, dict):
-        raise ActionFailed("The scrape schema must be an object")
+    schema, fmt = params.get("schema"), params["format"]
     reply = run.driver.execute_script(
         page_scripts.SCRAPE,
         {

@@ -6,6 +6,7 @@ from typing import Any
 
 from selenium.webdriver.remote.command import Command
 
+from sessions.action_specs import BUTTONS
 from workers.browser.executor.params import css_point, number
 from workers.browser.executor.run import (
     ActionFailed,
@@ -15,14 +16,13 @@ from workers.browser.executor.run import (
 )
 
 # W3C button numbers. "wheel" is what OpenAI's computer-use actions call the middle button.
-_BUTTONS = {"left": 0, "middle": 1, "wheel": 1, "right": 2, "back": 3, "forward": 4}
+_W3C_BUTTON_OF = {"left": 0, "middle": 1, "right": 2, "back": 3, "forward": 4}
+# One number for each canonical name (sessions/action_specs.py): a name without one fails here.
+_BUTTONS = {name: _W3C_BUTTON_OF[name] for name in set(BUTTONS.values())}
 
 
 def _button(params: Params, default: str = "left") -> int:
-    name = str(params.get("button") or default).lower()
-    if name not in _BUTTONS:
-        raise ActionFailed(f"Unknown mouse button {name!r}")
-    return _BUTTONS[name]
+    return _BUTTONS[str(params.get("button") or default)]
 
 
 def move_to(point: tuple[float, float]) -> dict[str, Any]:

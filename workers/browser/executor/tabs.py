@@ -10,6 +10,7 @@ from selenium.common.exceptions import (
 )
 from selenium.webdriver.remote.command import Command
 
+from sessions.action_specs import MAX_TABS
 from workers.browser import page_scripts
 from workers.browser.executor.failures import message
 from workers.browser.executor.page import raise_if_error_page
@@ -21,9 +22,6 @@ from workers.browser.executor.run import (
     make_main,
     visiting,
 )
-
-# Tabs per session, as the contract's docs promise.
-MAX_TABS = 5
 
 
 def _tab_info(run: Run) -> dict[str, Any]:
