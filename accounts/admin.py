@@ -19,14 +19,14 @@ from project.exceptions import InsufficientCredits
 
 
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
+class PlanAdmin(admin.ModelAdmin[Plan]):
     list_display = ["name", "max_concurrent_sessions", "max_lifetime_seconds", "requests_per_minute"]
 
 
-class ApiKeyInline(admin.TabularInline):
+class ApiKeyInline(admin.TabularInline[ApiKey, Account]):
     model = ApiKey
     extra = 0
-    fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
+    fields = ("prefix", "name", "created_at", "last_used_at", "revoked_at")
     readonly_fields = fields
     can_delete = False
 
@@ -40,7 +40,7 @@ class CreditsForm(forms.Form):
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(admin.ModelAdmin[Account]):
     list_display = ["name", "plan", "balance_credits", "is_active", "created_at"]
     list_filter = ["plan", "is_active"]
     search_fields = ["name"]
@@ -118,7 +118,7 @@ class AccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     list_display = ["prefix", "account", "name", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["prefix", "account__name"]

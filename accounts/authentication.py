@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.utils import timezone
 from rest_framework import exceptions
@@ -82,3 +82,8 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+def request_account(request: Request) -> Account:
+    """The account an API request authenticated as (every API view requires one)."""
+    return cast(Account, request.user)

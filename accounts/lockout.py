@@ -24,7 +24,7 @@ def client_ip(request: HttpRequest) -> str:
     if settings.TRUST_X_FORWARDED_FOR:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
-            return forwarded.split(",")[0].strip()
+            return str(forwarded).split(",")[0].strip()
     return str(request.META.get("REMOTE_ADDR", ""))
 
 
@@ -41,7 +41,7 @@ def lockout_retry_after(ip: str, *, now: float | None = None) -> int | None:
     if len(recent) < limit:
         return None
     # Unlocked once fewer than `limit` failures remain in the window.
-    nth_newest = recent[-limit][1]
+    nth_newest = float(recent[-limit][1])
     return max(1, math.ceil(nth_newest + window - now))
 
 

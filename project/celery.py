@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -15,8 +16,6 @@ app.autodiscover_tasks(["workers"])
 
 @app.on_after_finalize.connect
 def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
-    from django.conf import settings
-
     sweep = settings.SESSION_SWEEP_INTERVAL_SECONDS
     reconcile = settings.RECONCILE_INTERVAL_SECONDS
     # A periodic run that waited longer than its own interval is stale: the next one is due.

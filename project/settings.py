@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import django_stubs_ext
+
 from project.env import env_bool, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Generic admin classes (ModelAdmin[Model]) for the type checker; no other effect.
+django_stubs_ext.monkeypatch()
 
 # development | test | production. Only development and test may run without a secret key
 # and may let browsers visit private and loopback addresses.

@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from billing.api import urls as billing_urls
 from reports import api as reports_api
 from sessions.api import action_views
 from sessions.api import urls as computer_urls
@@ -18,8 +17,6 @@ urlpatterns = [
         "v1/",
         include((computer_urls.urlpatterns + computer_urls.v1_only_urlpatterns, "computers"), namespace="v1"),
     ),
-    path(
-        "v1/", include((reports_api.urlpatterns + billing_urls.urlpatterns, "billing"), namespace="billing")
-    ),
+    path("v1/", include((reports_api.urlpatterns, "billing"), namespace="billing")),
     path("", include((computer_urls.urlpatterns, "computers"), namespace="root")),
 ]

@@ -1,1 +1,2 @@
-"""Reports that read several apps (usage, the account overview); above sessions in the layers."""
+"""The account's own reports over HTTP (overview, usage, ledger): they read sessions and billing,
+so they sit above sessions in the layers (.importlinter)."""

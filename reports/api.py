@@ -1,8 +1,8 @@
-"""The account overview and the usage report over HTTP (GET /v1/account, GET /v1/usage)."""
+"""The account's own view over HTTP: GET /v1/account, /v1/usage and /v1/ledger."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.urls import path
 from django.utils import timezone
@@ -11,16 +11,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import request_account
+from billing.models import LedgerEntry
 from billing.selectors import balance_of
 from project.exceptions import InvalidInput
 from project.fields import iso
+from project.pagination import paginate
 from reports.usage import usage_report
 from sessions.selectors import live_session_count
 
 
 class AccountView(APIView):
     def get(self, request: Request) -> Response:
-        account = request.user
+        account = request_account(request)
         plan = account.plan
         return Response(
             {
@@ -45,7 +48,7 @@ def _when(request: Request, name: str, default: datetime) -> datetime:
     value = parse_datetime(raw)
     if value is None:
         raise InvalidInput(f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T00:00:00Z.")
-    return value if value.tzinfo else timezone.make_aware(value, timezone.UTC)
+    return value if value.tzinfo else timezone.make_aware(value, UTC)
 
 
 class UsageView(APIView):
@@ -59,14 +62,45 @@ class UsageView(APIView):
             raise InvalidInput("group_by must be day or hour.")
         if start >= end or end - start > timedelta(days=366):
             raise InvalidInput("from must be before to, at most a year apart.")
-        report = usage_report(account_id=request.user.pk, start=start, end=end, group_by=group_by)
+        report = usage_report(account_id=request_account(request).pk, start=start, end=end, group_by=group_by)
         report["from"], report["to"] = iso(start), iso(end)
         for bucket in report["buckets"]:
             bucket["start"] = iso(bucket["start"])
         return Response(report)
 
 
+class LedgerView(APIView):
+    """The account's ledger lines, newest first: ?limit= (1-200, default 50) &offset=."""
+
+    def get(self, request: Request) -> Response:
+        page = paginate(
+            request,
+            LedgerEntry.objects.filter(account=request_account(request))
+            .select_related("action")
+            .order_by("-created_at", "-id"),
+        )
+        return Response(
+            {
+                "results": [
+                    {
+                        "id": entry.pk,
+                        "kind": entry.kind,
+                        "amount": entry.amount,
+                        "balance_after": entry.balance_after,
+                        "reason": entry.reason,
+                        "session_id": entry.session_id,
+                        "action_id": entry.action.public_id if entry.action else None,
+                        "created_at": iso(entry.created_at),
+                    }
+                    for entry in page.pop("items")
+                ],
+                **page,
+            }
+        )
+
+
 urlpatterns = [
     path("account", AccountView.as_view(), name="account"),
     path("usage", UsageView.as_view(), name="usage"),
+    path("ledger", LedgerView.as_view(), name="ledger"),
 ]

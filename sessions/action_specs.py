@@ -41,7 +41,7 @@ def _coordinate(**kwargs: Any) -> StrictFloatField:
     return StrictFloatField(min_value=-MAX_COORDINATE, max_value=MAX_COORDINATE, **kwargs)
 
 
-class CommonFlags(serializers.Serializer):
+class CommonFlags(serializers.Serializer[Any]):
     tab_id = StrictCharField(required=False, max_length=100)
     include_context = StrictBooleanField(required=False)
     screenshot_after = StrictBooleanField(required=False)
@@ -72,7 +72,7 @@ class ClickParams(Point):
         return BUTTONS[value]
 
 
-class PathPoint(serializers.Serializer):
+class PathPoint(serializers.Serializer[Any]):
     x = _coordinate()
     y = _coordinate()
 
@@ -185,7 +185,7 @@ class ObserveParams(CommonFlags):
     )
 
 
-class StepTarget(serializers.Serializer):
+class StepTarget(serializers.Serializer[Any]):
     selector = StrictCharField(max_length=1000, required=False)
     element_id = StrictCharField(max_length=32, required=False)
     text = StrictCharField(max_length=500, required=False)
@@ -263,7 +263,7 @@ class NoParams(CommonFlags):
 
 
 # canonical type -> parameter serializer
-CANONICAL: dict[str, type[serializers.Serializer]] = {
+CANONICAL: dict[str, type[serializers.Serializer[Any]]] = {
     "navigate": UrlParams,
     "click": ClickParams,
     "double_click": Point,

@@ -11,7 +11,7 @@ from sessions.services import session_terminate
 
 
 @admin.register(BrowserSession)
-class BrowserSessionAdmin(admin.ModelAdmin):
+class BrowserSessionAdmin(admin.ModelAdmin[BrowserSession]):
     list_display = [
         "id",
         "account",
@@ -46,7 +46,7 @@ class BrowserSessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Action)
-class ActionAdmin(admin.ModelAdmin):
+class ActionAdmin(admin.ModelAdmin[Action]):
     list_display = ["public_id", "session", "type", "status", "price", "created_at", "duration_ms"]
     list_filter = ["status", "type"]
     search_fields = ["public_id", "session__id"]

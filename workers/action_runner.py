@@ -35,12 +35,12 @@ logger = logging.getLogger(__name__)
 LOCK_TTL_SECONDS = 120
 
 
-def _lock_key(session_id: str) -> str:
+def lock_key(session_id: str) -> str:
     return f"bf:session-actions:{session_id}"
 
 
 def actions_drain(*, session_id: str) -> None:
-    lock = get_redis().lock(_lock_key(session_id), timeout=LOCK_TTL_SECONDS, blocking=False)
+    lock = get_redis().lock(lock_key(session_id), timeout=LOCK_TTL_SECONDS, blocking=False)
     while True:
         if not lock.acquire(blocking=False):
             return  # the holder runs our action, and re-checks the queue when it is done
@@ -67,7 +67,7 @@ def actions_drain(*, session_id: str) -> None:
 
 def _run_one(action: Action, *, rearm: Callable[[], Any]) -> None:
     """Run an action this worker has claimed."""
-    now = action.started_at
+    now = action.started_at or timezone.now()  # set by the claim
     session = action.session
     reason = session.expiry_reason(now)
     if reason is not None:
@@ -139,7 +139,8 @@ def _run_batch(
 ) -> tuple[str, str, dict[str, Any]]:
     """Run steps in order and stop at the first that does not succeed; report each step."""
     results: list[dict[str, Any]] = []
-    status, error = ActionStatus.SUCCEEDED, ""
+    status: str = ActionStatus.SUCCEEDED
+    error = ""
     for index, step in enumerate(steps):
         rearm()
         step_status, step_error, outcome = _run_step(session, step)

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import request_account
 from project.exceptions import ApplicationError, InvalidInput, NotFound, NotImplementedByServer
 from project.fields import iso
 from project.pagination import paginate
@@ -52,7 +53,7 @@ ENDPOINT_TYPES = {
     "change-proxy": "change_proxy",
 }
 
-_RESULT_STATUS = {
+_RESULT_STATUS: dict[str, str] = {
     ActionStatus.SUCCEEDED: "success",
     ActionStatus.FAILED: "error",
     ActionStatus.ERRORED: "error",
@@ -130,9 +131,9 @@ def submit(request: Request, session_id: str, build: Any) -> Response:
     try:
         spec = build()
     except (ApplicationError, APIException):
-        selectors.session_get(account=request.user, session_id=session_id)  # 404 wins over 400
+        selectors.session_get(account=request_account(request), session_id=session_id)  # 404 wins over 400
         raise
-    action = action_submit(session_id=session_id, account=request.user, action=spec)
+    action = action_submit(session_id=session_id, account=request_account(request), action=spec)
     if not _prefers_async(request):
         action = action_wait(action=action, timeout=client_wait_budget(request, settings.ACTION_WAIT_SECONDS))
     if not action.is_finished:
@@ -197,7 +198,7 @@ class TabSwitchView(APIView):
 
 class ExecUnsupportedView(APIView):
     def post(self, request: Request, session_id: str) -> Response:
-        selectors.session_get(account=request.user, session_id=session_id)
+        selectors.session_get(account=request_account(request), session_id=session_id)
         normalize_action("debug", {})  # raises the 501
         raise AssertionError("unreachable")
 
@@ -206,7 +207,7 @@ class StreamUnsupportedView(APIView):
     """events, screencast, ws: the SDK cannot consume these streams; we do not serve them yet."""
 
     def get(self, request: Request, session_id: str) -> Response:
-        selectors.session_get(account=request.user, session_id=session_id)
+        selectors.session_get(account=request_account(request), session_id=session_id)
         raise NotImplementedByServer(
             "Event, screencast and WebSocket streams are not served by this server; poll "
             "GET /v1/computers/{id}/actions and take screenshots instead.",
@@ -218,7 +219,9 @@ class ActionDetailView(APIView):
     def get(self, request: Request, action_id: str) -> Response:
         return Response(
             action_payload(
-                selectors.action_get(account=request.user, action_id=action_id), request, detail=True
+                selectors.action_get(account=request_account(request), action_id=action_id),
+                request,
+                detail=True,
             )
         )
 
@@ -227,7 +230,7 @@ class SessionActionsView(APIView):
     """The session's action history, newest first: ?limit= (1-200, default 50) &offset=."""
 
     def get(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = selectors.session_get(account=request_account(request), session_id=session_id)
         page = paginate(request, selectors.action_list(session=session))
         return Response(
             {

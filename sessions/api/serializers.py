@@ -14,13 +14,13 @@ _MONTH = 30 * 24 * 3600
 ECHOED_OPTIONS = ("persistent", "environment_id", "context_id", "stealth", "use_advanced_proxy")
 
 
-class DisplayInput(serializers.Serializer):
+class DisplayInput(serializers.Serializer[Any]):
     width = StrictIntegerField(min_value=200, max_value=3840, required=False, default=1024)
     height = StrictIntegerField(min_value=200, max_value=2160, required=False, default=768)
     scale = StrictFloatField(min_value=0.5, max_value=4.0, required=False, default=1.0)
 
 
-class SessionCreateInput(serializers.Serializer):
+class SessionCreateInput(serializers.Serializer[Any]):
     kind = StrictCharField(required=False, default="browser")
     max_lifetime_seconds = StrictIntegerField(min_value=1, max_value=_MONTH, required=False)
     timeout_seconds = StrictIntegerField(min_value=1, max_value=_MONTH, required=False)  # deprecated alias
@@ -56,7 +56,7 @@ def _one_of(attrs: dict[str, Any], *names: str) -> Any:
     return next(iter(given.values()), None)
 
 
-class SessionStatusOutput(serializers.Serializer):
+class SessionStatusOutput(serializers.Serializer[BrowserSession]):
     """ComputerRetrieveStatusResponse: current TTLs and last activity."""
 
     id = serializers.CharField()

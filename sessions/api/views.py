@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import request_account
 from project.exceptions import InvalidInput
 from sessions import selectors, services
 from sessions.api.serializers import (
@@ -47,12 +48,12 @@ class ComputerListCreateView(APIView):
         if not 1 <= limit <= 500:
             raise InvalidInput("limit must be between 1 and 500.")
         sessions = selectors.session_list(
-            account=request.user,
+            account=request_account(request),
             status=request.query_params.get("status", "live"),
             persistent=True if kind == "persistent" else None,
             limit=limit,
         )
-        return Response(SessionOutput(sessions, many=True).data)
+        return Response(SessionOutput(sessions, many=True).data)  # type: ignore[arg-type]  # many=True takes a list
 
     def post(self, request: Request) -> Response:
         serializer = SessionCreateInput(data=request.data)
@@ -69,7 +70,7 @@ class ComputerListCreateView(APIView):
             display_scale=display.get("scale", 1.0),
             options={name: data[name] for name in ECHOED_OPTIONS if name in data},
         )
-        session = services.session_create(account=request.user, spec=spec)
+        session = services.session_create(account=request_account(request), spec=spec)
         session = services.session_wait_until_started(
             session=session, timeout=client_wait_budget(request, settings.SESSION_CREATE_WAIT_SECONDS)
         )
@@ -78,13 +79,13 @@ class ComputerListCreateView(APIView):
 
 class ComputerDetailView(APIView):
     def get(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = selectors.session_get(account=request_account(request), session_id=session_id)
         session = services.session_enforce_expiry(session=session)
         return Response(SessionOutput(session).data)
 
     def delete(self, request: Request, session_id: str) -> Response:
         """Idempotent: ending an ended session is a success that changes nothing."""
-        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = selectors.session_get(account=request_account(request), session_id=session_id)
         session = services.session_enforce_expiry(session=session)
         if session.status != SessionStatus.TERMINATED:
             services.session_terminate(session_id=session.pk, reason=EndedReason.USER)
@@ -97,13 +98,13 @@ class ComputerDetailView(APIView):
 
 class ComputerStatusView(APIView):
     def get(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = selectors.session_get(account=request_account(request), session_id=session_id)
         session = services.session_enforce_expiry(session=session)
         return Response(SessionStatusOutput(session).data)
 
 
 class ComputerKeepaliveView(APIView):
     def post(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = selectors.session_get(account=request_account(request), session_id=session_id)
         session = services.session_touch(session=session)
         return Response(SessionOutput(session).data)

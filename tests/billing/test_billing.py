@@ -66,6 +66,12 @@ def test_an_action_cut_off_by_a_lost_worker_is_refunded_once(client):
     from tests.support.processes import wait_until
 
     wait_until(lambda: Action.objects.get(pk=action.pk).is_finished, timeout=20, message="action done")
+    # ... and until its worker let go of the session's queue: a drain below that found the lock
+    # still held would leave the lost action to a holder that already looked for more.
+    from project.redis import get_redis
+    from workers.action_runner import lock_key
+
+    wait_until(lambda: not get_redis().exists(lock_key(session_id)), timeout=20, message="lock released")
     lost = Action.objects.create(
         session_id=session_id,
         account=client.account,

@@ -56,7 +56,7 @@ class AttachedDriver(webdriver.Remote):
             file_detector=UselessFileDetector(),
         )
 
-    def execute(self, driver_command: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute(self, driver_command: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
         response = super().execute(driver_command, params)
         # Commands that reached the page and succeeded: tells whether a failure came first.
         self.commands_done += 1
@@ -87,7 +87,7 @@ def _connection(webdriver_url: str) -> RemoteConnection:
     )
     connection = RemoteConnection(client_config=config)
     # The command table is shared by every RemoteConnection; the entry is the same for all.
-    connection.add_command(_CDP_COMMAND, "POST", _CDP_PATH)
+    connection.add_command(_CDP_COMMAND, "POST", _CDP_PATH)  # type: ignore[no-untyped-call]
     return connection
 
 

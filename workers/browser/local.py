@@ -9,6 +9,7 @@ command line (the profile and log paths), which is how reconcile finds browsers 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -68,8 +69,6 @@ def become_subreaper() -> None:
     Worker processes call this once. Without it they go to PID 1, which in some containers
     never reaps them.
     """
-    import ctypes
-
     PR_SET_CHILD_SUBREAPER = 36
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

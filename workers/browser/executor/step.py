@@ -79,7 +79,7 @@ def _do_step(run: Run, params: Params) -> dict[str, Any]:
 
 def _finish_step(run: Run, action: str, found: dict[str, Any], value: str) -> None:
     """The WebDriver half of a step, on the element the page script found and prepared."""
-    element = found.get("element")
+    element: Any = found.get("element")  # a WebElement when the action needs one
     if action == "click" or found.get("click"):
         # WebDriver's element click scrolls it into view and refuses when something covers it.
         element.click()
