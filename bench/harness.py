@@ -312,11 +312,15 @@ def running_stack(
     name: str,
     env_overrides: dict[str, str] | None = None,
     redis_db: int = DEFAULT_REDIS_DB,
+    redis_url: str | None = None,
     worker_concurrency: int = WORKER_CONCURRENCY,
 ) -> Iterator[Stack]:
     """The whole service, isolated; see the module docstring.
 
     `worker_concurrency` is the Celery worker's `-c` (4, as `bin/dev worker` by default).
+    `redis_url` points the stack at a Redis server of the caller's own (the fault tests') instead
+    of a database of the shared one; `env_overrides` can do the same for PostgreSQL
+    (`POSTGRES_PORT`).
     """
     if not re.fullmatch(r"[a-z0-9_]{1,40}", name):
         raise ValueError("name must be 1-40 characters of a-z, 0-9 and _")
@@ -334,7 +338,7 @@ def running_stack(
         "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
         "POSTGRES_USER": "postgres",
         "POSTGRES_PASSWORD": "",
-        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "REDIS_URL": redis_url or f"redis://127.0.0.1:6379/{redis_db}",
         "BROWSER_PROFILE_ROOT": str(profile_root),
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{Path(PYTHON).parent}:{os.environ.get('PATH', '')}",
@@ -350,7 +354,8 @@ def running_stack(
     stack: Stack | None = None
     failed = True
     db_created = False
-    with _sigterm_as_exit(), _exclusive_redis_db(redis_db):
+    redis_lock = contextlib.nullcontext() if redis_url else _exclusive_redis_db(redis_db)
+    with _sigterm_as_exit(), redis_lock:
         try:
             log(f"database {database}, Redis db {redis_db}, profiles in {profile_root}")
             _create_database(env, database)
