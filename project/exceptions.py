@@ -12,12 +12,14 @@ import sys
 from typing import Any
 
 import redis.exceptions
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
+
+from project.db import is_conflict
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +112,8 @@ OUTAGE_RETRY_AFTER_SECONDS = 2
 def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError):
         # Not every OperationalError is an outage: a deadlock or a serialization failure is ours.
-        return not _is_conflict(exc)
+        return not is_conflict(exc)
     return isinstance(exc, OUTAGES)
-
-
-def _is_conflict(exc: DatabaseError) -> bool:
-    sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
-    return sqlstate in {"40P01", "40001"}
 
 
 def outage_response_parts() -> tuple[int, dict[str, Any], dict[str, str]]:
