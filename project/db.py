@@ -45,7 +45,7 @@ def retry_on_conflict(func: Callable[P, R]) -> Callable[P, R]:
                     raise
                 logger.warning("%s lost a conflict (attempt %d), running it again: %s",
                                func.__qualname__, attempt, exc)  # fmt: skip
-                time.sleep(random.uniform(0.005, 0.05) * attempt)
+                time.sleep(random.uniform(0.005, 0.05) * attempt)  # noqa: S311 (jitter, not a secret)
         raise AssertionError("unreachable")
 
     return wrapper
