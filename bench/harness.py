@@ -314,13 +314,15 @@ def running_stack(
     redis_db: int = DEFAULT_REDIS_DB,
     redis_url: str | None = None,
     worker_concurrency: int = WORKER_CONCURRENCY,
+    supervised: bool = False,
 ) -> Iterator[Stack]:
     """The whole service, isolated; see the module docstring.
 
     `worker_concurrency` is the Celery worker's `-c` (4, as `bin/dev worker` by default).
     `redis_url` points the stack at a Redis server of the caller's own (the fault tests') instead
     of a database of the shared one; `env_overrides` can do the same for PostgreSQL
-    (`POSTGRES_PORT`).
+    (`POSTGRES_PORT`). `supervised` runs each process under `bin/dev supervise`, as
+    `bin/dev serve` does, so one that exits is started again.
     """
     if not re.fullmatch(r"[a-z0-9_]{1,40}", name):
         raise ValueError("name must be 1-40 characters of a-z, 0-9 and _")
@@ -363,21 +365,22 @@ def running_stack(
             run_checked([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, timeout=300)
             redis.Redis.from_url(env["REDIS_URL"]).flushdb()
 
+            run = ["supervise"] if supervised else []
             web_log, worker_log, beat_log = (workdir / f"{p}.log" for p in ("web", "worker", "beat"))
             # The very commands `bin/dev serve` runs, configured through their environment.
             processes["web"] = _start(
-                [str(REPO / "bin" / "dev"), "web"],
+                [str(REPO / "bin" / "dev"), *run, "web"],
                 env={**env, "BIND": f"127.0.0.1:{port}", "WEB_WORKERS": str(WEB_WORKERS),
                      "WEB_THREADS": str(WEB_THREADS)},
                 log_file=web_log,
             )  # fmt: skip
             processes["worker"] = _start(
-                [str(REPO / "bin" / "dev"), "worker"],
+                [str(REPO / "bin" / "dev"), *run, "worker"],
                 env={**env, "WORKER_CONCURRENCY": str(worker_concurrency), "WORKER_NAME": f"bench-{name}@%h"},
                 log_file=worker_log,
             )
             processes["beat"] = _start(
-                [str(REPO / "bin" / "dev"), "beat"],
+                [str(REPO / "bin" / "dev"), *run, "beat"],
                 env={**env, "BEAT_SCHEDULE": str(workdir / "celerybeat-schedule")},
                 log_file=beat_log,
             )

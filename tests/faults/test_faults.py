@@ -9,10 +9,12 @@ action queued or running without a live lease, no session starting for long).
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,7 +53,9 @@ def stack(private_redis: PrivateRedis, private_postgres: PrivatePostgres) -> Ite
         "SESSION_SWEEP_INTERVAL_SECONDS": "2",
         "RECONCILE_INTERVAL_SECONDS": "3",
     }
-    with running_stack(name="faults", env_overrides=overrides, redis_url=private_redis.url) as running:
+    with running_stack(
+        name="faults", env_overrides=overrides, redis_url=private_redis.url, supervised=True
+    ) as running:
         yield running
     assert not running.leaked, f"browser processes outlived the stack: {running.leaked}"
 
@@ -105,12 +109,16 @@ def _action(api: Api, session_id: str, body: dict[str, Any], *, wait: bool = Tru
 
 
 def _worker_pids(stack: Stack) -> list[int]:
-    """The Celery worker's main process and its pool children (this stack's only)."""
-    return [pid for pid, cmd in _processes_with(f"bench-{stack.name}@") if "celery" in cmd]
+    """The Celery worker's main process first, then its pool children (this stack's only)."""
+    pids = [pid for pid, cmd in browser_processes(f"bench-{stack.name}@") if "celery" in cmd]
+    return sorted(pids, key=lambda pid: _parent(pid) in pids)
 
 
-def _processes_with(marker: str) -> list[tuple[int, str]]:
-    return browser_processes(marker)
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, IndexError, ValueError):
+        return 0
 
 
 def test_redis_outage_answers_503_with_retry_after_then_recovers(
@@ -226,3 +234,22 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_worker_that_exits_is_started_again(stack: Stack, api: Api) -> None:
+    session_id = _create(api)
+    main = _worker_pids(stack)[0]
+    os.kill(main, signal.SIGKILL)  # the worker's main process: no warm shutdown, nothing cleaned up
+    wait_until(lambda: not _alive(main), timeout=10, message="the worker to be gone")
+    wait_until(
+        lambda: (pids := _worker_pids(stack)) and pids[0] != main,
+        timeout=30,
+        message="bin/dev supervise to start a new worker",
+    )
+    response = wait_until(
+        lambda: (r := _action(api, session_id, {"type": "wait", "ms": 5})).status_code == 200 and r,
+        timeout=60,
+        interval=1,
+        message="an action to run on the new worker",
+    )
+    assert response.json()["status"] == "success", response.text
