@@ -81,6 +81,8 @@ class Stack:
     _db: psycopg.Connection[Any] = field(repr=False)
     accounts_made: int = 0
     leaked: list[tuple[int, str]] = field(default_factory=list)
+    # web, worker and beat as started (with `supervised`, the supervisor of each)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def make_account(self, plan: str = "enterprise", credits: int = 10**9, *, name: str | None = None) -> str:
         """Create an account with `manage.py create_account`; return its raw API key."""
@@ -409,6 +411,7 @@ def running_stack(
                 workdir=workdir,
                 profile_root=profile_root,
                 _db=db,
+                processes=processes,
             )
             yield stack
             failed = False
