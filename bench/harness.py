@@ -81,6 +81,8 @@ class Stack:
     _db: psycopg.Connection[Any] = field(repr=False)
     accounts_made: int = 0
     leaked: list[tuple[int, str]] = field(default_factory=list)
+    # web, worker and beat as started (with `supervised`, the supervisor of each)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def make_account(self, plan: str = "enterprise", credits: int = 10**9, *, name: str | None = None) -> str:
         """Create an account with `manage.py create_account`; return its raw API key."""
@@ -312,11 +314,17 @@ def running_stack(
     name: str,
     env_overrides: dict[str, str] | None = None,
     redis_db: int = DEFAULT_REDIS_DB,
+    redis_url: str | None = None,
     worker_concurrency: int = WORKER_CONCURRENCY,
+    supervised: bool = False,
 ) -> Iterator[Stack]:
     """The whole service, isolated; see the module docstring.
 
     `worker_concurrency` is the Celery worker's `-c` (4, as `bin/dev worker` by default).
+    `redis_url` points the stack at a Redis server of the caller's own (the fault tests') instead
+    of a database of the shared one; `env_overrides` can do the same for PostgreSQL
+    (`POSTGRES_PORT`). `supervised` runs each process under `bin/dev supervise`, as
+    `bin/dev serve` does, so one that exits is started again.
     """
     if not re.fullmatch(r"[a-z0-9_]{1,40}", name):
         raise ValueError("name must be 1-40 characters of a-z, 0-9 and _")
@@ -334,7 +342,7 @@ def running_stack(
         "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
         "POSTGRES_USER": "postgres",
         "POSTGRES_PASSWORD": "",
-        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "REDIS_URL": redis_url or f"redis://127.0.0.1:6379/{redis_db}",
         "BROWSER_PROFILE_ROOT": str(profile_root),
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{Path(PYTHON).parent}:{os.environ.get('PATH', '')}",
@@ -350,7 +358,8 @@ def running_stack(
     stack: Stack | None = None
     failed = True
     db_created = False
-    with _sigterm_as_exit(), _exclusive_redis_db(redis_db):
+    redis_lock = contextlib.nullcontext() if redis_url else _exclusive_redis_db(redis_db)
+    with _sigterm_as_exit(), redis_lock:
         try:
             log(f"database {database}, Redis db {redis_db}, profiles in {profile_root}")
             _create_database(env, database)
@@ -358,21 +367,22 @@ def running_stack(
             run_checked([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, timeout=300)
             redis.Redis.from_url(env["REDIS_URL"]).flushdb()
 
+            run = ["supervise"] if supervised else []
             web_log, worker_log, beat_log = (workdir / f"{p}.log" for p in ("web", "worker", "beat"))
             # The very commands `bin/dev serve` runs, configured through their environment.
             processes["web"] = _start(
-                [str(REPO / "bin" / "dev"), "web"],
+                [str(REPO / "bin" / "dev"), *run, "web"],
                 env={**env, "BIND": f"127.0.0.1:{port}", "WEB_WORKERS": str(WEB_WORKERS),
                      "WEB_THREADS": str(WEB_THREADS)},
                 log_file=web_log,
             )  # fmt: skip
             processes["worker"] = _start(
-                [str(REPO / "bin" / "dev"), "worker"],
+                [str(REPO / "bin" / "dev"), *run, "worker"],
                 env={**env, "WORKER_CONCURRENCY": str(worker_concurrency), "WORKER_NAME": f"bench-{name}@%h"},
                 log_file=worker_log,
             )
             processes["beat"] = _start(
-                [str(REPO / "bin" / "dev"), "beat"],
+                [str(REPO / "bin" / "dev"), *run, "beat"],
                 env={**env, "BEAT_SCHEDULE": str(workdir / "celerybeat-schedule")},
                 log_file=beat_log,
             )
@@ -401,6 +411,7 @@ def running_stack(
                 workdir=workdir,
                 profile_root=profile_root,
                 _db=db,
+                processes=processes,
             )
             yield stack
             failed = False

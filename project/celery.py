@@ -7,8 +7,11 @@ import os
 from celery import Celery
 from django.conf import settings
 
+from project.broker import patch_kombu_redis_transport
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
+patch_kombu_redis_transport()
 app = Celery("browserfleet")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"])

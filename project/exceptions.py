@@ -8,12 +8,18 @@ at once: {"status": "error", "code": "...", "detail": "...", "error_message": ".
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
+import redis.exceptions
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
+
+from project.db import is_conflict
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +95,36 @@ class ServiceUnavailable(ApplicationError):
     default_detail = "Service unavailable."
 
 
+# A dependency that is down or restarting (Redis, PostgreSQL, the broker): the request did not
+# happen, the client may send it again. Django drops a connection that failed like this at the
+# end of the request, so the retry gets a fresh one.
+OUTAGES: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    BrokerError,
+    OperationalError,
+    InterfaceError,
+)
+OUTAGE_RETRY_AFTER_SECONDS = 2
+
+
+def is_outage(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError):
+        # Not every OperationalError is an outage: a deadlock or a serialization failure is ours.
+        return not is_conflict(exc)
+    return isinstance(exc, OUTAGES)
+
+
+def outage_response_parts() -> tuple[int, dict[str, Any], dict[str, str]]:
+    body = error_body(
+        status_code=503,
+        code="service_unavailable",
+        detail="A service this request needs is briefly unavailable; nothing was done. Try again.",
+    )
+    return 503, body, {"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)}
+
+
 def error_body(*, status_code: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {
         "status": "error",
@@ -151,11 +187,21 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         wait = getattr(exc, "wait", None)
         if wait is not None:
             headers["Retry-After"] = str(max(1, int(wait)))
+    elif is_outage(exc):
+        logger.warning("dependency outage during %s: %r", _view_name(context), exc)
+        set_rollback()
+        status_code, body, headers = outage_response_parts()
+        return Response(body, status=status_code, headers=headers)
     else:
         return None  # a bug: Django logs it and handler500 answers in JSON
     set_rollback()
     body = error_body(status_code=status_code, code=code, detail=detail, **extra)
     return Response(body, status=status_code, headers=headers)
+
+
+def _view_name(context: dict[str, Any]) -> str:
+    view = context.get("view")
+    return type(view).__name__ if view is not None else "a request"
 
 
 def json_400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
@@ -173,6 +219,11 @@ def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonRe
 
 
 def json_500(request: HttpRequest) -> JsonResponse:
+    exc = sys.exc_info()[1]
+    if exc is not None and is_outage(exc):
+        # Outside DRF's handler (a middleware, a plain Django view): still an outage, not a bug.
+        status_code, body, headers = outage_response_parts()
+        return JsonResponse(body, status=status_code, headers=headers)
     body = error_body(status_code=500, code="server_error", detail="Internal server error.")
     # A 5xx on a non-idempotent request must not be replayed by the SDK.
     return JsonResponse(body, status=500, headers={"x-should-retry": "false"})

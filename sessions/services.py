@@ -89,7 +89,7 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
         )
     now = timezone.now()
     with transaction.atomic():
-        account = Account.objects.select_for_update().select_related("plan").get(pk=account.pk)
+        account = Account.objects.select_for_update(no_key=True).select_related("plan").get(pk=account.pk)
         plan = account.plan
         lifetime = spec.max_lifetime_seconds or plan.max_lifetime_seconds
         if lifetime > plan.max_lifetime_seconds:
