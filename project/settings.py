@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
+from project.egress_allow import parse_egress_allow
 from project.env import env_bool, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -200,3 +203,10 @@ AUTH_LOCKOUT_WINDOW_SECONDS = env_int("AUTH_LOCKOUT_WINDOW_SECONDS", 600, minimu
 TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 # Let browsers visit private, loopback and link-local addresses (tests serve pages on 127.0.0.1).
 ALLOW_PRIVATE_NETWORK_TARGETS = env_bool("ALLOW_PRIVATE_NETWORK_TARGETS", _NOT_PRODUCTION)
+# Private destinations browsers may reach anyway: CIDRs, address:port or name:port, comma-separated
+# (project/egress_allow.py). Checked at start-up so a typo stops the process.
+BROWSER_EGRESS_ALLOW = env_list("BROWSER_EGRESS_ALLOW", [])
+try:
+    parse_egress_allow(BROWSER_EGRESS_ALLOW)
+except ValueError as _exc:
+    raise ImproperlyConfigured(str(_exc)) from None

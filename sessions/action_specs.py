@@ -9,16 +9,13 @@ invalid input is a 400 that runs nothing, and workers see one shape only.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from typing import Any
-from urllib.parse import urlsplit
 
-from django.conf import settings
 from rest_framework import serializers
 
 from project.exceptions import InvalidInput, NotImplementedByServer
 from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
+from sessions.url_policy import navigation_url
 
 MAX_COORDINATE = 100_000
 MAX_WAIT_MS = 30_000
@@ -343,26 +340,5 @@ def normalize_batch(actions: Any) -> list[dict[str, Any]]:
 
 
 def check_navigation_target(url: str) -> str:
-    """Only http(s); private, loopback and link-local targets only where the operator allows.
-
-    The check resolves the host name now. A page may still redirect, or a name re-resolve, to a
-    private address later: this guards against mistakes and casual misuse, not a determined
-    attacker (see docs).
-    """
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise serializers.ValidationError("Only http and https URLs with a host can be opened.")
-    if settings.ALLOW_PRIVATE_NETWORK_TARGETS:
-        return url.strip()
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 80, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        raise serializers.ValidationError(f"The host {parts.hostname!r} does not resolve.") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            raise serializers.ValidationError(
-                f"{parts.hostname} resolves to {address}, a private, loopback or link-local address; "
-                "this server does not browse those."
-            )
-    return url.strip()
+    """The URL as the browser will read it, once its host is allowed (sessions/url_policy.py)."""
+    return navigation_url(url)
