@@ -199,8 +199,12 @@ SCREENSHOT_URL_TTL_SECONDS = env_int("SCREENSHOT_URL_TTL_SECONDS", 3600, minimum
 # --- Security ---------------------------------------------------------------------------------
 AUTH_LOCKOUT_MAX_FAILURES = env_int("AUTH_LOCKOUT_MAX_FAILURES", 10, minimum=1)
 AUTH_LOCKOUT_WINDOW_SECONDS = env_int("AUTH_LOCKOUT_WINDOW_SECONDS", 600, minimum=1)
-# Only behind a reverse proxy that sets X-Forwarded-For itself; otherwise clients could forge it.
-TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
+# How many reverse proxies in front of the web append to X-Forwarded-For; the client address is
+# the Nth entry from the right (0: REMOTE_ADDR). TRUST_X_FORWARDED_FOR=true is the older spelling
+# of 1 (it used to take the leftmost entry, which the client writes).
+TRUSTED_PROXY_COUNT = env_int(
+    "TRUSTED_PROXY_COUNT", 1 if env_bool("TRUST_X_FORWARDED_FOR", False) else 0, minimum=0
+)
 # Let browsers visit private, loopback and link-local addresses (tests serve pages on 127.0.0.1).
 ALLOW_PRIVATE_NETWORK_TARGETS = env_bool("ALLOW_PRIVATE_NETWORK_TARGETS", _NOT_PRODUCTION)
 # Private destinations browsers may reach anyway: CIDRs, address:port or name:port, comma-separated
