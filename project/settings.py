@@ -44,6 +44,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "project.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn; no separate web server needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -187,6 +188,9 @@ RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 30, minimum=1
 BILLING_INTERVAL_SECONDS = env_int("BILLING_INTERVAL_SECONDS", 10, minimum=1)
 # How long POST /computers waits for the browser. The SDK resends a create after 60 s.
 SESSION_CREATE_WAIT_SECONDS = env_int("SESSION_CREATE_WAIT_SECONDS", 30, minimum=1)
+# ...and at least this long whatever the client's read timeout says: a create given up too early
+# ends its session as start_failed after the browser was started, which costs us and not them.
+SESSION_CREATE_MIN_WAIT_SECONDS = env_int("SESSION_CREATE_MIN_WAIT_SECONDS", 5, minimum=0)
 # How long DELETE /computers/{id} waits for the browser to be gone before answering anyway.
 SESSION_STOP_WAIT_SECONDS = env_int("SESSION_STOP_WAIT_SECONDS", 10, minimum=0)
 DEFAULT_INACTIVITY_TIMEOUT_SECONDS = env_int("DEFAULT_INACTIVITY_TIMEOUT_SECONDS", 120, minimum=1)
@@ -197,6 +201,9 @@ ACTION_WAIT_SECONDS = env_int("ACTION_WAIT_SECONDS", 45, minimum=1)
 SCREENSHOT_URL_TTL_SECONDS = env_int("SCREENSHOT_URL_TTL_SECONDS", 3600, minimum=60)
 
 # --- Security ---------------------------------------------------------------------------------
+# Largest JSON body the API reads (413 above). A batch of 100 actions fits easily.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 AUTH_LOCKOUT_MAX_FAILURES = env_int("AUTH_LOCKOUT_MAX_FAILURES", 10, minimum=1)
 AUTH_LOCKOUT_WINDOW_SECONDS = env_int("AUTH_LOCKOUT_WINDOW_SECONDS", 600, minimum=1)
 # How many reverse proxies in front of the web append to X-Forwarded-For; the client address is

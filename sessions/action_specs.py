@@ -15,6 +15,12 @@ from rest_framework import serializers
 
 from project.exceptions import InvalidInput, NotImplementedByServer
 from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
+from sessions.input_limits import (
+    MAX_DRAG_POINTS,
+    check_batch_waits,
+    check_pixel_budget,
+    check_schema_size,
+)
 from sessions.url_policy import navigation_url
 
 MAX_COORDINATE = 100_000
@@ -64,7 +70,7 @@ class PathPoint(serializers.Serializer):
 
 
 class DragParams(CommonFlags):
-    path = PathPoint(many=True, required=False)
+    path = PathPoint(many=True, required=False, max_length=MAX_DRAG_POINTS)
     x1 = _coordinate(required=False)
     y1 = _coordinate(required=False)
     x2 = _coordinate(required=False)
@@ -102,7 +108,7 @@ class HotkeyParams(CommonFlags):
 
 class KeyParams(CommonFlags):
     key = StrictCharField(max_length=32, required=False)
-    keys = serializers.ListField(child=StrictCharField(max_length=32), required=False)
+    keys = serializers.ListField(child=StrictCharField(max_length=32), required=False, max_length=8)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         keys = attrs.pop("keys", None)
@@ -133,6 +139,10 @@ class ViewportParams(CommonFlags):
     width = StrictIntegerField(min_value=200, max_value=3840)
     height = StrictIntegerField(min_value=200, max_value=2160)
     scale_factor = StrictFloatField(min_value=0.5, max_value=4.0, required=False, default=1.0)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        check_pixel_budget(width=attrs["width"], height=attrs["height"], scale=attrs["scale_factor"])
+        return attrs
 
 
 class ScreenshotParams(CommonFlags):
@@ -213,6 +223,7 @@ class ScrapeParams(CommonFlags):
 
     def validate_schema(self, value: dict[str, Any]) -> dict[str, Any]:
         _check_schema(value, depth=0)
+        check_schema_size(value)
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -336,6 +347,7 @@ def normalize_batch(actions: Any) -> list[dict[str, Any]]:
             raise serializers.ValidationError({f"actions[{index}]": exc.detail}) from exc
         except InvalidInput as exc:
             raise InvalidInput(f"actions[{index}]: {exc.detail}", code=exc.code) from exc
+    check_batch_waits(normalized)
     return normalized
 
 
