@@ -82,6 +82,14 @@ MIDDLEWARE = [
 APPEND_SLASH = False
 
 ROOT_URLCONF = "project.urls"
+
+# Operators' admin passwords (API keys are random and never pass through these).
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 WSGI_APPLICATION = "project.wsgi.application"
 
 TEMPLATES = [
