@@ -5,8 +5,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
@@ -65,8 +67,13 @@ class AccountAdmin(admin.ModelAdmin[Account]):
         ]
 
     def credits_view(self, request: HttpRequest, account_id: int, kind: str) -> HttpResponse:
-        """Top-ups and adjustments are ledger lines; the balance is never edited directly."""
-        account = Account.objects.get(pk=account_id)
+        """Top-ups and adjustments are ledger lines; the balance is never edited directly.
+
+        Only operators holding `billing.add_credits` may use it: credits are money.
+        """
+        if not request.user.has_perm("billing.add_credits"):
+            raise PermissionDenied
+        account = get_object_or_404(Account, pk=account_id)
         if kind not in (LedgerEntry.Kind.TOPUP, LedgerEntry.Kind.ADJUSTMENT):
             return HttpResponseRedirect(reverse("admin:accounts_account_change", args=[account_id]))
         form = CreditsForm(request.POST or None)

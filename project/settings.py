@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import django_stubs_ext
+from django.core.exceptions import ImproperlyConfigured
 
+from project.egress_allow import parse_egress_allow
 from project.env import env_bool, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -28,8 +30,30 @@ SECRET_KEY = env_secret(
     insecure_fallback="django-insecure-development-only" if _NOT_PRODUCTION else None,
 )
 DEBUG = env_bool("DJANGO_DEBUG", False)
+if not _NOT_PRODUCTION:
+    # Debug pages show settings and tracebacks to anyone; a guessable key forges admin sessions.
+    if DEBUG:
+        raise ImproperlyConfigured("DJANGO_DEBUG=true is refused when BROWSERFLEET_ENV=production.")
+    if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure"):
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is too weak for production: use 50 or more random characters, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+        )
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS, for a deployment behind a TLS-terminating proxy (docker-compose.yml turns these on).
+# Off by default: on a plain-HTTP deployment they would lock the admin out, and the redirect
+# would turn the SDK's POSTs into GETs.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+# The header the proxy sets to say the client used HTTPS, e.g. X-Forwarded-Proto (value "https").
+_PROXY_SSL_HEADER = env_str("DJANGO_SECURE_PROXY_SSL_HEADER", "")
+if _PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -46,6 +70,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "project.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn; no separate web server needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -61,6 +86,14 @@ MIDDLEWARE = [
 APPEND_SLASH = False
 
 ROOT_URLCONF = "project.urls"
+
+# Operators' admin passwords (API keys are random and never pass through these).
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 WSGI_APPLICATION = "project.wsgi.application"
 
 TEMPLATES = [
@@ -129,7 +162,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"no_screenshot_tokens": {"()": "project.access_log.RedactScreenshotTokens"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["no_screenshot_tokens"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "selenium": {"level": "WARNING"},
@@ -189,6 +229,9 @@ RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 30, minimum=1
 BILLING_INTERVAL_SECONDS = env_int("BILLING_INTERVAL_SECONDS", 10, minimum=1)
 # How long POST /computers waits for the browser. The SDK resends a create after 60 s.
 SESSION_CREATE_WAIT_SECONDS = env_int("SESSION_CREATE_WAIT_SECONDS", 30, minimum=1)
+# ...and at least this long whatever the client's read timeout says: a create given up too early
+# ends its session as start_failed after the browser was started, which costs us and not them.
+SESSION_CREATE_MIN_WAIT_SECONDS = env_int("SESSION_CREATE_MIN_WAIT_SECONDS", 5, minimum=0)
 # How long DELETE /computers/{id} waits for the browser to be gone before answering anyway.
 SESSION_STOP_WAIT_SECONDS = env_int("SESSION_STOP_WAIT_SECONDS", 10, minimum=0)
 DEFAULT_INACTIVITY_TIMEOUT_SECONDS = env_int("DEFAULT_INACTIVITY_TIMEOUT_SECONDS", 120, minimum=1)
@@ -199,9 +242,23 @@ ACTION_WAIT_SECONDS = env_int("ACTION_WAIT_SECONDS", 45, minimum=1)
 SCREENSHOT_URL_TTL_SECONDS = env_int("SCREENSHOT_URL_TTL_SECONDS", 3600, minimum=60)
 
 # --- Security ---------------------------------------------------------------------------------
+# Largest JSON body the API reads (413 above). A batch of 100 actions fits easily.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 AUTH_LOCKOUT_MAX_FAILURES = env_int("AUTH_LOCKOUT_MAX_FAILURES", 10, minimum=1)
 AUTH_LOCKOUT_WINDOW_SECONDS = env_int("AUTH_LOCKOUT_WINDOW_SECONDS", 600, minimum=1)
-# Only behind a reverse proxy that sets X-Forwarded-For itself; otherwise clients could forge it.
-TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
+# How many reverse proxies in front of the web append to X-Forwarded-For; the client address is
+# the Nth entry from the right (0: REMOTE_ADDR). TRUST_X_FORWARDED_FOR=true is the older spelling
+# of 1 (it used to take the leftmost entry, which the client writes).
+TRUSTED_PROXY_COUNT = env_int(
+    "TRUSTED_PROXY_COUNT", 1 if env_bool("TRUST_X_FORWARDED_FOR", False) else 0, minimum=0
+)
 # Let browsers visit private, loopback and link-local addresses (tests serve pages on 127.0.0.1).
 ALLOW_PRIVATE_NETWORK_TARGETS = env_bool("ALLOW_PRIVATE_NETWORK_TARGETS", _NOT_PRODUCTION)
+# Private destinations browsers may reach anyway: CIDRs, address:port or name:port, comma-separated
+# (project/egress_allow.py). Checked at start-up so a typo stops the process.
+BROWSER_EGRESS_ALLOW = env_list("BROWSER_EGRESS_ALLOW", [])
+try:
+    parse_egress_allow(BROWSER_EGRESS_ALLOW)
+except ValueError as _exc:
+    raise ImproperlyConfigured(str(_exc)) from None

@@ -45,7 +45,10 @@ def _when(request: Request, name: str, default: datetime) -> datetime:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    value = parse_datetime(raw)
+    try:
+        value = parse_datetime(raw)
+    except ValueError:  # well-formed but impossible, e.g. February 30th
+        value = None
     if value is None:
         raise InvalidInput(f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T00:00:00Z.")
     return value if value.tzinfo else timezone.make_aware(value, UTC)

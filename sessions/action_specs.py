@@ -9,16 +9,19 @@ invalid input is a 400 that runs nothing, and workers see one shape only.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from typing import Any
-from urllib.parse import urlsplit
 
-from django.conf import settings
 from rest_framework import serializers
 
 from project.exceptions import InvalidInput, NotImplementedByServer
 from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
+from sessions.input_limits import (
+    MAX_DRAG_POINTS,
+    check_batch_waits,
+    check_pixel_budget,
+    check_schema_size,
+)
+from sessions.url_policy import navigation_url
 
 # The vocabulary and its limits have one owner, this module: the executor
 # (workers/browser/executor/) imports them and trusts the shape validated here.
@@ -78,7 +81,8 @@ class PathPoint(serializers.Serializer[Any]):
 
 
 class DragParams(CommonFlags):
-    path = PathPoint(many=True, required=False)
+    # ListSerializer takes max_length; the stubs type PathPoint(many=True) as PathPoint.
+    path = PathPoint(many=True, required=False, max_length=MAX_DRAG_POINTS)  # type: ignore[call-arg]
     x1 = _coordinate(required=False)
     y1 = _coordinate(required=False)
     x2 = _coordinate(required=False)
@@ -116,7 +120,7 @@ class HotkeyParams(CommonFlags):
 
 class KeyParams(CommonFlags):
     key = StrictCharField(max_length=32, required=False)
-    keys = serializers.ListField(child=StrictCharField(max_length=32), required=False)
+    keys = serializers.ListField(child=StrictCharField(max_length=32), required=False, max_length=8)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         keys = attrs.pop("keys", None)
@@ -147,6 +151,10 @@ class ViewportParams(CommonFlags):
     width = StrictIntegerField(min_value=200, max_value=3840)
     height = StrictIntegerField(min_value=200, max_value=2160)
     scale_factor = StrictFloatField(min_value=0.5, max_value=4.0, required=False, default=1.0)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        check_pixel_budget(width=attrs["width"], height=attrs["height"], scale=attrs["scale_factor"])
+        return attrs
 
 
 class ScreenshotParams(CommonFlags):
@@ -228,6 +236,7 @@ class ScrapeParams(CommonFlags):
 
     def validate_schema(self, value: dict[str, Any]) -> dict[str, Any]:
         _check_schema(value, depth=0)
+        check_schema_size(value)
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -351,30 +360,10 @@ def normalize_batch(actions: Any) -> list[dict[str, Any]]:
             raise serializers.ValidationError({f"actions[{index}]": exc.detail}) from exc
         except InvalidInput as exc:
             raise InvalidInput(f"actions[{index}]: {exc.detail}", code=exc.code) from exc
+    check_batch_waits(normalized)
     return normalized
 
 
 def check_navigation_target(url: str) -> str:
-    """Only http(s); private, loopback and link-local targets only where the operator allows.
-
-    The check resolves the host name now. A page may still redirect, or a name re-resolve, to a
-    private address later: this guards against mistakes and casual misuse, not a determined
-    attacker (see docs).
-    """
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise serializers.ValidationError("Only http and https URLs with a host can be opened.")
-    if settings.ALLOW_PRIVATE_NETWORK_TARGETS:
-        return url.strip()
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 80, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        raise serializers.ValidationError(f"The host {parts.hostname!r} does not resolve.") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            raise serializers.ValidationError(
-                f"{parts.hostname} resolves to {address}, a private, loopback or link-local address; "
-                "this server does not browse those."
-            )
-    return url.strip()
+    """The URL as the browser will read it, once its host is allowed (sessions/url_policy.py)."""
+    return navigation_url(url)

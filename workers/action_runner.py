@@ -27,6 +27,7 @@ from sessions.screenshots import screenshot_save
 from sessions.services import session_terminate
 from workers.browser import BrowserError, BrowserGone, Display
 from workers.browser.executor import ActionFailed, ActionOutcome, run_action
+from workers.error_text import tenant_error_text
 from workers.services import handle_of
 
 logger = logging.getLogger(__name__)
@@ -100,14 +101,17 @@ def _run_step(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str
         # A failed action may have left another tab current (a tab operation half done): the
         # next action asks the browser which tab is the main one.
         session_main_tab_record(session=session, tab_id="")
+        shown = tenant_error_text(
+            str(exc), webdriver_url=session.webdriver_url, webdriver_session_id=session.webdriver_session_id
+        )
         if isinstance(exc, ActionFailed):
-            return ActionStatus.FAILED, str(exc), {}
+            return ActionStatus.FAILED, shown, {}
         if isinstance(exc, BrowserGone):
             logger.warning("session %s: browser gone during %s: %s", session.pk, action["type"], exc)
             session_terminate(session_id=session.pk, reason=EndedReason.CRASHED, error=str(exc))
             return ActionStatus.ERRORED, "The browser is gone; the session has ended (crashed).", {}
         logger.warning("session %s: browser error during %s: %s", session.pk, action["type"], exc)
-        return ActionStatus.ERRORED, f"The browser failed: {exc}", {}
+        return ActionStatus.ERRORED, f"The browser failed: {shown}", {}
     session_main_tab_record(session=session, tab_id=outcome.main_tab)
     return ActionStatus.SUCCEEDED, "", _stored_outcome(session, action, outcome)
 

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from billing.selectors import session_cost
 from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField, iso
+from sessions.input_limits import check_pixel_budget
 from sessions.models import BrowserSession
 
 _MONTH = 30 * 24 * 3600
@@ -18,6 +19,10 @@ class DisplayInput(serializers.Serializer[Any]):
     width = StrictIntegerField(min_value=200, max_value=3840, required=False, default=1024)
     height = StrictIntegerField(min_value=200, max_value=2160, required=False, default=768)
     scale = StrictFloatField(min_value=0.5, max_value=4.0, required=False, default=1.0)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        check_pixel_budget(width=attrs["width"], height=attrs["height"], scale=attrs["scale"])
+        return attrs
 
 
 class SessionCreateInput(serializers.Serializer[Any]):

@@ -20,10 +20,11 @@ from sessions.api.serializers import (
 from sessions.models import EndedReason, SessionStatus
 
 
-def client_wait_budget(request: Request, configured: float) -> float:
+def client_wait_budget(request: Request, configured: float, *, floor: float = 0.1) -> float:
     """How long we may block: our own bound, and never past the client's read timeout.
 
     The SDK resends a request that times out, so answering after it gave up duplicates work.
+    `floor` is the least we wait whatever the client says (never more than `configured`).
     """
     raw = request.headers.get("x-stainless-read-timeout")
     try:
@@ -32,8 +33,8 @@ def client_wait_budget(request: Request, configured: float) -> float:
         client = None
     if client is None or client <= 0:
         return configured
-    # Answer 2 s before the client gives up; a client that allows almost nothing gets almost nothing.
-    return max(0.1, min(configured, client - 2.0))
+    # Answer 2 s before the client gives up, but not sooner than `floor`.
+    return min(configured, max(floor, 0.1, client - 2.0))
 
 
 class ComputerListCreateView(APIView):
@@ -72,7 +73,10 @@ class ComputerListCreateView(APIView):
         )
         session = services.session_create(account=request_account(request), spec=spec)
         session = services.session_wait_until_started(
-            session=session, timeout=client_wait_budget(request, settings.SESSION_CREATE_WAIT_SECONDS)
+            session=session,
+            timeout=client_wait_budget(
+                request, settings.SESSION_CREATE_WAIT_SECONDS, floor=settings.SESSION_CREATE_MIN_WAIT_SECONDS
+            ),
         )
         return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)
 

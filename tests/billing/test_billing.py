@@ -219,6 +219,11 @@ def test_account_usage_ledger_and_session_cost(client):
     )
     assert client.get("/v1/usage?group_by=week").status_code == 400
     assert client.get("/v1/usage?from=yesterday").status_code == 400
+    # Impossible dates are bad input; a date-time without an offset is UTC.
+    assert client.get("/v1/usage?from=2026-02-30T00:00:00Z").status_code == 400
+    naive = client.get("/v1/usage?from=2026-01-01T00:00:00&to=2026-01-02T00:00:00")
+    assert naive.status_code == 200, naive.text
+    assert naive.json()["from"] == "2026-01-01T00:00:00Z"
 
 
 def test_plan_rate_limit_and_plan_changes_apply_at_once(free_client):

@@ -14,6 +14,9 @@ os.environ.setdefault("SESSION_SWEEP_INTERVAL_SECONDS", "1")
 os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "2")
 # Tests call the billing service themselves; a background run would race their table flushes.
 os.environ.setdefault("BILLING_INTERVAL_SECONDS", "3600")
-os.environ.setdefault("ALLOW_PRIVATE_NETWORK_TARGETS", "true")
+# Browsers may reach the pages the tests serve on 127.0.0.1 and nothing else private: 127.0.0.2
+# and up stand for the internal hosts a tenant must not reach.
+os.environ["ALLOW_PRIVATE_NETWORK_TARGETS"] = "false"
+os.environ["BROWSER_EGRESS_ALLOW"] = "127.0.0.1/32"
 os.environ.pop("SELENIUM_GRID_URL", None)
 os.environ.pop("BROWSER_BACKEND", None)
