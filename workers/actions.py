@@ -26,6 +26,7 @@ from sessions.screenshots import screenshot_save
 from sessions.services import session_terminate
 from workers.browser import BrowserError, BrowserGone, Display
 from workers.browser.actions import ActionFailed, ActionOutcome, run_action
+from workers.browser.egress import error_code as egress_error_code
 from workers.completion import completion_publish
 from workers.services import handle_of
 
@@ -209,7 +210,9 @@ def _run_step(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str
         # next action asks the browser which tab is the main one.
         _record_main_tab(session, "")
         if isinstance(exc, ActionFailed):
-            return ActionStatus.FAILED, str(exc), {}
+            # A code (e.g. blocked_address from the egress filter) is shown as the action's `code`.
+            code = egress_error_code(exc)
+            return ActionStatus.FAILED, str(exc), {"result": {"error_code": code}} if code else {}
         if isinstance(exc, BrowserGone):
             logger.warning("session %s: browser gone during %s: %s", session.pk, action["type"], exc)
             session_terminate(session_id=session.pk, reason=EndedReason.CRASHED, error=str(exc))

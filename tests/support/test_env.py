@@ -5,6 +5,7 @@ their tasks, and their own browser profile root, so reconcile never touches othe
 """
 
 import os
+import socket
 import tempfile
 
 os.environ["BROWSERFLEET_ENV"] = "test"
@@ -17,3 +18,14 @@ os.environ.setdefault("BILLING_INTERVAL_SECONDS", "3600")
 os.environ.setdefault("ALLOW_PRIVATE_NETWORK_TARGETS", "true")
 os.environ.pop("SELENIUM_GRID_URL", None)
 os.environ.pop("BROWSER_BACKEND", None)
+
+# Every browser goes through the egress filter (tests/conftest.py starts one for the session).
+# Only 127.0.0.1 is allowed: the pages the tests serve; 127.0.0.2 and up stand for forbidden
+# (private) targets.
+os.environ["BROWSER_EGRESS_ENABLED"] = "true"
+os.environ["BROWSER_EGRESS_HOST"] = "127.0.0.1"
+os.environ["BROWSER_EGRESS_ALLOW"] = "127.0.0.1/32"
+# A fresh port, never one that a development filter may hold.
+with socket.socket() as _sock:
+    _sock.bind(("127.0.0.1", 0))
+    os.environ["BROWSER_EGRESS_PORT"] = str(_sock.getsockname()[1])

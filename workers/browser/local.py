@@ -19,6 +19,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from workers.browser import egress
 from workers.browser.base import (
     BrowserHandle,
     Display,
@@ -96,6 +97,7 @@ class LocalBackend:
 
     def start(self, *, session_id: str, display: Display) -> BrowserHandle:
         _reap_finished_children()
+        egress.ensure_ready()
         session_dir = self._session_dir(session_id)
         # A redelivered start may find the browser of its earlier attempt: end that one first.
         self._kill_session_processes(session_id)

@@ -1,0 +1,71 @@
+"""Run the egress filter: `python -m workers.egress [--host H] [--port P]`.
+
+Reads BROWSER_EGRESS_PORT and BROWSER_EGRESS_ALLOW (project/netpolicy.py) from the environment.
+Listens on 127.0.0.1 unless told otherwise (a container serving browsers on other hosts binds
+0.0.0.0 and relies on its network for isolation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import tempfile
+
+from mitmproxy import options
+from mitmproxy.tools.dump import DumpMaster
+
+from project.netpolicy import policy
+from workers.egress import DEFAULT_PORT
+from workers.egress.filter import EgressFilter
+
+
+def configure(master: DumpMaster, *, host: str, port: int) -> None:
+    """Options that addons define can only be set once the addons are loaded."""
+    master.options.update(
+        listen_host=host,
+        listen_port=port,
+        mode=["regular"],
+        # Never decrypt: every tunnel (HTTPS, WebSockets) is passed through as bytes. The
+        # filter checks where it goes, not what it carries.
+        ignore_hosts=[".*"],
+        # Open the upstream connection when a CONNECT arrives, so a refused tunnel answers the
+        # CONNECT itself with an error (the browser sees a failed tunnel, never a hang).
+        connection_strategy="eager",
+        # The browser sees the real headers and bodies; no rewriting of any kind.
+        anticache=False,
+        anticomp=False,
+        # One browser tab must not make the filter hold a whole download in memory.
+        stream_large_bodies="1m",
+    )
+
+
+async def serve(*, host: str, port: int) -> None:
+    # mitmproxy writes its (unused) CA into confdir; keep it out of the worker's home.
+    confdir = os.environ.get("BROWSER_EGRESS_CONFDIR") or tempfile.mkdtemp(prefix="bf-egress-")
+    master = DumpMaster(options.Options(confdir=confdir), with_termlog=False, with_dumper=False)
+    configure(master, host=host, port=port)
+    master.addons.add(EgressFilter(policy()))
+    await master.run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m workers.egress", description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("BROWSER_EGRESS_LISTEN_HOST", "127.0.0.1"))
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("BROWSER_EGRESS_PORT") or DEFAULT_PORT)
+    )
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    policy()  # a malformed BROWSER_EGRESS_ALLOW stops the start here, not at the first request
+    # mitmproxy logs every connection at INFO; refusals (ours) are enough.
+    logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+    print(f"egress filter listening on {args.host}:{args.port}", flush=True)
+    asyncio.run(serve(host=args.host, port=args.port))
+
+
+if __name__ == "__main__":
+    main()
