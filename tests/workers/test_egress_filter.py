@@ -8,9 +8,13 @@ resolver: a name whose answer changes between two lookups.
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 from django.test import override_settings
 from mitmproxy import http
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
@@ -18,7 +22,7 @@ from mitmproxy.test import tflow
 
 from project.netpolicy import EgressPolicy, PolicyError
 from tests.conftest import free_port
-from tests.support.processes import browser_processes
+from tests.support.processes import browser_processes, wait_until
 from workers.browser.base import Display
 from workers.browser.egress import chromium_args, ensure_ready
 from workers.browser.errors import BrowserStartError
@@ -222,3 +226,115 @@ def test_no_browser_starts_when_the_filter_does_not_answer(no_filter_port: int, 
     with pytest.raises(BrowserStartError, match="no browser starts without it"):
         LocalBackend(root=tmp_path).start(session_id="egress-down", display=Display())
     assert browser_processes(str(tmp_path)) == []
+
+
+# The real filter (mitmproxy) in this process, with a scripted resolver: the socket goes where the
+# check said, and a name that rebinds never reaches the private address.
+
+
+class _Counting(ThreadingHTTPServer):
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.connections = 0
+        super().__init__(address, _Hello)
+
+    def get_request(self):  # type: ignore[no-untyped-def]
+        self.connections += 1
+        return super().get_request()
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "5")
+        self.end_headers()
+        self.wfile.write(b"hello")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def twin_servers() -> Iterator[tuple[_Counting, _Counting]]:
+    """An allowed server on 127.0.0.1 and a forbidden one on 127.0.0.2, on the same port."""
+    for _ in range(20):
+        forbidden = _Counting(("127.0.0.2", 0))
+        try:
+            allowed = _Counting(("127.0.0.1", forbidden.server_address[1]))
+        except OSError:
+            forbidden.server_close()
+            continue
+        break
+    else:
+        pytest.fail("no port free on both 127.0.0.1 and 127.0.0.2")
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (allowed, forbidden)]
+    for thread in threads:
+        thread.start()
+    yield allowed, forbidden
+    for server in (allowed, forbidden):
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def running_filter(tmp_path) -> Iterator[tuple[int, dict[str, list[list[str]]]]]:
+    from workers.egress.__main__ import build_master
+
+    answers: dict[str, list[list[str]]] = {}
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    masters = []
+
+    async def run() -> None:
+        # mitmproxy's master wants its event loop running when it is built.
+        master = build_master(
+            host="127.0.0.1",
+            port=port,
+            egress_filter=EgressFilter(EgressPolicy.parse("127.0.0.1/32"), resolver=_Resolver(answers)),
+            confdir=str(tmp_path),
+        )
+        masters.append(master)
+        await master.run()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    wait_until(lambda: _answers(port), timeout=15, message="the in-process filter to listen")
+    yield port, answers
+    loop.call_soon_threadsafe(masters[0].shutdown)
+    thread.join(timeout=10)
+    loop.close()
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _get_through(port: int, url: str) -> requests.Response:
+    proxies = {"http": f"http://127.0.0.1:{port}"}
+    return requests.get(url, proxies=proxies, timeout=10)
+
+
+def test_the_real_filter_connects_to_the_checked_address_and_never_to_a_rebound_one(
+    running_filter: tuple[int, dict[str, list[list[str]]]], twin_servers: tuple[_Counting, _Counting]
+) -> None:
+    port, answers = running_filter
+    allowed, forbidden = twin_servers
+    target_port = allowed.server_address[1]
+    # A name the system cannot resolve: it loads only because the filter connects to the address
+    # its own lookup checked.
+    answers["pages.test"] = [["127.0.0.1"]]
+    assert _get_through(port, f"http://pages.test:{target_port}/").text == "hello"
+    assert allowed.connections == 1
+
+    # Allowed at the first lookup (the request check), 127.0.0.2 at the one before connecting.
+    answers["rebind.test"] = [["127.0.0.1"], ["127.0.0.2"]]
+    with pytest.raises(requests.ConnectionError):
+        _get_through(port, f"http://rebind.test:{target_port}/")
+    # Straight to the private address: the 403 page, and still nothing reached it.
+    blocked = _get_through(port, f"http://127.0.0.2:{target_port}/")
+    assert blocked.status_code == 403 and blocked.headers[BLOCKED_HEADER] == "blocked_address"
+    assert forbidden.connections == 0
+    assert allowed.connections == 1

@@ -41,13 +41,19 @@ def configure(master: DumpMaster, *, host: str, port: int) -> None:
     )
 
 
-async def serve(*, host: str, port: int) -> None:
+def build_master(
+    *, host: str, port: int, egress_filter: EgressFilter, confdir: str | None = None
+) -> DumpMaster:
     # mitmproxy writes its (unused) CA into confdir; keep it out of the worker's home.
-    confdir = os.environ.get("BROWSER_EGRESS_CONFDIR") or tempfile.mkdtemp(prefix="bf-egress-")
+    confdir = confdir or os.environ.get("BROWSER_EGRESS_CONFDIR") or tempfile.mkdtemp(prefix="bf-egress-")
     master = DumpMaster(options.Options(confdir=confdir), with_termlog=False, with_dumper=False)
     configure(master, host=host, port=port)
-    master.addons.add(EgressFilter(policy()))
-    await master.run()
+    master.addons.add(egress_filter)
+    return master
+
+
+async def serve(*, host: str, port: int) -> None:
+    await build_master(host=host, port=port, egress_filter=EgressFilter(policy())).run()
 
 
 def main() -> None:
