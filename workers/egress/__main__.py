@@ -14,14 +14,15 @@ import os
 import tempfile
 
 from mitmproxy import options
-from mitmproxy.tools.dump import DumpMaster
+from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
+from mitmproxy.master import Master
 
 from project.netpolicy import policy
 from workers.egress import DEFAULT_PORT
 from workers.egress.filter import EgressFilter
 
 
-def configure(master: DumpMaster, *, host: str, port: int) -> None:
+def configure(master: Master, *, host: str, port: int) -> None:
     """Options that addons define can only be set once the addons are loaded."""
     master.options.update(
         listen_host=host,
@@ -33,22 +34,28 @@ def configure(master: DumpMaster, *, host: str, port: int) -> None:
         # Open the upstream connection when a CONNECT arrives, so a refused tunnel answers the
         # CONNECT itself with an error (the browser sees a failed tunnel, never a hang).
         connection_strategy="eager",
-        # The browser sees the real headers and bodies; no rewriting of any kind.
-        anticache=False,
-        anticomp=False,
         # One browser tab must not make the filter hold a whole download in memory.
         stream_large_bodies="1m",
     )
 
 
-def build_master(
-    *, host: str, port: int, egress_filter: EgressFilter, confdir: str | None = None
-) -> DumpMaster:
+def build_master(*, host: str, port: int, egress_filter: EgressFilter, confdir: str | None = None) -> Master:
     # mitmproxy writes its (unused) CA into confdir; keep it out of the worker's home.
     confdir = confdir or os.environ.get("BROWSER_EGRESS_CONFDIR") or tempfile.mkdtemp(prefix="bf-egress-")
-    master = DumpMaster(options.Options(confdir=confdir), with_termlog=False, with_dumper=False)
+    master = Master(options.Options(confdir=confdir))
+    # Only what a plain forwarding proxy needs. mitmproxy's default set (about 30 addons:
+    # replay, rewriting, saving, scripts...) sees every event of every request and doubled the
+    # filter's cost per request (bench/egress_overhead.py); none of it belongs in a filter.
+    master.addons.add(
+        core.Core(),
+        proxyserver.Proxyserver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        disable_h2c.DisableH2C(),
+        errorcheck.ErrorCheck(),
+        egress_filter,
+    )
     configure(master, host=host, port=port)
-    master.addons.add(egress_filter)
     return master
 
 
@@ -58,7 +65,7 @@ async def serve(*, host: str, port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m workers.egress", description=__doc__)
-    parser.add_argument("--host", default=os.environ.get("BROWSER_EGRESS_LISTEN_HOST", "127.0.0.1"))
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument(
         "--port", type=int, default=int(os.environ.get("BROWSER_EGRESS_PORT") or DEFAULT_PORT)
     )
