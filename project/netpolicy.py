@@ -12,8 +12,8 @@ is still a private address.
   - an address or CIDR with a port (`10.1.2.3:8080`, `[fd00::1]:443`, `10.0.0.0/8:443`);
   - a host name with a port (`intranet.example:443`): that name on that port, whatever it
     resolves to (the operator vouches for the name).
-Outside production it defaults to loopback (`127.0.0.0/8,::1`), as ALLOW_PRIVATE_NETWORK_TARGETS
-does. A malformed entry is an error at start-up, never ignored.
+Unset or empty, it is empty in production and loopback (`127.0.0.0/8,::1`) elsewhere, as
+ALLOW_PRIVATE_NETWORK_TARGETS is. A malformed entry is an error at start-up, never ignored.
 
 This module reads only the environment (no Django): the egress proxy process imports it.
 """
@@ -155,8 +155,8 @@ def default_allow() -> str:
 @lru_cache(maxsize=1)
 def policy() -> EgressPolicy:
     """The policy from the environment (read once per process)."""
-    raw = os.environ.get("BROWSER_EGRESS_ALLOW")
-    return EgressPolicy.parse(default_allow() if raw is None else raw)
+    raw = os.environ.get("BROWSER_EGRESS_ALLOW", "")
+    return EgressPolicy.parse(raw if raw.strip() else default_allow())
 
 
 def address_allowed(ip: str | IPAddress, port: int) -> bool:

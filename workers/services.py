@@ -12,6 +12,7 @@ from billing.services import session_time_bill, session_time_refund
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
 from sessions.services import session_terminate, started_event
 from workers.browser import BrowserHandle, BrowserStartError, Display, get_backend
+from workers.browser import egress
 from workers.browser.driver import forget
 from workers.completion import completion_publish
 
@@ -134,4 +135,17 @@ def browsers_reconcile() -> dict[str, int]:
     ).values_list("pk", flat=True)[:500]
     for session_id in lost_stops:
         session_stop.delay(session_id)
-    return {"crashed": crashed, "orphans_killed": len(killed), "stops_requeued": len(lost_stops)}
+    try:
+        egress.ensure_ready()
+        egress_down = 0
+    except BrowserStartError as exc:
+        # Running browsers cannot go around it (no direct route), but none can start: an operator
+        # must know. Its supervisor (bin/dev serve, compose's restart policy) brings it back.
+        logger.error("reconcile: %s", exc)
+        egress_down = 1
+    return {
+        "crashed": crashed,
+        "orphans_killed": len(killed),
+        "stops_requeued": len(lost_stops),
+        "egress_down": egress_down,
+    }
