@@ -11,8 +11,7 @@ from django.utils import timezone
 from billing.services import session_time_bill, session_time_refund
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
 from sessions.services import session_terminate, started_event
-from workers.browser import BrowserHandle, BrowserStartError, Display, get_backend
-from workers.browser import egress
+from workers.browser import BrowserHandle, BrowserStartError, Display, egress, get_backend
 from workers.browser.driver import forget
 from workers.completion import completion_publish
 
