@@ -149,9 +149,16 @@ def test_a_redirect_to_a_private_address_is_a_blocked_navigation(
     assert "127.0.0.2" in body["error_message"]
     assert forbidden[0].connections == 0 and forbidden[0].requests == []
 
+    # A new tab sent there fails the same way, and is closed again.
+    tab = client.post(f"/v1/computers/{session_id}/tabs", {"url": attack_pages + "/redirect"}).json()
+    assert tab["status"] == "error" and tab["code"] == "blocked_address", tab
+    tabs = client.get(f"/v1/computers/{session_id}/tabs").json()
+    assert len(tabs["result"]["tabs"]) == 1, tabs
+
     # The session goes on: an allowed page still loads.
     again = client.post(f"/v1/computers/{session_id}/navigate", {"url": attack_pages + "/ok"}).json()
     assert again["status"] == "success", again
+    assert forbidden[0].connections == 0 and forbidden[0].requests == []
 
 
 def test_a_meta_refresh_to_a_private_address_shows_the_refusal_not_the_page(
