@@ -3,9 +3,9 @@
 Only global unicast addresses are allowed, unless `BROWSER_EGRESS_ALLOW` names them. Refused:
 everything `ipaddress` does not call global (private, loopback, link-local, shared/CGNAT,
 reserved, documentation, benchmarking, unspecified...), multicast, the cloud metadata
-addresses, IPv6 site-local, and IPv6 addresses that carry one of those IPv4 addresses inside
-(IPv4-mapped, IPv4-compatible, NAT64, 6to4, Teredo): a private IPv4 address written in IPv6
-is still a private address.
+addresses, IPv6 site-local, 6to4 and Teredo (tunnels through relays), and IPv6 addresses that
+carry a refused IPv4 address inside (IPv4-mapped, IPv4-compatible, NAT64): a private IPv4
+address written in IPv6 is still a private address.
 
 `BROWSER_EGRESS_ALLOW` is a comma-separated list of entries, each one of:
   - a CIDR or a single address (`10.1.0.0/16`, `127.0.0.1`, `fd00::/8`): any port;
@@ -73,12 +73,21 @@ def is_forbidden(address: IPAddress) -> bool:
     """True for any address that is not plain global unicast (before the allowlist)."""
     if address in METADATA_ADDRESSES:
         return True
-    inner = embedded_ipv4(address)
-    if inner is not None and is_forbidden(inner):
-        return True
-    if address.is_multicast or not address.is_global:
-        return True
-    return isinstance(address, ipaddress.IPv6Address) and address.is_site_local
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            # The system connects to the IPv4 address itself. Decided here rather than by the
+            # IPv6 address's is_global, whose answer for mapped addresses changed across
+            # Python releases.
+            return is_forbidden(address.ipv4_mapped)
+        if address.sixtofour is not None or address.teredo is not None:
+            # Tunnels through relays: nothing a browser needs, and they hide where traffic goes.
+            return True
+        inner = embedded_ipv4(address)
+        if inner is not None and is_forbidden(inner):
+            return True
+        if address.is_site_local:
+            return True
+    return address.is_multicast or not address.is_global
 
 
 @dataclass(frozen=True)

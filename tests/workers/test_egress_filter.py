@@ -69,6 +69,8 @@ NO_ALLOW = EgressPolicy.parse("")
         "2002:7f00:1::1",  # 6to4 of 127.0.0.1
         "2002:a00:1::",  # 6to4 of 10.0.0.1
         "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+        "2002:5db8:d822::1",  # 6to4 of a public address: relays are refused too
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
         "2001:db8::1",  # documentation
         "not an address",
     ],
@@ -85,7 +87,7 @@ def test_non_public_addresses_are_refused(address: str) -> None:
         "8.8.8.8",
         "2606:4700:4700::1111",
         "::ffff:93.184.216.34",
-        "2002:5db8:d822::1",
+        "64:ff9b::5db8:d822",  # NAT64 of a public address (IPv6-only hosts with DNS64)
     ],
 )
 def test_public_addresses_are_allowed(address: str) -> None:
