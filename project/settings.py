@@ -219,6 +219,14 @@ CHROMIUM_BINARY = env_str("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER_BINARY = env_str("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver")
 BROWSER_PROFILE_ROOT = Path(env_str("BROWSER_PROFILE_ROOT", str(BASE_DIR / "var" / "browsers")))
 BROWSER_START_TIMEOUT_SECONDS = env_int("BROWSER_START_TIMEOUT_SECONDS", 20, minimum=1)
+# Every browser sends all its traffic through the egress filter (workers/egress, one per worker
+# host), which refuses private, loopback, link-local and metadata addresses unless
+# BROWSER_EGRESS_ALLOW (project/netpolicy.py) lists them. A browser never starts without it.
+BROWSER_EGRESS_ENABLED = env_bool("BROWSER_EGRESS_ENABLED", True)
+# Where browsers reach the filter: 127.0.0.1 for the local backend; the filter's host name as
+# seen from the Grid nodes for the grid backend.
+BROWSER_EGRESS_HOST = env_str("BROWSER_EGRESS_HOST", "127.0.0.1")
+BROWSER_EGRESS_PORT = env_int("BROWSER_EGRESS_PORT", 3128, minimum=1)
 # A Grid session younger than this may be one a worker is starting right now: reconcile spares it.
 BROWSER_ORPHAN_GRACE_SECONDS = env_int("BROWSER_ORPHAN_GRACE_SECONDS", 60, minimum=0)
 

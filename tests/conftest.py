@@ -24,7 +24,7 @@ from django.db import connection
 
 from accounts.models import Account
 from accounts.plans import seed_plans
-from tests.support.processes import browser_processes, start_celery, stop_process, wait_until
+from tests.support.processes import browser_processes, start_celery, start_egress, stop_process, wait_until
 
 PAGES = Path(__file__).parent / "pages"
 
@@ -62,8 +62,20 @@ def service_env(
     }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def egress_filter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """One egress filter for the whole run (as on a worker host): every browser, the Celery
+    worker's and the ones tests start themselves, goes through it. Its port is in the env
+    (tests/support/test_env.py), so the worker inherits it."""
+    logs = tmp_path_factory.mktemp("egress")
+    process = start_egress(env={**os.environ, "PYTHONUNBUFFERED": "1"}, log=logs / "egress.log")
+    yield settings.BROWSER_EGRESS_PORT
+    stop_process(process)
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(
+    egress_filter: int,
     service_env: dict[str, str],
     redis_flushed: None,
     tmp_path_factory: pytest.TempPathFactory,

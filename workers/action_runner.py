@@ -26,6 +26,7 @@ from sessions.models import Action, ActionStatus, BrowserSession, EndedReason, S
 from sessions.screenshots import screenshot_save
 from sessions.services import session_terminate
 from workers.browser import BrowserError, BrowserGone, Display
+from workers.browser.egress import error_code as egress_error_code
 from workers.browser.executor import ActionFailed, ActionOutcome, run_action
 from workers.error_text import tenant_error_text
 from workers.services import handle_of
@@ -105,7 +106,9 @@ def _run_step(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str
             str(exc), webdriver_url=session.webdriver_url, webdriver_session_id=session.webdriver_session_id
         )
         if isinstance(exc, ActionFailed):
-            return ActionStatus.FAILED, shown, {}
+            # A code (e.g. blocked_address from the egress filter) is shown as the action's `code`.
+            code = egress_error_code(exc)
+            return ActionStatus.FAILED, shown, {"result": {"error_code": code}} if code else {}
         if isinstance(exc, BrowserGone):
             logger.warning("session %s: browser gone during %s: %s", session.pk, action["type"], exc)
             session_terminate(session_id=session.pk, reason=EndedReason.CRASHED, error=str(exc))

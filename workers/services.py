@@ -22,7 +22,7 @@ from sessions.browser_state import (
 )
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
 from sessions.services import session_terminate
-from workers.browser import BrowserHandle, BrowserStartError, Display, get_backend
+from workers.browser import BrowserHandle, BrowserStartError, Display, egress, get_backend
 from workers.browser.driver import forget
 
 logger = logging.getLogger(__name__)
@@ -125,4 +125,17 @@ def browsers_reconcile() -> dict[str, int]:
     ).values_list("pk", flat=True)[:500]
     for session_id in lost_stops:
         dispatch.browser_stop(session_id)
-    return {"crashed": crashed, "orphans_killed": len(killed), "stops_requeued": len(lost_stops)}
+    try:
+        egress.ensure_ready()
+        egress_down = 0
+    except BrowserStartError as exc:
+        # Running browsers cannot go around it (no direct route), but none can start: an operator
+        # must know. Its supervisor (bin/dev serve, compose's restart policy) brings it back.
+        logger.error("reconcile: %s", exc)
+        egress_down = 1
+    return {
+        "crashed": crashed,
+        "orphans_killed": len(killed),
+        "stops_requeued": len(lost_stops),
+        "egress_down": egress_down,
+    }

@@ -63,6 +63,7 @@ _RESULT_STATUS: dict[str, str] = {
 
 def _render_result(result: dict[str, Any] | None, request: Request) -> dict[str, Any]:
     result = dict(result or {})
+    result.pop("error_code", None)  # shown as the action's `code`
     token = result.pop("screenshot_token", None)
     as_data_uri = result.pop("base64", False)
     if token:
@@ -77,12 +78,19 @@ def _render_result(result: dict[str, Any] | None, request: Request) -> dict[str,
     return result
 
 
+def _error_code(result: dict[str, Any] | None) -> dict[str, Any]:
+    """A failed action's machine-readable code (e.g. blocked_address), when it has one."""
+    code = (result or {}).get("error_code")
+    return {"code": code} if code else {}
+
+
 def _step_payload(step: dict[str, Any], request: Request) -> dict[str, Any]:
     return {
         "type": step["type"],
         "status": _RESULT_STATUS.get(step["status"], "error"),
         "result": _render_result(step.get("result"), request),
         "error_message": step.get("error") or None,
+        **_error_code(step.get("result")),
         "executed_tab_id": step.get("executed_tab_id") or None,
         "page_context": step.get("page_context"),
     }
@@ -105,6 +113,7 @@ def action_payload(action: Action, request: Request, *, detail: bool = False) ->
         body["success"] = action.status == ActionStatus.SUCCEEDED
     else:
         body["result"] = _render_result(action.result, request) if action.is_finished else {}
+        body.update(_error_code(action.result))
         body["executed_tab_id"] = action.executed_tab_id or None
         body["page_context"] = action.page_context
     if detail:

@@ -5,6 +5,7 @@ their tasks, and their own browser profile root, so reconcile never touches othe
 """
 
 import os
+import socket
 import tempfile
 
 os.environ["BROWSERFLEET_ENV"] = "test"
@@ -14,9 +15,17 @@ os.environ.setdefault("SESSION_SWEEP_INTERVAL_SECONDS", "1")
 os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "2")
 # Tests call the billing service themselves; a background run would race their table flushes.
 os.environ.setdefault("BILLING_INTERVAL_SECONDS", "3600")
-# Browsers may reach the pages the tests serve on 127.0.0.1 and nothing else private: 127.0.0.2
-# and up stand for the internal hosts a tenant must not reach.
 os.environ["ALLOW_PRIVATE_NETWORK_TARGETS"] = "false"
-os.environ["BROWSER_EGRESS_ALLOW"] = "127.0.0.1/32"
 os.environ.pop("SELENIUM_GRID_URL", None)
 os.environ.pop("BROWSER_BACKEND", None)
+
+# Every browser goes through the egress filter (tests/conftest.py starts one for the session).
+# Browsers (and the navigation check) may reach the pages the tests serve on 127.0.0.1 and nothing
+# else private: 127.0.0.2 and up stand for the internal hosts a tenant must not reach.
+os.environ["BROWSER_EGRESS_ENABLED"] = "true"
+os.environ["BROWSER_EGRESS_HOST"] = "127.0.0.1"
+os.environ["BROWSER_EGRESS_ALLOW"] = "127.0.0.1/32"
+# A fresh port, never one that a development filter may hold.
+with socket.socket() as _sock:
+    _sock.bind(("127.0.0.1", 0))
+    os.environ["BROWSER_EGRESS_PORT"] = str(_sock.getsockname()[1])

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from workers.browser import egress
 from workers.browser.base import (
     BrowserHandle,
     Display,
@@ -95,6 +96,7 @@ class LocalBackend:
 
     def start(self, *, session_id: str, display: Display) -> BrowserHandle:
         _reap_finished_children()
+        egress.ensure_ready()
         session_dir = self._session_dir(session_id)
         # A redelivered start may find the browser of its earlier attempt: end that one first.
         self._kill_session_processes(session_id)
