@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -40,10 +40,13 @@ def _when(request: Request, name: str, default: datetime) -> datetime:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    value = parse_datetime(raw)
+    try:
+        value = parse_datetime(raw)
+    except ValueError:  # well formed but not a real date-time, e.g. 2026-02-30
+        value = None
     if value is None:
         raise InvalidInput(f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T00:00:00Z.")
-    return value if value.tzinfo else timezone.make_aware(value, timezone.UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # naive means UTC
 
 
 class UsageView(APIView):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from django.urls import reverse
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotAcceptable
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,7 +21,7 @@ from rest_framework.views import APIView
 from project.exceptions import ApplicationError, InvalidInput, NotFound, NotImplementedByServer
 from project.pagination import paginate
 from sessions import selectors
-from sessions.action_specs import normalize_action, normalize_batch, normalize_generic
+from sessions.action_specs import NOT_SUPPORTED, normalize_action, normalize_batch, normalize_generic
 from sessions.actions import action_get, action_list, action_submit, action_wait
 from sessions.api.serializers import iso
 from sessions.api.views import client_wait_budget
@@ -196,10 +198,40 @@ class TabSwitchView(APIView):
 
 
 class ExecUnsupportedView(APIView):
+    """exec/sync: a 501 JSON error."""
+
     def post(self, request: Request, session_id: str) -> Response:
         selectors.session_get(account=request.user, session_id=session_id)
         normalize_action("debug", {})  # raises the 501
         raise AssertionError("unreachable")
+
+
+NDJSON = "application/x-ndjson"
+
+
+class _NeverNotAcceptable(DefaultContentNegotiation):
+    """The SDK's exec asks for NDJSON only: errors before the stream (401, 404, 429) still answer
+    in JSON, instead of a 406 raised before authentication even runs."""
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            return renderers[0], renderers[0].media_type
+
+
+class ExecStreamView(ExecUnsupportedView):
+    """exec: the SDK reads an NDJSON stream whose failures are one `{"type": "error"}` line at
+    HTTP 200 (its documented error model). Clients that do not ask for NDJSON get the 501."""
+
+    content_negotiation_class = _NeverNotAcceptable
+
+    def post(self, request: Request, session_id: str) -> Response:
+        if NDJSON not in request.headers.get("Accept", ""):
+            return super().post(request, session_id)
+        selectors.session_get(account=request.user, session_id=session_id)
+        line = {"type": "error", "code": "action_not_supported", "message": NOT_SUPPORTED["debug"]}
+        return HttpResponse(json.dumps(line) + "\n", content_type=NDJSON)  # type: ignore[return-value]
 
 
 class StreamUnsupportedView(APIView):
