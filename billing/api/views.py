@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.api import schema
 from billing.models import Balance, LedgerEntry
 from billing.selectors import usage_report
 from project.exceptions import InvalidInput
@@ -17,6 +18,7 @@ from sessions.selectors import live_session_count
 
 
 class AccountView(APIView):
+    @schema.account_schema
     def get(self, request: Request) -> Response:
         account = request.user
         plan = account.plan
@@ -52,6 +54,7 @@ def _when(request: Request, name: str, default: datetime) -> datetime:
 class UsageView(APIView):
     """?from=&to= (ISO 8601; default the last 30 days) &group_by=day|hour."""
 
+    @schema.usage_schema
     def get(self, request: Request) -> Response:
         end = _when(request, "to", timezone.now())
         start = _when(request, "from", end - timedelta(days=30))
@@ -70,6 +73,7 @@ class UsageView(APIView):
 class LedgerView(APIView):
     """The account's ledger lines, newest first: ?limit= (1-200, default 50) &offset=."""
 
+    @schema.ledger_schema
     def get(self, request: Request) -> Response:
         page = paginate(
             request,

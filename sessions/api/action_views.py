@@ -23,6 +23,7 @@ from project.pagination import paginate
 from sessions import selectors
 from sessions.action_specs import NOT_SUPPORTED, normalize_action, normalize_batch, normalize_generic
 from sessions.actions import action_get, action_list, action_submit, action_wait
+from sessions.api import schema
 from sessions.api.serializers import iso
 from sessions.api.views import client_wait_budget
 from sessions.models import Action, ActionStatus
@@ -161,6 +162,7 @@ class ComputerActionView(APIView):
 
 
 class ExecuteView(APIView):
+    @schema.execute_schema
     def post(self, request: Request, session_id: str) -> Response:
         def build() -> dict[str, Any]:
             body = _body(request)
@@ -171,6 +173,7 @@ class ExecuteView(APIView):
 
 
 class BatchView(APIView):
+    @schema.batch_schema
     def post(self, request: Request, session_id: str) -> Response:
         return submit(
             request,
@@ -180,19 +183,23 @@ class BatchView(APIView):
 
 
 class TabsView(APIView):
+    @schema.tabs_list_schema
     def get(self, request: Request, session_id: str) -> Response:
         return submit(request, session_id, lambda: normalize_action("list_tabs", {}))
 
+    @schema.tabs_create_schema
     def post(self, request: Request, session_id: str) -> Response:
         return submit(request, session_id, lambda: normalize_action("new_tab", _body(request)))
 
 
 class TabDetailView(APIView):
+    @schema.tab_close_schema
     def delete(self, request: Request, session_id: str, tab_id: str) -> Response:
         return submit(request, session_id, lambda: normalize_action("close_tab", {"tab_id": tab_id}))
 
 
 class TabSwitchView(APIView):
+    @schema.tab_switch_schema
     def post(self, request: Request, session_id: str, tab_id: str) -> Response:
         return submit(request, session_id, lambda: normalize_action("switch_tab", {"tab_id": tab_id}))
 
@@ -200,6 +207,7 @@ class TabSwitchView(APIView):
 class ExecUnsupportedView(APIView):
     """exec/sync: a 501 JSON error."""
 
+    @schema.exec_sync_schema
     def post(self, request: Request, session_id: str) -> Response:
         selectors.session_get(account=request.user, session_id=session_id)
         normalize_action("debug", {})  # raises the 501
@@ -226,6 +234,7 @@ class ExecStreamView(ExecUnsupportedView):
 
     content_negotiation_class = _NeverNotAcceptable
 
+    @schema.exec_schema
     def post(self, request: Request, session_id: str) -> Response:
         if NDJSON not in request.headers.get("Accept", ""):
             return super().post(request, session_id)
@@ -237,6 +246,7 @@ class ExecStreamView(ExecUnsupportedView):
 class StreamUnsupportedView(APIView):
     """events, screencast, ws: the SDK cannot consume these streams; we do not serve them yet."""
 
+    @schema.stream_schema
     def get(self, request: Request, session_id: str) -> Response:
         selectors.session_get(account=request.user, session_id=session_id)
         raise NotImplementedByServer(
@@ -247,6 +257,7 @@ class StreamUnsupportedView(APIView):
 
 
 class ActionDetailView(APIView):
+    @schema.action_detail_schema
     def get(self, request: Request, action_id: str) -> Response:
         return Response(
             action_payload(action_get(account=request.user, action_id=action_id), request, detail=True)
@@ -256,6 +267,7 @@ class ActionDetailView(APIView):
 class SessionActionsView(APIView):
     """The session's action history, newest first: ?limit= (1-200, default 50) &offset=."""
 
+    @schema.action_history_schema
     def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(account=request.user, session_id=session_id)
         page = paginate(request, action_list(session=session))
@@ -273,6 +285,7 @@ class ScreenshotView(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @schema.screenshot_schema
     def get(self, request: Request, token: str) -> FileResponse:
         path = screenshot_path_of(token)
         if path is None or not default_storage.exists(path):

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from project.exceptions import InvalidInput
 from sessions import selectors, services
+from sessions.api import schema
 from sessions.api.serializers import (
     ECHOED_OPTIONS,
     SessionCreateInput,
@@ -36,6 +37,7 @@ def client_wait_budget(request: Request, configured: float) -> float:
 
 
 class ComputerListCreateView(APIView):
+    @schema.computer_list_schema
     def get(self, request: Request) -> Response:
         kind = request.query_params.get("type")
         if kind not in (None, "", "live", "persistent"):
@@ -54,6 +56,7 @@ class ComputerListCreateView(APIView):
         )
         return Response(SessionOutput(sessions, many=True).data)
 
+    @schema.computer_create_schema
     def post(self, request: Request) -> Response:
         serializer = SessionCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -77,11 +80,13 @@ class ComputerListCreateView(APIView):
 
 
 class ComputerDetailView(APIView):
+    @schema.computer_retrieve_schema
     def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(account=request.user, session_id=session_id)
         session = services.session_enforce_expiry(session=session)
         return Response(SessionOutput(session).data)
 
+    @schema.computer_delete_schema
     def delete(self, request: Request, session_id: str) -> Response:
         """Idempotent: ending an ended session is a success that changes nothing."""
         session = selectors.session_get(account=request.user, session_id=session_id)
@@ -96,6 +101,7 @@ class ComputerDetailView(APIView):
 
 
 class ComputerStatusView(APIView):
+    @schema.computer_status_schema
     def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(account=request.user, session_id=session_id)
         session = services.session_enforce_expiry(session=session)
@@ -103,6 +109,7 @@ class ComputerStatusView(APIView):
 
 
 class ComputerKeepaliveView(APIView):
+    @schema.computer_keepalive_schema
     def post(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(account=request.user, session_id=session_id)
         session = services.session_touch(session=session)
