@@ -77,3 +77,13 @@ def test_permanent_errors_say_do_not_retry_and_transient_ones_do_not(client, ses
     client.delete(f"/v1/computers/{session_id}")
     ended = client.post(f"/v1/computers/{session_id}/keepalive")
     assert ended.status_code == 410 and ended.headers["x-should-retry"] == "false"
+
+
+def test_a_lifetime_that_ends_before_the_browser_is_up_is_a_terminated_session_not_a_503(client):
+    # Found by schemathesis: the 503 it answered made the SDK send the create three times.
+    response = client.post("/v1/computers", {"max_lifetime_seconds": 1})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    if body["status"] == "terminated":  # the usual case: a browser takes more than a second to start
+        assert body["ended_reason"] == "max_lifetime"
+    assert client.post(f"/v1/computers/{body['id']}/wait", {"ms": 1500}).status_code in (200, 410)
