@@ -121,3 +121,44 @@ def test_every_operation_answers_as_described_and_never_5xx(make_client, pages_s
                 failures.append(f"{operation.label} [{mode.value}]: {exc}")
     assert operations > 80
     assert not failures, "\n\n".join(failures)
+
+
+def test_stateful_create_act_delete_follows_the_schemas_links(
+    make_client, pages_server, live_server, settings
+):
+    """The create's 201 links every session-scoped operation to its `id`: schemathesis chains
+    create -> act -> ... -> delete on sessions it made itself."""
+    settings.AUTH_LOCKOUT_MAX_FAILURES = 1_000_000  # as above: ignored_auth sends bad keys
+    client = make_client(plan="enterprise", credits=10**9, name="schemathesis-stateful")
+    page = pages_server + "/flow.html"
+    auth = {"Authorization": f"Bearer {client.key}"}
+    schema = schemathesis.openapi.from_url(live_server.url + "/v1/openapi.json").include(
+        path_regex=r"^/v1/computers"
+    )
+
+    class Scenario(schema.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: Any) -> None:
+            case.body = _tame(case.body, page) if case.body is not None else case.body
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": live_server.url, "headers": auth}
+
+        def validate_response(self, response: Any, case: Any, *args: Any, **kwargs: Any) -> None:
+            case.validate_response(response, checks=CHECKS, headers=auth)
+
+    Scenario.run(
+        settings=hypothesis_settings(
+            max_examples=3,
+            stateful_step_count=5,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    from sessions.models import Action, BrowserSession
+
+    # The links were followed: sessions were made and acted on by the scenarios themselves.
+    assert BrowserSession.objects.filter(account=client.account).exists()
+    assert Action.objects.filter(account=client.account).exists()
