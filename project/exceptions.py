@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from rest_framework import exceptions as drf_exceptions
@@ -147,6 +149,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, Http404):
         status_code, code, detail = 404, "not_found", "Not found."
+    elif isinstance(exc, RequestDataTooBig):
+        status_code, code = 413, "too_large"
+        detail = f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
     elif isinstance(exc, drf_exceptions.ValidationError):
         status_code, code = 400, "invalid"
         messages = _flatten(exc.detail)

@@ -87,3 +87,11 @@ def test_a_lifetime_that_ends_before_the_browser_is_up_is_a_terminated_session_n
     if body["status"] == "terminated":  # the usual case: a browser takes more than a second to start
         assert body["ended_reason"] == "max_lifetime"
     assert client.post(f"/v1/computers/{body['id']}/wait", {"ms": 1500}).status_code in (200, 410)
+
+
+def test_a_body_over_the_upload_limit_is_413_json(client):
+    big = {"text": "x" * (3 * 1024 * 1024)}
+    response = client.post("/v1/computers/comp_missing/type", big)
+    assert response.status_code == 413, response.text
+    assert response.json()["code"] == "too_large"
+    assert response.headers["x-should-retry"] == "false"
