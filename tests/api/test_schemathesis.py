@@ -9,8 +9,10 @@ test serves and short.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given
@@ -24,6 +26,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from project.redis import get_redis
 
 
 def no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
@@ -66,11 +70,28 @@ def _tame(value: Any, page: str) -> Any:
     return value
 
 
-def test_every_operation_answers_as_described_and_never_5xx(make_client, pages_server, live_server, settings):
-    # schemathesis's ignored_auth check sends each operation without a key and with a wrong one,
-    # on purpose: the failed-auth lockout (10 per address) would otherwise turn every later
-    # answer into a 429. The lockout itself is tested in tests/accounts/test_auth.py.
+def _prepare(case: Any, page: str, auth: dict[str, str]) -> None:
+    """The valid key always (auth is probed by ignored_auth), tamed bodies."""
+    case.headers = {**(case.headers or {}), **auth}
+    if case.body is not None:
+        case.body = _tame(case.body, page)
+
+
+@pytest.fixture
+def lockout_out_of_the_way(settings: Any) -> Iterator[None]:
+    """schemathesis's ignored_auth check sends each operation without a key and with a wrong
+    one, on purpose; the failed-auth lockout (10 per address) would turn every later answer into
+    a 429. The live server runs in this process, so raising the limit here reaches it; the
+    failures it recorded are forgotten afterwards so that later tests start clean. The lockout
+    itself is tested in tests/accounts/test_auth.py."""
     settings.AUTH_LOCKOUT_MAX_FAILURES = 1_000_000
+    yield
+    get_redis().delete("bf:authfail:127.0.0.1", "bf:authfail:::1")
+
+
+def test_every_operation_answers_as_described_and_never_5xx(
+    make_client, pages_server, live_server, lockout_out_of_the_way
+):
     client = make_client(plan="enterprise", credits=10**9, name="schemathesis")
     page = pages_server + "/flow.html"
     live = client.post("/v1/computers", {}).json()["id"]
@@ -106,7 +127,7 @@ def test_every_operation_answers_as_described_and_never_5xx(make_client, pages_s
                 suppress_health_check=list(HealthCheck),
             )
             def run(case: Any) -> None:
-                case.body = _tame(case.body, page) if case.body is not None else case.body
+                _prepare(case, page, auth)
                 response = case.call(base_url=live_server.url, session=http, headers=auth)
                 case.validate_response(response, checks=CHECKS, headers=auth)
 
@@ -124,11 +145,10 @@ def test_every_operation_answers_as_described_and_never_5xx(make_client, pages_s
 
 
 def test_stateful_create_act_delete_follows_the_schemas_links(
-    make_client, pages_server, live_server, settings
+    make_client, pages_server, live_server, lockout_out_of_the_way
 ):
     """The create's 201 links every session-scoped operation to its `id`: schemathesis chains
     create -> act -> ... -> delete on sessions it made itself."""
-    settings.AUTH_LOCKOUT_MAX_FAILURES = 1_000_000  # as above: ignored_auth sends bad keys
     client = make_client(plan="enterprise", credits=10**9, name="schemathesis-stateful")
     page = pages_server + "/flow.html"
     auth = {"Authorization": f"Bearer {client.key}"}
@@ -136,9 +156,15 @@ def test_stateful_create_act_delete_follows_the_schemas_links(
         path_regex=r"^/v1/computers"
     )
 
+    steps: list[str] = []
+
     class Scenario(schema.as_state_machine()):  # type: ignore[misc]
+        def after_call(self, response: Any, case: Any) -> None:
+            super().after_call(response, case)
+            steps.append(f"{case.method} {case.formatted_path} -> {response.status_code}")
+
         def before_call(self, case: Any) -> None:
-            case.body = _tame(case.body, page) if case.body is not None else case.body
+            _prepare(case, page, auth)
 
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"base_url": live_server.url, "headers": auth}
@@ -160,5 +186,5 @@ def test_stateful_create_act_delete_follows_the_schemas_links(
     from sessions.models import Action, BrowserSession
 
     # The links were followed: sessions were made and acted on by the scenarios themselves.
-    assert BrowserSession.objects.filter(account=client.account).exists()
-    assert Action.objects.filter(account=client.account).exists()
+    assert BrowserSession.objects.filter(account=client.account).exists(), steps
+    assert Action.objects.filter(account=client.account).exists(), steps
