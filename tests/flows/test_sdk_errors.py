@@ -40,7 +40,8 @@ def test_sdk_exec_reads_one_error_line_and_auth_still_applies(client, session_id
     )
     assert raw.status_code == 200 and raw.headers["Content-Type"] == "application/x-ndjson"
     # A client that asks for JSON gets the plain 501.
-    assert client.post(f"/computers/{session_id}/exec", {"command": "ls"}).status_code == 501
+    plain = client.post(f"/computers/{session_id}/exec", {"command": "ls"})
+    assert plain.status_code == 501 and plain.headers["x-should-retry"] == "false"
 
 
 def test_sdk_sends_each_501_once(client, session_id):
