@@ -12,6 +12,8 @@ import sys
 from typing import Any
 
 import redis.exceptions
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
@@ -160,6 +162,16 @@ _DRF_CODES = {
 }
 
 
+# The SDK retries 408, 409, 429 and every 5xx unless `x-should-retry` says otherwise. Only these
+# can succeed when sent again unchanged; every other error says so, so that no client replays a
+# 501 (or a 500 on a non-idempotent action) three times.
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 503})
+
+
+def retry_headers(status_code: int) -> dict[str, str]:
+    return {} if status_code in RETRYABLE_STATUSES or status_code < 400 else {"x-should-retry": "false"}
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     # Imported here: DRF imports this module while rest_framework.views is still loading.
     from rest_framework.views import set_rollback
@@ -173,6 +185,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, Http404):
         status_code, code, detail = 404, "not_found", "Not found."
+    elif isinstance(exc, RequestDataTooBig):
+        status_code, code = 413, "payload_too_large"
+        detail = f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
     elif isinstance(exc, drf_exceptions.ValidationError):
         status_code, code = 400, "invalid"
         messages = _flatten(exc.detail)
@@ -195,6 +210,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     else:
         return None  # a bug: Django logs it and handler500 answers in JSON
     set_rollback()
+    headers.update(retry_headers(status_code))
     body = error_body(status_code=status_code, code=code, detail=detail, **extra)
     return Response(body, status=status_code, headers=headers)
 
@@ -207,15 +223,17 @@ def _view_name(context: dict[str, Any]) -> str:
 def json_400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     # Django's own refusals before any view: a Host not in DJANGO_ALLOWED_HOSTS, a malformed request.
     body = error_body(status_code=400, code="bad_request", detail="Bad request.")
-    return JsonResponse(body, status=400)
+    return JsonResponse(body, status=400, headers=retry_headers(400))
 
 
 def json_403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body(status_code=403, code="forbidden", detail="Forbidden."), status=403)
+    body = error_body(status_code=403, code="forbidden", detail="Forbidden.")
+    return JsonResponse(body, status=403, headers=retry_headers(403))
 
 
 def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body(status_code=404, code="not_found", detail="Not found."), status=404)
+    body = error_body(status_code=404, code="not_found", detail="Not found.")
+    return JsonResponse(body, status=404, headers=retry_headers(404))
 
 
 def json_500(request: HttpRequest) -> JsonResponse:

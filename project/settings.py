@@ -63,6 +63,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "billing",
     "sessions.apps.BrowserSessionsConfig",
@@ -156,6 +158,35 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "project.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI description (project/openapi.py): /v1/openapi.json, /v1/openapi.yaml, /v1/docs.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Browserfleet API",
+    "DESCRIPTION": (
+        "Rent real headless Chromium browsers. The Computer API (the Tzafon contract, so the "
+        "`tzafon` SDK works unchanged) is served under `/v1/` and, for the SDK's default base "
+        "URL, at the root; the rest of the API only under `/v1/`. Errors are JSON "
+        "(`#/components/schemas/ErrorBody`). An action that takes longer than the wait budget "
+        "answers 202: poll `GET /v1/actions/{action_id}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from our static files, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    "PREPROCESSING_HOOKS": ["sessions.api.schema.expand_action_endpoints"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sessions.api.schema.describe_root_mount",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorStatus": ["error"],
+        "ActionResultStatus": ["success", "error", "pending"],
+        "StepStatus": ["success", "error"],
+    },
 }
 
 LOGGING = {

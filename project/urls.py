@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from project.openapi import DocsView, SchemaJsonView, SchemaYamlView
 from reports import api as reports_api
 from sessions.api import action_views
 from sessions.api import urls as computer_urls
@@ -12,6 +13,9 @@ handler500 = "project.exceptions.json_500"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("v1/openapi.json", SchemaJsonView.as_view(), name="openapi-json"),
+    path("v1/openapi.yaml", SchemaYamlView.as_view(), name="openapi-yaml"),
+    path("v1/docs", DocsView.as_view(url_name="openapi-json"), name="docs"),
     path("v1/screenshots/<str:token>.png", action_views.ScreenshotView.as_view(), name="screenshot"),
     path(
         "v1/",

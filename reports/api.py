@@ -17,11 +17,13 @@ from billing.selectors import balance_of
 from project.exceptions import InvalidInput
 from project.fields import iso
 from project.pagination import paginate
+from reports import schema
 from reports.usage import usage_report
 from sessions.selectors import live_session_count
 
 
 class AccountView(APIView):
+    @schema.account_schema
     def get(self, request: Request) -> Response:
         account = request_account(request)
         plan = account.plan
@@ -57,6 +59,7 @@ def _when(request: Request, name: str, default: datetime) -> datetime:
 class UsageView(APIView):
     """?from=&to= (ISO 8601; default the last 30 days) &group_by=day|hour."""
 
+    @schema.usage_schema
     def get(self, request: Request) -> Response:
         end = _when(request, "to", timezone.now())
         start = _when(request, "from", end - timedelta(days=30))
@@ -75,6 +78,7 @@ class UsageView(APIView):
 class LedgerView(APIView):
     """The account's ledger lines, newest first: ?limit= (1-200, default 50) &offset=."""
 
+    @schema.ledger_schema
     def get(self, request: Request) -> Response:
         page = paginate(
             request,

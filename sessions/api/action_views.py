@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from django.urls import reverse
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotAcceptable
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,7 +24,8 @@ from project.fields import iso
 from project.pagination import paginate
 from sessions import selectors
 from sessions.action_queue import action_submit, action_wait
-from sessions.action_specs import normalize_action, normalize_batch, normalize_generic
+from sessions.action_specs import NOT_SUPPORTED, normalize_action, normalize_batch, normalize_generic
+from sessions.api import schema
 from sessions.api.views import client_wait_budget
 from sessions.models import Action, ActionStatus
 from sessions.screenshots import screenshot_path_of
@@ -169,6 +172,7 @@ class ComputerActionView(APIView):
 
 
 class ExecuteView(APIView):
+    @schema.execute_schema
     def post(self, request: Request, session_id: str) -> Response:
         def build() -> dict[str, Any]:
             body = _body(request)
@@ -179,6 +183,7 @@ class ExecuteView(APIView):
 
 
 class BatchView(APIView):
+    @schema.batch_schema
     def post(self, request: Request, session_id: str) -> Response:
         return submit(
             request,
@@ -188,33 +193,70 @@ class BatchView(APIView):
 
 
 class TabsView(APIView):
+    @schema.tabs_list_schema
     def get(self, request: Request, session_id: str) -> Response:
         return submit(request, session_id, lambda: normalize_action("list_tabs", {}))
 
+    @schema.tabs_create_schema
     def post(self, request: Request, session_id: str) -> Response:
         return submit(request, session_id, lambda: normalize_action("new_tab", _body(request)))
 
 
 class TabDetailView(APIView):
+    @schema.tab_close_schema
     def delete(self, request: Request, session_id: str, tab_id: str) -> Response:
         return submit(request, session_id, lambda: normalize_action("close_tab", {"tab_id": tab_id}))
 
 
 class TabSwitchView(APIView):
+    @schema.tab_switch_schema
     def post(self, request: Request, session_id: str, tab_id: str) -> Response:
         return submit(request, session_id, lambda: normalize_action("switch_tab", {"tab_id": tab_id}))
 
 
 class ExecUnsupportedView(APIView):
+    """exec/sync: a 501 JSON error."""
+
+    @schema.exec_sync_schema
     def post(self, request: Request, session_id: str) -> Response:
         selectors.session_get(account=request_account(request), session_id=session_id)
         normalize_action("debug", {})  # raises the 501
         raise AssertionError("unreachable")
 
 
+NDJSON = "application/x-ndjson"
+
+
+class _NeverNotAcceptable(DefaultContentNegotiation):
+    """The SDK's exec asks for NDJSON only: errors before the stream (401, 404, 429) still answer
+    in JSON, instead of a 406 raised before authentication even runs."""
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            return renderers[0], renderers[0].media_type
+
+
+class ExecStreamView(ExecUnsupportedView):
+    """exec: the SDK reads an NDJSON stream whose failures are one `{"type": "error"}` line at
+    HTTP 200 (its documented error model). Clients that do not ask for NDJSON get the 501."""
+
+    content_negotiation_class = _NeverNotAcceptable
+
+    @schema.exec_schema
+    def post(self, request: Request, session_id: str) -> Response:
+        if NDJSON not in request.headers.get("Accept", ""):
+            return super().post(request, session_id)
+        selectors.session_get(account=request_account(request), session_id=session_id)
+        line = {"type": "error", "code": "action_not_supported", "message": NOT_SUPPORTED["debug"]}
+        return HttpResponse(json.dumps(line) + "\n", content_type=NDJSON)  # type: ignore[return-value]
+
+
 class StreamUnsupportedView(APIView):
     """events, screencast, ws: the SDK cannot consume these streams; we do not serve them yet."""
 
+    @schema.stream_schema
     def get(self, request: Request, session_id: str) -> Response:
         selectors.session_get(account=request_account(request), session_id=session_id)
         raise NotImplementedByServer(
@@ -225,6 +267,7 @@ class StreamUnsupportedView(APIView):
 
 
 class ActionDetailView(APIView):
+    @schema.action_detail_schema
     def get(self, request: Request, action_id: str) -> Response:
         return Response(
             action_payload(
@@ -238,6 +281,7 @@ class ActionDetailView(APIView):
 class SessionActionsView(APIView):
     """The session's action history, newest first: ?limit= (1-200, default 50) &offset=."""
 
+    @schema.action_history_schema
     def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(account=request_account(request), session_id=session_id)
         page = paginate(request, selectors.action_list(session=session))
@@ -255,6 +299,7 @@ class ScreenshotView(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @schema.screenshot_schema
     def get(self, request: Request, token: str) -> FileResponse:
         path = screenshot_path_of(token)
         if path is None or not default_storage.exists(path):
