@@ -228,6 +228,21 @@ def _http_answers(url: str) -> Callable[[], bool]:
     return check
 
 
+def _egress_answers(port: int) -> Callable[[], bool]:
+    from workers.egress import HEALTH_BODY, HEALTH_HOST
+
+    def check() -> bool:
+        try:
+            reply = requests.get(
+                f"http://{HEALTH_HOST}/", proxies={"http": f"http://127.0.0.1:{port}"}, timeout=2
+            )
+        except requests.RequestException:
+            return False
+        return reply.content == HEALTH_BODY
+
+    return check
+
+
 def _kill_leftover_browsers(profile_root: Path) -> list[tuple[int, str]]:
     """Kill chromium/chromedriver processes of this stack that outlived it; return what was found."""
     leftovers = processes_mentioning(f"{profile_root}/")
@@ -350,6 +365,11 @@ def running_stack(
     }
     env.pop("SELENIUM_GRID_URL", None)
     env.pop("BROWSER_BACKEND", None)
+    # The stack's own egress filter (as `bin/dev serve` runs one): pages are served on 127.0.0.1.
+    env["BROWSER_EGRESS_ENABLED"] = "true"
+    env["BROWSER_EGRESS_HOST"] = "127.0.0.1"
+    env["BROWSER_EGRESS_PORT"] = str(free_port())
+    env["BROWSER_EGRESS_ALLOW"] = "127.0.0.1/32"
     env.update(env_overrides or {})
     env["POSTGRES_DB"] = database
     port = free_port()
@@ -369,6 +389,10 @@ def running_stack(
 
             run = ["supervise"] if supervised else []
             web_log, worker_log, beat_log = (workdir / f"{p}.log" for p in ("web", "worker", "beat"))
+            if env["BROWSER_EGRESS_ENABLED"] == "true":
+                processes["egress"] = _start(
+                    [str(REPO / "bin" / "dev"), *run, "egress"], env=env, log_file=workdir / "egress.log"
+                )
             # The very commands `bin/dev serve` runs, configured through their environment.
             processes["web"] = _start(
                 [str(REPO / "bin" / "dev"), *run, "web"],
@@ -392,8 +416,13 @@ def running_stack(
                     "web": (processes["web"], web_log, _http_answers(base_url)),
                     "worker": (processes["worker"], worker_log, _log_contains(worker_log, "ready.")),
                     "beat": (processes["beat"], beat_log, _log_contains(beat_log, "beat: Starting")),
+                    **(
+                        {"egress": (processes["egress"], workdir / "egress.log",
+                                    _egress_answers(int(env["BROWSER_EGRESS_PORT"])))}
+                        if "egress" in processes else {}
+                    ),
                 }
-            )
+            )  # fmt: skip
             log(f"stack ready at {base_url} in {time.monotonic() - started:.1f}s")
             db = psycopg.connect(
                 host=env["POSTGRES_HOST"],
@@ -434,7 +463,7 @@ def _teardown(
             _end_live_sessions(stack)
         except Exception as exc:
             log(f"could not end live sessions through the service: {exc}")
-    for label in ("beat", "web", "worker"):
+    for label in ("beat", "web", "worker", "egress"):
         if label in processes:
             try:
                 _stop(processes[label], label)
