@@ -28,6 +28,11 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         name="sweep expired sessions",
     )
     sender.add_periodic_task(
+        float(sweep),
+        sender.signature("workers.tasks.actions_reconcile", options={"expires": sweep}),
+        name="settle actions of lost workers, redeliver undelivered ones",
+    )
+    sender.add_periodic_task(
         float(reconcile),
         sender.signature("workers.tasks.browsers_reconcile", options={"expires": reconcile}),
         name="reconcile browsers",

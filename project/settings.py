@@ -229,6 +229,7 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.browsers_reconcile": {"queue": "lifecycle"},
     "workers.tasks.screenshots_purge": {"queue": "lifecycle"},
     "workers.tasks.actions_run": {"queue": "actions"},
+    "workers.tasks.actions_reconcile": {"queue": "lifecycle"},
     "workers.tasks.sessions_bill_time": {"queue": "lifecycle"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -278,6 +279,12 @@ DEFAULT_INACTIVITY_TIMEOUT_SECONDS = env_int("DEFAULT_INACTIVITY_TIMEOUT_SECONDS
 # --- Actions ---------------------------------------------------------------------------------
 # How long an action request waits for its result before answering 202 (poll GET /v1/actions/{id}).
 ACTION_WAIT_SECONDS = env_int("ACTION_WAIT_SECONDS", 45, minimum=1)
+# A running action's lease: its worker renews it every third of this; Beat settles (errors and
+# refunds) an action whose lease ran out, within this plus SESSION_SWEEP_INTERVAL_SECONDS.
+ACTION_LEASE_SECONDS = env_int("ACTION_LEASE_SECONDS", 15, minimum=3)
+# A queued action older than this whose session nobody drains was never delivered to a worker
+# (the broker was down when it was accepted): Beat sends it again.
+ACTION_REDELIVER_AFTER_SECONDS = env_int("ACTION_REDELIVER_AFTER_SECONDS", 10, minimum=1)
 SCREENSHOT_URL_TTL_SECONDS = env_int("SCREENSHOT_URL_TTL_SECONDS", 3600, minimum=60)
 
 # --- Security ---------------------------------------------------------------------------------

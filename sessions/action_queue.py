@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Account
@@ -24,7 +25,7 @@ from billing.models import LedgerEntry, Price
 from billing.selectors import balance_of
 from billing.services import action_charge_key, action_prices, action_refund_unrun
 from project.completion import completion_publish, completion_wait
-from project.exceptions import Busy, InsufficientCredits
+from project.exceptions import Busy, InsufficientCredits, ServiceUnavailable, is_outage
 from project.rows import as_loaded, from_row, hot_cursor, json_value, select_list
 from sessions import dispatch, selectors
 from sessions.models import Action, ActionStatus, BrowserSession, SessionStatus
@@ -135,10 +136,33 @@ def action_submit(*, session_id: str, account: Account, action: dict[str, Any]) 
     for _ in range(_ACCEPT_ATTEMPTS):
         row = _accept(session_id=session_id, account=account, action=action)
         if row is not None:
-            dispatch.actions_run(session_id)
+            _deliver(row)
             return row
         _explain_refusal(session_id=session_id, account=account, action=action)
     raise Busy("The session or the balance kept changing while this action was accepted; try again.")
+
+
+def _deliver(row: Action) -> None:
+    """Send the accepted action to the workers; if the broker is down, take it back (errored,
+    refunded) and answer 503, so that the client's retry is the only copy that ever runs."""
+    try:
+        dispatch.actions_run(row.session_id)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        logger.warning("action %s: not delivered (%r); refunded", row.public_id, exc)
+        try:
+            action_finish(row, ActionStatus.ERRORED, error="Not delivered to a worker; it was not charged.")
+        except Exception as finish_exc:
+            # Refunded or not, Beat delivers it later (sessions_with_undelivered_actions).
+            if not is_outage(finish_exc):
+                raise
+        raise ServiceUnavailable(
+            "The action could not be queued (a service is briefly unavailable); nothing was charged. "
+            "Try again.",
+            code="service_unavailable",
+            retry_after=2,
+        ) from exc
 
 
 def _unsaved_row(action: dict[str, Any], **fields: Any) -> Action:
@@ -201,7 +225,8 @@ WITH next AS (
     ORDER BY id LIMIT 1
 ),
 claimed AS (
-    UPDATE browser_sessions_action a SET status = '{_RUNNING}', started_at = %(now)s
+    UPDATE browser_sessions_action a
+    SET status = '{_RUNNING}', started_at = %(now)s, lease_expires_at = %(lease_until)s
     FROM next WHERE a.id = next.id AND next.status = '{_QUEUED}'
     RETURNING a.id
 )
@@ -219,8 +244,9 @@ def action_claim_next(*, session_id: str) -> tuple[Action, bool] | None:
     Not claimed means it is still `running` from a worker that was lost.
     """
     now = timezone.now()
+    lease_until = now + timedelta(seconds=settings.ACTION_LEASE_SECONDS)
     with hot_cursor() as cursor:
-        cursor.execute(_CLAIM_NEXT, {"session_id": session_id, "now": now})
+        cursor.execute(_CLAIM_NEXT, {"session_id": session_id, "now": now, "lease_until": lease_until})
         row = cursor.fetchone()
     if row is None:
         return None
@@ -228,8 +254,52 @@ def action_claim_next(*, session_id: str) -> tuple[Action, bool] | None:
     action = from_row(Action, values[:_ACTION_COLUMNS])
     action.session = from_row(BrowserSession, values[_ACTION_COLUMNS:])
     if claimed:
-        action.status, action.started_at = ActionStatus.RUNNING, now
+        action.status, action.started_at, action.lease_expires_at = ActionStatus.RUNNING, now, lease_until
     return action, claimed
+
+
+_RENEW = f"""
+    UPDATE browser_sessions_action SET lease_expires_at = %s WHERE id = %s AND status = '{_RUNNING}'
+"""  # noqa: S608
+
+
+def action_lease_renew(*, action_id: int) -> bool:
+    """The running worker's heartbeat: extend the lease; False if the action is no longer running
+    (Beat settled it after a missed heartbeat)."""
+    until = timezone.now() + timedelta(seconds=settings.ACTION_LEASE_SECONDS)
+    with hot_cursor() as cursor:
+        cursor.execute(_RENEW, [until, action_id])
+        renewed: bool = cursor.rowcount == 1
+    return renewed
+
+
+_LEASE_LOST_ERROR = "The worker running this action was lost; it was not charged. Try again."
+
+
+def action_leases_expire(*, now: datetime | None = None, limit: int = 500) -> list[str]:
+    """Settle every running action whose worker stopped renewing its lease: errored, refunded
+    once, its waiter woken. Returns the ids of their sessions (the caller frees each session's
+    action lock and checks its browser)."""
+    now = now or timezone.now()
+    expired = list(
+        Action.objects.filter(status=ActionStatus.RUNNING, lease_expires_at__lt=now).order_by("id")[:limit]
+    )
+    sessions = []
+    for action in expired:
+        if action_finish(action, ActionStatus.ERRORED, error=_LEASE_LOST_ERROR, lease_expired_before=now):
+            logger.warning("action %s: lease expired, its worker was lost; settled", action.public_id)
+            sessions.append(action.session_id)
+    return sorted(set(sessions))
+
+
+def sessions_with_undelivered_actions(*, now: datetime | None = None) -> list[str]:
+    """Sessions with an action queued for longer than ACTION_REDELIVER_AFTER_SECONDS and none
+    running: its task never reached a worker (the broker was down), or was lost with one."""
+    now = now or timezone.now()
+    before = now - timedelta(seconds=settings.ACTION_REDELIVER_AFTER_SECONDS)
+    stale = Action.objects.filter(status=ActionStatus.QUEUED, created_at__lt=before)
+    running = Action.objects.filter(status=ActionStatus.RUNNING).values("session_id")
+    return sorted(set(stale.exclude(session_id__in=running).values_list("session_id", flat=True)[:500]))
 
 
 _HAS_QUEUED = f"""
@@ -249,8 +319,9 @@ _FINISH = f"""
     UPDATE browser_sessions_action
     SET status = %(status)s, error = %(error)s, result = %(result)s::jsonb,
         executed_tab_id = %(executed_tab_id)s, page_context = %(page_context)s::jsonb,
-        finished_at = %(finished_at)s
+        finished_at = %(finished_at)s, lease_expires_at = NULL
     WHERE id = %(id)s AND status IN ('{_QUEUED}', '{_RUNNING}')
+      AND (%(lease_expired_before)s::timestamptz IS NULL OR lease_expires_at < %(lease_expired_before)s)
 """  # noqa: S608
 
 
@@ -259,9 +330,18 @@ def _json_or_null(value: Any) -> str | None:
 
 
 def action_finish(
-    action: Action, status: str, *, error: str = "", outcome: dict[str, Any] | None = None
-) -> None:
-    """Record the end of an action once, refund what did not run because of us, wake the waiter."""
+    action: Action,
+    status: str,
+    *,
+    error: str = "",
+    outcome: dict[str, Any] | None = None,
+    lease_expired_before: datetime | None = None,
+) -> bool:
+    """Record the end of an action once, refund what did not run because of us, wake the waiter.
+
+    With `lease_expired_before`, only if its lease ran out before then (a heartbeat that came in
+    meanwhile keeps it running). False when someone else ended it first.
+    """
     outcome = outcome or {}
     fields = {
         "status": status,
@@ -279,9 +359,10 @@ def action_finish(
                 "id": action.pk,
                 "result": _json_or_null(fields["result"]),
                 "page_context": _json_or_null(fields["page_context"]),
+                "lease_expired_before": lease_expired_before,
             },
         )
-        finished = cursor.rowcount == 1
+        finished: bool = cursor.rowcount == 1
     if finished:
         if action.type == "batch":
             steps = (outcome.get("result") or {}).get("steps", [])
@@ -300,6 +381,7 @@ def action_finish(
     # The waiting request answers from this payload, without reading the row back.
     payload = {**fields, "finished_at": fields["finished_at"].isoformat()} if finished else None
     completion_publish(action_event(action.public_id), payload)
+    return finished
 
 
 def action_wait(*, action: Action, timeout: float) -> Action:

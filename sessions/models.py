@@ -165,10 +165,16 @@ class Action(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # While running: until when the worker running it is known to be alive. Its heartbeat moves
+    # it on; Beat settles an action whose lease ran out (sessions/action_queue.py).
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["session", "-id"], name="action_session_recent"),
+            models.Index(
+                fields=["lease_expires_at"], condition=Q(status="running"), name="action_running_lease"
+            ),
             # The session's queue: what waits, and what a lost worker left running.
             models.Index(
                 fields=["session", "id"],

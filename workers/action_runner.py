@@ -12,20 +12,33 @@ sessions/browser_state.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import DatabaseError, connection
 from django.utils import timezone
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
 
 from project.redis import get_redis
-from sessions.action_queue import action_claim_next, action_finish, action_has_queued
+from sessions import dispatch
+from sessions.action_queue import (
+    action_claim_next,
+    action_finish,
+    action_has_queued,
+    action_lease_renew,
+    action_leases_expire,
+    sessions_with_undelivered_actions,
+)
 from sessions.browser_state import session_activity_record, session_display_record, session_main_tab_record
-from sessions.models import Action, ActionStatus, BrowserSession, EndedReason, SessionStatus
+from sessions.models import LIVE_STATUSES, Action, ActionStatus, BrowserSession, EndedReason, SessionStatus
 from sessions.screenshots import screenshot_save
 from sessions.services import session_terminate
-from workers.browser import BrowserError, BrowserGone, Display
+from workers.browser import BrowserError, BrowserGone, Display, get_backend
 from workers.browser.egress import error_code as egress_error_code
 from workers.browser.executor import ActionFailed, ActionOutcome, run_action
 from workers.error_text import tenant_error_text
@@ -33,8 +46,11 @@ from workers.services import handle_of
 
 logger = logging.getLogger(__name__)
 
-# Above the longest single action (a batch re-arms the lock after each step).
-LOCK_TTL_SECONDS = 120
+
+# The drain's lock lives as long as the running action's lease: the heartbeat re-arms both, and
+# both run out together when the worker is lost (Beat then frees the lock at once).
+def lock_ttl_seconds() -> int:
+    return int(settings.ACTION_LEASE_SECONDS)
 
 
 def lock_key(session_id: str) -> str:
@@ -42,7 +58,10 @@ def lock_key(session_id: str) -> str:
 
 
 def actions_drain(*, session_id: str) -> None:
-    lock = get_redis().lock(lock_key(session_id), timeout=LOCK_TTL_SECONDS, blocking=False)
+    # Not thread-local: the heartbeat thread re-arms it.
+    lock = get_redis().lock(
+        lock_key(session_id), timeout=lock_ttl_seconds(), blocking=False, thread_local=False
+    )
     while True:
         if not lock.acquire(blocking=False):
             return  # the holder runs our action, and re-checks the queue when it is done
@@ -57,7 +76,8 @@ def actions_drain(*, session_id: str) -> None:
                     )
                     session_main_tab_record(session=action.session, tab_id="")
                     continue
-                _run_one(action, rearm=lock.reacquire)
+                with _heartbeat(action, lock):
+                    _run_one(action, rearm=lock.reacquire)
         finally:
             try:
                 lock.release()
@@ -65,6 +85,33 @@ def actions_drain(*, session_id: str) -> None:
                 logger.warning("session %s: action lock expired while held", session_id)
         if not action_has_queued(session_id=session_id):
             return
+
+
+@contextmanager
+def _heartbeat(action: Action, lock: Lock) -> Iterator[None]:
+    """While the action runs, renew its lease and the session's lock every third of the lease, so
+    a lost worker is noticed within one lease (Beat's actions_reconcile) and a live one never is."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.ACTION_LEASE_SECONDS / 3):
+                try:
+                    action_lease_renew(action_id=action.pk)
+                    lock.reacquire()
+                except (LockError, DatabaseError, RedisError) as exc:
+                    # Keep beating: a brief outage must not end a healthy action.
+                    logger.warning("action %s: heartbeat failed: %r", action.public_id, exc)
+        finally:
+            connection.close()  # this thread's own database connection
+
+    thread = threading.Thread(target=beat, name=f"lease-{action.public_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def _run_one(action: Action, *, rearm: Callable[[], Any]) -> None:
@@ -157,3 +204,35 @@ def _run_batch(
             break
     completed = sum(1 for r in results if r["status"] == ActionStatus.SUCCEEDED)
     return status, error, {"result": {"steps": results, "completed": completed}}
+
+
+def actions_reconcile() -> dict[str, int]:
+    """Beat, every SESSION_SWEEP_INTERVAL_SECONDS: settle what lost workers left, deliver what
+    never reached a worker.
+
+    An action whose lease ran out ends as an error and is refunded once; its session's lock is
+    freed (its holder is gone) and its browser checked: alive, the session's queue runs on;
+    gone, the session ends `crashed`. A queued action that no worker took within
+    ACTION_REDELIVER_AFTER_SECONDS (the broker was down when it was accepted, or the message was
+    lost with a worker) is sent again; a drain that finds it taken returns at once.
+    """
+    crashed = resumed = 0
+    settled = action_leases_expire()
+    for session_id in settled:
+        get_redis().delete(lock_key(session_id))
+        session = BrowserSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES).first()
+        if session is None:
+            continue
+        if not get_backend(session.backend).is_alive(handle_of(session)):
+            crashed += session_terminate(
+                session_id=session_id, reason=EndedReason.CRASHED, error="the browser exited"
+            )
+            continue
+        session_main_tab_record(session=session, tab_id="")  # a lost action may have left any tab current
+        dispatch.actions_run(session_id)
+        resumed += 1
+    undelivered = sessions_with_undelivered_actions()
+    for session_id in undelivered:
+        dispatch.actions_run(session_id)
+    return {"leases_expired": len(settled), "crashed": crashed, "resumed": resumed,
+            "redelivered": len(undelivered)}  # fmt: skip

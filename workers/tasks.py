@@ -11,7 +11,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from sessions import screenshots, time_billing
 from sessions import services as session_services
@@ -50,7 +50,9 @@ def session_start(session_id: str) -> None:
     acks_late=True,
     soft_time_limit=60,
     time_limit=90,
-    autoretry_for=(TransientBrowserError,),
+    # Stopping is safe to repeat; a connection that died with a database restart is not a reason
+    # to leave a browser running (the retry gets a fresh one).
+    autoretry_for=(TransientBrowserError, OperationalError, InterfaceError),
     max_retries=3,
     retry_backoff=True,
 )
@@ -72,6 +74,11 @@ def browsers_reconcile() -> dict[str, int]:
 def actions_run(session_id: str) -> None:
     """Run the session's queued actions in order (see workers/action_runner.py)."""
     action_runner.actions_drain(session_id=session_id)
+
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+def actions_reconcile() -> dict[str, int]:
+    return action_runner.actions_reconcile()
 
 
 @shared_task(acks_late=True, soft_time_limit=600, time_limit=660)

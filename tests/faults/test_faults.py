@@ -8,6 +8,7 @@ action queued or running without a live lease, no session starting for long).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -213,7 +214,7 @@ def test_worker_survives_a_redis_restart_with_unacknowledged_messages(
     # The same worker is still there and still consuming.
     assert workers_before and all(_alive(pid) for pid in workers_before[:1]), workers_before
     wait_until(
-        lambda: api.call("GET", f"/v1/actions/{action_id}").json().get("status") not in ("queued", "running"),
+        lambda: api.call("GET", f"/v1/actions/{action_id}").json().get("status") != "pending",
         timeout=45,
         message="the action in flight during the outage to settle",
     )
@@ -253,3 +254,94 @@ def test_a_worker_that_exits_is_started_again(stack: Stack, api: Api) -> None:
         message="an action to run on the new worker",
     )
     assert response.json()["status"] == "success", response.text
+
+
+def _wait_running(stack: Stack, action_id: str) -> None:
+    wait_until(
+        lambda: (
+            stack.db_query("SELECT status FROM browser_sessions_action WHERE public_id = %s", [action_id])
+            == [("running",)]
+        ),
+        timeout=20,
+        message="the action to start",
+    )
+
+
+def _refunds_of(stack: Stack, action_id: str) -> int:
+    return int(
+        stack.db_query(
+            "SELECT count(*) FROM billing_ledgerentry l JOIN browser_sessions_action a ON a.id = l.action_id"
+            " WHERE a.public_id = %s AND l.kind = 'refund'",
+            [action_id],
+        )[0][0]
+    )
+
+
+def test_an_action_whose_worker_is_killed_settles_within_30_s_refunded_once(stack: Stack, api: Api) -> None:
+    session_id = _create(api)
+    accepted = _action(api, session_id, {"type": "wait", "ms": 8000}, wait=False)
+    assert accepted.status_code == 202, accepted.text
+    action_id = accepted.json()["action_id"]
+    _wait_running(stack, action_id)
+    killed_at = time.monotonic()
+    pids = _worker_pids(stack)
+    for pid in pids:  # the worker and its pool: no warm shutdown, no acknowledgement, no cleanup
+        os.kill(pid, signal.SIGKILL)
+
+    settled = wait_until(
+        lambda: (body := api.call("GET", f"/v1/actions/{action_id}").json())["status"] != "pending" and body,
+        timeout=30,
+        interval=0.5,
+        message="the lost action to settle",
+    )
+    assert time.monotonic() - killed_at <= 30
+    assert settled["status"] == "error", settled
+    assert "lost" in settled["error_message"], settled
+    assert _refunds_of(stack, action_id) == 1
+    # The browser survived its worker: the session is still usable once a worker is back.
+    response = wait_until(
+        lambda: (r := _action(api, session_id, {"type": "wait", "ms": 5})).status_code == 200 and r,
+        timeout=60,
+        interval=1,
+        message="an action to run on the restarted worker",
+    )
+    assert response.json()["status"] == "success", response.text
+    assert api.call("GET", f"/v1/computers/{session_id}").json()["status"] != "terminated"
+    time.sleep(2)
+    assert _refunds_of(stack, action_id) == 1  # and never again
+
+
+def test_an_action_whose_browser_is_killed_errors_and_the_session_ends_crashed(
+    stack: Stack, api: Api
+) -> None:
+    session_id = _create(api)
+    # A step that keeps asking the browser for an element that never comes.
+    step = {"type": "step", "action": "click", "selector": "#never-there", "timeout_ms": 8000}
+    accepted = _action(api, session_id, step, wait=False)
+    action_id = accepted.json()["action_id"]
+    _wait_running(stack, action_id)
+    browsers = browser_processes(f"{stack.profile_root}/{session_id}")
+    assert browsers
+    for pid, _ in browsers:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+    settled = wait_until(
+        lambda: (body := api.call("GET", f"/v1/actions/{action_id}").json())["status"] != "pending" and body,
+        timeout=30,
+        interval=0.5,
+        message="the action to settle",
+    )
+    assert settled["status"] == "error", settled
+    session = wait_until(
+        lambda: (
+            (body := api.call("GET", f"/v1/computers/{session_id}").json())["status"] == "terminated" and body
+        ),
+        timeout=30,
+        message="the session to end",
+    )
+    assert session["ended_reason"] == "crashed", session
+    wait_until(
+        lambda: not browser_processes(f"{stack.profile_root}/{session_id}"),
+        timeout=30,
+        message="no process of the crashed session left",
+    )
