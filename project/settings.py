@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "billing",
     "sessions.apps.BrowserSessionsConfig",
     "workers",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -162,6 +163,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # which honours CONN_MAX_AGE.
 CELERY_DB_REUSE_MAX = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers write a heartbeat into Redis this often (project/heartbeat.py); /readyz wants one
+# younger than WORKER_HEARTBEAT_MAX_AGE_SECONDS.
+WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
+WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 60, minimum=1)
 
 # --- Browsers ---------------------------------------------------------------------------------
 SELENIUM_GRID_URL = env_str("SELENIUM_GRID_URL", "").rstrip("/")
@@ -200,3 +205,9 @@ AUTH_LOCKOUT_WINDOW_SECONDS = env_int("AUTH_LOCKOUT_WINDOW_SECONDS", 600, minimu
 TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 # Let browsers visit private, loopback and link-local addresses (tests serve pages on 127.0.0.1).
 ALLOW_PRIVATE_NETWORK_TARGETS = env_bool("ALLOW_PRIVATE_NETWORK_TARGETS", _NOT_PRODUCTION)
+
+# --- Operations -------------------------------------------------------------------------------
+# GET /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>` or from an address
+# in METRICS_ALLOW_CIDRS (comma-separated networks); with neither set it answers no one.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOW_CIDRS = env_list("METRICS_ALLOW_CIDRS", [])

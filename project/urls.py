@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing.api import urls as billing_urls
+from ops import metrics, probes
+from ops import urls as ops_urls
 from sessions.api import action_views
 from sessions.api import urls as computer_urls
 
@@ -11,6 +13,11 @@ handler404 = "project.exceptions.json_404"
 handler500 = "project.exceptions.json_500"
 
 urlpatterns = [
+    # Probes and metrics: no API key, no lockout (ops/probes.py, ops/metrics.py).
+    path("healthz", probes.healthz, name="healthz"),
+    path("readyz", probes.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
+    path("admin/ops/", include(ops_urls)),
     path("admin/", admin.site.urls),
     path("v1/screenshots/<str:token>.png", action_views.ScreenshotView.as_view(), name="screenshot"),
     path(
