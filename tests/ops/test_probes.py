@@ -1,0 +1,86 @@
+"""/healthz and /readyz: unauthenticated, outside the API's lockout, and honest about Redis."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from accounts.lockout import lockout_record_failure
+from tests.support.processes import start_celery, stop_process, wait_until
+
+
+@pytest.fixture
+def http():
+    return Client()
+
+
+def test_healthz_answers_even_to_a_locked_out_address(db, http, settings):
+    settings.AUTH_LOCKOUT_MAX_FAILURES = 2
+    ip = "127.0.0.77"
+    for _ in range(2):
+        lockout_record_failure(ip)
+    assert http.get("/v1/computers", REMOTE_ADDR=ip).status_code == 429
+    response = http.get("/healthz", REMOTE_ADDR=ip)
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert http.get("/readyz", REMOTE_ADDR=ip).status_code in (200, 503)  # never 401/429
+
+
+def test_readyz_is_ready_with_the_suite_worker(transactional_db, celery_worker_process, http):
+    response = wait_until(
+        lambda: (r := http.get("/readyz")).status_code == 200 and r, timeout=30, message="readyz 200"
+    )
+    body = response.json()
+    assert body["failed"] == []
+    assert any(name.startswith("test@") for name in body["checks"]["workers"]["online"])
+
+
+def test_readyz_turns_503_when_redis_stops_and_200_when_it_is_back(
+    transactional_db, service_env, private_redis, http, settings, tmp_path
+):
+    """A real worker on a private Redis: its heartbeat makes /readyz 200; stopping that Redis
+    makes it 503 naming redis; after a restart the worker's next beat makes it 200 again."""
+    settings.REDIS_URL = private_redis.url
+    settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS = 5
+    no_worker = http.get("/readyz")
+    assert no_worker.status_code == 503
+    assert no_worker.json()["failed"] == ["workers"]
+
+    worker = start_celery(
+        [
+            "worker",
+            "-Q",
+            "probe-only",
+            "-P",
+            "solo",
+            "-l",
+            "info",
+            "-n",
+            "probe@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env={**service_env, "REDIS_URL": private_redis.url, "WORKER_HEARTBEAT_SECONDS": "1"},
+        log=tmp_path / "worker.log",
+        ready_marker="ready.",
+    )
+    try:
+        ready = wait_until(
+            lambda: (r := http.get("/readyz")).status_code == 200 and r, timeout=20, message="readyz 200"
+        )
+        assert [name for name in ready.json()["checks"]["workers"]["online"]] == [
+            n for n in ready.json()["checks"]["workers"]["online"] if n.startswith("probe@")
+        ]
+
+        private_redis.stop()
+        down = http.get("/readyz")
+        assert down.status_code == 503
+        body = down.json()
+        assert body["code"] == "not_ready" and "redis" in body["failed"]
+        assert body["checks"]["postgresql"]["ok"] is True
+        assert "redis" in body["detail"]
+
+        private_redis.start()  # same port, empty: only the worker's next beat can make it ready
+        wait_until(lambda: http.get("/readyz").status_code == 200, timeout=30, message="readyz 200 again")
+    finally:
+        stop_process(worker)
