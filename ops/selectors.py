@@ -197,15 +197,15 @@ def _bucket_label(at: datetime, chosen: Range) -> str:
 
 
 def _series(
-    rows: list[tuple[Any, ...]], buckets: list[datetime], *, scale: float = 1.0
-) -> dict[str, list[float]]:
-    """(bucket, name, value) rows as one list per name, with a zero for each empty bucket."""
+    rows: list[tuple[Any, ...]], buckets: list[datetime], *, scale: float = 1.0, empty: float | None = 0
+) -> dict[str, list[float | None]]:
+    """(bucket, name, value) rows as one list per name, `empty` in buckets without a row."""
     index = {at: i for i, at in enumerate(buckets)}
-    out: dict[str, list[float]] = {}
+    out: dict[str, list[float | None]] = {}
     for at, name, value in rows:
         if at not in index:
             continue
-        out.setdefault(str(name), [0] * len(buckets))[index[at]] = round(float(value) * scale, 2)
+        out.setdefault(str(name), [empty] * len(buckets))[index[at]] = round(float(value) * scale, 2)
     return dict(sorted(out.items()))
 
 
@@ -286,8 +286,9 @@ def charts_read(*, range_key: str = "24h", now: datetime | None = None) -> dict[
     by_type_status = {s: [0] * len(types) for s in statuses}
     for t, s, n in by_type:
         by_type_status[s][types.index(t)] = n
-    lat_p50 = _series([(at, "p50", v) for at, v, _, _ in latency], buckets, scale=1000)
-    lat_p95 = _series([(at, "p95", v) for at, _, v, _ in latency], buckets, scale=1000)
+    # No actions in a bucket is no latency, not a latency of zero: a gap in the line.
+    lat_p50 = _series([(at, "p50", v) for at, v, _, _ in latency], buckets, scale=1000, empty=None)
+    lat_p95 = _series([(at, "p95", v) for at, _, v, _ in latency], buckets, scale=1000, empty=None)
     return {
         "range": chosen.key,
         "range_label": chosen.label,

@@ -32,10 +32,13 @@ def _seconds_until(deadline: datetime | None, now: datetime) -> int | None:
     return None if deadline is None else int((deadline - now).total_seconds())
 
 
-def _by_bucket(title: str, labels: list[str], series: dict[str, list[float]]) -> dict[str, Any]:
+def _by_bucket(title: str, labels: list[str], series: dict[str, list[Any]]) -> dict[str, Any]:
     return {
         "columns": [title, *series],
-        "rows": [[label, *(values[i] for values in series.values())] for i, label in enumerate(labels)],
+        "rows": [
+            [label, *("-" if values[i] is None else values[i] for values in series.values())]
+            for i, label in enumerate(labels)
+        ],
     }
 
 

@@ -17,26 +17,27 @@
     });
   }
 
+  // Builders, so a page builds only the charts it has canvases for.
   function chartConfigs(d) {
     var stacked = { x: { stacked: true }, y: { stacked: true, beginAtZero: true } };
     return {
-      sessions: { type: "bar", data: { labels: d.labels, datasets: datasets(d.sessions, {
+      sessions: function () { return { type: "bar", data: { labels: d.labels, datasets: datasets(d.sessions, {
         stackBy: function (name) { return name === "started" ? "started" : "ended"; } }) },
-        options: { scales: stacked } },
-      session_minutes: { type: "line", data: { labels: d.labels, datasets: datasets(d.session_minutes, { line: true }) },
-        options: { scales: { y: { beginAtZero: true } } } },
-      credits: { type: "bar", data: { labels: d.labels, datasets: datasets(d.credits) }, options: { scales: stacked } },
-      actions: { type: "bar", data: { labels: d.action_types, datasets: datasets(d.actions_by_status) },
-        options: { scales: stacked } },
-      latency: { type: "line", data: { labels: d.labels, datasets: datasets(d.latency_ms, { line: true }) },
-        options: { scales: { y: { beginAtZero: true, title: { display: true, text: "ms" } } } } },
-      top_accounts: { type: "bar", data: {
+        options: { scales: stacked } }; },
+      session_minutes: function () { return { type: "line", data: { labels: d.labels, datasets: datasets(d.session_minutes, { line: true }) },
+        options: { scales: { y: { beginAtZero: true } } } }; },
+      credits: function () { return { type: "bar", data: { labels: d.labels, datasets: datasets(d.credits) }, options: { scales: stacked } }; },
+      actions: function () { return { type: "bar", data: { labels: d.action_types, datasets: datasets(d.actions_by_status) },
+        options: { scales: stacked } }; },
+      latency: function () { return { type: "line", data: { labels: d.labels, datasets: datasets(d.latency_ms, { line: true }) },
+        options: { scales: { y: { beginAtZero: true, title: { display: true, text: "ms" } } } } }; },
+      top_accounts: function () { return { type: "bar", data: {
         labels: d.top_accounts.map(function (a) { return a.name; }),
         datasets: [{ label: "credits", data: d.top_accounts.map(function (a) { return a.spent; }),
                      backgroundColor: color(0) }] },
-        options: { indexAxis: "y", scales: { x: { beginAtZero: true } } } },
-      balance: { type: "line", data: { labels: d.labels, datasets: datasets({ balance: d.balance }, { line: true }) },
-        options: { scales: { y: { beginAtZero: true } } } }
+        options: { indexAxis: "y", scales: { x: { beginAtZero: true } } } }; },
+      balance: function () { return { type: "line", data: { labels: d.labels, datasets: datasets({ balance: d.balance }, { line: true }) },
+        options: { scales: { y: { beginAtZero: true } } } }; }
     };
   }
 
@@ -47,8 +48,8 @@
     window.opsCharts = window.opsCharts || {};
     document.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
       var key = canvas.getAttribute("data-chart");
-      var config = configs[key];
-      if (!config) { return; }
+      if (!configs[key]) { return; }
+      var config = configs[key]();
       config.options = Object.assign({ animation: false, responsive: true, maintainAspectRatio: false,
         plugins: { legend: { position: "bottom" } } }, config.options);
       window.opsCharts[key] = new window.Chart(canvas, config);
