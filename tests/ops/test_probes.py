@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from accounts.lockout import lockout_record_failure
@@ -68,9 +71,13 @@ def test_readyz_turns_503_when_redis_stops_and_200_when_it_is_back(
         ready = wait_until(
             lambda: (r := http.get("/readyz")).status_code == 200 and r, timeout=20, message="readyz 200"
         )
-        assert [name for name in ready.json()["checks"]["workers"]["online"]] == [
-            n for n in ready.json()["checks"]["workers"]["online"] if n.startswith("probe@")
-        ]
+        assert all(name.startswith("probe@") for name in ready.json()["checks"]["workers"]["online"])
+
+        # The worker's Docker health check: the same checks, and this worker's own heartbeat.
+        name = next(iter(ready.json()["checks"]["workers"]["online"]))
+        call_command("readyz", worker=name, stdout=StringIO())
+        with pytest.raises(CommandError, match="workers"):
+            call_command("readyz", worker="gone@nowhere", stdout=StringIO())
 
         private_redis.stop()
         down = http.get("/readyz")
