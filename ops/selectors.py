@@ -6,6 +6,8 @@ loops over rows issuing queries. bench/dashboard.py times these against a millio
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -209,6 +211,29 @@ def _series(
     return dict(sorted(out.items()))
 
 
+def charts_read_cached(*, range_key: str = "24h", now: datetime | None = None) -> dict[str, Any]:
+    """charts_read, kept in Redis for OPS_CHARTS_CACHE_SECONDS for the 7 d and 30 d ranges.
+
+    Those scan up to every action of the month (percentiles sort them all): seconds at a million
+    actions on a busy machine (docs/benchmarks.md). A minute-old 30-day chart loses nothing;
+    the 24 h range, the tiles and the live table are always read fresh.
+    """
+    ttl = settings.OPS_CHARTS_CACHE_SECONDS
+    if range_key == "24h" or ttl <= 0:
+        return charts_read(range_key=range_key, now=now)
+    key = f"bf:ops:charts:{range_key}"
+    try:
+        cached = get_redis().get(key)
+    except Exception:  # no cache without Redis; the page still renders
+        cached = None
+    if cached is not None:
+        return dict(json.loads(cached))
+    charts = charts_read(range_key=range_key, now=now)
+    with contextlib.suppress(Exception):
+        get_redis().set(key, json.dumps(charts), ex=ttl)
+    return charts
+
+
 def charts_read(*, range_key: str = "24h", now: datetime | None = None) -> dict[str, Any]:
     """The dashboard's charts over 24 h, 7 d or 30 d: six SQL statements."""
     now = now or timezone.now()
@@ -241,21 +266,25 @@ def charts_read(*, range_key: str = "24h", now: datetime | None = None) -> dict[
         """,
         p,
     )
-    credits = _rows(
+    # Spend other than actions, from the ledger (session minutes, refunds; jobs once they exist).
+    other_spend = _rows(
         """
-        SELECT date_bin(%(step)s, l.created_at, %(origin)s),
-               CASE WHEN l.kind = 'action' THEN 'action: ' || coalesce(a.type, '?') ELSE l.kind END,
-               -sum(l.amount)
-          FROM billing_ledgerentry l LEFT JOIN browser_sessions_action a ON a.id = l.action_id
-         WHERE l.created_at >= %(since)s AND l.kind <> ALL(%(not_spend)s)
+        SELECT date_bin(%(step)s, created_at, %(origin)s), kind, -sum(amount)
+          FROM billing_ledgerentry
+         WHERE created_at >= %(since)s AND kind <> ALL(%(not_spend)s) AND kind <> 'action'
          GROUP BY 1, 2
         """,
         {**p, "not_spend": NOT_SPEND_KINDS},
     )
+    # Actions in one scan for two charts: counts by type and status, and credits by type (an
+    # action's ledger charge is its price, taken when accepted; what was refunded is a `refund`
+    # line above). A join of the ledger with the actions cost 4x more at a million actions.
     by_type = _rows(
         """
-        SELECT type, status, count(*) FROM browser_sessions_action
-         WHERE created_at >= %(since)s GROUP BY type, status ORDER BY type, status
+        SELECT date_bin(%(step)s, created_at, %(origin)s), type, status, count(*), sum(price)
+          FROM browser_sessions_action
+         WHERE created_at >= %(since)s
+         GROUP BY 1, 2, 3
         """,
         p,
     )
@@ -281,17 +310,21 @@ def charts_read(*, range_key: str = "24h", now: datetime | None = None) -> dict[
         {**p, "not_spend": NOT_SPEND_KINDS},
     )
 
-    types = sorted({t for t, _, _ in by_type})
-    statuses = sorted({s for _, s, _ in by_type})
+    types = sorted({t for _, t, _, _, _ in by_type})
+    statuses = sorted({s for _, _, s, _, _ in by_type})
     by_type_status = {s: [0] * len(types) for s in statuses}
-    for t, s, n in by_type:
-        by_type_status[s][types.index(t)] = n
+    action_credits: dict[tuple[datetime, str], int] = defaultdict(int)
+    for at, t, s, n, price in by_type:
+        by_type_status[s][types.index(t)] += n
+        action_credits[(at, f"action: {t}")] += int(price or 0)
+    credits = [(at, name, value) for (at, name), value in action_credits.items() if value] + other_spend
     # No actions in a bucket is no latency, not a latency of zero: a gap in the line.
     lat_p50 = _series([(at, "p50", v) for at, v, _, _ in latency], buckets, scale=1000, empty=None)
     lat_p95 = _series([(at, "p95", v) for at, _, v, _ in latency], buckets, scale=1000, empty=None)
     return {
         "range": chosen.key,
         "range_label": chosen.label,
+        "computed_at": now.strftime("%Y-%m-%d %H:%M:%S"),
         "labels": labels,
         "sessions": _series(sessions, buckets),
         "session_minutes": _series(minutes, buckets),
@@ -418,7 +451,9 @@ def account_overview_read(
         p,
     )
     by_bucket = dict(closing)
-    balance, running = [], opening or 0
+    # None (a gap) until the account's first ledger line.
+    balance: list[int | None] = []
+    running = opening
     for at in buckets:
         running = by_bucket.get(at, running)
         balance.append(running)

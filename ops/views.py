@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -90,7 +91,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     range_key = _range_key(request, "24h")
     tiles = selectors.tiles_read(now=now)
-    charts = selectors.charts_read(range_key=range_key, now=now)
+    charts = selectors.charts_read_cached(range_key=range_key, now=now)
     live = selectors.live_sessions_read()
     for row in live:
         row["age_seconds"] = int((now - row["created_at"]).total_seconds())
@@ -104,6 +105,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         tiles=tiles,
         charts=charts,
         chart_tables=chart_tables(charts),
+        charts_cache_seconds=settings.OPS_CHARTS_CACHE_SECONDS,
         live=live,
         ended_reasons=[r.value for r in EndedReason],
     )
@@ -149,7 +151,10 @@ def account_detail(request: HttpRequest, account_id: int) -> HttpResponse:
         range_key=range_key,
         overview=found,
         chart={"labels": found["labels"], "balance": found["balance"]},
-        balance_rows=list(zip(found["labels"], found["balance"], strict=True)),
+        balance_rows=[
+            (label, "-" if value is None else value)
+            for label, value in zip(found["labels"], found["balance"], strict=True)
+        ],
         topup_url=reverse("admin:accounts_account_credits", args=[account.pk, "topup"]),
         change_url=reverse("admin:accounts_account_change", args=[account.pk]),
     )

@@ -211,3 +211,5 @@ ALLOW_PRIVATE_NETWORK_TARGETS = env_bool("ALLOW_PRIVATE_NETWORK_TARGETS", _NOT_P
 # in METRICS_ALLOW_CIDRS (comma-separated networks); with neither set it answers no one.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 METRICS_ALLOW_CIDRS = env_list("METRICS_ALLOW_CIDRS", [])
+# The dashboard's 7-day and 30-day charts are kept this long in Redis (0: computed every time).
+OPS_CHARTS_CACHE_SECONDS = env_int("OPS_CHARTS_CACHE_SECONDS", 60, minimum=0)

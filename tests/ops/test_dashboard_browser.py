@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 from pathlib import Path
@@ -29,13 +30,15 @@ return Object.fromEntries(Object.entries(window.opsCharts || {}).map(([key, char
 
 
 def _save(browser: Any, name: str, tmp_path: Path) -> None:
-    """Screenshots for the README when SAVE_DOCS_SCREENSHOTS=1, else only into the test's tmp dir."""
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1400, min(max(int(height) + 150, 1000), 3200))
+    """The whole page, for the README when SAVE_DOCS_SCREENSHOTS=1, else into the test's tmp dir."""
+    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000), "scale": 1}
+    shot = browser.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
     target = DOCS_IMG if os.environ.get("SAVE_DOCS_SCREENSHOTS") == "1" else tmp_path
     target.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(target / name))
-    browser.set_window_size(1400, 1000)
+    (target / name).write_bytes(base64.b64decode(shot["data"]))
 
 
 def _console_errors(browser: Any) -> list[dict[str, Any]]:

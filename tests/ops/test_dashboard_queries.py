@@ -71,7 +71,8 @@ def _seed(*, sessions: int, actions_per_session: int) -> tuple[int, str]:
 
 
 @pytest.fixture
-def staff(db):
+def staff(db, settings):
+    settings.OPS_CHARTS_CACHE_SECONDS = 0  # every page reads its own rows
     user = User.objects.create_user("ops", password="pw", is_staff=True)
     client = Client()
     client.force_login(user)
@@ -85,7 +86,7 @@ def test_dashboard_pages_read_a_bounded_number_of_queries(staff, django_assert_m
         with django_assert_max_num_queries(DASHBOARD_MAX_QUERIES):
             page = staff.get(f"/admin/ops/?range={range_key}")
         assert page.status_code == 200
-    html = page.content.decode()
+    html = staff.get("/admin/ops/").content.decode()
     live = sessions // 2
     assert re.search(
         r'data-tile="sessions-running">\s*<div[^>]*>Sessions running</div>\s*'
@@ -127,3 +128,24 @@ def test_non_staff_users_are_sent_to_the_login_page(db):
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), url
     assert Client().post("/admin/ops/sessions/comp_x/terminate/").status_code in (302, 403)
+
+
+def test_long_range_charts_are_kept_for_a_while_and_24h_never(staff, settings, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from project.redis import get_redis
+
+    _seed(sessions=4, actions_per_session=2)
+    settings.OPS_CHARTS_CACHE_SECONDS = 60
+    get_redis().delete("bf:ops:charts:30d", "bf:ops:charts:24h")
+
+    def queries(url: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert staff.get(url).status_code == 200
+        return len(captured)
+
+    first, second = queries("/admin/ops/?range=30d"), queries("/admin/ops/?range=30d")
+    assert second == first - 6  # the six chart statements
+    assert queries("/admin/ops/?range=24h") == queries("/admin/ops/?range=24h") == first
+    get_redis().delete("bf:ops:charts:30d")

@@ -85,5 +85,14 @@
     drawCharts("ops-account-data");
     var started = Date.now();
     window.setInterval(function () { tick(started); }, 1000);
+    // Off unless the operator turns it on (remembered in this browser).
+    var auto = document.getElementById("ops-autorefresh");
+    if (auto) {
+      auto.checked = window.localStorage.getItem("opsAutorefresh") === "1";
+      auto.addEventListener("change", function () {
+        window.localStorage.setItem("opsAutorefresh", auto.checked ? "1" : "0");
+      });
+      window.setInterval(function () { if (auto.checked) { window.location.reload(); } }, 15000);
+    }
   });
 })();
