@@ -203,6 +203,19 @@ def time_pages(repeat: int) -> list[dict[str, Any]]:
     return results
 
 
+def _commit() -> str:
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "-uno"], cwd=REPO, capture_output=True, text=True
+        )
+    except OSError:
+        return os.environ.get("BENCH_SOURCE_COMMIT", "unknown")
+    return head.strip() + (" (dirty)" if dirty.stdout.strip() else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -258,6 +271,7 @@ def main() -> None:
         json.dumps(
             {
                 "when": datetime.now(UTC).isoformat(),
+                "commit": _commit(),
                 "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load": os.getloadavg()},
                 "args": vars(args),
                 "seed": seeded,
