@@ -22,10 +22,5 @@ def duration(seconds: int | float | None) -> str:
 
 
 @register.filter
-def get(mapping: dict, key: str):  # type: ignore[no-untyped-def,type-arg]
-    return mapping.get(key)
-
-
-@register.filter
 def get_index(items: list, index: int):  # type: ignore[no-untyped-def,type-arg]
     return items[index]

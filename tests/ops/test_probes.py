@@ -5,10 +5,12 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
+import redis
 from django.core.management import CommandError, call_command
 from django.test import Client
 
 from accounts.lockout import lockout_record_failure
+from project.heartbeat import heartbeats_read
 from tests.support.processes import start_celery, stop_process, wait_until
 
 
@@ -53,8 +55,8 @@ def test_readyz_turns_503_when_redis_stops_and_200_when_it_is_back(
             "worker",
             "-Q",
             "probe-only",
-            "-P",
-            "solo",
+            "-c",
+            "1",  # prefork, as deployed: beats come from the worker's event loop, not a task
             "-l",
             "info",
             "-n",
@@ -91,3 +93,5 @@ def test_readyz_turns_503_when_redis_stops_and_200_when_it_is_back(
         wait_until(lambda: http.get("/readyz").status_code == 200, timeout=30, message="readyz 200 again")
     finally:
         stop_process(worker)
+    # A clean shutdown takes the worker's entry out at once.
+    assert heartbeats_read(client=redis.Redis.from_url(private_redis.url)) == {}
