@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz and /metrics, whatever the Host header (ops/middleware.py).
+    "ops.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn; no separate web server needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",

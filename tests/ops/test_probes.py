@@ -30,6 +30,18 @@ def test_healthz_answers_even_to_a_locked_out_address(db, http, settings):
     assert http.get("/readyz", REMOTE_ADDR=ip).status_code in (200, 503)  # never 401/429
 
 
+def test_probes_answer_whatever_the_host_header(db, http, settings):
+    """Kubernetes and Prometheus send the pod's address as Host; it is not in ALLOWED_HOSTS."""
+    settings.METRICS_TOKEN = "t"
+    assert http.get("/v1/computers", HTTP_HOST="10.1.2.3:8000").status_code == 400
+    assert http.get("/healthz", HTTP_HOST="10.1.2.3:8000").status_code == 200
+    assert http.get("/readyz", HTTP_HOST="10.1.2.3:8000").status_code in (200, 503)
+    assert http.get("/metrics", HTTP_HOST="10.1.2.3:8000", HTTP_AUTHORIZATION="Bearer t").status_code == 200
+    assert http.get("/metrics", HTTP_HOST="10.1.2.3:8000").status_code == 401
+    refused = http.post("/healthz")
+    assert refused.status_code == 405 and refused.json()["code"] == "method_not_allowed"
+
+
 def test_readyz_is_ready_with_the_suite_worker(transactional_db, celery_worker_process, http):
     response = wait_until(
         lambda: (r := http.get("/readyz")).status_code == 200 and r, timeout=30, message="readyz 200"
