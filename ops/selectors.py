@@ -18,9 +18,11 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from accounts.models import Account, ApiKey
+from billing.models import LedgerEntry
 from project.heartbeat import heartbeats_read
 from project.redis import get_redis
-from sessions.models import FINISHED_ACTION_STATUSES, LIVE_STATUSES
+from sessions.models import FINISHED_ACTION_STATUSES, LIVE_STATUSES, BrowserSession
 
 # Ledger kinds that are not spending: money in, and operators' corrections.
 NOT_SPEND_KINDS = ["grant", "topup", "adjustment"]
@@ -71,6 +73,7 @@ class Tiles:
     actions_errored_recent: int
     credits_spent_today: int
     extra: list[Tile] = field(default_factory=list)
+    window_minutes: int = ACTIVITY_WINDOW_MINUTES
 
     @property
     def live_sessions(self) -> int:
@@ -379,9 +382,6 @@ def live_sessions_read(*, limit: int = 200) -> list[dict[str, Any]]:
 
 def session_timeline_read(*, session_id: str, limit: int = 500) -> dict[str, Any] | None:
     """The session, its actions (oldest first, with refunds) and its ledger lines: three statements."""
-    from billing.models import LedgerEntry
-    from sessions.models import BrowserSession
-
     session = BrowserSession.objects.select_related("account").filter(pk=session_id).first()
     if session is None:
         return None
@@ -424,8 +424,6 @@ def account_overview_read(
     *, account_id: int, range_key: str = "30d", now: datetime | None = None
 ) -> dict[str, Any] | None:
     """Balance over time, spend by kind, recent sessions (with action counts), keys: six statements."""
-    from accounts.models import Account, ApiKey
-
     account = Account.objects.select_related("plan", "balance").filter(pk=account_id).first()
     if account is None:
         return None
