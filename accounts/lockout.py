@@ -21,6 +21,10 @@ from django.http import HttpRequest
 
 from project.redis import get_redis
 
+# Totals since Redis began, read by GET /metrics as counters (never expire, never reset by us).
+AUTH_FAILURES_TOTAL_KEY = "bf:metrics:auth_failures_total"
+AUTH_LOCKOUTS_TOTAL_KEY = "bf:metrics:auth_lockouts_total"
+
 
 def _key(ip: str) -> str:
     return f"bf:authfail:{lockout_subject(ip)}"
@@ -80,4 +84,9 @@ def lockout_record_failure(ip: str, *, now: float | None = None) -> None:
     pipe.zadd(key, {uuid.uuid4().hex: now})
     pipe.zremrangebyscore(key, "-inf", now - window)
     pipe.expire(key, window)
-    pipe.execute()
+    pipe.zcard(key)
+    pipe.incr(AUTH_FAILURES_TOTAL_KEY)
+    in_window = pipe.execute()[3]
+    # The failure that reaches the limit starts a lockout; later ones only prolong it.
+    if in_window == settings.AUTH_LOCKOUT_MAX_FAILURES:
+        get_redis().incr(AUTH_LOCKOUTS_TOTAL_KEY)

@@ -16,6 +16,10 @@ app = Celery("browserfleet")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"])
 
+from project.heartbeat import WorkerHeartbeat  # noqa: E402  (needs the app's settings module set)
+
+app.steps["worker"].add(WorkerHeartbeat)
+
 
 @app.on_after_finalize.connect
 def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:

@@ -69,9 +69,12 @@ INSTALLED_APPS = [
     "billing",
     "sessions.apps.BrowserSessionsConfig",
     "workers",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz and /metrics, whatever the Host header (ops/middleware.py).
+    "ops.middleware.ProbeMiddleware",
     "project.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn; no separate web server needed.
@@ -239,6 +242,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # which honours CONN_MAX_AGE.
 CELERY_DB_REUSE_MAX = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers write a heartbeat into Redis this often (project/heartbeat.py); /readyz wants one
+# younger than WORKER_HEARTBEAT_MAX_AGE_SECONDS.
+WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
+WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 60, minimum=1)
 
 # --- Browsers ---------------------------------------------------------------------------------
 SELENIUM_GRID_URL = env_str("SELENIUM_GRID_URL", "").rstrip("/")
@@ -308,3 +315,11 @@ try:
     parse_egress_allow(BROWSER_EGRESS_ALLOW)
 except ValueError as _exc:
     raise ImproperlyConfigured(str(_exc)) from None
+
+# --- Operations -------------------------------------------------------------------------------
+# GET /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>` or from an address
+# in METRICS_ALLOW_CIDRS (comma-separated networks); with neither set it answers no one.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOW_CIDRS = env_list("METRICS_ALLOW_CIDRS", [])
+# The dashboard's 7-day and 30-day charts are kept this long in Redis (0: computed every time).
+OPS_CHARTS_CACHE_SECONDS = env_int("OPS_CHARTS_CACHE_SECONDS", 60, minimum=0)

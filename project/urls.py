@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from ops import metrics, probes
+from ops import urls as ops_urls
 from project.openapi import DocsView, SchemaJsonView, SchemaYamlView
 from reports import api as reports_api
 from sessions.api import action_views
@@ -12,6 +14,11 @@ handler404 = "project.exceptions.json_404"
 handler500 = "project.exceptions.json_500"
 
 urlpatterns = [
+    # Probes and metrics: no API key, no lockout (ops/probes.py, ops/metrics.py).
+    path("healthz", probes.healthz, name="healthz"),
+    path("readyz", probes.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
+    path("admin/ops/", include(ops_urls)),
     path("admin/", admin.site.urls),
     path("v1/openapi.json", SchemaJsonView.as_view(), name="openapi-json"),
     path("v1/openapi.yaml", SchemaYamlView.as_view(), name="openapi-yaml"),

@@ -181,6 +181,8 @@ class Action(models.Model):
                 condition=Q(status__in=["queued", "running"]),
                 name="action_session_pending",
             ),
+            # Time windows of the operator dashboard (ops/selectors.py): recent actions only.
+            models.Index(fields=["created_at"], name="action_created"),
         ]
 
     def __str__(self) -> str:
