@@ -8,11 +8,19 @@ from typing import Any
 _READY_BODY = {
     "type": "object",
     "properties": {
-        "status": {"type": "string", "enum": ["ready", "not_ready"]},
+        "status": {"type": "string", "enum": ["ok"]},
         "checks": {"type": "object", "additionalProperties": True},
         "failed": {"type": "array", "items": {"type": "string"}},
+        "elapsed_ms": {"type": "number"},
     },
     "additionalProperties": True,
+}
+# Not ready: the error body (`code: not_ready`) with the same `checks` and `failed`.
+_NOT_READY_BODY = {
+    "allOf": [
+        {"$ref": "#/components/schemas/ErrorBody"},
+        {"type": "object", "properties": {"checks": {"type": "object"}, "failed": {"type": "array"}}},
+    ]
 }
 
 
@@ -42,7 +50,7 @@ def describe_probes(result: dict[str, Any], generator: Any, request: Any, public
             "security": [],
             "responses": {
                 "200": _json("Ready.", _READY_BODY),
-                "503": _json("Not ready; `failed` names what is not.", _READY_BODY),
+                "503": _json("Not ready; `failed` names what is not.", _NOT_READY_BODY),
             },
         }
     }
