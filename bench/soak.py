@@ -4,8 +4,8 @@
 
 Each cycle creates a session, navigates to a local page, runs a few cheap actions and a
 2-second `wait`, and deletes it. In `--kill-percent` of the cycles, the session's Chromium is
-killed (SIGKILL of its process group) while that `wait` runs: the action must end as an error,
-the session as `crashed`, and nothing may be left behind.
+killed (SIGKILL of its process group) while a `step` that polls the page for an element runs:
+the action must end as an error, the session as `crashed`, and nothing may be left behind.
 
 Reported (printed as Markdown, written to bench/results/soak.json): cycles and their outcomes,
 leaked browser processes at the end (must be 0), stuck sessions (live or unreleased after the
@@ -109,11 +109,12 @@ def _cycle(stack: Stack, http: requests.Session, pages: str, kill: bool) -> str:
             poll = f"{stack.base_url}/v1/actions/{waiting.json()['action_id']}"
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                if http.get(poll, timeout=30).json().get("status") not in ("queued", "running"):
+                if http.get(poll, timeout=30).json().get("status") != "pending":
                     break
                 time.sleep(0.5)
-            status = http.get(base, timeout=30).json().get("status")
-            return f"killed, session {status}"
+            action = http.get(poll, timeout=30).json().get("status")
+            session = http.get(base, timeout=30).json()
+            return f"killed: action {action}, session {session.get('status')} ({session.get('ended_reason')})"
         http.post(f"{base}/execute", json={"action": {"type": "wait", "ms": 2000}}, timeout=90)
         return "ok"
     finally:
