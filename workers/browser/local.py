@@ -24,7 +24,7 @@ from workers.browser import egress
 from workers.browser.base import (
     BrowserHandle,
     Display,
-    apply_display,
+    prepare_first_tab,
     webdriver_request,
     webdriver_session_alive,
 )
@@ -84,6 +84,30 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+# All that chromedriver and Chromium (its child) get from the worker's environment: never the
+# secret key, the database or broker URLs and passwords, which a page that escaped the renderer,
+# or a file read through the browser, could otherwise find in /proc/self/environ.
+BROWSER_ENV_KEEP = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
+BROWSER_ENV_KEEP_PREFIXES = ("LC_",)
+
+
+def browser_environment(session_dir: Path) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name in BROWSER_ENV_KEEP or name.startswith(BROWSER_ENV_KEEP_PREFIXES)
+    }
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    # Chromium's crash handler double-forks out of the group and keeps its database under
+    # $HOME: a per-session HOME puts the session id in its command line too. The XDG directories
+    # keep its caches and config in the session's directory, removed with it.
+    env["HOME"] = str(session_dir)
+    env["XDG_CONFIG_HOME"] = str(session_dir / ".config")
+    env["XDG_CACHE_HOME"] = str(session_dir / ".cache")
+    env["XDG_DATA_HOME"] = str(session_dir / ".local" / "share")
+    return env
+
+
 class LocalBackend:
     name = "local"
 
@@ -110,9 +134,7 @@ class LocalBackend:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            # Chromium's crash handler double-forks out of the group and keeps its database under
-            # $HOME: a per-session HOME puts the session id in its command line too.
-            env={**os.environ, "HOME": str(session_dir)},
+            env=browser_environment(session_dir),
         )
         _children[process.pid] = process
         try:
@@ -127,7 +149,7 @@ class LocalBackend:
                 timeout=settings.BROWSER_START_TIMEOUT_SECONDS,
             )
             webdriver_session_id = str(reply["value"]["sessionId"])
-            apply_display(url, webdriver_session_id, display)
+            prepare_first_tab(url, webdriver_session_id, display)
         except (BrowserError, KeyError, TypeError) as exc:
             _kill_group(process.pid)
             shutil.rmtree(session_dir, ignore_errors=True)

@@ -1,0 +1,109 @@
+"""What a hostile page cannot get out of its browser: host files, the worker's environment.
+
+Real headless Chromium through the executor, as in test_actions_executor.py; pages served by the
+tests on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.workers.test_actions_executor import Browser, _start, _stop
+from workers.browser.base import Display
+
+SECRET_MARKER = "bf-secret-marker-7f3a9c"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    started = _start(Display(800, 600, 1.0))
+    yield started
+    _stop(started)
+
+
+@pytest.fixture
+def host_file(tmp_path: Path) -> str:
+    path = tmp_path / "host-secret.txt"
+    path.write_text(f"{SECRET_MARKER}\n")
+    return str(path)
+
+
+def _trap_attached(browser: Browser) -> int:
+    return int(browser.js("const t = document.getElementById('t'); return t.files ? t.files.length : 0"))
+
+
+def test_step_fill_never_attaches_a_host_file_to_a_field_that_turns_into_a_file_input(
+    browser: Browser, pages_server: str, host_file: str
+) -> None:
+    browser.act("navigate", url=f"{pages_server}/file_trap.html")
+    browser.act("step", action="fill", target={"selector": "#t"}, value=host_file)
+    assert browser.js("return document.getElementById('t').type") == "file"  # the trap did spring
+    assert _trap_attached(browser) == 0
+    assert SECRET_MARKER not in browser.act("html").result["html_content"]
+
+
+def test_type_into_a_focused_file_input_attaches_nothing(
+    browser: Browser, pages_server: str, host_file: str
+) -> None:
+    browser.act("navigate", url=f"{pages_server}/file_trap.html")
+    browser.js("document.getElementById('t').focus()")
+    browser.act("type", text=host_file)
+    assert _trap_attached(browser) == 0
+    assert SECRET_MARKER not in browser.act("html").result["html_content"]
+
+
+def _group_processes(pgid: int) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    pids.append(int(entry.name))
+            except ProcessLookupError:
+                continue
+    return pids
+
+
+def _environ(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        entries = f.read().decode(errors="replace").split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
+def _cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode(errors="replace").replace("\0", " ")
+
+
+def test_chromedriver_and_chromium_get_no_secret_from_the_workers_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    canary = "canary-7d1e0b"
+    for name in (
+        "DJANGO_SECRET_KEY",
+        "POSTGRES_PASSWORD",
+        "REDIS_URL",
+        "DATABASE_URL",
+        "AWS_SECRET_ACCESS_KEY",
+    ):
+        monkeypatch.setenv(name, f"{name}-{canary}")
+    started = _start(Display(640, 480, 1.0))
+    try:
+        assert started.handle.pid is not None
+        processes = _group_processes(started.handle.pid)
+        chromium = [pid for pid in processes if "--user-data-dir=" in _cmdline(pid)]
+        assert started.handle.pid in processes and chromium, processes
+        for pid in processes:
+            env = _environ(pid)
+            assert not [value for value in env.values() if canary in value], (pid, sorted(env))
+            leaked = {name for name in env if name.startswith(("DJANGO_", "POSTGRES_", "REDIS_", "AWS_"))}
+            assert not leaked, (pid, _cmdline(pid)[:80], leaked)
+        # Zygote children write their titles over the environment block: only these two read clean.
+        for pid in (started.handle.pid, chromium[0]):
+            assert _environ(pid)["HOME"] == started.handle.profile_dir
+    finally:
+        _stop(started)
