@@ -292,6 +292,13 @@ ACTION_LEASE_SECONDS = env_int("ACTION_LEASE_SECONDS", 15, minimum=3)
 # A queued action older than this whose session nobody drains was never delivered to a worker
 # (the broker was down when it was accepted): Beat sends it again.
 ACTION_REDELIVER_AFTER_SECONDS = env_int("ACTION_REDELIVER_AFTER_SECONDS", 10, minimum=1)
+# A batch starts no step after running this long; the steps it did not start are refunded. One
+# step is bounded on its own (page loads 25 s, step timeouts 20 s, deliberate waits 60 s a batch).
+ACTION_BATCH_MAX_SECONDS = env_int("ACTION_BATCH_MAX_SECONDS", 120, minimum=1)
+# One drain (a task that runs a session's queued actions in order) stops after this long (Celery's
+# soft time limit, hard limit one minute later): the action it is in ends, and a new task takes
+# the rest of the queue, so a long queue never holds one worker slot for good.
+ACTION_DRAIN_TIME_LIMIT_SECONDS = env_int("ACTION_DRAIN_TIME_LIMIT_SECONDS", 600, minimum=5)
 SCREENSHOT_URL_TTL_SECONDS = env_int("SCREENSHOT_URL_TTL_SECONDS", 3600, minimum=60)
 
 # --- Security ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +33,7 @@ from sessions.action_queue import (
     action_has_queued,
     action_lease_renew,
     action_leases_expire,
+    action_progress_record,
     sessions_with_undelivered_actions,
 )
 from sessions.browser_state import session_activity_record, session_display_record, session_main_tab_record
@@ -78,11 +80,21 @@ def actions_drain(*, session_id: str) -> None:
                     continue
                 with _heartbeat(action, lock):
                     _run_one(action, rearm=lock.reacquire)
+        except SoftTimeLimitExceeded:
+            # The drain ran ACTION_DRAIN_TIME_LIMIT_SECONDS; the action it was in has ended. A new
+            # task takes the rest of the queue (after the lock is released below).
+            logger.warning("session %s: drain time limit reached; handing the queue on", session_id)
+            stopped = True
+        else:
+            stopped = False
         finally:
             try:
                 lock.release()
             except LockError:
                 logger.warning("session %s: action lock expired while held", session_id)
+        if stopped:
+            dispatch.actions_run(session_id)
+            return
         if not action_has_queued(session_id=session_id):
             return
 
@@ -124,18 +136,27 @@ def _run_one(action: Action, *, rearm: Callable[[], Any]) -> None:
     if reason is not None or session.status not in (SessionStatus.READY, SessionStatus.RUNNING):
         action_finish(action, ActionStatus.CANCELLED, error="The session ended before this action ran.")
         return
+    stopped = False
     try:
         if action.type == "batch":
-            status, error, outcome = _run_batch(session, action.params["actions"], rearm=rearm)
+            batch = _Batch(action, rearm=rearm)
+            try:
+                status, error, outcome = batch.run()
+            except SoftTimeLimitExceeded:
+                status, error, outcome = batch.stopped()
+                stopped = True
         else:
             status, error, outcome = _run_step(session, {"type": action.type, **action.params})
     except SoftTimeLimitExceeded:
         status, error, outcome = ActionStatus.ERRORED, "The action took too long and was stopped.", {}
+        stopped = True
     action_finish(action, status, error=error, outcome=outcome)
     finished = timezone.now()
     if (finished - now).total_seconds() > 1:
         # Accepting it moved the idle timer already; short ones need no second write.
         session_activity_record(session=session, at=finished)
+    if stopped:
+        raise SoftTimeLimitExceeded()  # the drain stops here (actions_drain)
 
 
 def _run_step(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -188,22 +209,54 @@ def _stored_outcome(
     }
 
 
-def _run_batch(
-    session: BrowserSession, steps: list[dict[str, Any]], *, rearm: Callable[[], Any]
-) -> tuple[str, str, dict[str, Any]]:
-    """Run steps in order and stop at the first that does not succeed; report each step."""
-    results: list[dict[str, Any]] = []
-    status: str = ActionStatus.SUCCEEDED
-    error = ""
-    for index, step in enumerate(steps):
-        rearm()
-        step_status, step_error, outcome = _run_step(session, step)
-        results.append({"type": step["type"], "status": step_status, "error": step_error, **outcome})
-        if step_status != ActionStatus.SUCCEEDED:
-            status, error = step_status, f"Step {index} ({step['type']}) failed: {step_error}"
-            break
-    completed = sum(1 for r in results if r["status"] == ActionStatus.SUCCEEDED)
-    return status, error, {"result": {"steps": results, "completed": completed}}
+class _Batch:
+    """A batch's steps in order, stopping at the first that does not succeed; each step's outcome
+    is recorded as it finishes (action_progress_record), so that whatever ends the batch early (a
+    lost worker, the drain's time limit) refunds only the steps that never ran."""
+
+    def __init__(self, action: Action, *, rearm: Callable[[], Any]) -> None:
+        self.action = action
+        self.steps: list[dict[str, Any]] = action.params["actions"]
+        self.rearm = rearm
+        self.results: list[dict[str, Any]] = []
+        self.running: int | None = None  # the step in progress
+
+    def _outcome(self) -> dict[str, Any]:
+        completed = sum(1 for r in self.results if r["status"] == ActionStatus.SUCCEEDED)
+        return {"result": {"steps": self.results, "completed": completed}}
+
+    def run(self) -> tuple[str, str, dict[str, Any]]:
+        session = self.action.session
+        deadline = time.monotonic() + settings.ACTION_BATCH_MAX_SECONDS
+        for index, step in enumerate(self.steps):
+            if index and time.monotonic() > deadline:
+                return (
+                    ActionStatus.FAILED,
+                    f"The batch ran longer than {settings.ACTION_BATCH_MAX_SECONDS} s; steps {index} "
+                    f"to {len(self.steps) - 1} did not run and were not charged.",
+                    self._outcome(),
+                )
+            self.rearm()
+            self.running = index
+            step_status, step_error, outcome = _run_step(session, step)
+            self.results.append({"type": step["type"], "status": step_status, "error": step_error, **outcome})
+            self.running = None
+            if step_status != ActionStatus.SUCCEEDED:
+                return step_status, f"Step {index} ({step['type']}) failed: {step_error}", self._outcome()
+            if index + 1 < len(self.steps):
+                action_progress_record(action_id=self.action.pk, result=self._outcome()["result"])
+        return ActionStatus.SUCCEEDED, "", self._outcome()
+
+    def stopped(self) -> tuple[str, str, dict[str, Any]]:
+        """The drain's time limit interrupted the step in progress: it ran (and is charged, like
+        a page that timed out); the steps after it did not."""
+        index = self.running if self.running is not None else len(self.results)
+        if self.running is not None and len(self.results) == index:
+            error = "The step took too long and was stopped."
+            self.results.append(
+                {"type": self.steps[index]["type"], "status": ActionStatus.FAILED, "error": error}
+            )
+        return ActionStatus.FAILED, f"Step {index} was stopped: the batch took too long.", self._outcome()
 
 
 def actions_reconcile() -> dict[str, int]:
