@@ -305,6 +305,9 @@ SCREENSHOT_URL_TTL_SECONDS = env_int("SCREENSHOT_URL_TTL_SECONDS", 3600, minimum
 # Largest JSON body the API reads (413 above). A batch of 100 actions fits easily.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Requests of one account that may wait for a result at once (action waits, creates); more get
+# 429 with Retry-After, so one account cannot hold every web thread (0: no limit).
+ACCOUNT_MAX_INFLIGHT_REQUESTS = env_int("ACCOUNT_MAX_INFLIGHT_REQUESTS", 8, minimum=0)
 AUTH_LOCKOUT_MAX_FAILURES = env_int("AUTH_LOCKOUT_MAX_FAILURES", 10, minimum=1)
 AUTH_LOCKOUT_WINDOW_SECONDS = env_int("AUTH_LOCKOUT_WINDOW_SECONDS", 600, minimum=1)
 # How many reverse proxies in front of the web append to X-Forwarded-For; the client address is
