@@ -299,6 +299,11 @@ ACTION_BATCH_MAX_SECONDS = env_int("ACTION_BATCH_MAX_SECONDS", 120, minimum=1)
 # soft time limit, hard limit one minute later): the action it is in ends, and a new task takes
 # the rest of the queue, so a long queue never holds one worker slot for good.
 ACTION_DRAIN_TIME_LIMIT_SECONDS = env_int("ACTION_DRAIN_TIME_LIMIT_SECONDS", 600, minimum=5)
+# An `html` result holds at most this many bytes of the page (cut, with "truncated": true); a
+# whole action's stored result (all steps of a batch together) at most ACTION_RESULT_MAX_BYTES,
+# its longest strings cut first. Results go into a row and through Redis to the waiting request.
+HTML_MAX_BYTES = env_int("HTML_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
+ACTION_RESULT_MAX_BYTES = env_int("ACTION_RESULT_MAX_BYTES", 8 * 1024 * 1024, minimum=64 * 1024)
 SCREENSHOT_URL_TTL_SECONDS = env_int("SCREENSHOT_URL_TTL_SECONDS", 3600, minimum=60)
 
 # --- Security ---------------------------------------------------------------------------------

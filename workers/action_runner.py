@@ -11,6 +11,7 @@ sessions/browser_state.py.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -159,8 +160,11 @@ def _run_one(action: Action, *, rearm: Callable[[], Any]) -> None:
         raise SoftTimeLimitExceeded()  # the drain stops here (actions_drain)
 
 
-def _run_step(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """Run one canonical action; return (status, error, outcome for the row)."""
+def _run_step(
+    session: BrowserSession, action: dict[str, Any], *, room: int | None = None
+) -> tuple[str, str, dict[str, Any]]:
+    """Run one canonical action; return (status, error, outcome for the row), its result cut to
+    `room` bytes of JSON (ACTION_RESULT_MAX_BYTES when not given)."""
     display = Display(session.display_width, session.display_height, session.display_scale)
     try:
         outcome = run_action(
@@ -184,7 +188,53 @@ def _run_step(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str
         logger.warning("session %s: browser error during %s: %s", session.pk, action["type"], exc)
         return ActionStatus.ERRORED, f"The browser failed: {shown}", {}
     session_main_tab_record(session=session, tab_id=outcome.main_tab)
-    return ActionStatus.SUCCEEDED, "", _stored_outcome(session, action, outcome)
+    stored = _stored_outcome(session, action, outcome)
+    stored["result"] = result_fit(
+        stored["result"], settings.ACTION_RESULT_MAX_BYTES if room is None else room
+    )
+    return ActionStatus.SUCCEEDED, "", stored
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+def result_fit(result: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """The result as is when its JSON fits in `max_bytes`; else with its longest strings cut
+    (html, scraped text) and "truncated": true. A result that still does not fit (a huge
+    structure of small strings) is replaced by the flag alone."""
+    size = _json_size(result)
+    if size <= max_bytes:
+        return result
+    fitted: dict[str, Any] = json.loads(json.dumps(result))  # a copy to cut
+    fitted["truncated"] = True
+    for _ in range(8):
+        size = _json_size(fitted)
+        if size <= max_bytes:
+            return fitted
+        holder, key, text = _longest_string(fitted)
+        if holder is None or not text:
+            break
+        # Characters are 1 to 6 bytes of JSON: keep the share of the string that fits.
+        text_bytes = _json_size(text)
+        holder[key] = text[: max(0, len(text) * (text_bytes - (size - max_bytes) - 64) // text_bytes)]
+    if _json_size(fitted) <= max_bytes:
+        return fitted
+    return {"truncated": True}
+
+
+def _longest_string(value: Any) -> tuple[Any, Any, str]:
+    best: tuple[Any, Any, str] = (None, None, "")
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in items:
+            if isinstance(child, str) and len(child) > len(best[2]):
+                best = (node, key, child)
+            elif isinstance(child, (dict, list)):
+                stack.append(child)
+    return best
 
 
 def _stored_outcome(
@@ -220,6 +270,7 @@ class _Batch:
         self.rearm = rearm
         self.results: list[dict[str, Any]] = []
         self.running: int | None = None  # the step in progress
+        self.result_bytes = 0  # of the steps' results so far, as JSON
 
     def _outcome(self) -> dict[str, Any]:
         completed = sum(1 for r in self.results if r["status"] == ActionStatus.SUCCEEDED)
@@ -238,8 +289,11 @@ class _Batch:
                 )
             self.rearm()
             self.running = index
-            step_status, step_error, outcome = _run_step(session, step)
+            # All steps' results together stay within ACTION_RESULT_MAX_BYTES.
+            room = max(0, settings.ACTION_RESULT_MAX_BYTES - self.result_bytes)
+            step_status, step_error, outcome = _run_step(session, step, room=room)
             self.results.append({"type": step["type"], "status": step_status, "error": step_error, **outcome})
+            self.result_bytes += _json_size(outcome.get("result"))
             self.running = None
             if step_status != ActionStatus.SUCCEEDED:
                 return step_status, f"Step {index} ({step['type']}) failed: {step_error}", self._outcome()

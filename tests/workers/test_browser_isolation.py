@@ -1,4 +1,5 @@
-"""What a hostile page cannot get out of its browser: host files, the worker's environment.
+"""What a hostile page cannot get out of its browser: host files, the worker's environment, more
+output, tabs or disk than the limits allow.
 
 Real headless Chromium through the executor, as in test_actions_executor.py; pages served by the
 tests on 127.0.0.1.
@@ -7,13 +8,16 @@ tests on 127.0.0.1.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sessions.action_specs import MAX_TABS
 from tests.workers.test_actions_executor import Browser, _start, _stop
-from workers.browser.base import Display
+from workers.browser.base import Display, webdriver_request
 
 SECRET_MARKER = "bf-secret-marker-7f3a9c"
 
@@ -107,3 +111,53 @@ def test_chromedriver_and_chromium_get_no_secret_from_the_workers_environment(
             assert _environ(pid)["HOME"] == started.handle.profile_dir
     finally:
         _stop(started)
+
+
+# Output and resource limits ---------------------------------------------------------------------
+
+
+def _handles(browser: Browser) -> list[str]:
+    base = f"{browser.handle.webdriver_url}/session/{browser.handle.webdriver_session_id}"
+    return [str(h) for h in webdriver_request("GET", f"{base}/window/handles")["value"]]
+
+
+def test_html_over_the_limit_is_cut_with_a_flag(browser: Browser, pages_server: str, settings: Any) -> None:
+    settings.HTML_MAX_BYTES = 50_000
+    browser.act("navigate", url=f"{pages_server}/form.html")
+    small = browser.act("html").result
+    assert "truncated" not in small and small["html_content"].endswith("</html>")
+    browser.js("document.body.append('é'.repeat(100000))")  # two bytes each in UTF-8
+    big = browser.act("html").result
+    assert big["truncated"] is True
+    assert 49_000 < len(big["html_content"].encode()) <= 50_000
+
+
+def test_pages_open_no_tab_without_a_gesture_and_never_more_than_the_cap(
+    browser: Browser, pages_server: str
+) -> None:
+    main = browser.act("navigate", url=f"{pages_server}/popups.html").main_tab
+    # The page's own window.open while loading: refused by the popup blocker.
+    assert browser.js("return window.opened") is False
+    assert _handles(browser) == [main]
+    try:
+        # Each click may open one tab (the gesture is used up by the first window.open).
+        for _ in range(MAX_TABS + 2):
+            browser.act("step", action="click", target={"selector": "#many"}, main_tab=main)
+            assert len(_handles(browser)) <= MAX_TABS
+        assert main in _handles(browser) and browser.current_tab() == main
+    finally:
+        for tab in _handles(browser):
+            if tab != main:
+                browser.act("close_tab", tab_id=tab, main_tab=main)
+
+
+def test_downloads_are_refused(browser: Browser, pages_server: str) -> None:
+    browser.act("navigate", url=f"{pages_server}/popups.html")
+    browser.act("step", action="click", target={"selector": "#download"})
+    # Before downloads were refused the file was in $HOME/Downloads (the session's directory)
+    # within a few hundred milliseconds; look for a while for anything at all.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        found = list(Path(browser.handle.profile_dir).rglob("bf-download*"))
+        assert not found, found
+        time.sleep(0.1)

@@ -30,6 +30,16 @@ CHROMIUM_ARGS = [
 ]
 
 
+# Downloads are refused (3: block all): a page cannot fill the worker's disk, nor leave files
+# that a later read could reach. Chromium's own password manager and notifications are off.
+BROWSER_PREFS: dict[str, Any] = {
+    "download_restrictions": 3,
+    "download": {"prompt_for_download": False},
+    "credentials_enable_service": False,
+    "profile": {"password_manager_enabled": False, "default_content_setting_values": {"notifications": 2}},
+}
+
+
 def chrome_capabilities(*, display: Display, binary: str | None, profile_dir: Path | None) -> dict[str, Any]:
     args = [
         *CHROMIUM_ARGS,
@@ -39,9 +49,14 @@ def chrome_capabilities(*, display: Display, binary: str | None, profile_dir: Pa
     ]
     if profile_dir is not None:
         args.append(f"--user-data-dir={profile_dir}")
-    chrome_options: dict[str, Any] = {"args": args}
-    if prefs := egress.chromium_prefs():
-        chrome_options["prefs"] = prefs
+    chrome_options: dict[str, Any] = {
+        "args": args,
+        "prefs": {**BROWSER_PREFS, **egress.chromium_prefs()},
+        # chromedriver turns the popup blocker off by default: a page could then open tabs
+        # without end from a timer. With it on, a tab opens only on a user gesture, one at a time,
+        # and the executor closes what goes past MAX_TABS (executor/__init__.py).
+        "excludeSwitches": ["disable-popup-blocking"],
+    }
     if binary:
         chrome_options["binary"] = binary
     return {
