@@ -257,6 +257,13 @@ if BROWSER_BACKEND == "grid" and not SELENIUM_GRID_URL:
 CHROMIUM_BINARY = env_str("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER_BINARY = env_str("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver")
 BROWSER_PROFILE_ROOT = Path(env_str("BROWSER_PROFILE_ROOT", str(BASE_DIR / "var" / "browsers")))
+# Chromium's sandbox (workers/browser/sandbox.py): auto (where the host allows it), on (or no
+# browser), off (--no-sandbox, as the worker's own user). A root worker runs browsers as uids
+# from BROWSER_SANDBOX_UID_BASE on (one per session, no passwd entry needed).
+BROWSER_SANDBOX = env_str("BROWSER_SANDBOX", "auto")
+if BROWSER_SANDBOX not in {"auto", "on", "off"}:
+    raise ImproperlyConfigured(f"BROWSER_SANDBOX must be auto, on or off, not {BROWSER_SANDBOX!r}")
+BROWSER_SANDBOX_UID_BASE = env_int("BROWSER_SANDBOX_UID_BASE", 200_000, minimum=1000)
 BROWSER_START_TIMEOUT_SECONDS = env_int("BROWSER_START_TIMEOUT_SECONDS", 20, minimum=1)
 # Every browser sends all its traffic through the egress filter (workers/egress, one per worker
 # host), which refuses private, loopback, link-local and metadata addresses unless

@@ -8,6 +8,8 @@ tests on 127.0.0.1.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,10 +32,16 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def host_file(tmp_path: Path) -> str:
-    path = tmp_path / "host-secret.txt"
+def host_file() -> Iterator[str]:
+    # Readable by anyone, the browser's own uid included: the fill path, not file permissions,
+    # must keep it out of the page.
+    folder = Path(tempfile.mkdtemp(prefix="bf-host-file-"))
+    folder.chmod(0o755)
+    path = folder / "host-secret.txt"
     path.write_text(f"{SECRET_MARKER}\n")
-    return str(path)
+    path.chmod(0o644)
+    yield str(path)
+    shutil.rmtree(folder)
 
 
 def _trap_attached(browser: Browser) -> int:
@@ -161,3 +169,51 @@ def test_downloads_are_refused(browser: Browser, pages_server: str) -> None:
         found = list(Path(browser.handle.profile_dir).rglob("bf-download*"))
         assert not found, found
         time.sleep(0.1)
+
+
+# The sandbox ------------------------------------------------------------------------------------
+
+
+def _status(pid: int, field: str) -> str:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(f"{field}:"):
+                return line.split()[1]
+    return ""
+
+
+def _renderers(browser: Browser) -> list[int]:
+    assert browser.handle.pid is not None
+    return [pid for pid in _group_processes(browser.handle.pid) if "--type=renderer" in _cmdline(pid)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the worker drops to a uid of its own only as root")
+def test_a_root_worker_runs_chromium_as_an_unprivileged_uid_with_its_sandbox(
+    browser: Browser, pages_server: str
+) -> None:
+    # This host allows unprivileged user namespaces (docs/decisions.md); BROWSER_SANDBOX=auto.
+    browser.act("navigate", url=f"{pages_server}/form.html")
+    assert browser.handle.pid is not None
+    processes = _group_processes(browser.handle.pid)
+    assert processes
+    for pid in processes:
+        assert _status(pid, "Uid") != "0", _cmdline(pid)[:100]
+        assert "--no-sandbox" not in _cmdline(pid), _cmdline(pid)[:200]
+    renderers = _renderers(browser)
+    assert renderers
+    for pid in renderers:
+        assert _status(pid, "Seccomp") == "2"  # seccomp-bpf filter on
+        assert os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
+    assert (os.stat(browser.handle.profile_dir).st_mode & 0o777) == 0o700
+
+
+def test_with_the_sandbox_off_chromium_runs_as_before(settings: Any, pages_server: str) -> None:
+    settings.BROWSER_SANDBOX = "off"
+    started = _start(Display(640, 480, 1.0))
+    try:
+        started.act("navigate", url=f"{pages_server}/form.html")
+        assert started.handle.pid is not None
+        assert _status(started.handle.pid, "Uid") == str(os.geteuid())
+        assert any("--no-sandbox" in _cmdline(pid) for pid in _renderers(started))
+    finally:
+        _stop(started)

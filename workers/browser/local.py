@@ -30,6 +30,7 @@ from workers.browser.base import (
 )
 from workers.browser.errors import BrowserError, BrowserStartError
 from workers.browser.options import chrome_capabilities
+from workers.browser.sandbox import sandbox_prepare
 
 # Popen objects of chromedrivers this process started, so that they are reaped, not left zombies.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -87,7 +88,7 @@ def _pid_alive(pid: int) -> bool:
 # All that chromedriver and Chromium (its child) get from the worker's environment: never the
 # secret key, the database or broker URLs and passwords, which a page that escaped the renderer,
 # or a file read through the browser, could otherwise find in /proc/self/environ.
-BROWSER_ENV_KEEP = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
+BROWSER_ENV_KEEP = frozenset({"PATH", "LANG", "LANGUAGE", "TZ"})
 BROWSER_ENV_KEEP_PREFIXES = ("LC_",)
 
 
@@ -105,6 +106,9 @@ def browser_environment(session_dir: Path) -> dict[str, str]:
     env["XDG_CONFIG_HOME"] = str(session_dir / ".config")
     env["XDG_CACHE_HOME"] = str(session_dir / ".cache")
     env["XDG_DATA_HOME"] = str(session_dir / ".local" / "share")
+    # Chromium's shared memory files (--disable-dev-shm-usage) too; the worker's TMPDIR may not be
+    # writable by the browser's uid.
+    env["TMPDIR"] = str(session_dir)
     return env
 
 
@@ -126,6 +130,7 @@ class LocalBackend:
         self._kill_session_processes(session_id)
         shutil.rmtree(session_dir, ignore_errors=True)
         session_dir.mkdir(parents=True)
+        plan = sandbox_prepare(session_id=session_id, session_dir=session_dir)
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         process = subprocess.Popen(
@@ -135,12 +140,18 @@ class LocalBackend:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             env=browser_environment(session_dir),
+            user=plan.uid,
+            group=plan.uid,
+            extra_groups=None if plan.uid is None else [],
         )
         _children[process.pid] = process
         try:
             self._wait_for_driver(url, process)
             capabilities = chrome_capabilities(
-                display=display, binary=settings.CHROMIUM_BINARY, profile_dir=session_dir / "profile"
+                display=display,
+                binary=settings.CHROMIUM_BINARY,
+                profile_dir=session_dir / "profile",
+                sandbox=plan.sandbox,
             )
             reply = webdriver_request(
                 "POST",

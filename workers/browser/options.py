@@ -10,7 +10,6 @@ from workers.browser.base import Display
 # home would be refused many at a time and slow every start.
 CHROMIUM_ARGS = [
     "--headless=new",
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-dev-shm-usage",
     "--disable-quic",
@@ -40,9 +39,14 @@ BROWSER_PREFS: dict[str, Any] = {
 }
 
 
-def chrome_capabilities(*, display: Display, binary: str | None, profile_dir: Path | None) -> dict[str, Any]:
+def chrome_capabilities(
+    *, display: Display, binary: str | None, profile_dir: Path | None, sandbox: bool = False
+) -> dict[str, Any]:
+    """`sandbox`: Chromium's own sandbox can start (workers/browser/sandbox.py); without it the
+    browser needs --no-sandbox (as root, or where user namespaces are not allowed)."""
     args = [
         *CHROMIUM_ARGS,
+        *([] if sandbox else ["--no-sandbox"]),
         f"--window-size={display.width},{display.height}",
         f"--force-device-scale-factor={display.scale}",
         *egress.chromium_args(),
