@@ -10,8 +10,8 @@ from pathlib import Path
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from project.egress_allow import parse_egress_allow
 from project.env import env_bool, env_int, env_list, env_secret, env_str
+from project.netpolicy import parse_egress_allow
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -328,10 +328,12 @@ AUTH_LOCKOUT_WINDOW_SECONDS = env_int("AUTH_LOCKOUT_WINDOW_SECONDS", 600, minimu
 TRUSTED_PROXY_COUNT = env_int(
     "TRUSTED_PROXY_COUNT", 1 if env_bool("TRUST_X_FORWARDED_FOR", False) else 0, minimum=0
 )
-# Let browsers visit private, loopback and link-local addresses (tests serve pages on 127.0.0.1).
+# Let browsers visit private, loopback and link-local addresses, never cloud metadata: the navigation
+# check and the egress filter alike (project/netpolicy.py). Tests turn it off and list 127.0.0.1.
 ALLOW_PRIVATE_NETWORK_TARGETS = env_bool("ALLOW_PRIVATE_NETWORK_TARGETS", _NOT_PRODUCTION)
 # Private destinations browsers may reach anyway: CIDRs, address:port or name:port, comma-separated
-# (project/egress_allow.py). Checked at start-up so a typo stops the process.
+# (project/netpolicy.py, which the egress filter reads too). Checked at start-up so a typo stops
+# the process.
 BROWSER_EGRESS_ALLOW = env_list("BROWSER_EGRESS_ALLOW", [])
 try:
     parse_egress_allow(BROWSER_EGRESS_ALLOW)

@@ -6,6 +6,7 @@ configuration does not allow (only 127.0.0.1 is); its request log proves it rece
 from __future__ import annotations
 
 import threading
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -97,12 +98,17 @@ def test_the_browser_is_given_the_url_that_was_checked(client, pages_server, for
     assert response.json()["status"] == "success", response.text
     action = Action.objects.filter(type="navigate").order_by("-id").first()
     assert action.params["url"] == f"http://127.0.0.1:{port}/flow.html"
-    # Control: once the operator allows 127.0.0.2's port, the same browser does reach it, so the
-    # empty request log above means the refusals held, not that the server was unreachable.
+    # Control: the server does answer, so an empty request log means the refusals held.
+    with urllib.request.urlopen(f"http://127.0.0.2:{forbidden_server.server_address[1]}/direct", timeout=5):
+        pass
+    assert forbidden_server.requests == ["/direct"]
+    # Allowed on the web side only, the navigation is accepted, and the egress filter (whose own
+    # environment lists only 127.0.0.1, as a worker host's would) still refuses the connection.
     settings.BROWSER_EGRESS_ALLOW = ["127.0.0.1/32", f"127.0.0.2:{forbidden_server.server_address[1]}"]
     allowed = client.post(
         f"/v1/computers/{session_id}/navigate",
         {"url": f"http://127.0.0.2:{forbidden_server.server_address[1]}/allowed"},
     )
-    assert allowed.json()["status"] == "success", allowed.text
-    assert forbidden_server.requests[0] == "/allowed"
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["code"] == "blocked_address", allowed.text
+    assert forbidden_server.requests == ["/direct"]
