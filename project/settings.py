@@ -184,6 +184,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "sessions.api.schema.describe_root_mount",
+        "ops.schema.describe_probes",
     ],
     "ENUM_NAME_OVERRIDES": {
         "ErrorStatus": ["error"],

@@ -25,6 +25,7 @@ from billing.models import LedgerEntry, Price
 from billing.selectors import balance_of
 from billing.services import action_charge_key, action_prices, action_refund_unrun
 from project.completion import completion_publish, completion_wait
+from project.db import retry_on_conflict
 from project.exceptions import Busy, InsufficientCredits, ServiceUnavailable, is_outage
 from project.rows import as_loaded, from_row, hot_cursor, json_value, select_list
 from sessions import dispatch, selectors
@@ -171,6 +172,7 @@ def _unsaved_row(action: dict[str, Any], **fields: Any) -> Action:
     return Action(type=action["type"], params=params, request_id=request_id, **fields)
 
 
+@retry_on_conflict
 def _accept(*, session_id: str, account: Account, action: dict[str, Any]) -> Action | None:
     """The accept, in one statement; None when refused (see _ACCEPT)."""
     row = _unsaved_row(action, session_id=session_id, account_id=account.pk, created_at=timezone.now())

@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.models import Account
 from billing.services import session_minute_charge
 from project.completion import completion_wait
+from project.db import retry_on_conflict
 from project.exceptions import (
     Busy,
     InsufficientCredits,
@@ -76,6 +77,7 @@ def _end_expired_sessions_of(account: Account, now: datetime) -> None:
         session_enforce_expiry(session=session, now=now)
 
 
+@retry_on_conflict
 def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
     """Admit and record a session, then have a worker start its browser.
 

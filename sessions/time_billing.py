@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.services import session_minute_charge
+from project.db import retry_on_conflict
 from project.exceptions import InsufficientCredits
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason
 from sessions.services import session_terminate
@@ -26,6 +27,7 @@ def minutes_started(created_at: datetime, until: datetime) -> int:
     return max(1, math.floor(seconds / 60) + 1) if seconds >= 0 else 1
 
 
+@retry_on_conflict
 def session_time_bill(*, session_id: str, now: datetime | None = None) -> bool:
     """Charge the session's started minutes that are not charged yet; safe to run any time.
 

@@ -176,13 +176,45 @@ def _accepted(serializer: Any) -> OpenApiResponse:
     )
 
 
+_ACTION_EXAMPLE = OpenApiExample(
+    "done",
+    value={
+        "status": "success",
+        "result": {},
+        "error_message": None,
+        "timestamp": "2026-11-01T12:00:01.250000Z",
+        "request_id": "act_4f1e2d3c4b5a69788796a5b4",
+        "action_id": "act_4f1e2d3c4b5a69788796a5b4",
+        "action_status": "succeeded",
+        "executed_tab_id": "tab_main",
+        "page_context": None,
+    },
+    response_only=True,
+    status_codes=["200"],
+)
+
+
 def action_schema(request: Any, *, summary: str, result: Any = ActionResult, **kwargs: Any) -> Any:
+    kwargs.setdefault(
+        "description",
+        "Runs in the session's queue, one action at a time. A failure on the page (element not "
+        'found, navigation error) is HTTP 200 with `status: "error"`; bad parameters are 400 '
+        "and run nothing.",
+    )
+    examples = kwargs.pop("examples", [])
+    if result is ActionResult:
+        examples = [*examples, _ACTION_EXAMPLE]
     return extend_schema(
         tags=[ACTIONS],
         summary=summary,
         request=request,
         parameters=[_WAIT, _PREFER],
-        responses={200: result, 202: _accepted(result), **errors(*_ACTION_ERRORS)},
+        responses={
+            200: OpenApiResponse(result, description="Finished: `status` success or error."),
+            202: _accepted(result),
+            **errors(*_ACTION_ERRORS),
+        },
+        examples=examples,
         **kwargs,
     )
 

@@ -100,6 +100,8 @@ def test_every_operation_has_errors_auth_and_a_described_success(schema):
     security_schemes = schema["components"]["securitySchemes"]
     assert security_schemes["ApiKey"] == {**security_schemes["ApiKey"], "type": "http", "scheme": "bearer"}
     for path, item in schema["paths"].items():
+        if path in PROBES:
+            continue  # not API-key endpoints: checked below
         for method, operation in item.items():
             codes = set(operation["responses"])
             assert any(code.startswith("2") for code in codes) or codes >= {"501"}, (path, method)
@@ -116,6 +118,17 @@ def test_every_operation_has_errors_auth_and_a_described_success(schema):
             else:
                 assert {"ApiKey": []} in operation["security"], (path, method)
                 assert "401" in codes and "429" in codes, (path, method)
+
+
+PROBES = ("/healthz", "/readyz", "/metrics")
+
+
+def test_probes_and_metrics_are_described_with_their_own_access_rules(schema):
+    assert schema["paths"]["/healthz"]["get"]["security"] == []
+    assert set(schema["paths"]["/readyz"]["get"]["responses"]) == {"200", "503"}
+    metrics = schema["paths"]["/metrics"]["get"]
+    assert {"401", "403"} <= set(metrics["responses"])
+    assert "text/plain" in metrics["responses"]["200"]["content"]
 
 
 def _sdk_calls() -> set[tuple[str, str]]:

@@ -54,7 +54,10 @@ def _login(browser: Any, base_url: str, username: str, password: str, next_url: 
     _open(browser, f"{base_url}/admin/login/?next={next_url}")
     browser.find_element(By.ID, "id_username").send_keys(username)
     browser.find_element(By.ID, "id_password").send_keys(password)
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    submit = browser.find_element(By.CSS_SELECTOR, "input[type=submit]")
+    submit.click()
+    # The login page's own readyState is already complete: wait for the next page first.
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(submit))
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 

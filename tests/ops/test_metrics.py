@@ -52,7 +52,7 @@ def test_metrics_are_refused_without_the_token_or_an_allowed_address(db, http, s
 def test_counters_move_when_actions_run(client, pages_server, settings):
     """Scrapes over real HTTP (the live server) before and after a session's work."""
     settings.METRICS_TOKEN = TOKEN
-    settings.TRUST_X_FORWARDED_FOR = True
+    settings.TRUSTED_PROXY_COUNT = 1  # the test stands for the proxy: X-Forwarded-For is its entry
     settings.AUTH_LOCKOUT_MAX_FAILURES = 2
 
     def scrape():
