@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 from sessions.action_specs import MAX_TABS
 from tests.workers.test_actions_executor import Browser, _start, _stop
 from workers.browser.base import Display, webdriver_request
+from workers.browser.local import LocalBackend
 
 SECRET_MARKER = "bf-secret-marker-7f3a9c"
 
@@ -217,3 +219,18 @@ def test_with_the_sandbox_off_chromium_runs_as_before(settings: Any, pages_serve
         assert any("--no-sandbox" in _cmdline(pid) for pid in _renderers(started))
     finally:
         _stop(started)
+
+
+def test_a_browser_starts_under_a_deep_profile_root(pages_server: str) -> None:
+    # Chromium's singleton socket must not follow the profile root into a path longer than a
+    # Unix socket allows (it did while TMPDIR pointed into the session's directory).
+    root = Path(tempfile.mkdtemp(prefix="bf-deep-")) / ("d" * 40) / "browsers"
+    root.mkdir(parents=True)
+    backend = LocalBackend(root=root)
+    session_id = f"comp_{uuid.uuid4().hex[:24]}"
+    handle = backend.start(session_id=session_id, display=Display(640, 480, 1.0))
+    try:
+        assert webdriver_request("GET", f"{handle.webdriver_url}/session/{handle.webdriver_session_id}/url")
+    finally:
+        backend.stop(handle, session_id=session_id)
+        shutil.rmtree(root.parent.parent)

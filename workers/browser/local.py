@@ -106,9 +106,9 @@ def browser_environment(session_dir: Path) -> dict[str, str]:
     env["XDG_CONFIG_HOME"] = str(session_dir / ".config")
     env["XDG_CACHE_HOME"] = str(session_dir / ".cache")
     env["XDG_DATA_HOME"] = str(session_dir / ".local" / "share")
-    # Chromium's shared memory files (--disable-dev-shm-usage) too; the worker's TMPDIR may not be
-    # writable by the browser's uid.
-    env["TMPDIR"] = str(session_dir)
+    # No TMPDIR: the worker's may not be writable by the browser's uid, and one in the session's
+    # directory makes Chromium's singleton socket path longer than a Unix socket allows (108
+    # bytes), so it exits at start. Chromium uses /tmp.
     return env
 
 
