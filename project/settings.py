@@ -10,8 +10,8 @@ from pathlib import Path
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from project.egress_allow import parse_egress_allow
 from project.env import env_bool, env_int, env_list, env_secret, env_str
+from project.netpolicy import parse_egress_allow
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -258,6 +258,13 @@ if BROWSER_BACKEND == "grid" and not SELENIUM_GRID_URL:
 CHROMIUM_BINARY = env_str("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER_BINARY = env_str("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver")
 BROWSER_PROFILE_ROOT = Path(env_str("BROWSER_PROFILE_ROOT", str(BASE_DIR / "var" / "browsers")))
+# Chromium's sandbox (workers/browser/sandbox.py): auto (where the host allows it), on (or no
+# browser), off (--no-sandbox, as the worker's own user). A root worker runs browsers as uids
+# from BROWSER_SANDBOX_UID_BASE on (one per session, no passwd entry needed).
+BROWSER_SANDBOX = env_str("BROWSER_SANDBOX", "auto")
+if BROWSER_SANDBOX not in {"auto", "on", "off"}:
+    raise ImproperlyConfigured(f"BROWSER_SANDBOX must be auto, on or off, not {BROWSER_SANDBOX!r}")
+BROWSER_SANDBOX_UID_BASE = env_int("BROWSER_SANDBOX_UID_BASE", 200_000, minimum=1000)
 BROWSER_START_TIMEOUT_SECONDS = env_int("BROWSER_START_TIMEOUT_SECONDS", 20, minimum=1)
 # Every browser sends all its traffic through the egress filter (workers/egress, one per worker
 # host), which refuses private, loopback, link-local and metadata addresses unless
@@ -293,12 +300,27 @@ ACTION_LEASE_SECONDS = env_int("ACTION_LEASE_SECONDS", 15, minimum=3)
 # A queued action older than this whose session nobody drains was never delivered to a worker
 # (the broker was down when it was accepted): Beat sends it again.
 ACTION_REDELIVER_AFTER_SECONDS = env_int("ACTION_REDELIVER_AFTER_SECONDS", 10, minimum=1)
+# A batch starts no step after running this long; the steps it did not start are refunded. One
+# step is bounded on its own (page loads 25 s, step timeouts 20 s, deliberate waits 60 s a batch).
+ACTION_BATCH_MAX_SECONDS = env_int("ACTION_BATCH_MAX_SECONDS", 120, minimum=1)
+# One drain (a task that runs a session's queued actions in order) stops after this long (Celery's
+# soft time limit, hard limit one minute later): the action it is in ends, and a new task takes
+# the rest of the queue, so a long queue never holds one worker slot for good.
+ACTION_DRAIN_TIME_LIMIT_SECONDS = env_int("ACTION_DRAIN_TIME_LIMIT_SECONDS", 600, minimum=5)
+# An `html` result holds at most this many bytes of the page (cut, with "truncated": true); a
+# whole action's stored result (all steps of a batch together) at most ACTION_RESULT_MAX_BYTES,
+# its longest strings cut first. Results go into a row and through Redis to the waiting request.
+HTML_MAX_BYTES = env_int("HTML_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
+ACTION_RESULT_MAX_BYTES = env_int("ACTION_RESULT_MAX_BYTES", 8 * 1024 * 1024, minimum=64 * 1024)
 SCREENSHOT_URL_TTL_SECONDS = env_int("SCREENSHOT_URL_TTL_SECONDS", 3600, minimum=60)
 
 # --- Security ---------------------------------------------------------------------------------
 # Largest JSON body the API reads (413 above). A batch of 100 actions fits easily.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Requests of one account that may wait for a result at once (action waits, creates); more get
+# 429 with Retry-After, so one account cannot hold every web thread (0: no limit).
+ACCOUNT_MAX_INFLIGHT_REQUESTS = env_int("ACCOUNT_MAX_INFLIGHT_REQUESTS", 8, minimum=0)
 AUTH_LOCKOUT_MAX_FAILURES = env_int("AUTH_LOCKOUT_MAX_FAILURES", 10, minimum=1)
 AUTH_LOCKOUT_WINDOW_SECONDS = env_int("AUTH_LOCKOUT_WINDOW_SECONDS", 600, minimum=1)
 # How many reverse proxies in front of the web append to X-Forwarded-For; the client address is
@@ -307,10 +329,12 @@ AUTH_LOCKOUT_WINDOW_SECONDS = env_int("AUTH_LOCKOUT_WINDOW_SECONDS", 600, minimu
 TRUSTED_PROXY_COUNT = env_int(
     "TRUSTED_PROXY_COUNT", 1 if env_bool("TRUST_X_FORWARDED_FOR", False) else 0, minimum=0
 )
-# Let browsers visit private, loopback and link-local addresses (tests serve pages on 127.0.0.1).
+# Let browsers visit private, loopback and link-local addresses, never cloud metadata: the navigation
+# check and the egress filter alike (project/netpolicy.py). Tests turn it off and list 127.0.0.1.
 ALLOW_PRIVATE_NETWORK_TARGETS = env_bool("ALLOW_PRIVATE_NETWORK_TARGETS", _NOT_PRODUCTION)
 # Private destinations browsers may reach anyway: CIDRs, address:port or name:port, comma-separated
-# (project/egress_allow.py). Checked at start-up so a typo stops the process.
+# (project/netpolicy.py, which the egress filter reads too). Checked at start-up so a typo stops
+# the process.
 BROWSER_EGRESS_ALLOW = env_list("BROWSER_EGRESS_ALLOW", [])
 try:
     parse_egress_allow(BROWSER_EGRESS_ALLOW)

@@ -275,7 +275,18 @@ def action_lease_renew(*, action_id: int) -> bool:
     return renewed
 
 
-_LEASE_LOST_ERROR = "The worker running this action was lost; it was not charged. Try again."
+_LEASE_LOST_ERROR = "The worker running this action was lost; what did not run was not charged. Try again."
+
+_PROGRESS = f"""
+    UPDATE browser_sessions_action SET result = %s::jsonb WHERE id = %s AND status = '{_RUNNING}'
+"""  # noqa: S608
+
+
+def action_progress_record(*, action_id: int, result: dict[str, Any]) -> None:
+    """Store a running batch's steps so far, as each finishes: if its worker is lost, the settle
+    (action_finish without an outcome) charges the steps that ran and refunds only the rest."""
+    with hot_cursor() as cursor:
+        cursor.execute(_PROGRESS, [json.dumps(result), action_id])
 
 
 def action_leases_expire(*, now: datetime | None = None, limit: int = 500) -> list[str]:
@@ -344,6 +355,9 @@ def action_finish(
     With `lease_expired_before`, only if its lease ran out before then (a heartbeat that came in
     meanwhile keeps it running). False when someone else ended it first.
     """
+    if outcome is None and action.type == "batch" and isinstance(action.result, dict):
+        # Settled by someone other than its worker: what the worker recorded as steps finished.
+        outcome = {"result": action.result}
     outcome = outcome or {}
     fields = {
         "status": status,

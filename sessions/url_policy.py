@@ -21,28 +21,20 @@ import unicodedata
 import ada_url
 from django.conf import settings
 
-from project.egress_allow import AllowEntry, IPAddress, parse_egress_allow
 from project.exceptions import InvalidInput
+from project.netpolicy import (
+    METADATA_ADDRESSES,
+    EgressPolicy,
+    IPAddress,
+    embedded_ipv4,
+    is_metadata,
+    parse_egress_allow,
+    refusal_reason,
+)
 
 DEFAULT_PORTS = {"http:": 80, "https:": 443}
 
-# Cloud metadata services: refused even when the operator allows private ranges broadly; only
-# an allow entry for exactly this address opens them.
-METADATA_ADDRESSES = frozenset(
-    {
-        ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack...
-        ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
-        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
-        ipaddress.ip_address("fd00:ec2::254"),  # AWS IPv6
-    }
-)
-# Not global, though some Python versions' `is_global` says otherwise.
-_EXTRA_BLOCKED = tuple(
-    ipaddress.ip_network(net)
-    for net in ("192.0.0.0/24", "192.88.99.0/24", "198.18.0.0/15", "fec0::/10", "100::/64", "2001::/23")
-)
-# NAT64 (RFC 6052): a gateway turns these into the IPv4 address in the low 32 bits.
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+__all__ = ["METADATA_ADDRESSES", "BlockedAddress", "InvalidURL", "address_refusal", "navigation_url"]
 
 
 class InvalidURL(InvalidInput):
@@ -56,8 +48,8 @@ class BlockedAddress(InvalidInput):
 
 
 @functools.cache
-def _allow_entries(raw: tuple[str, ...]) -> tuple[AllowEntry, ...]:
-    return parse_egress_allow(list(raw))
+def _policy(raw: tuple[str, ...], allow_private: bool) -> EgressPolicy:
+    return EgressPolicy(entries=parse_egress_allow(raw), allow_private=allow_private)
 
 
 def _refuse_raw(url: str) -> None:
@@ -71,58 +63,22 @@ def _refuse_raw(url: str) -> None:
             )
 
 
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address a v6 address stands for on the way out, if any."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address.teredo is not None:
-        return address.teredo[1]
-    if any(address in net for net in _NAT64):
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    # IPv4-compatible (::a.b.c.d, deprecated): no longer routed, but some stacks still map it.
-    if int(address) >> 32 == 0 and int(address) > 1:
-        return ipaddress.IPv4Address(int(address))
-    return None
-
-
 def address_refusal(address: IPAddress) -> str | None:
-    """Why a browser may not connect to `address` (None if it is a public unicast address)."""
-    if address in METADATA_ADDRESSES:
-        return "a cloud metadata address"
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(address)
-        if embedded is not None:
-            if address.ipv4_mapped is not None or int(address) >> 32 == 0:
-                return "an IPv4-mapped or IPv4-compatible IPv6 address"
-            inner = address_refusal(embedded)
-            if inner is not None:
-                return f"an IPv6 address that carries {embedded}, {inner}"
-    # is_global is the base: it is False for private, loopback, link-local, CGNAT (100.64/10),
-    # reserved, unspecified and documentation ranges. Multicast can be "global": refused too.
-    if address.is_multicast:
-        return "a multicast address"
+    """Why a browser may not connect to `address` before any allowlist (project/netpolicy.py)."""
+    return refusal_reason(address)
+
+
+def _literal_refusal(address: IPAddress) -> str | None:
+    """A host written as an IPv4-mapped or IPv4-compatible IPv6 literal is an IPv4 address in
+    disguise: refused in URLs whatever it carries (the URL-level rule; the egress filter, which
+    sees addresses and not spellings, judges the IPv4 address inside)."""
     if (
-        not address.is_global
-        or address.is_reserved
-        or address.is_unspecified
-        or any(address in net for net in _EXTRA_BLOCKED if net.version == address.version)
+        isinstance(address, ipaddress.IPv6Address)
+        and embedded_ipv4(address) is not None
+        and (address.ipv4_mapped is not None or int(address) >> 32 == 0)
     ):
-        return "a private, loopback, link-local or reserved address"
+        return "an IPv4-mapped or IPv4-compatible IPv6 address, refused like private addresses"
     return None
-
-
-def _allowed_by(entries: tuple[AllowEntry, ...], *, host: str, address: IPAddress | None, port: int) -> bool:
-    for entry in entries:
-        if not entry.allows(host=host, address=address, port=port):
-            continue
-        if address in METADATA_ADDRESSES and entry.host is None:
-            assert entry.network is not None
-            if entry.network.num_addresses != 1:
-                continue  # a broad range never opens the metadata service by accident
-        return True
-    return False
 
 
 def _resolve(host: str, port: int) -> list[IPAddress]:
@@ -161,18 +117,21 @@ def navigation_url(raw: str) -> str:
         literal = ipaddress.IPv6Address(host.strip("[]"))
     elif parsed.host_type == ada_url.HostType.IPV4:
         literal = ipaddress.IPv4Address(host)
-    entries = _allow_entries(tuple(settings.BROWSER_EGRESS_ALLOW))
-    if settings.ALLOW_PRIVATE_NETWORK_TARGETS:
-        # Development: anything goes but the metadata service named by address.
-        if literal in METADATA_ADDRESSES and not _allowed_by(entries, host=host, address=literal, port=port):
+    policy = _policy(tuple(settings.BROWSER_EGRESS_ALLOW), bool(settings.ALLOW_PRIVATE_NETWORK_TARGETS))
+    if policy.allow_private:
+        # Development: anything goes but the metadata service named by address (names are not
+        # resolved here; the egress filter checks what they resolve to).
+        if literal is not None and is_metadata(literal) and not policy.address_allowed(literal, port):
             raise BlockedAddress(f"{host} is a cloud metadata address; this server does not browse it.")
         return href
-    if literal is None and _allowed_by(entries, host=host, address=None, port=port):
+    if literal is None and policy.host_allowed(host, port):
         return href
     for address in [literal] if literal is not None else _resolve(host, port):
-        reason = address_refusal(address)
-        if reason is None or _allowed_by(entries, host=host, address=address, port=port):
-            continue
+        reason = _literal_refusal(address) if literal is not None else None
+        if reason is None:
+            if policy.address_allowed(address, port):
+                continue
+            reason = refusal_reason(address) or "not allowed"
         shown = host if literal is not None else f"{host} resolves to {address}, which"
         raise BlockedAddress(
             f"{shown} is {reason}; this server does not browse private or internal addresses."

@@ -11,8 +11,10 @@ sessions/browser_state.py.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +34,7 @@ from sessions.action_queue import (
     action_has_queued,
     action_lease_renew,
     action_leases_expire,
+    action_progress_record,
     sessions_with_undelivered_actions,
 )
 from sessions.browser_state import session_activity_record, session_display_record, session_main_tab_record
@@ -78,11 +81,21 @@ def actions_drain(*, session_id: str) -> None:
                     continue
                 with _heartbeat(action, lock):
                     _run_one(action, rearm=lock.reacquire)
+        except SoftTimeLimitExceeded:
+            # The drain ran ACTION_DRAIN_TIME_LIMIT_SECONDS; the action it was in has ended. A new
+            # task takes the rest of the queue (after the lock is released below).
+            logger.warning("session %s: drain time limit reached; handing the queue on", session_id)
+            stopped = True
+        else:
+            stopped = False
         finally:
             try:
                 lock.release()
             except LockError:
                 logger.warning("session %s: action lock expired while held", session_id)
+        if stopped:
+            dispatch.actions_run(session_id)
+            return
         if not action_has_queued(session_id=session_id):
             return
 
@@ -124,22 +137,34 @@ def _run_one(action: Action, *, rearm: Callable[[], Any]) -> None:
     if reason is not None or session.status not in (SessionStatus.READY, SessionStatus.RUNNING):
         action_finish(action, ActionStatus.CANCELLED, error="The session ended before this action ran.")
         return
+    stopped = False
     try:
         if action.type == "batch":
-            status, error, outcome = _run_batch(session, action.params["actions"], rearm=rearm)
+            batch = _Batch(action, rearm=rearm)
+            try:
+                status, error, outcome = batch.run()
+            except SoftTimeLimitExceeded:
+                status, error, outcome = batch.stopped()
+                stopped = True
         else:
             status, error, outcome = _run_step(session, {"type": action.type, **action.params})
     except SoftTimeLimitExceeded:
         status, error, outcome = ActionStatus.ERRORED, "The action took too long and was stopped.", {}
+        stopped = True
     action_finish(action, status, error=error, outcome=outcome)
     finished = timezone.now()
     if (finished - now).total_seconds() > 1:
         # Accepting it moved the idle timer already; short ones need no second write.
         session_activity_record(session=session, at=finished)
+    if stopped:
+        raise SoftTimeLimitExceeded()  # the drain stops here (actions_drain)
 
 
-def _run_step(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """Run one canonical action; return (status, error, outcome for the row)."""
+def _run_step(
+    session: BrowserSession, action: dict[str, Any], *, room: int | None = None
+) -> tuple[str, str, dict[str, Any]]:
+    """Run one canonical action; return (status, error, outcome for the row), its result cut to
+    `room` bytes of JSON (ACTION_RESULT_MAX_BYTES when not given)."""
     display = Display(session.display_width, session.display_height, session.display_scale)
     try:
         outcome = run_action(
@@ -163,7 +188,53 @@ def _run_step(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str
         logger.warning("session %s: browser error during %s: %s", session.pk, action["type"], exc)
         return ActionStatus.ERRORED, f"The browser failed: {shown}", {}
     session_main_tab_record(session=session, tab_id=outcome.main_tab)
-    return ActionStatus.SUCCEEDED, "", _stored_outcome(session, action, outcome)
+    stored = _stored_outcome(session, action, outcome)
+    stored["result"] = result_fit(
+        stored["result"], settings.ACTION_RESULT_MAX_BYTES if room is None else room
+    )
+    return ActionStatus.SUCCEEDED, "", stored
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+def result_fit(result: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """The result as is when its JSON fits in `max_bytes`; else with its longest strings cut
+    (html, scraped text) and "truncated": true. A result that still does not fit (a huge
+    structure of small strings) is replaced by the flag alone."""
+    size = _json_size(result)
+    if size <= max_bytes:
+        return result
+    fitted: dict[str, Any] = json.loads(json.dumps(result))  # a copy to cut
+    fitted["truncated"] = True
+    for _ in range(8):
+        size = _json_size(fitted)
+        if size <= max_bytes:
+            return fitted
+        holder, key, text = _longest_string(fitted)
+        if holder is None or not text:
+            break
+        # Characters are 1 to 6 bytes of JSON: keep the share of the string that fits.
+        text_bytes = _json_size(text)
+        holder[key] = text[: max(0, len(text) * (text_bytes - (size - max_bytes) - 64) // text_bytes)]
+    if _json_size(fitted) <= max_bytes:
+        return fitted
+    return {"truncated": True}
+
+
+def _longest_string(value: Any) -> tuple[Any, Any, str]:
+    best: tuple[Any, Any, str] = (None, None, "")
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in items:
+            if isinstance(child, str) and len(child) > len(best[2]):
+                best = (node, key, child)
+            elif isinstance(child, (dict, list)):
+                stack.append(child)
+    return best
 
 
 def _stored_outcome(
@@ -188,22 +259,58 @@ def _stored_outcome(
     }
 
 
-def _run_batch(
-    session: BrowserSession, steps: list[dict[str, Any]], *, rearm: Callable[[], Any]
-) -> tuple[str, str, dict[str, Any]]:
-    """Run steps in order and stop at the first that does not succeed; report each step."""
-    results: list[dict[str, Any]] = []
-    status: str = ActionStatus.SUCCEEDED
-    error = ""
-    for index, step in enumerate(steps):
-        rearm()
-        step_status, step_error, outcome = _run_step(session, step)
-        results.append({"type": step["type"], "status": step_status, "error": step_error, **outcome})
-        if step_status != ActionStatus.SUCCEEDED:
-            status, error = step_status, f"Step {index} ({step['type']}) failed: {step_error}"
-            break
-    completed = sum(1 for r in results if r["status"] == ActionStatus.SUCCEEDED)
-    return status, error, {"result": {"steps": results, "completed": completed}}
+class _Batch:
+    """A batch's steps in order, stopping at the first that does not succeed; each step's outcome
+    is recorded as it finishes (action_progress_record), so that whatever ends the batch early (a
+    lost worker, the drain's time limit) refunds only the steps that never ran."""
+
+    def __init__(self, action: Action, *, rearm: Callable[[], Any]) -> None:
+        self.action = action
+        self.steps: list[dict[str, Any]] = action.params["actions"]
+        self.rearm = rearm
+        self.results: list[dict[str, Any]] = []
+        self.running: int | None = None  # the step in progress
+        self.result_bytes = 0  # of the steps' results so far, as JSON
+
+    def _outcome(self) -> dict[str, Any]:
+        completed = sum(1 for r in self.results if r["status"] == ActionStatus.SUCCEEDED)
+        return {"result": {"steps": self.results, "completed": completed}}
+
+    def run(self) -> tuple[str, str, dict[str, Any]]:
+        session = self.action.session
+        deadline = time.monotonic() + settings.ACTION_BATCH_MAX_SECONDS
+        for index, step in enumerate(self.steps):
+            if index and time.monotonic() > deadline:
+                return (
+                    ActionStatus.FAILED,
+                    f"The batch ran longer than {settings.ACTION_BATCH_MAX_SECONDS} s; steps {index} "
+                    f"to {len(self.steps) - 1} did not run and were not charged.",
+                    self._outcome(),
+                )
+            self.rearm()
+            self.running = index
+            # All steps' results together stay within ACTION_RESULT_MAX_BYTES.
+            room = max(0, settings.ACTION_RESULT_MAX_BYTES - self.result_bytes)
+            step_status, step_error, outcome = _run_step(session, step, room=room)
+            self.results.append({"type": step["type"], "status": step_status, "error": step_error, **outcome})
+            self.result_bytes += _json_size(outcome.get("result"))
+            self.running = None
+            if step_status != ActionStatus.SUCCEEDED:
+                return step_status, f"Step {index} ({step['type']}) failed: {step_error}", self._outcome()
+            if index + 1 < len(self.steps):
+                action_progress_record(action_id=self.action.pk, result=self._outcome()["result"])
+        return ActionStatus.SUCCEEDED, "", self._outcome()
+
+    def stopped(self) -> tuple[str, str, dict[str, Any]]:
+        """The drain's time limit interrupted the step in progress: it ran (and is charged, like
+        a page that timed out); the steps after it did not."""
+        index = self.running if self.running is not None else len(self.results)
+        if self.running is not None and len(self.results) == index:
+            error = "The step took too long and was stopped."
+            self.results.append(
+                {"type": self.steps[index]["type"], "status": ActionStatus.FAILED, "error": error}
+            )
+        return ActionStatus.FAILED, f"Step {index} was stopped: the batch took too long.", self._outcome()
 
 
 def actions_reconcile() -> dict[str, int]:

@@ -70,7 +70,11 @@ def browsers_reconcile() -> dict[str, int]:
     return services.browsers_reconcile()
 
 
-@shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
+@shared_task(
+    acks_late=True,
+    soft_time_limit=settings.ACTION_DRAIN_TIME_LIMIT_SECONDS,
+    time_limit=settings.ACTION_DRAIN_TIME_LIMIT_SECONDS + 60,
+)
 def actions_run(session_id: str) -> None:
     """Run the session's queued actions in order (see workers/action_runner.py)."""
     action_runner.actions_drain(session_id=session_id)

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import request_account
+from accounts.inflight import inflight_slot
 from project.exceptions import ApplicationError, InvalidInput, NotFound, NotImplementedByServer
 from project.fields import iso
 from project.pagination import paginate
@@ -145,9 +146,15 @@ def submit(request: Request, session_id: str, build: Any) -> Response:
     except (ApplicationError, APIException):
         selectors.session_get(account=request_account(request), session_id=session_id)  # 404 wins over 400
         raise
-    action = action_submit(session_id=session_id, account=request_account(request), action=spec)
-    if not _prefers_async(request):
-        action = action_wait(action=action, timeout=client_wait_budget(request, settings.ACTION_WAIT_SECONDS))
+    account = request_account(request)
+    if _prefers_async(request):
+        action = action_submit(session_id=session_id, account=account, action=spec)
+    else:
+        budget = client_wait_budget(request, settings.ACTION_WAIT_SECONDS)
+        # Taken before the accept: a 429 means nothing was charged or queued.
+        with inflight_slot(account_id=account.pk, wait_seconds=budget):
+            action = action_submit(session_id=session_id, account=account, action=spec)
+            action = action_wait(action=action, timeout=budget)
     if not action.is_finished:
         body = action_payload(action, request)
         body["poll_url"] = request.build_absolute_uri(f"/v1/actions/{action.public_id}")

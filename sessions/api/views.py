@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import request_account
+from accounts.inflight import inflight_slot, inflight_slot_release, inflight_slot_take
 from project.exceptions import InvalidInput, ServiceUnavailable
 from sessions import selectors, services
 from sessions.api import schema
@@ -74,23 +75,22 @@ class ComputerListCreateView(APIView):
             display_scale=display.get("scale", 1.0),
             options={name: data[name] for name in ECHOED_OPTIONS if name in data},
         )
-        session = services.session_create(account=request_account(request), spec=spec)
-        try:
-            session = services.session_wait_until_started(
-                session=session,
-                timeout=client_wait_budget(
-                    request,
-                    settings.SESSION_CREATE_WAIT_SECONDS,
-                    floor=settings.SESSION_CREATE_MIN_WAIT_SECONDS,
-                ),
-            )
-        except ServiceUnavailable:
-            session.refresh_from_db()
-            if session.ended_reason != EndedReason.MAX_LIFETIME:
-                raise
-            # A lifetime shorter than the browser's start ran out first (found by schemathesis):
-            # the request was valid and sending it again ends the same way, so not a 503 but the
-            # session as it is, terminated.
+        account = request_account(request)
+        budget = client_wait_budget(
+            request, settings.SESSION_CREATE_WAIT_SECONDS, floor=settings.SESSION_CREATE_MIN_WAIT_SECONDS
+        )
+        # Taken before the create: a 429 means no session and no charge.
+        with inflight_slot(account_id=account.pk, wait_seconds=budget):
+            session = services.session_create(account=account, spec=spec)
+            try:
+                session = services.session_wait_until_started(session=session, timeout=budget)
+            except ServiceUnavailable:
+                session.refresh_from_db()
+                if session.ended_reason != EndedReason.MAX_LIFETIME:
+                    raise
+                # A lifetime shorter than the browser's start ran out first (found by
+                # schemathesis): the request was valid and sending it again ends the same way, so
+                # not a 503 but the session as it is, terminated.
         return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)
 
 
@@ -109,9 +109,15 @@ class ComputerDetailView(APIView):
         if session.status != SessionStatus.TERMINATED:
             services.session_terminate(session_id=session.pk, reason=EndedReason.USER)
             session.refresh_from_db()
-        session = services.session_wait_released(
-            session=session, timeout=client_wait_budget(request, settings.SESSION_STOP_WAIT_SECONDS)
-        )
+        account_id = request_account(request).pk
+        budget = client_wait_budget(request, settings.SESSION_STOP_WAIT_SECONDS)
+        # The end is recorded already: an account with every wait slot held gets it without waiting.
+        slot = inflight_slot_take(account_id=account_id, slot_ttl=budget + 30)
+        if slot is not None:
+            try:
+                session = services.session_wait_released(session=session, timeout=budget)
+            finally:
+                inflight_slot_release(account_id=account_id, token=slot)
         return Response(SessionOutput(session).data)
 
 

@@ -53,6 +53,9 @@ def stack(private_redis: PrivateRedis, private_postgres: PrivatePostgres) -> Ite
         "ACTION_LEASE_SECONDS": "10",
         "SESSION_SWEEP_INTERVAL_SECONDS": "2",
         "RECONCILE_INTERVAL_SECONDS": "3",
+        # Short enough to reach in a test, long enough for every other test here.
+        "ACTION_BATCH_MAX_SECONDS": "6",
+        "ACTION_DRAIN_TIME_LIMIT_SECONDS": "20",
     }
     with running_stack(
         name="faults", env_overrides=overrides, redis_url=private_redis.url, supervised=True
@@ -345,3 +348,111 @@ def test_an_action_whose_browser_is_killed_errors_and_the_session_ends_crashed(
         timeout=30,
         message="no process of the crashed session left",
     )
+
+
+def _waits(*ms: int) -> list[dict[str, Any]]:
+    return [{"type": "wait", "ms": each} for each in ms]
+
+
+def _batch(api: Api, session_id: str, steps: list[dict[str, Any]]) -> str:
+    accepted = api.call("POST", f"/v1/computers/{session_id}/batch?wait=false", {"actions": steps})
+    assert accepted.status_code == 202, accepted.text
+    return str(accepted.json()["action_id"])
+
+
+def _refunded(stack: Stack, action_id: str) -> int:
+    return int(
+        stack.db_query(
+            "SELECT coalesce(sum(l.amount), 0) FROM billing_ledgerentry l"
+            " JOIN browser_sessions_action a ON a.id = l.action_id"
+            " WHERE a.public_id = %s AND l.kind = 'refund'",
+            [action_id],
+        )[0][0]
+    )
+
+
+def _step_prices(stack: Stack, action_id: str) -> list[int]:
+    prices = stack.db_query(
+        "SELECT step_prices FROM browser_sessions_action WHERE public_id = %s", [action_id]
+    )
+    return [int(p) for p in prices[0][0]]
+
+
+def _settled(api: Api, action_id: str, timeout: float = 40) -> dict[str, Any]:
+    return dict(
+        wait_until(
+            lambda: (
+                (body := api.call("GET", f"/v1/actions/{action_id}").json())["status"] != "pending" and body
+            ),
+            timeout=timeout,
+            interval=0.5,
+            message="the batch to settle",
+        )
+    )
+
+
+def test_a_batch_whose_worker_is_lost_refunds_only_the_steps_that_did_not_finish(
+    stack: Stack, api: Api
+) -> None:
+    session_id = _create(api)
+    action_id = _batch(api, session_id, _waits(10, 10, 8000, 10))
+    # The first two steps are recorded as they finish, while the third runs.
+    wait_until(
+        lambda: (
+            stack.db_query(
+                "SELECT jsonb_array_length(result->'steps') FROM browser_sessions_action"
+                " WHERE public_id = %s AND status = 'running'",
+                [action_id],
+            )
+            == [(2,)]
+        ),
+        timeout=20,
+        message="two steps recorded",
+    )
+    for pid in _worker_pids(stack):
+        os.kill(pid, signal.SIGKILL)
+
+    settled = _settled(api, action_id)
+    assert settled["status"] == "error" and "lost" in settled["error_message"], settled
+    prices = _step_prices(stack, action_id)
+    assert _refunded(stack, action_id) == prices[2] + prices[3]
+    steps = stack.db_query(
+        "SELECT result->'steps' FROM browser_sessions_action WHERE public_id = %s", [action_id]
+    )
+    assert [step["status"] for step in steps[0][0]] == ["succeeded", "succeeded"]
+    # The worker comes back (supervised) and the session goes on.
+    wait_until(
+        lambda: _action(api, session_id, {"type": "wait", "ms": 5}).status_code == 200,
+        timeout=60,
+        interval=1,
+        message="an action to run on the restarted worker",
+    )
+
+
+def test_a_batch_stopped_by_the_drain_time_limit_charges_what_ran_and_the_queue_goes_on(
+    stack: Stack, api: Api
+) -> None:
+    session_id = _create(api)
+    # ACTION_DRAIN_TIME_LIMIT_SECONDS=20 here: it fires during the third step (5 s to 25 s); the
+    # batch budget (6 s) is not reached before that step starts.
+    action_id = _batch(api, session_id, _waits(10, 5000, 20000, 10))
+    behind = _action(api, session_id, {"type": "wait", "ms": 5}, wait=False)
+    assert behind.status_code == 202, behind.text
+
+    settled = _settled(api, action_id)
+    assert settled["status"] == "error", settled
+    assert "Step 2 was stopped" in settled["error_message"], settled
+    prices = _step_prices(stack, action_id)
+    assert _refunded(stack, action_id) == prices[3]
+    # The action queued behind it runs in a new drain.
+    assert _settled(api, behind.json()["action_id"])["status"] == "success"
+
+
+def test_a_batch_starts_no_step_past_its_time_budget(stack: Stack, api: Api) -> None:
+    session_id = _create(api)
+    # ACTION_BATCH_MAX_SECONDS=6 here: the fourth step would start at about 8 s.
+    action_id = _batch(api, session_id, _waits(10, 4000, 4000, 10))
+    settled = _settled(api, action_id)
+    assert settled["status"] == "error" and "longer than 6 s" in settled["error_message"], settled
+    prices = _step_prices(stack, action_id)
+    assert _refunded(stack, action_id) == prices[3]

@@ -88,23 +88,45 @@ def webdriver_session_alive(handle: BrowserHandle) -> bool:
     return True
 
 
-def apply_display(webdriver_url: str, webdriver_session_id: str, display: Display) -> None:
-    """Make the page viewport exactly the display, in CSS pixels, at the display's scale.
+def cdp_execute(
+    webdriver_url: str, webdriver_session_id: str, cmd: str, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One Chrome DevTools command on the session's current tab, through the driver's endpoint."""
+    return webdriver_request(
+        "POST",
+        f"{webdriver_url}/session/{webdriver_session_id}/goog/cdp/execute",
+        body={"cmd": cmd, "params": params or {}},
+        timeout=10,
+    )
+
+
+# What every tab the executor works in gets besides the display (run.ensure_display sends them to
+# tabs that pages open). File choosers are intercepted and nobody answers them, so a page that
+# opens one gets no file; Element Send Keys, the other way a host file reaches a page, is never
+# used on tenant pages (executor/step.py).
+TAB_SETUP_COMMANDS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("Page.setInterceptFileChooserDialog", {"enabled": True}),
+)
+
+
+def display_metrics(display: Display) -> dict[str, Any]:
+    return {
+        "width": display.width,
+        "height": display.height,
+        "deviceScaleFactor": display.scale,
+        "mobile": False,
+    }
+
+
+def prepare_first_tab(webdriver_url: str, webdriver_session_id: str, display: Display) -> None:
+    """Make the page viewport exactly the display, in CSS pixels, at the display's scale, and
+    send the tab setup commands.
 
     Headless Chromium's window size includes space that is not page, so --window-size alone
     gives a shorter viewport. Emulation sets it per tab, as Puppeteer's defaultViewport does.
     """
-    webdriver_request(
-        "POST",
-        f"{webdriver_url}/session/{webdriver_session_id}/goog/cdp/execute",
-        body={
-            "cmd": "Emulation.setDeviceMetricsOverride",
-            "params": {
-                "width": display.width,
-                "height": display.height,
-                "deviceScaleFactor": display.scale,
-                "mobile": False,
-            },
-        },
-        timeout=10,
+    cdp_execute(
+        webdriver_url, webdriver_session_id, "Emulation.setDeviceMetricsOverride", display_metrics(display)
     )
+    for cmd, params in TAB_SETUP_COMMANDS:
+        cdp_execute(webdriver_url, webdriver_session_id, cmd, params)

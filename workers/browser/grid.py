@@ -11,7 +11,7 @@ from workers.browser import egress
 from workers.browser.base import (
     BrowserHandle,
     Display,
-    apply_display,
+    prepare_first_tab,
     webdriver_request,
     webdriver_session_alive,
 )
@@ -44,7 +44,7 @@ class GridBackend:
             backend=self.name, webdriver_url=self.url, webdriver_session_id=webdriver_session_id
         )
         try:
-            apply_display(self.url, webdriver_session_id, display)
+            prepare_first_tab(self.url, webdriver_session_id, display)
         except BrowserError as exc:
             self.stop(handle, session_id=session_id)
             raise BrowserStartError(f"Could not size the browser: {exc}") from exc

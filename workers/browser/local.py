@@ -24,12 +24,13 @@ from workers.browser import egress
 from workers.browser.base import (
     BrowserHandle,
     Display,
-    apply_display,
+    prepare_first_tab,
     webdriver_request,
     webdriver_session_alive,
 )
 from workers.browser.errors import BrowserError, BrowserStartError
 from workers.browser.options import chrome_capabilities
+from workers.browser.sandbox import sandbox_prepare
 
 # Popen objects of chromedrivers this process started, so that they are reaped, not left zombies.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -84,6 +85,33 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+# All that chromedriver and Chromium (its child) get from the worker's environment: never the
+# secret key, the database or broker URLs and passwords, which a page that escaped the renderer,
+# or a file read through the browser, could otherwise find in /proc/self/environ.
+BROWSER_ENV_KEEP = frozenset({"PATH", "LANG", "LANGUAGE", "TZ"})
+BROWSER_ENV_KEEP_PREFIXES = ("LC_",)
+
+
+def browser_environment(session_dir: Path) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name in BROWSER_ENV_KEEP or name.startswith(BROWSER_ENV_KEEP_PREFIXES)
+    }
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    # Chromium's crash handler double-forks out of the group and keeps its database under
+    # $HOME: a per-session HOME puts the session id in its command line too. The XDG directories
+    # keep its caches and config in the session's directory, removed with it.
+    env["HOME"] = str(session_dir)
+    env["XDG_CONFIG_HOME"] = str(session_dir / ".config")
+    env["XDG_CACHE_HOME"] = str(session_dir / ".cache")
+    env["XDG_DATA_HOME"] = str(session_dir / ".local" / "share")
+    # No TMPDIR: the worker's may not be writable by the browser's uid, and one in the session's
+    # directory makes Chromium's singleton socket path longer than a Unix socket allows (108
+    # bytes), so it exits at start. Chromium uses /tmp.
+    return env
+
+
 class LocalBackend:
     name = "local"
 
@@ -102,6 +130,7 @@ class LocalBackend:
         self._kill_session_processes(session_id)
         shutil.rmtree(session_dir, ignore_errors=True)
         session_dir.mkdir(parents=True)
+        plan = sandbox_prepare(session_id=session_id, session_dir=session_dir)
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         process = subprocess.Popen(
@@ -110,15 +139,19 @@ class LocalBackend:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            # Chromium's crash handler double-forks out of the group and keeps its database under
-            # $HOME: a per-session HOME puts the session id in its command line too.
-            env={**os.environ, "HOME": str(session_dir)},
+            env=browser_environment(session_dir),
+            user=plan.uid,
+            group=plan.uid,
+            extra_groups=None if plan.uid is None else [],
         )
         _children[process.pid] = process
         try:
             self._wait_for_driver(url, process)
             capabilities = chrome_capabilities(
-                display=display, binary=settings.CHROMIUM_BINARY, profile_dir=session_dir / "profile"
+                display=display,
+                binary=settings.CHROMIUM_BINARY,
+                profile_dir=session_dir / "profile",
+                sandbox=plan.sandbox,
             )
             reply = webdriver_request(
                 "POST",
@@ -127,7 +160,7 @@ class LocalBackend:
                 timeout=settings.BROWSER_START_TIMEOUT_SECONDS,
             )
             webdriver_session_id = str(reply["value"]["sessionId"])
-            apply_display(url, webdriver_session_id, display)
+            prepare_first_tab(url, webdriver_session_id, display)
         except (BrowserError, KeyError, TypeError) as exc:
             _kill_group(process.pid)
             shutil.rmtree(session_dir, ignore_errors=True)

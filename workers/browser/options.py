@@ -10,7 +10,6 @@ from workers.browser.base import Display
 # home would be refused many at a time and slow every start.
 CHROMIUM_ARGS = [
     "--headless=new",
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-dev-shm-usage",
     "--disable-quic",
@@ -30,18 +29,38 @@ CHROMIUM_ARGS = [
 ]
 
 
-def chrome_capabilities(*, display: Display, binary: str | None, profile_dir: Path | None) -> dict[str, Any]:
+# Downloads are refused (3: block all): a page cannot fill the worker's disk, nor leave files
+# that a later read could reach. Chromium's own password manager and notifications are off.
+BROWSER_PREFS: dict[str, Any] = {
+    "download_restrictions": 3,
+    "download": {"prompt_for_download": False},
+    "credentials_enable_service": False,
+    "profile": {"password_manager_enabled": False, "default_content_setting_values": {"notifications": 2}},
+}
+
+
+def chrome_capabilities(
+    *, display: Display, binary: str | None, profile_dir: Path | None, sandbox: bool = False
+) -> dict[str, Any]:
+    """`sandbox`: Chromium's own sandbox can start (workers/browser/sandbox.py); without it the
+    browser needs --no-sandbox (as root, or where user namespaces are not allowed)."""
     args = [
         *CHROMIUM_ARGS,
+        *([] if sandbox else ["--no-sandbox"]),
         f"--window-size={display.width},{display.height}",
         f"--force-device-scale-factor={display.scale}",
         *egress.chromium_args(),
     ]
     if profile_dir is not None:
         args.append(f"--user-data-dir={profile_dir}")
-    chrome_options: dict[str, Any] = {"args": args}
-    if prefs := egress.chromium_prefs():
-        chrome_options["prefs"] = prefs
+    chrome_options: dict[str, Any] = {
+        "args": args,
+        "prefs": {**BROWSER_PREFS, **egress.chromium_prefs()},
+        # chromedriver turns the popup blocker off by default: a page could then open tabs
+        # without end from a timer. With it on, a tab opens only on a user gesture, one at a time,
+        # and the executor closes what goes past MAX_TABS (executor/__init__.py).
+        "excludeSwitches": ["disable-popup-blocking"],
+    }
     if binary:
         chrome_options["binary"] = binary
     return {

@@ -1,6 +1,7 @@
 """Run the egress filter: `python -m workers.egress [--host H] [--port P]`.
 
-Reads BROWSER_EGRESS_PORT and BROWSER_EGRESS_ALLOW (project/netpolicy.py) from the environment.
+Reads BROWSER_EGRESS_PORT, BROWSER_EGRESS_ALLOW and ALLOW_PRIVATE_NETWORK_TARGETS (project/netpolicy.py)
+from the environment.
 Listens on 127.0.0.1 unless told otherwise (a container serving browsers on other hosts binds
 0.0.0.0 and relies on its network for isolation).
 """

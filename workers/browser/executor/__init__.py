@@ -25,6 +25,7 @@ from typing import Any
 import urllib3
 from selenium.common.exceptions import NoSuchWindowException, WebDriverException
 
+from sessions.action_specs import MAX_TABS
 from workers.browser.base import BrowserHandle, Display
 from workers.browser.driver import AttachedDriver, attach
 from workers.browser.errors import BrowserError
@@ -49,6 +50,10 @@ _HANDLERS: dict[str, Handler] = {**pointer.HANDLERS, **keyboard.HANDLERS, **page
 _TAB_HANDLERS: dict[str, Handler] = tabs.TAB_HANDLERS
 # Every canonical action type (sessions/action_specs.py) has a handler: tests/workers/test_vocabulary.py.
 HANDLED_TYPES = frozenset(_HANDLERS) | frozenset(_TAB_HANDLERS)
+# Actions that give the page a user gesture, the only way it can open a tab (the popup blocker is
+# on, options.py): after them, tabs past MAX_TABS are closed. A tab opened later from a timer
+# that such a gesture allowed is closed after the next one.
+_GESTURES = frozenset(pointer.HANDLERS) | frozenset(keyboard.HANDLERS) | frozenset(step.HANDLERS)
 
 
 def run_action(
@@ -93,6 +98,8 @@ def _execute(
             stack.enter_context(visiting(driver, run.tab, back_to=run.main_tab))
             ensure_display(driver, run.tab, display)
         result = handler(run, action)
+        if kind in _GESTURES:
+            _close_tabs_past_the_cap(run)
         settle_ms = action.get("settle_ms") or 0
         if settle_ms > 0:
             time.sleep(settle_ms / 1000)
@@ -108,3 +115,18 @@ def _execute(
         display=run.new_display,
         main_tab=run.main_tab,
     )
+
+
+def _close_tabs_past_the_cap(run: Run) -> None:
+    """Close the newest tabs past MAX_TABS that the page opened (never the main or current one)."""
+    handles = [str(h) for h in run.driver.window_handles]
+    extra = len(handles) - MAX_TABS
+    for handle in reversed(handles):
+        if extra <= 0:
+            break
+        if handle in (run.main_tab, run.tab):
+            continue
+        # Window handles are DevTools target ids: closed without switching to it.
+        run.driver.cdp("Target.closeTarget", {"targetId": handle})
+        run.driver.tab_displays.pop(handle, None)
+        extra -= 1

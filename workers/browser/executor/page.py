@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.conf import settings
 from selenium.common.exceptions import (
     JavascriptException,
     StaleElementReferenceException,
@@ -75,7 +76,18 @@ def _do_screenshot(run: Run, params: Params) -> dict[str, Any]:
 def _do_html(run: Run, params: Params) -> dict[str, Any]:
     # The browser has already decoded the page (by its declared or sniffed charset), so
     # auto_detect_encoding has nothing left to do. One WebDriver call: the serialised DOM.
-    return {"html_content": run.driver.page_source}
+    html, truncated = clip_utf8(run.driver.page_source, settings.HTML_MAX_BYTES)
+    return {"html_content": html, "truncated": True} if truncated else {"html_content": html}
+
+
+def clip_utf8(text: str, max_bytes: int) -> tuple[str, bool]:
+    """`text` cut to at most `max_bytes` of UTF-8 (never inside a character); whether it was cut."""
+    if len(text) * 4 <= max_bytes:
+        return text, False  # cheap: no character takes more than 4 bytes
+    encoded = text.encode()
+    if len(encoded) <= max_bytes:
+        return text, False
+    return encoded[:max_bytes].decode(errors="ignore"), True
 
 
 def _do_wait(run: Run, params: Params) -> dict[str, Any]:

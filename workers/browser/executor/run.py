@@ -14,7 +14,7 @@ from selenium.common.exceptions import (
 )
 from selenium.webdriver.remote.command import Command
 
-from workers.browser.base import Display
+from workers.browser.base import TAB_SETUP_COMMANDS, Display, display_metrics
 from workers.browser.driver import AttachedDriver
 from workers.browser.errors import BrowserError, BrowserGone
 
@@ -85,18 +85,14 @@ def switch(driver: AttachedDriver, tab_id: str) -> None:
 
 
 def ensure_display(driver: AttachedDriver, tab_id: str, display: Display) -> None:
-    """Emulation is per tab: tabs that the page opened (target=_blank) start without it."""
+    """Emulation is per tab: tabs that the page opened (target=_blank) start without it, and
+    without the tab setup commands."""
     if driver.tab_displays.get(tab_id) == display:
         return
-    driver.cdp(
-        "Emulation.setDeviceMetricsOverride",
-        {
-            "width": display.width,
-            "height": display.height,
-            "deviceScaleFactor": display.scale,
-            "mobile": False,
-        },
-    )
+    driver.cdp("Emulation.setDeviceMetricsOverride", display_metrics(display))
+    if tab_id not in driver.tab_displays:
+        for cmd, params in TAB_SETUP_COMMANDS:
+            driver.cdp(cmd, params)
     driver.tab_displays[tab_id] = display
 
 

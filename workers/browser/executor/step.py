@@ -8,11 +8,10 @@ from typing import Any
 from selenium.common.exceptions import (
     WebDriverException,
 )
-from selenium.webdriver.remote.command import Command
 
 from workers.browser import page_scripts
 from workers.browser.executor.failures import page_error
-from workers.browser.executor.keyboard import chord, combo, needs_text_input
+from workers.browser.executor.keyboard import chord, combo
 from workers.browser.executor.page import observe_page, script_again_on_navigation
 from workers.browser.executor.pointer import move_to, perform_pointer
 from workers.browser.executor.run import (
@@ -84,12 +83,11 @@ def _finish_step(run: Run, action: str, found: dict[str, Any], value: str) -> No
         # WebDriver's element click scrolls it into view and refuses when something covers it.
         element.click()
     elif action == "fill" and not found.get("done"):
-        if needs_text_input(value):
-            run.driver.cdp("Input.insertText", {"text": value})  # the page script focused the field
-        else:
-            run.driver.execute(
-                Command.SEND_KEYS_TO_ELEMENT, {"id": element.id, "text": value, "value": list(value)}
-            )
+        # Into whatever has focus now (the page script focused the field), as one text input, the
+        # way Playwright fills. Never WebDriver's Element Send Keys: on an <input type=file> it
+        # attaches the host file the text names, and a page can turn its field into one on focus.
+        if value:
+            run.driver.cdp("Input.insertText", {"text": value})
     elif action == "hover":
         perform_pointer(run, [move_to((found["x"], found["y"]))])
 
