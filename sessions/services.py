@@ -29,7 +29,7 @@ from project.exceptions import (
     SessionEnded,
     TooManyRequests,
 )
-from sessions import dispatch
+from sessions import dispatch, fleet
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
 
 
@@ -55,7 +55,9 @@ def session_terminate(*, session_id: str, reason: str, error: str = "") -> bool:
         status=SessionStatus.TERMINATED, ended_reason=reason, ended_at=timezone.now(), error=error[:2000]
     )
     if changed:
-        dispatch.browser_stop(session_id)
+        where = BrowserSession.objects.filter(pk=session_id).values_list("host", "backend").first()
+        host, backend = where or ("", "")
+        dispatch.browser_stop(session_id, host=host, backend=backend)
     return bool(changed)
 
 
@@ -111,6 +113,7 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
                     retry_after=_seconds_until_a_slot_frees(live, now),
                     extra={"limit": limit},
                 )
+        placement = fleet.placement_choose(now=now)
         inactivity = spec.inactivity_timeout_seconds or settings.DEFAULT_INACTIVITY_TIMEOUT_SECONDS
         session = BrowserSession(
             account=account,
@@ -129,9 +132,23 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
         )
         session.idle_expires_at = session.idle_deadline(now)
         session.billed_minutes = 1
+        session.host = placement.host
+        warm = placement.warm
+        if warm is not None:
+            # The session takes the claimed browser's handle; still `starting` until its host's
+            # worker has applied the display (the web process never drives a browser).
+            session.backend = warm.backend
+            session.webdriver_url = warm.webdriver_url
+            session.webdriver_session_id = warm.webdriver_session_id
+            session.browser_pid = warm.browser_pid
+            session.profile_dir = warm.profile_dir
         session.save(force_insert=True)
         _charge_first_minute(session)
-        dispatch.browser_start(session.pk)
+        if warm is not None:
+            dispatch.browser_adopt(session.pk, host=warm.host)
+            dispatch.pool_refill(warm.host, expires=60)
+        else:
+            dispatch.browser_start(session.pk, host=placement.host)
     return session
 
 

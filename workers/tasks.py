@@ -8,14 +8,16 @@ Every task is safe to run twice (acks are late, so a lost worker means a redeliv
 
 from __future__ import annotations
 
+import threading
+
 from celery import shared_task
 from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from sessions import screenshots, time_billing
 from sessions import services as session_services
-from workers import action_runner, services
+from workers import action_runner, fleet, services
 from workers.browser import TransientBrowserError
 from workers.browser.local import become_subreaper
 
@@ -23,15 +25,27 @@ _START_LIMIT = settings.BROWSER_START_TIMEOUT_SECONDS + 15
 
 
 @task_prerun.connect
-@task_postrun.connect
 def _retire_old_connections(**_: object) -> None:
     # What Django does around each request: drop connections past CONN_MAX_AGE or broken.
     close_old_connections()
 
 
+@task_postrun.connect
+def _retire_or_release_connection(**_: object) -> None:
+    if threading.current_thread() is threading.main_thread():
+        close_old_connections()  # prefork: one connection per process, reused across tasks
+    else:
+        # The actions worker's thread pool: Django connections are per thread, and 32 idle
+        # threads must not hold 32 PostgreSQL connections. A task opens its own and closes it.
+        connection.close()
+
+
 @worker_process_init.connect
 def _adopt_browser_helpers(**_: object) -> None:
     become_subreaper()
+
+
+__all__ = ["fleet"]  # imported for its worker signals (heartbeat, pool shutdown)
 
 
 @shared_task(
@@ -66,6 +80,22 @@ def sessions_sweep() -> int:
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
 def browsers_reconcile() -> dict[str, int]:
     return services.browsers_reconcile()
+
+
+@shared_task(acks_late=True, soft_time_limit=30, time_limit=40)
+def session_adopt(session_id: str) -> None:
+    """Apply the session's display to the warm browser it claimed and mark it ready."""
+    services.session_browser_adopt(session_id=session_id)
+
+
+@shared_task(acks_late=True, soft_time_limit=_START_LIMIT * 4, time_limit=_START_LIMIT * 4 + 10)
+def pool_refill(host: str) -> int:
+    return services.pool_refill(host=host)
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def host_reconcile(host: str) -> dict[str, int]:
+    return services.host_reconcile(host=host)
 
 
 @shared_task(acks_late=True, soft_time_limit=600, time_limit=660)

@@ -16,8 +16,8 @@ from datetime import timedelta
 from django.db import connection
 from django.db.models import F
 
-from billing.services import sessions_bill_time
 from sessions.models import BrowserSession
+from sessions.time_billing import sessions_bill_time
 
 SESSIONS = 6
 SECONDS = 8
