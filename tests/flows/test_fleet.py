@@ -31,7 +31,10 @@ POOLS = {"host-a": 2, "host-b": 1}
 
 @pytest.fixture(scope="module")
 def fleet(
-    service_env: dict[str, str], celery_worker_process: None, tmp_path_factory: pytest.TempPathFactory
+    service_env: dict[str, str],
+    celery_worker_process: None,
+    tmp_path_factory: pytest.TempPathFactory,
+    django_db_blocker: Any,
 ) -> Iterator[dict[str, Any]]:
     hosts: dict[str, Any] = {}
     try:
@@ -57,7 +60,7 @@ def fleet(
                 message=f"the browsers of {name} to be gone",
             )
         # Not heartbeating any more: no create may be placed there.
-        with connection.cursor() as cursor:
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
             cursor.execute("DELETE FROM browser_sessions_workerhost WHERE name = ANY(%s)", [list(POOLS)])
             cursor.execute("DELETE FROM browser_sessions_warmbrowser WHERE host = ANY(%s)", [list(POOLS)])
 
