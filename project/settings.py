@@ -156,6 +156,7 @@ CELERY_TASK_DEFAULT_QUEUE = "lifecycle"
 CELERY_TASK_ROUTES = {
     "workers.tasks.session_start": {"queue": "lifecycle"},
     "workers.tasks.session_stop": {"queue": "lifecycle"},
+    "workers.tasks.sessions_stop": {"queue": "lifecycle"},
     "workers.tasks.sessions_sweep": {"queue": "lifecycle"},
     "workers.tasks.browsers_reconcile": {"queue": "lifecycle"},
     "workers.tasks.screenshots_purge": {"queue": "lifecycle"},

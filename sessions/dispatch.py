@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from functools import partial
 
 from django.db import transaction
 
@@ -19,12 +20,21 @@ from sessions.models import BrowserSession
 
 SESSION_START = "workers.tasks.session_start"
 SESSION_STOP = "workers.tasks.session_stop"
+SESSIONS_STOP = "workers.tasks.sessions_stop"
 SESSION_ADOPT = "workers.tasks.session_adopt"
 ACTIONS_RUN = "workers.tasks.actions_run"
 POOL_REFILL = "workers.tasks.pool_refill"
 HOST_RECONCILE = "workers.tasks.host_reconcile"
 
-TASK_NAMES = (SESSION_START, SESSION_STOP, SESSION_ADOPT, ACTIONS_RUN, POOL_REFILL, HOST_RECONCILE)
+TASK_NAMES = (
+    SESSION_START,
+    SESSION_STOP,
+    SESSIONS_STOP,
+    SESSION_ADOPT,
+    ACTIONS_RUN,
+    POOL_REFILL,
+    HOST_RECONCILE,
+)
 
 
 def _send_after_commit(name: str, *args: str, queue: str | None = None, expires: float | None = None) -> None:
@@ -50,6 +60,23 @@ def browser_stop(session_id: str, *, host: str = "", backend: str = "") -> None:
     settle its time."""
     local_host = host if host and backend != "grid" else ""
     _send_after_commit(SESSION_STOP, session_id, queue=host_queue(local_host) if local_host else None)
+
+
+# Stops per message when many sessions end at once (the sweep): 10,000 ends are 400 messages,
+# and one message's stops take a worker a second or two.
+STOPS_PER_MESSAGE = 25
+
+
+def browser_stop_many(sessions: list[tuple[str, str, str]]) -> None:
+    """browser_stop for many ended sessions, given as (id, host, backend), a few per message."""
+    by_queue: dict[str | None, list[str]] = {}
+    for session_id, host, backend in sessions:
+        local_host = host if host and backend != "grid" else ""
+        by_queue.setdefault(host_queue(local_host) if local_host else None, []).append(session_id)
+    for queue, ids in by_queue.items():
+        for at in range(0, len(ids), STOPS_PER_MESSAGE):
+            chunk = ids[at : at + STOPS_PER_MESSAGE]
+            transaction.on_commit(partial(app.send_task, SESSIONS_STOP, args=(chunk,), queue=queue))
 
 
 # Session id -> actions queue. A session's host never changes once its browser is up, so the

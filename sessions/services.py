@@ -255,7 +255,9 @@ def sessions_sweep(*, now: datetime | None = None, batch_size: int = 500, max_ba
     """End live sessions past a deadline; return how many this run ended.
 
     Reads only live rows past their deadline, through partial indexes, so a run costs in
-    proportion to the expired sessions. Concurrent sweeps each end a given session at most once.
+    proportion to the expired sessions. Each batch locks its rows (`SKIP LOCKED`: a session an
+    action is being accepted on right now waits for the next run), ends them in one UPDATE and
+    sends their stops in a few messages per host. Concurrent sweeps each end a session at most once.
     """
     now = now or timezone.now()
     stuck_start = now - timedelta(
@@ -271,13 +273,17 @@ def sessions_sweep(*, now: datetime | None = None, batch_size: int = 500, max_ba
         (EndedReason.START_FAILED, Q(status=SessionStatus.STARTING, created_at__lte=stuck_start)),
     ):
         for _ in range(max_batches):
-            ids = list(
-                BrowserSession.objects.filter(deadline_passed, status__in=LIVE_STATUSES).values_list(
-                    "pk", flat=True
-                )[:batch_size]
-            )
-            for session_id in ids:
-                ended += session_terminate(session_id=session_id, reason=reason)
-            if len(ids) < batch_size:
+            with transaction.atomic():
+                rows = list(
+                    BrowserSession.objects.select_for_update(skip_locked=True)
+                    .filter(deadline_passed, status__in=LIVE_STATUSES)
+                    .values_list("pk", "host", "backend")[:batch_size]
+                )
+                BrowserSession.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+                    status=SessionStatus.TERMINATED, ended_reason=reason, ended_at=timezone.now()
+                )
+                dispatch.browser_stop_many(rows)
+            ended += len(rows)
+            if len(rows) < batch_size:
                 break
     return ended

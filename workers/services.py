@@ -284,6 +284,12 @@ def browsers_reconcile() -> dict[str, int]:
         ).values_list("pk", "host", "backend")[:500]
     )
     for session_id, host, backend_name in lost_stops:
+        if alive and host and backend_name != "grid" and host not in alive:
+            # Its host was forgotten (dead): the browser went with it, nobody consumes its queue.
+            session = BrowserSession.objects.filter(pk=session_id).first()
+            if session is not None:
+                session_browser_released(session=session)
+            continue
         dispatch.browser_stop(session_id, host=host, backend=backend_name)
     return {
         "crashed": crashed,

@@ -8,6 +8,7 @@ Every task is safe to run twice (acks are late, so a lost worker means a redeliv
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from celery import shared_task
@@ -20,6 +21,8 @@ from sessions import services as session_services
 from workers import action_runner, fleet, services
 from workers.browser import TransientBrowserError
 from workers.browser.local import become_subreaper
+
+logger = logging.getLogger(__name__)
 
 _START_LIMIT = settings.BROWSER_START_TIMEOUT_SECONDS + 15
 
@@ -70,6 +73,17 @@ def session_start(session_id: str) -> None:
 )
 def session_stop(session_id: str) -> None:
     services.session_browser_stop(session_id=session_id)
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def sessions_stop(session_ids: list[str]) -> None:
+    """session_stop for several sessions (the sweep ends many at once)."""
+    for session_id in session_ids:
+        try:
+            services.session_browser_stop(session_id=session_id)
+        except TransientBrowserError as exc:
+            # Left unreleased: reconcile sends this one's stop again (its lost-stop check).
+            logger.warning("session %s: stop failed, reconcile retries it: %s", session_id, exc)
 
 
 @shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
