@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 NO_CAPACITY_RETRY_AFTER_SECONDS = 5
 
 
+class _HostFull(Exception):
+    pass
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where a new session's browser comes from: a claimed warm browser, or a cold start on
@@ -121,10 +125,17 @@ def placement_choose(*, now: datetime) -> Placement:
     loads = host_loads(names)
     capacity = {h.name: h.capacity for h in alive}
     for name in sorted(names, key=lambda n: (loads[n] / max(1, capacity[n]), loads[n])):
-        # Re-count under the host's lock: a create that took a slot meanwhile has committed.
-        host = WorkerHost.objects.select_for_update().filter(pk=name).first()
-        if host is not None and host_loads([name])[name] < host.capacity:
-            return Placement(host=name)
+        try:
+            # Re-count under the host's lock: a create that took a slot meanwhile has committed.
+            # In a savepoint, so that a full host's lock is let go before the next is taken (two
+            # creates trying two full hosts in opposite orders would deadlock).
+            with transaction.atomic():
+                host = WorkerHost.objects.select_for_update().filter(pk=name).first()
+                if host is None or host_loads([name])[name] >= host.capacity:
+                    raise _HostFull
+                return Placement(host=name)
+        except _HostFull:
+            continue
     raise ServiceUnavailable(
         f"Every worker host is at its browser capacity ({sum(capacity.values())} browsers on "
         f"{len(names)} hosts); try again shortly.",
@@ -193,14 +204,18 @@ def warm_browsers_of(*, host: str) -> list[WarmBrowser]:
 
 
 def hosts_dead_reap(*, now: datetime | None = None) -> list[str]:
-    """Forget hosts that stopped heartbeating: their live sessions end as crashed (their
-    browsers went with the host, so they are released at once and their time settled) and their
-    pool rows are deleted. Returns the names of the hosts forgotten."""
+    """Forget hosts that stopped heartbeating while another still does: their live sessions end
+    as crashed (their browsers went with the host, so they are released at once and their time
+    settled) and their pool rows are deleted. Returns the names of the hosts forgotten."""
     # browser_state imports services, which imports this module.
     from sessions.browser_state import session_browser_released
     from sessions.services import started_event
 
     now = now or timezone.now()
+    if not WorkerHost.objects.filter(heartbeat_at__gte=_alive_since(now)).exists():
+        # No host is heartbeating: more likely the database (or this clock) was away than the
+        # whole fleet. Hosts are only declared dead next to one that is seen alive.
+        return []
     dead = list(WorkerHost.objects.filter(heartbeat_at__lt=_alive_since(now)).values_list("pk", flat=True))
     for name in dead:
         session_ids = list(

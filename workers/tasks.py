@@ -16,9 +16,10 @@ from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from sessions import screenshots, time_billing
+from sessions import fleet, screenshots, time_billing
 from sessions import services as session_services
-from workers import action_runner, fleet, services
+from workers import action_runner, services
+from workers import fleet as host_fleet
 from workers.browser import TransientBrowserError
 from workers.browser.local import become_subreaper
 
@@ -48,7 +49,7 @@ def _adopt_browser_helpers(**_: object) -> None:
     become_subreaper()
 
 
-__all__ = ["fleet"]  # imported for its worker signals (heartbeat, pool shutdown)
+__all__ = ["host_fleet"]  # imported for its worker signals (heartbeat, pool shutdown)
 
 
 @shared_task(
@@ -88,6 +89,9 @@ def sessions_stop(session_ids: list[str]) -> None:
 
 @shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
 def sessions_sweep() -> int:
+    # Also forgets dead hosts: the sweep runs every few seconds, so a dead host's sessions end
+    # within HOST_DEAD_AFTER_SECONDS + SESSION_SWEEP_INTERVAL_SECONDS.
+    fleet.hosts_dead_reap()
     return session_services.sessions_sweep()
 
 
