@@ -14,7 +14,7 @@ import threading
 from celery import shared_task
 from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from sessions import fleet, screenshots, time_billing
 from sessions import services as session_services
@@ -26,6 +26,9 @@ from workers.browser.local import become_subreaper
 logger = logging.getLogger(__name__)
 
 _START_LIMIT = settings.BROWSER_START_TIMEOUT_SECONDS + 15
+# A database that restarts under a task (it could not read its rows) is transient: sent again,
+# the task finds what is still to do (an action drain claims what is still queued).
+_DB_OUTAGE = (OperationalError, InterfaceError)
 
 
 @task_prerun.connect
@@ -100,7 +103,14 @@ def browsers_reconcile() -> dict[str, int]:
     return services.browsers_reconcile()
 
 
-@shared_task(acks_late=True, soft_time_limit=30, time_limit=40)
+@shared_task(
+    acks_late=True,
+    soft_time_limit=30,
+    time_limit=40,
+    autoretry_for=_DB_OUTAGE,
+    max_retries=3,
+    retry_backoff=1,
+)
 def session_adopt(session_id: str) -> None:
     """Apply the session's display to the warm browser it claimed and mark it ready."""
     services.session_browser_adopt(session_id=session_id)
@@ -116,7 +126,15 @@ def host_reconcile(host: str) -> dict[str, int]:
     return services.host_reconcile(host=host)
 
 
-@shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
+@shared_task(
+    acks_late=True,
+    soft_time_limit=600,
+    time_limit=660,
+    autoretry_for=_DB_OUTAGE,
+    max_retries=5,
+    retry_backoff=1,
+    retry_backoff_max=8,
+)
 def actions_run(session_id: str) -> None:
     """Run the session's queued actions in order (see workers/action_runner.py)."""
     action_runner.actions_drain(session_id=session_id)
