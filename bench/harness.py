@@ -102,9 +102,19 @@ class Stack:
 
     def db_query(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run one statement on the bench database (autocommit); return its rows (or [])."""
-        with self._db.cursor() as cursor:
-            cursor.execute(query, params)  # type: ignore[arg-type]
-            return list(cursor.fetchall()) if cursor.description else []
+        for attempt in (1, 2):
+            if self._db.closed:
+                self._db = _connect(self.env, self.database)
+            try:
+                with self._db.cursor() as cursor:
+                    cursor.execute(query, params)  # type: ignore[arg-type]
+                    return list(cursor.fetchall()) if cursor.description else []
+            except psycopg.OperationalError:
+                # A fault test restarted the server under this connection: connect again, once.
+                self._db.close()
+                if attempt == 2:
+                    raise
+        return []
 
     def manage(self, *args: str, timeout: float = 120) -> str:
         """Run `manage.py ARGS` against the bench stack; return its stdout."""
@@ -140,6 +150,17 @@ def _admin_connection(env: dict[str, str]) -> psycopg.Connection[Any]:
         user=env["POSTGRES_USER"],
         password=env.get("POSTGRES_PASSWORD") or None,
         dbname="postgres",
+        autocommit=True,
+        connect_timeout=10,
+    )
+
+
+def _connect(env: dict[str, str], database: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]),
+        user=env["POSTGRES_USER"],
+        dbname=database,
         autocommit=True,
         connect_timeout=10,
     )
@@ -405,14 +426,7 @@ def running_stack(
                 }
             )
             log(f"stack ready at {base_url} in {time.monotonic() - started:.1f}s")
-            db = psycopg.connect(
-                host=env["POSTGRES_HOST"],
-                port=int(env["POSTGRES_PORT"]),
-                user=env["POSTGRES_USER"],
-                dbname=database,
-                autocommit=True,
-                connect_timeout=10,
-            )
+            db = _connect(env, database)
             stack = Stack(
                 name=name,
                 base_url=base_url,
