@@ -13,9 +13,10 @@ What `running_stack` brings up, and takes down again on exit (also on errors, Ct
   two benchmarks from sharing it at once;
 - a temporary BROWSER_PROFILE_ROOT, so reconcile only ever sees this stack's browsers;
 - `bin/dev web` (gunicorn gthread, 2 workers x 16 threads, on a free 127.0.0.1 port),
-  `bin/dev worker` (lifecycle, actions; concurrency 4 unless `worker_concurrency` says
-  otherwise) and `bin/dev beat`: the commands `bin/dev serve` runs, each in its own process
-  group, with BROWSERFLEET_ENV=development.
+  `bin/dev worker` (its two Celery workers: lifecycle prefork with `worker_concurrency`
+  processes, default 4; actions with `action_threads` threads, default 32) and `bin/dev beat`:
+  the commands `bin/dev serve` runs, each in its own process group, with
+  BROWSERFLEET_ENV=development.
 
 At the end, live sessions are ended through the service (as `admin`) and their browsers given
 time to go; then the processes are stopped and any chromium or chromedriver still carrying the
@@ -62,6 +63,7 @@ END_SESSIONS_TIMEOUT_SECONDS = 45
 WEB_WORKERS = 2
 WEB_THREADS = 16
 WORKER_CONCURRENCY = 4
+ACTION_THREADS = 32
 
 
 def log(message: str) -> None:
@@ -233,8 +235,8 @@ def _wait_ready(checks: dict[str, tuple[subprocess.Popen[bytes], Path, Callable[
         time.sleep(0.2)
 
 
-def _log_contains(path: Path, marker: str) -> Callable[[], bool]:
-    return lambda: marker in path.read_text(errors="replace")
+def _log_contains(path: Path, marker: str, times: int = 1) -> Callable[[], bool]:
+    return lambda: path.read_text(errors="replace").count(marker) >= times
 
 
 def _http_answers(url: str) -> Callable[[], bool]:
@@ -352,11 +354,13 @@ def running_stack(
     redis_db: int = DEFAULT_REDIS_DB,
     redis_url: str | None = None,
     worker_concurrency: int = WORKER_CONCURRENCY,
+    action_threads: int = ACTION_THREADS,
     supervised: bool = False,
 ) -> Iterator[Stack]:
     """The whole service, isolated; see the module docstring.
 
-    `worker_concurrency` is the Celery worker's `-c` (4, as `bin/dev worker` by default).
+    `worker_concurrency` is the lifecycle worker's `-c` (LIFECYCLE_CONCURRENCY), `action_threads`
+    the actions worker's (ACTION_THREADS).
     `redis_url` points the stack at a Redis server of the caller's own (the fault tests') instead
     of a database of the shared one; `env_overrides` can do the same for PostgreSQL
     (`POSTGRES_PORT`). `supervised` runs each process under `bin/dev supervise`, as
@@ -423,7 +427,12 @@ def running_stack(
             )  # fmt: skip
             processes["worker"] = _start(
                 [str(REPO / "bin" / "dev"), *run, "worker"],
-                env={**env, "WORKER_CONCURRENCY": str(worker_concurrency), "WORKER_NAME": f"bench-{name}@%h"},
+                env={
+                    **env,
+                    "LIFECYCLE_CONCURRENCY": str(worker_concurrency),
+                    "ACTION_THREADS": str(action_threads),
+                    "WORKER_NAME": f"bench-{name}@%h",
+                },
                 log_file=worker_log,
             )
             processes["beat"] = _start(
@@ -435,7 +444,8 @@ def running_stack(
             _wait_ready(
                 {
                     "web": (processes["web"], web_log, _http_answers(base_url)),
-                    "worker": (processes["worker"], worker_log, _log_contains(worker_log, "ready.")),
+                    # Both Celery workers (lifecycle and actions) log "ready." into this log.
+                    "worker": (processes["worker"], worker_log, _log_contains(worker_log, "ready.", 2)),
                     "beat": (processes["beat"], beat_log, _log_contains(beat_log, "beat: Starting")),
                     **(
                         {"egress": (processes["egress"], workdir / "egress.log",

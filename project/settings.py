@@ -5,6 +5,8 @@ Every variable is listed with its meaning in README.md ("Configuration") and .en
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import django_stubs_ext
@@ -229,11 +231,16 @@ CELERY_TASK_DEFAULT_QUEUE = "lifecycle"
 CELERY_TASK_ROUTES = {
     "workers.tasks.session_start": {"queue": "lifecycle"},
     "workers.tasks.session_stop": {"queue": "lifecycle"},
+    "workers.tasks.sessions_stop": {"queue": "lifecycle"},
     "workers.tasks.sessions_sweep": {"queue": "lifecycle"},
     "workers.tasks.browsers_reconcile": {"queue": "lifecycle"},
     "workers.tasks.screenshots_purge": {"queue": "lifecycle"},
     "workers.tasks.actions_run": {"queue": "actions"},
     "workers.tasks.actions_reconcile": {"queue": "lifecycle"},
+    "workers.tasks.session_adopt": {"queue": "actions"},
+    "workers.tasks.pool_refill": {"queue": "lifecycle"},
+    "workers.tasks.host_reconcile": {"queue": "lifecycle"},
+    "workers.tasks.hosts_check": {"queue": "lifecycle"},
     "workers.tasks.sessions_bill_time": {"queue": "lifecycle"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -276,6 +283,31 @@ BROWSER_EGRESS_HOST = env_str("BROWSER_EGRESS_HOST", "127.0.0.1")
 BROWSER_EGRESS_PORT = env_int("BROWSER_EGRESS_PORT", 3128, minimum=1)
 # A Grid session younger than this may be one a worker is starting right now: reconcile spares it.
 BROWSER_ORPHAN_GRACE_SECONDS = env_int("BROWSER_ORPHAN_GRACE_SECONDS", 60, minimum=0)
+
+
+def _default_browsers_per_host() -> int:
+    # ~200 MB per browser (PSS of Chromium and chromedriver with a light page), leaving a quarter
+    # of the memory to everything else; and no more than 8 per core, beyond which pages crawl.
+    try:
+        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError):
+        memory_mb = 4096
+    return max(1, min(memory_mb * 3 // 4 // 200, 8 * (os.cpu_count() or 1)))
+
+
+# --- The fleet: worker hosts, warm pool, capacity -----------------------------------------------
+# The name of this worker host: its queues are host.<name> (starts, stops) and actions.<name>.
+WORKER_HOST = env_str("WORKER_HOST", "") or socket.gethostname()
+# Browsers (sessions and warm pool) one host may run; a create answers 503 no_capacity beyond.
+BROWSERS_PER_HOST = env_int("BROWSERS_PER_HOST", _default_browsers_per_host(), minimum=1)
+# Blank browsers each host keeps started for fast creates (local backend; 0 disables the pool).
+BROWSER_POOL_SIZE = env_int("BROWSER_POOL_SIZE", 2, minimum=0)
+# Pool browsers older than this are replaced by fresh ones.
+BROWSER_POOL_MAX_AGE_SECONDS = env_int("BROWSER_POOL_MAX_AGE_SECONDS", 1800, minimum=10)
+# Each host writes its heartbeat this often; one silent for HOST_DEAD_AFTER_SECONDS is dead:
+# its sessions end as crashed and its pool is forgotten.
+HOST_HEARTBEAT_SECONDS = env_int("HOST_HEARTBEAT_SECONDS", 5, minimum=1)
+HOST_DEAD_AFTER_SECONDS = env_int("HOST_DEAD_AFTER_SECONDS", 3 * HOST_HEARTBEAT_SECONDS, minimum=2)
 
 # --- Sessions ---------------------------------------------------------------------------------
 SESSION_SWEEP_INTERVAL_SECONDS = env_int("SESSION_SWEEP_INTERVAL_SECONDS", 5, minimum=1)

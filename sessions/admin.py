@@ -4,11 +4,12 @@ import json
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html
 
-from sessions.models import Action, BrowserSession, EndedReason
+from sessions.models import LIVE_STATUSES, Action, BrowserSession, EndedReason, WarmBrowser, WorkerHost
 from sessions.services import session_terminate
 
 
@@ -85,3 +86,56 @@ class ActionAdmin(admin.ModelAdmin[Action]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(WorkerHost)
+class WorkerHostAdmin(admin.ModelAdmin[WorkerHost]):
+    """The fleet: each host's heartbeat, capacity and warm pool (count and age of the oldest)."""
+
+    list_display = [
+        "name",
+        "heartbeat_at",
+        "capacity",
+        "pool_size",
+        "pool_browsers",
+        "live_sessions",
+        "started_at",
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in WorkerHost._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="pool browsers (ready/all)")
+    def pool_browsers(self, obj: WorkerHost) -> str:
+        counts = dict(
+            WarmBrowser.objects.filter(host=obj.name)
+            .values_list("state")
+            .annotate(n=Count("pk"))
+            .values_list("state", "n")
+        )
+        return f"{counts.get('ready', 0)}/{sum(counts.values())}"
+
+    @admin.display(description="live sessions")
+    def live_sessions(self, obj: WorkerHost) -> int:
+        return BrowserSession.objects.filter(host=obj.name, status__in=LIVE_STATUSES).count()
+
+
+@admin.register(WarmBrowser)
+class WarmBrowserAdmin(admin.ModelAdmin[WarmBrowser]):
+    """Pool browsers: started, blank, not billed; each is claimed by one create, then deleted."""
+
+    list_display = ["id", "host", "state", "created_at", "age_seconds", "browser_pid"]
+    list_filter = ["host", "state"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in WarmBrowser._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="age (s)")
+    def age_seconds(self, obj: WarmBrowser) -> int:
+        return int((timezone.now() - obj.created_at).total_seconds())

@@ -8,31 +8,112 @@ task is sent at once. tests/sessions/test_dispatch.py checks every name here is 
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from functools import partial
+
 from django.db import transaction
 
 from project.celery import app
+from sessions.fleet import host_actions_queue, host_queue
+from sessions.models import BrowserSession
 
 SESSION_START = "workers.tasks.session_start"
 SESSION_STOP = "workers.tasks.session_stop"
+SESSIONS_STOP = "workers.tasks.sessions_stop"
+SESSION_ADOPT = "workers.tasks.session_adopt"
 ACTIONS_RUN = "workers.tasks.actions_run"
+POOL_REFILL = "workers.tasks.pool_refill"
+HOST_RECONCILE = "workers.tasks.host_reconcile"
 
-TASK_NAMES = (SESSION_START, SESSION_STOP, ACTIONS_RUN)
+TASK_NAMES = (
+    SESSION_START,
+    SESSION_STOP,
+    SESSIONS_STOP,
+    SESSION_ADOPT,
+    ACTIONS_RUN,
+    POOL_REFILL,
+    HOST_RECONCILE,
+)
 
 
-def _send_after_commit(name: str, session_id: str) -> None:
-    transaction.on_commit(lambda: app.send_task(name, args=(session_id,)))
+def _send_after_commit(name: str, *args: str, queue: str | None = None, expires: float | None = None) -> None:
+    # queue None: the task's route in settings.CELERY_TASK_ROUTES.
+    transaction.on_commit(lambda: app.send_task(name, args=args, queue=queue, expires=expires))
 
 
-def browser_start(session_id: str) -> None:
-    """Have a worker start the session's browser and mark it ready."""
-    _send_after_commit(SESSION_START, session_id)
+def browser_start(session_id: str, *, host: str = "") -> None:
+    """Have a worker (of `host`, if placed there) start the session's browser and mark it ready."""
+    _send_after_commit(SESSION_START, session_id, queue=host_queue(host) if host else None)
 
 
-def browser_stop(session_id: str) -> None:
-    """Have a worker free the ended session's browser and settle its time."""
-    _send_after_commit(SESSION_STOP, session_id)
+def browser_adopt(session_id: str, *, host: str) -> None:
+    """Have `host` apply the session's display to the warm browser it claimed and mark it ready.
+
+    On the host's actions worker: one DevTools command, never queued behind browser starts.
+    """
+    _send_after_commit(SESSION_ADOPT, session_id, queue=host_actions_queue(host))
+
+
+def browser_stop(session_id: str, *, host: str = "", backend: str = "") -> None:
+    """Have a worker (the browser's host, for a local one) free the ended session's browser and
+    settle its time."""
+    local_host = host if host and backend != "grid" else ""
+    _send_after_commit(SESSION_STOP, session_id, queue=host_queue(local_host) if local_host else None)
+
+
+# Stops per message when many sessions end at once (the sweep): 10,000 ends are 400 messages,
+# and one message's stops take a worker a second or two.
+STOPS_PER_MESSAGE = 25
+
+
+def browser_stop_many(sessions: list[tuple[str, str, str]]) -> None:
+    """browser_stop for many ended sessions, given as (id, host, backend), a few per message."""
+    by_queue: dict[str | None, list[str]] = {}
+    for session_id, host, backend in sessions:
+        local_host = host if host and backend != "grid" else ""
+        by_queue.setdefault(host_queue(local_host) if local_host else None, []).append(session_id)
+    for queue, ids in by_queue.items():
+        for at in range(0, len(ids), STOPS_PER_MESSAGE):
+            chunk = ids[at : at + STOPS_PER_MESSAGE]
+            transaction.on_commit(partial(app.send_task, SESSIONS_STOP, args=(chunk,), queue=queue))
+
+
+# Session id -> actions queue. A session's host never changes once its browser is up, so the
+# look-up is done once per session and process (bounded, thread-safe).
+_action_queues: OrderedDict[str, str] = OrderedDict()
+_action_queues_lock = threading.Lock()
+_ACTION_QUEUES_KEPT = 10_000
+
+
+def _actions_queue_of(session_id: str) -> str | None:
+    with _action_queues_lock:
+        queue = _action_queues.get(session_id)
+    if queue is not None:
+        return queue
+    row = BrowserSession.objects.filter(pk=session_id).values_list("backend", "host").first()
+    if row is None or not row[1]:
+        return None  # not up yet: no route to remember
+    backend, host = row
+    # A local browser's chromedriver listens on its host's loopback: only that host can drive it.
+    queue = host_actions_queue(host) if backend == "local" else "actions"
+    with _action_queues_lock:
+        _action_queues[session_id] = queue
+        while len(_action_queues) > _ACTION_QUEUES_KEPT:
+            _action_queues.popitem(last=False)
+    return queue
 
 
 def actions_run(session_id: str) -> None:
-    """Have a worker run the session's queued actions, in order."""
-    _send_after_commit(ACTIONS_RUN, session_id)
+    """Have a worker (of the session's host, for a local browser) run its queued actions, in order."""
+    _send_after_commit(ACTIONS_RUN, session_id, queue=_actions_queue_of(session_id))
+
+
+def pool_refill(host: str, *, expires: float | None = None) -> None:
+    """Have `host` start the pool browsers it lacks (and recycle old ones)."""
+    _send_after_commit(POOL_REFILL, host, queue=host_queue(host), expires=expires)
+
+
+def host_reconcile(host: str, *, expires: float | None = None) -> None:
+    """Have `host` compare its sessions' and pool's rows with its own browser processes."""
+    _send_after_commit(HOST_RECONCILE, host, queue=host_queue(host), expires=expires)

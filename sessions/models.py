@@ -88,6 +88,8 @@ class BrowserSession(models.Model):
                 condition=Q(status=SessionStatus.TERMINATED, browser_released_at__isnull=True),
                 name="session_unreleased",
             ),
+            # A host's load (admission, placement) and its sessions when it dies.
+            models.Index(fields=["host"], condition=_LIVE, name="session_live_host"),
         ]
 
     def __str__(self) -> str:
@@ -197,3 +199,53 @@ class Action(models.Model):
         if self.started_at and self.finished_at:
             return int((self.finished_at - self.started_at).total_seconds() * 1000)
         return None
+
+
+class WorkerHost(models.Model):
+    """A machine whose workers run local browsers; alive while its heartbeat is recent."""
+
+    name = models.CharField(primary_key=True, max_length=255)
+    heartbeat_at = models.DateTimeField()
+    started_at = models.DateTimeField()
+    # What the host reported with its last heartbeat (its own settings).
+    capacity = models.PositiveIntegerField()
+    pool_size = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# In the browser's profile path, so that reconcile tells pool browsers from sessions'.
+WARM_BROWSER_ID_PREFIX = "pool_"
+
+
+def new_warm_browser_id() -> str:
+    return WARM_BROWSER_ID_PREFIX + secrets.token_hex(12)
+
+
+class WarmBrowserState(models.TextChoices):
+    STARTING = "starting"  # row written, the host's worker is starting the browser
+    READY = "ready"  # blank and ready to be claimed by one create
+
+
+class WarmBrowser(models.Model):
+    """A started, blank browser a create may claim (then the row is deleted: used once)."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_warm_browser_id, editable=False)
+    host = models.CharField(max_length=255)
+    state = models.CharField(
+        max_length=16, choices=WarmBrowserState.choices, default=WarmBrowserState.STARTING
+    )
+    created_at = models.DateTimeField()
+    ready_at = models.DateTimeField(null=True, blank=True)
+    backend = models.CharField(max_length=16, blank=True, default="")
+    webdriver_url = models.CharField(max_length=300, blank=True, default="")
+    webdriver_session_id = models.CharField(max_length=100, blank=True, default="")
+    browser_pid = models.IntegerField(null=True, blank=True)
+    profile_dir = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["host", "state", "created_at"], name="warm_browser_host_state")]
+
+    def __str__(self) -> str:
+        return self.id

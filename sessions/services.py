@@ -30,7 +30,7 @@ from project.exceptions import (
     SessionEnded,
     TooManyRequests,
 )
-from sessions import dispatch
+from sessions import dispatch, fleet
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
 
 
@@ -56,7 +56,9 @@ def session_terminate(*, session_id: str, reason: str, error: str = "") -> bool:
         status=SessionStatus.TERMINATED, ended_reason=reason, ended_at=timezone.now(), error=error[:2000]
     )
     if changed:
-        dispatch.browser_stop(session_id)
+        where = BrowserSession.objects.filter(pk=session_id).values_list("host", "backend").first()
+        host, backend = where or ("", "")
+        dispatch.browser_stop(session_id, host=host, backend=backend)
     return bool(changed)
 
 
@@ -113,6 +115,7 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
                     retry_after=_seconds_until_a_slot_frees(live, now),
                     extra={"limit": limit},
                 )
+        placement = fleet.placement_choose(now=now)
         inactivity = spec.inactivity_timeout_seconds or settings.DEFAULT_INACTIVITY_TIMEOUT_SECONDS
         session = BrowserSession(
             account=account,
@@ -131,9 +134,23 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
         )
         session.idle_expires_at = session.idle_deadline(now)
         session.billed_minutes = 1
+        session.host = placement.host
+        warm = placement.warm
+        if warm is not None:
+            # The session takes the claimed browser's handle; still `starting` until its host's
+            # worker has applied the display (the web process never drives a browser).
+            session.backend = warm.backend
+            session.webdriver_url = warm.webdriver_url
+            session.webdriver_session_id = warm.webdriver_session_id
+            session.browser_pid = warm.browser_pid
+            session.profile_dir = warm.profile_dir
         session.save(force_insert=True)
         _charge_first_minute(session)
-        dispatch.browser_start(session.pk)
+        if warm is not None:
+            dispatch.browser_adopt(session.pk, host=warm.host)
+            dispatch.pool_refill(warm.host, expires=60)
+        else:
+            dispatch.browser_start(session.pk, host=placement.host)
     return session
 
 
@@ -240,7 +257,9 @@ def sessions_sweep(*, now: datetime | None = None, batch_size: int = 500, max_ba
     """End live sessions past a deadline; return how many this run ended.
 
     Reads only live rows past their deadline, through partial indexes, so a run costs in
-    proportion to the expired sessions. Concurrent sweeps each end a given session at most once.
+    proportion to the expired sessions. Each batch locks its rows (`SKIP LOCKED`: a session an
+    action is being accepted on right now waits for the next run), ends them in one UPDATE and
+    sends their stops in a few messages per host. Concurrent sweeps each end a session at most once.
     """
     now = now or timezone.now()
     stuck_start = now - timedelta(
@@ -256,13 +275,17 @@ def sessions_sweep(*, now: datetime | None = None, batch_size: int = 500, max_ba
         (EndedReason.START_FAILED, Q(status=SessionStatus.STARTING, created_at__lte=stuck_start)),
     ):
         for _ in range(max_batches):
-            ids = list(
-                BrowserSession.objects.filter(deadline_passed, status__in=LIVE_STATUSES).values_list(
-                    "pk", flat=True
-                )[:batch_size]
-            )
-            for session_id in ids:
-                ended += session_terminate(session_id=session_id, reason=reason)
-            if len(ids) < batch_size:
+            with transaction.atomic():
+                rows = list(
+                    BrowserSession.objects.select_for_update(skip_locked=True)
+                    .filter(deadline_passed, status__in=LIVE_STATUSES)
+                    .values_list("pk", "host", "backend")[:batch_size]
+                )
+                BrowserSession.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+                    status=SessionStatus.TERMINATED, ended_reason=reason, ended_at=timezone.now()
+                )
+                dispatch.browser_stop_many(rows)
+            ended += len(rows)
+            if len(rows) < batch_size:
                 break
     return ended

@@ -24,7 +24,14 @@ from django.db import connection
 
 from accounts.models import Account
 from accounts.plans import seed_plans
-from tests.support.processes import browser_processes, start_celery, start_egress, stop_process, wait_until
+from tests.support.processes import (
+    browser_processes,
+    start_celery,
+    start_egress,
+    start_worker_host,
+    stop_process,
+    wait_until,
+)
 
 PAGES = Path(__file__).parent / "pages"
 
@@ -81,25 +88,7 @@ def celery_worker_process(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[None]:
     logs = tmp_path_factory.mktemp("celery")
-    worker = start_celery(
-        [
-            "worker",
-            "-Q",
-            "lifecycle,actions",
-            "-c",
-            "4",
-            "-l",
-            "info",
-            "-n",
-            "test@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        env=service_env,
-        log=logs / "worker.log",
-        ready_marker="ready.",
-    )
+    workers = start_worker_host(host=settings.WORKER_HOST, env=service_env, logs=logs)
     try:
         beat = start_celery(
             ["beat", "-l", "info", "-s", str(logs / "beat-schedule")],
@@ -108,11 +97,13 @@ def celery_worker_process(
             ready_marker="beat: Starting",
         )
     except BaseException:
-        stop_process(worker)  # a Beat that fails to start must not leave the worker running
+        for worker in workers:  # a Beat that fails to start must not leave the workers running
+            stop_process(worker)
         raise
     yield
     stop_process(beat)
-    stop_process(worker)
+    for worker in workers:
+        stop_process(worker)
     # Nothing may outlive the sessions: every browser the suite started must be gone.
     leaked = browser_processes(str(settings.BROWSER_PROFILE_ROOT))
     assert not leaked, f"browser processes left running: {leaked}"

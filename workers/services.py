@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
 
-from sessions import dispatch
+from sessions import dispatch, fleet
 from sessions.browser_state import (
     BrowserLocation,
     session_browser_ready,
@@ -20,10 +21,20 @@ from sessions.browser_state import (
     session_browser_start_abandoned,
     session_browser_start_failed,
 )
-from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
+from sessions.models import (
+    LIVE_STATUSES,
+    WARM_BROWSER_ID_PREFIX,
+    BrowserSession,
+    EndedReason,
+    SessionStatus,
+    WarmBrowser,
+    WarmBrowserState,
+)
 from sessions.services import session_terminate
-from workers.browser import BrowserHandle, BrowserStartError, Display, egress, get_backend
+from workers.browser import BrowserError, BrowserHandle, BrowserStartError, Display, egress, get_backend
+from workers.browser.base import prepare_first_tab
 from workers.browser.driver import forget
+from workers.browser.local import LocalBackend
 
 logger = logging.getLogger(__name__)
 
@@ -81,50 +92,151 @@ def session_browser_stop(*, session_id: str) -> None:
     session_browser_released(session=session)
 
 
-def browsers_reconcile() -> dict[str, int]:
-    """Compare rows with real browsers.
+def session_browser_adopt(*, session_id: str) -> None:
+    """Make the warm browser a create claimed the session's: apply its display, mark it ready.
 
-    A live session whose browser is gone ends as crashed; a browser that belongs to no live
-    session is killed; an ended session whose stop task was lost gets another one.
+    Runs on the browser's host (its actions worker). A warm browser that died in the pool is
+    stopped and the session falls back to a cold start on the same host.
     """
-    backend = get_backend()
-    crashed = 0
-    live = list(
-        BrowserSession.objects.filter(status__in=LIVE_STATUSES).values_list(
-            "pk", "status", "backend", "host", "webdriver_session_id"
-        )
+    session = BrowserSession.objects.filter(pk=session_id).first()
+    if session is None or session.status != SessionStatus.STARTING or not session.webdriver_session_id:
+        return
+    handle = handle_of(session)
+    display = Display(session.display_width, session.display_height, session.display_scale)
+    try:
+        prepare_first_tab(handle.webdriver_url, handle.webdriver_session_id, display)
+    except BrowserError as exc:
+        logger.warning("session %s: its warm browser failed (%s); starting a new one", session_id, exc)
+        get_backend(handle.backend).stop(handle, session_id=session_id)
+        dispatch.browser_start(session_id, host=session.host)
+        return
+    location = BrowserLocation(
+        backend=handle.backend,
+        webdriver_url=handle.webdriver_url,
+        webdriver_session_id=handle.webdriver_session_id,
+        host=handle.host,
+        browser_pid=handle.pid,
+        profile_dir=handle.profile_dir,
     )
-    this_host = getattr(backend, "host", None)
-    for session_id, status, backend_name, host, webdriver_id in live:
-        if status == SessionStatus.STARTING or not webdriver_id:
+    if not session_browser_ready(session=session, location=location):
+        # Ended meanwhile: its row names this browser, so its stop task frees it.
+        session_browser_start_abandoned(session_id=session_id)
+
+
+def _warm_handle(warm: WarmBrowser) -> BrowserHandle:
+    return BrowserHandle(
+        backend=warm.backend or "local",
+        webdriver_url=warm.webdriver_url,
+        webdriver_session_id=warm.webdriver_session_id,
+        host=warm.host,
+        pid=warm.browser_pid,
+        profile_dir=warm.profile_dir,
+    )
+
+
+def _warm_browsers_stop(backend: LocalBackend, taken: list[WarmBrowser]) -> None:
+    for warm in taken:
+        backend.stop(_warm_handle(warm), session_id=warm.pk)
+
+
+def pool_refill(*, host: str) -> int:
+    """Recycle this host's pool browsers past BROWSER_POOL_MAX_AGE_SECONDS and start the ones it
+    lacks (within BROWSERS_PER_HOST); return how many started."""
+    if host != settings.WORKER_HOST or settings.BROWSER_BACKEND != "local":
+        return 0
+    backend = LocalBackend()
+    old = timezone.now() - timedelta(seconds=settings.BROWSER_POOL_MAX_AGE_SECONDS)
+    _warm_browsers_stop(backend, fleet.warm_browsers_take(host=host, older_than=old))
+    started = 0
+    for pool_id in fleet.warm_browsers_reserve(
+        host=host, pool_size=settings.BROWSER_POOL_SIZE, capacity=settings.BROWSERS_PER_HOST
+    ):
+        try:
+            handle = backend.start(session_id=pool_id, display=Display())
+        except BrowserStartError as exc:
+            logger.warning("pool browser %s did not start: %s", pool_id, exc)
+            fleet.warm_browsers_take(host=host, ids=[pool_id])
             continue
-        if backend_name == "local" and this_host is not None and host != this_host:
-            continue  # only the machine that runs a local browser can see its processes
+        if fleet.warm_browser_ready(
+            pool_id=pool_id,
+            backend=handle.backend,
+            webdriver_url=handle.webdriver_url,
+            webdriver_session_id=handle.webdriver_session_id,
+            pid=handle.pid,
+            profile_dir=handle.profile_dir,
+        ):
+            started += 1
+        else:
+            backend.stop(handle, session_id=pool_id)  # forgotten while it started
+    return started
+
+
+def pool_forget(*, host: str) -> None:
+    """This host's worker stops: stop its pool browsers (sessions' browsers stay up)."""
+    backend = LocalBackend()
+    _warm_browsers_stop(backend, fleet.warm_browsers_take(host=host))
+    # Pool browsers whose rows were forgotten meanwhile (never a claimed one: a live session
+    # names its directory).
+    backend.kill_orphans_of(_live_browser_names, prefix=WARM_BROWSER_ID_PREFIX)
+
+
+def _live_browser_names() -> set[str]:
+    """Ids in the profile paths of browsers that must live: live sessions (a claimed warm
+    browser keeps its pool id in its paths) and pool rows."""
+    names: set[str] = set()
+    for session_id, profile_dir in BrowserSession.objects.filter(status__in=LIVE_STATUSES).values_list(
+        "pk", "profile_dir"
+    ):
+        names.add(session_id)
+        if profile_dir:
+            names.add(Path(profile_dir).name)
+    names.update(WarmBrowser.objects.values_list("pk", flat=True))
+    return names
+
+
+def _end_if_gone(session_ids: list[str]) -> int:
+    crashed = 0
+    for session_id in session_ids:
         session = BrowserSession.objects.filter(pk=session_id).first()
-        if session is None:
+        if session is None or session.status not in (SessionStatus.READY, SessionStatus.RUNNING):
             continue
-        if not get_backend(backend_name).is_alive(handle_of(session)):
+        if not get_backend(session.backend).is_alive(handle_of(session)):
             logger.warning("session %s: browser is gone; ending it as crashed", session_id)
             crashed += session_terminate(
                 session_id=session_id, reason=EndedReason.CRASHED, error="the browser exited"
             )
-    # Re-read: sessions may have started or ended while we checked.
-    live_ids = set(BrowserSession.objects.filter(status__in=LIVE_STATUSES).values_list("pk", flat=True))
-    live_webdriver_ids = set(
-        BrowserSession.objects.filter(status__in=LIVE_STATUSES)
-        .exclude(webdriver_session_id="")
-        .values_list("webdriver_session_id", flat=True)
+    return crashed
+
+
+def host_reconcile(*, host: str) -> dict[str, int]:
+    """On `host`: end its sessions whose browser is gone (crashed), replace dead pool browsers,
+    kill browsers that belong to no live session or pool row, and top the pool up."""
+    if host != settings.WORKER_HOST:
+        return {}
+    backend = LocalBackend()
+    crashed = _end_if_gone(
+        list(
+            BrowserSession.objects.filter(status__in=LIVE_STATUSES, host=host, backend="local")
+            .exclude(webdriver_session_id="")
+            .values_list("pk", flat=True)
+        )
     )
-    killed = backend.kill_orphans(live_session_ids=live_ids, live_webdriver_ids=live_webdriver_ids)
+    stale_start = timezone.now() - timedelta(seconds=settings.BROWSER_START_TIMEOUT_SECONDS + 30)
+    dead_pool = [
+        w.pk
+        for w in fleet.warm_browsers_of(host=host)
+        if (w.state == WarmBrowserState.READY and not backend.is_alive(_warm_handle(w)))
+        or (w.state == WarmBrowserState.STARTING and w.created_at < stale_start)
+    ]
+    if dead_pool:
+        logger.warning("pool browsers gone on %s, replacing them: %s", host, dead_pool)
+        _warm_browsers_stop(backend, fleet.warm_browsers_take(host=host, ids=dead_pool))
+    killed = backend.kill_orphans_of(_live_browser_names)
     if killed:
         logger.warning("killed %d browsers that belonged to no live session: %s", len(killed), killed)
-    lost_stops = BrowserSession.objects.filter(
-        status=SessionStatus.TERMINATED,
-        browser_released_at__isnull=True,
-        ended_at__lte=timezone.now() - timedelta(seconds=settings.RECONCILE_INTERVAL_SECONDS),
-    ).values_list("pk", flat=True)[:500]
-    for session_id in lost_stops:
-        dispatch.browser_stop(session_id)
+    if settings.BROWSER_POOL_SIZE:
+        dispatch.pool_refill(host, expires=settings.RECONCILE_INTERVAL_SECONDS)
+    # This host's egress filter (one per host, like its browsers).
     try:
         egress.ensure_ready()
         egress_down = 0
@@ -136,6 +248,66 @@ def browsers_reconcile() -> dict[str, int]:
     return {
         "crashed": crashed,
         "orphans_killed": len(killed),
-        "stops_requeued": len(lost_stops),
+        "pool_replaced": len(dead_pool),
         "egress_down": egress_down,
+    }
+
+
+def browsers_reconcile() -> dict[str, int]:
+    """Compare rows with real browsers, fleet-wide (Beat, on any lifecycle worker).
+
+    Hosts that stopped heartbeating are forgotten (their sessions end as crashed); every live
+    host reconciles its own local browsers (host_reconcile, on its queue); Grid sessions are
+    checked here; an ended session whose stop task was lost gets another one.
+    """
+    backend = get_backend()
+    forgotten = fleet.hosts_dead_reap()
+    alive = [h.name for h in fleet.hosts_alive()]
+    for host in alive:
+        dispatch.host_reconcile(host, expires=settings.RECONCILE_INTERVAL_SECONDS)
+    crashed = _end_if_gone(
+        list(
+            BrowserSession.objects.filter(status__in=LIVE_STATUSES, backend="grid")
+            .exclude(webdriver_session_id="")
+            .values_list("pk", flat=True)
+        )
+    )
+    killed: list[str] = []
+    if backend.name == "grid":
+        # Re-read: sessions may have started or ended while we checked.
+        live = BrowserSession.objects.filter(status__in=LIVE_STATUSES)
+        killed = backend.kill_orphans(
+            live_session_ids=set(live.values_list("pk", flat=True)),
+            live_webdriver_ids=set(
+                live.exclude(webdriver_session_id="").values_list("webdriver_session_id", flat=True)
+            ),
+        )
+        if killed:
+            logger.warning(
+                "killed %d Grid sessions that belonged to no live session: %s", len(killed), killed
+            )
+    elif not alive:
+        # No host heartbeats (a worker without a host queue): this machine's browsers, here.
+        result = host_reconcile(host=settings.WORKER_HOST)
+        crashed += result.get("crashed", 0)
+    lost_stops = list(
+        BrowserSession.objects.filter(
+            status=SessionStatus.TERMINATED,
+            browser_released_at__isnull=True,
+            ended_at__lte=timezone.now() - timedelta(seconds=settings.RECONCILE_INTERVAL_SECONDS),
+        ).values_list("pk", "host", "backend")[:500]
+    )
+    for session_id, host, backend_name in lost_stops:
+        if alive and host and backend_name != "grid" and host not in alive:
+            # Its host was forgotten (dead): the browser went with it, nobody consumes its queue.
+            session = BrowserSession.objects.filter(pk=session_id).first()
+            if session is not None:
+                session_browser_released(session=session)
+            continue
+        dispatch.browser_stop(session_id, host=host, backend=backend_name)
+    return {
+        "crashed": crashed,
+        "orphans_killed": len(killed),
+        "stops_requeued": len(lost_stops),
+        "hosts_forgotten": len(forgotten),
     }

@@ -8,30 +8,51 @@ Every task is safe to run twice (acks are late, so a lost worker means a redeliv
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from celery import shared_task
 from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from sessions import screenshots, time_billing
+from sessions import fleet, screenshots, time_billing
 from sessions import services as session_services
 from workers import action_runner, services
+from workers import fleet as host_fleet
 from workers.browser import TransientBrowserError
 from workers.browser.local import become_subreaper
 
+logger = logging.getLogger(__name__)
+
 _START_LIMIT = settings.BROWSER_START_TIMEOUT_SECONDS + 15
+# A database that restarts under a task (it could not read its rows) is transient: sent again,
+# the task finds what is still to do (an action drain claims what is still queued).
+_DB_OUTAGE = (OperationalError, InterfaceError)
 
 
 @task_prerun.connect
-@task_postrun.connect
 def _retire_old_connections(**_: object) -> None:
     # What Django does around each request: drop connections past CONN_MAX_AGE or broken.
     close_old_connections()
 
 
+@task_postrun.connect
+def _retire_or_release_connection(**_: object) -> None:
+    if threading.current_thread() is threading.main_thread():
+        close_old_connections()  # prefork: one connection per process, reused across tasks
+    else:
+        # The actions worker's thread pool: Django connections are per thread, and 32 idle
+        # threads must not hold 32 PostgreSQL connections. A task opens its own and closes it.
+        connection.close()
+
+
 @worker_process_init.connect
 def _adopt_browser_helpers(**_: object) -> None:
     become_subreaper()
+
+
+__all__ = ["host_fleet"]  # imported for its worker signals (heartbeat, pool shutdown)
 
 
 @shared_task(
@@ -60,8 +81,22 @@ def session_stop(session_id: str) -> None:
     services.session_browser_stop(session_id=session_id)
 
 
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def sessions_stop(session_ids: list[str]) -> None:
+    """session_stop for several sessions (the sweep ends many at once)."""
+    for session_id in session_ids:
+        try:
+            services.session_browser_stop(session_id=session_id)
+        except TransientBrowserError as exc:
+            # Left unreleased: reconcile sends this one's stop again (its lost-stop check).
+            logger.warning("session %s: stop failed, reconcile retries it: %s", session_id, exc)
+
+
 @shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
 def sessions_sweep() -> int:
+    # Also forgets dead hosts: the sweep runs every few seconds, so a dead host's sessions end
+    # within HOST_DEAD_AFTER_SECONDS + SESSION_SWEEP_INTERVAL_SECONDS.
+    fleet.hosts_dead_reap()
     return session_services.sessions_sweep()
 
 
@@ -72,8 +107,35 @@ def browsers_reconcile() -> dict[str, int]:
 
 @shared_task(
     acks_late=True,
+    soft_time_limit=30,
+    time_limit=40,
+    autoretry_for=_DB_OUTAGE,
+    max_retries=3,
+    retry_backoff=1,
+)
+def session_adopt(session_id: str) -> None:
+    """Apply the session's display to the warm browser it claimed and mark it ready."""
+    services.session_browser_adopt(session_id=session_id)
+
+
+@shared_task(acks_late=True, soft_time_limit=_START_LIMIT * 4, time_limit=_START_LIMIT * 4 + 10)
+def pool_refill(host: str) -> int:
+    return services.pool_refill(host=host)
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def host_reconcile(host: str) -> dict[str, int]:
+    return services.host_reconcile(host=host)
+
+
+@shared_task(
+    acks_late=True,
     soft_time_limit=settings.ACTION_DRAIN_TIME_LIMIT_SECONDS,
     time_limit=settings.ACTION_DRAIN_TIME_LIMIT_SECONDS + 60,
+    autoretry_for=_DB_OUTAGE,
+    max_retries=5,
+    retry_backoff=1,
+    retry_backoff_max=8,
 )
 def actions_run(session_id: str) -> None:
     """Run the session's queued actions in order (see workers/action_runner.py)."""

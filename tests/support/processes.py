@@ -69,6 +69,34 @@ def start_egress(*, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"the egress filter did not become ready:\n{log.read_text()[-4000:]}")
 
 
+def start_worker_host(
+    *, host: str, env: dict[str, str], logs: Path, lifecycle_concurrency: int = 2, action_threads: int = 8
+) -> list[subprocess.Popen[bytes]]:
+    """One worker host, as `bin/dev worker` runs it: a prefork lifecycle worker (shared queue and
+    `host.<host>`) and a threads actions worker (`actions`, `actions.<host>`)."""
+    env = {**env, "WORKER_HOST": host}
+    common = ["-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    lifecycle = start_celery(
+        ["worker", "-Q", f"lifecycle,host.{host}", "--pool", "prefork", "-c", str(lifecycle_concurrency),
+         "-n", f"lifecycle-{host}@%h", *common],
+        env=env,
+        log=logs / f"lifecycle-{host}.log",
+        ready_marker="ready.",
+    )  # fmt: skip
+    try:
+        actions = start_celery(
+            ["worker", "-Q", f"actions,actions.{host}", "--pool", "threads", "-c", str(action_threads),
+             "-n", f"actions-{host}@%h", *common],
+            env=env,
+            log=logs / f"actions-{host}.log",
+            ready_marker="ready.",
+        )  # fmt: skip
+    except BaseException:
+        stop_process(lifecycle)
+        raise
+    return [lifecycle, actions]
+
+
 def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 20) -> None:
     if process.poll() is not None:
         return

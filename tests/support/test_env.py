@@ -16,6 +16,12 @@ os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "2")
 # Tests call the billing service themselves; a background run would race their table flushes.
 os.environ.setdefault("BILLING_INTERVAL_SECONDS", "3600")
 os.environ["ALLOW_PRIVATE_NETWORK_TARGETS"] = "false"
+# The suite's worker host keeps no warm pool: each test's table flush would forget it and its
+# browsers be restarted for every test. tests/flows/test_fleet.py runs hosts with pools.
+os.environ.setdefault("BROWSER_POOL_SIZE", "0")
+os.environ.setdefault("HOST_HEARTBEAT_SECONDS", "1")
+# Generous on a loaded machine: a heartbeat late by seconds must not end a host's sessions.
+os.environ.setdefault("HOST_DEAD_AFTER_SECONDS", "8")
 os.environ.pop("SELENIUM_GRID_URL", None)
 os.environ.pop("BROWSER_BACKEND", None)
 

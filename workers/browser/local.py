@@ -1,9 +1,10 @@
 """The local backend: chromedriver and Debian's Chromium on this machine.
 
 Each session gets its own chromedriver in its own process group, and a profile directory
-`<BROWSER_PROFILE_ROOT>/<session id>/`. Chromium is chromedriver's child and stays in that group,
-so stopping kills the whole group at once and removes the directory. The session id is in every
-command line (the profile and log paths), which is how reconcile finds browsers without a row.
+`<BROWSER_PROFILE_ROOT>/<session id>/` (or `<pool id>/` for a warm pool browser, `pool_...`,
+which the session that claims it keeps). Chromium is chromedriver's child and stays in that group,
+so stopping kills the whole group at once and removes the directory. The id is in every command
+line (the profile and log paths), which is how reconcile finds browsers without a row.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -117,7 +119,7 @@ class LocalBackend:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root or settings.BROWSER_PROFILE_ROOT)
-        self.host = socket.gethostname()
+        self.host = settings.WORKER_HOST
 
     def _session_dir(self, session_id: str) -> Path:
         return self.root / session_id
@@ -188,6 +190,10 @@ class LocalBackend:
         raise BrowserStartError("chromedriver did not answer in time")
 
     def stop(self, handle: BrowserHandle, *, session_id: str) -> None:
+        if handle.host and handle.host != self.host:
+            # Another host's browser (that host is gone, or this worker took a stray task): its
+            # pid means nothing here, and its own reconcile kills it if it is still running.
+            return
         if handle.webdriver_session_id and handle.webdriver_url:
             # Let chromedriver close Chromium cleanly; the group kill below is what guarantees it.
             with contextlib.suppress(BrowserError):
@@ -196,8 +202,11 @@ class LocalBackend:
                 )
         if handle.pid:
             _kill_group(handle.pid)
-        self._kill_session_processes(session_id)
-        shutil.rmtree(self._session_dir(session_id), ignore_errors=True)
+        # A warm pool browser keeps its pool id in its paths after a session claimed it.
+        names = {session_id, Path(handle.profile_dir).name if handle.profile_dir else session_id}
+        for name in names:
+            self._kill_session_processes(name)
+            shutil.rmtree(self._session_dir(name), ignore_errors=True)
         _reap_finished_children()
 
     def is_alive(self, handle: BrowserHandle) -> bool:
@@ -231,9 +240,18 @@ class LocalBackend:
             _kill_group(pgid)
 
     def kill_orphans(self, *, live_session_ids: set[str], live_webdriver_ids: set[str]) -> list[str]:
+        return self.kill_orphans_of(lambda: live_session_ids)
+
+    def kill_orphans_of(self, live_names: Callable[[], set[str]], *, prefix: str = "") -> list[str]:
+        """Kill browsers whose id (in their profile path) is not in `live_names()`; only those
+        whose id starts with `prefix`. The processes are listed first and the names read after,
+        so a browser whose row was written after the names were read is never taken for an
+        orphan (rows are always written before their browser starts)."""
+        groups = self._browser_groups()
+        live = live_names()
         killed = []
-        for session_id, pgids in self._browser_groups().items():
-            if session_id in live_session_ids:
+        for session_id, pgids in groups.items():
+            if session_id in live or not session_id.startswith(prefix):
                 continue
             for pgid in pgids:
                 _kill_group(pgid)
