@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "sessions.apps.BrowserSessionsConfig",
+    "jobs.apps.JobsConfig",
     "workers",
 ]
 
@@ -154,7 +155,15 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.screenshots_purge": {"queue": "lifecycle"},
     "workers.tasks.actions_run": {"queue": "actions"},
     "workers.tasks.sessions_bill_time": {"queue": "lifecycle"},
+    # Batch jobs: their own queues, so that bulk scraping never delays actions.
+    "workers.job_tasks.job_browser_run": {"queue": "jobs"},
+    "workers.job_tasks.jobs_dispatch": {"queue": "jobs"},
+    "workers.job_tasks.jobs_tick": {"queue": "jobs"},
+    "workers.job_tasks.jobs_purge": {"queue": "jobs"},
+    "workers.job_tasks.webhook_deliver": {"queue": "webhooks"},
 }
+# workers/tasks.py is found by autodiscovery; the job tasks live in their own module.
+CELERY_IMPORTS = ["workers.job_tasks"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes every database connection before and after each task unless
 # this is set: a new PostgreSQL connection per action cost ~8 ms (bench/action_roundtrip.py).
@@ -192,6 +201,27 @@ DEFAULT_INACTIVITY_TIMEOUT_SECONDS = env_int("DEFAULT_INACTIVITY_TIMEOUT_SECONDS
 # How long an action request waits for its result before answering 202 (poll GET /v1/actions/{id}).
 ACTION_WAIT_SECONDS = env_int("ACTION_WAIT_SECONDS", 45, minimum=1)
 SCREENSHOT_URL_TTL_SECONDS = env_int("SCREENSHOT_URL_TTL_SECONDS", 3600, minimum=60)
+
+# --- Batch jobs ------------------------------------------------------------------------------
+# Results (rows and screenshots) are deleted this many days after a job ends.
+JOB_RESULTS_TTL_DAYS = env_int("JOB_RESULTS_TTL_DAYS", 7, minimum=1)
+# A page's lease; a heartbeat renews it every third of this. A lost worker's pages are queued
+# again within this plus JOB_TICK_INTERVAL_SECONDS.
+JOB_ITEM_LEASE_SECONDS = env_int("JOB_ITEM_LEASE_SECONDS", 20, minimum=3)
+JOB_BROWSER_LEASE_SECONDS = env_int("JOB_BROWSER_LEASE_SECONDS", 60, minimum=10)
+JOB_TICK_INTERVAL_SECONDS = env_int("JOB_TICK_INTERVAL_SECONDS", 5, minimum=1)
+# A job browser restarts after this many pages (bounds what a long job's browser accumulates).
+JOB_BROWSER_RECYCLE_PAGES = env_int("JOB_BROWSER_RECYCLE_PAGES", 200, minimum=1)
+# A job task works this long, then queues itself again (keeping its browser) and frees the slot.
+JOB_TASK_SLICE_SECONDS = env_int("JOB_TASK_SLICE_SECONDS", 60, minimum=5)
+JOB_RETRY_BACKOFF_SECONDS = env_int("JOB_RETRY_BACKOFF_SECONDS", 2, minimum=0)
+# The longest Retry-After a target site may impose on one page before we retry anyway.
+JOB_RETRY_AFTER_MAX_SECONDS = env_int("JOB_RETRY_AFTER_MAX_SECONDS", 120, minimum=0)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+WEBHOOK_RETRY_BACKOFF_SECONDS = env_int("WEBHOOK_RETRY_BACKOFF_SECONDS", 5, minimum=0)
+# A job of 100,000 URLs is a few MB of JSON; Django's default refuses bodies above 2.5 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BODY_BYTES", 16 * 1024 * 1024, minimum=1024 * 1024)
 
 # --- Security ---------------------------------------------------------------------------------
 AUTH_LOCKOUT_MAX_FAILURES = env_int("AUTH_LOCKOUT_MAX_FAILURES", 10, minimum=1)

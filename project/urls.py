@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing.api import urls as billing_urls
+from jobs.api import urls as job_urls
+from jobs.api import views as job_views
 from sessions.api import action_views
 from sessions.api import urls as computer_urls
 
@@ -18,5 +20,7 @@ urlpatterns = [
         include((computer_urls.urlpatterns + computer_urls.v1_only_urlpatterns, "computers"), namespace="v1"),
     ),
     path("v1/", include((billing_urls.urlpatterns, "billing"), namespace="billing")),
+    path("v1/job-screenshots/<str:token>.png", job_views.JobScreenshotView.as_view(), name="job-screenshot"),
+    path("v1/", include((job_urls.urlpatterns, "jobs"), namespace="jobs")),
     path("", include((computer_urls.urlpatterns, "computers"), namespace="root")),
 ]

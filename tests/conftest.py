@@ -88,6 +88,26 @@ def celery_worker_process(
         log=logs / "worker.log",
         ready_marker="ready.",
     )
+    # Batch jobs run in their own worker, as in production, so they never hold action slots.
+    jobs_worker = start_celery(
+        [
+            "worker",
+            "-Q",
+            "jobs,webhooks",
+            "-c",
+            "3",
+            "-l",
+            "info",
+            "-n",
+            "test-jobs@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env=service_env,
+        log=logs / "jobs-worker.log",
+        ready_marker="ready.",
+    )
     beat = start_celery(
         ["beat", "-l", "info", "-s", str(logs / "beat-schedule")],
         env=service_env,
@@ -96,6 +116,7 @@ def celery_worker_process(
     )
     yield
     stop_process(beat)
+    stop_process(jobs_worker)
     stop_process(worker)
     # Nothing may outlive the sessions: every browser the suite started must be gone.
     leaked = browser_processes(str(settings.BROWSER_PROFILE_ROOT))
@@ -113,6 +134,7 @@ def plans(transactional_db: None, celery_worker_process: None) -> Iterator[None]
     seed_prices(Price)
     yield
     # Before the flush: a worker still writing while tables are truncated could deadlock it.
+    _end_all_jobs()
     _end_all_sessions()
 
 
@@ -152,6 +174,7 @@ def make_client(live_server: Any, plans: None, celery_worker_process: None) -> I
         return client
 
     yield make
+    _end_all_jobs()
     _end_all_sessions()
     _assert_balances_match_ledgers()
 
@@ -171,6 +194,27 @@ def _end_all_sessions() -> None:
         ),
         timeout=30,
         message="browsers of ended sessions to be released",
+    )
+
+
+def _end_all_jobs() -> None:
+    """Cancel what a test left running and wait until its browsers are stopped."""
+    from jobs.models import ACTIVE_JOB_STATUSES, Job, JobBrowser
+    from jobs.services import job_cancel
+
+    for job in Job.objects.filter(status__in=ACTIVE_JOB_STATUSES):
+        if job.status != "cancelling":
+            job_cancel(job=job)
+    wait_until(
+        lambda: (
+            not Job.objects.filter(status__in=ACTIVE_JOB_STATUSES).exists()
+            and not JobBrowser.objects.filter(browser_released_at__isnull=True)
+            .exclude(webdriver_session_id="")
+            .exists()
+            and not JobBrowser.objects.filter(is_live=True).exists()
+        ),
+        timeout=60,
+        message="jobs to end and their browsers to be stopped",
     )
 
 

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.services import session_time_bill, session_time_refund
+from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
 from sessions.services import session_terminate, started_event
 from workers.browser import BrowserHandle, BrowserStartError, Display, get_backend
@@ -117,12 +118,17 @@ def browsers_reconcile() -> dict[str, int]:
             crashed += session_terminate(
                 session_id=session_id, reason=EndedReason.CRASHED, error="the browser exited"
             )
-    # Re-read: sessions may have started or ended while we checked.
+    # Re-read: sessions may have started or ended while we checked. Batch jobs' browsers
+    # (profile ids `job-...`) are live while their rows are.
     live_ids = set(BrowserSession.objects.filter(status__in=LIVE_STATUSES).values_list("pk", flat=True))
-    live_webdriver_ids = set(
-        BrowserSession.objects.filter(status__in=LIVE_STATUSES)
-        .exclude(webdriver_session_id="")
-        .values_list("webdriver_session_id", flat=True)
+    live_ids |= live_job_browser_ids()
+    live_webdriver_ids = (
+        set(
+            BrowserSession.objects.filter(status__in=LIVE_STATUSES)
+            .exclude(webdriver_session_id="")
+            .values_list("webdriver_session_id", flat=True)
+        )
+        | live_job_webdriver_ids()
     )
     killed = backend.kill_orphans(live_session_ids=live_ids, live_webdriver_ids=live_webdriver_ids)
     if killed:

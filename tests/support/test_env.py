@@ -15,5 +15,13 @@ os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "2")
 # Tests call the billing service themselves; a background run would race their table flushes.
 os.environ.setdefault("BILLING_INTERVAL_SECONDS", "3600")
 os.environ.setdefault("ALLOW_PRIVATE_NETWORK_TARGETS", "true")
+# Batch jobs: a quick Beat tick and short leases, so lost pages come back within seconds.
+os.environ.setdefault("JOB_TICK_INTERVAL_SECONDS", "1")
+os.environ.setdefault("JOB_ITEM_LEASE_SECONDS", "6")
+os.environ.setdefault("JOB_BROWSER_LEASE_SECONDS", "10")
+os.environ.setdefault("JOB_RETRY_BACKOFF_SECONDS", "1")
+os.environ.setdefault("WEBHOOK_RETRY_BACKOFF_SECONDS", "1")
+os.environ.setdefault("WEBHOOK_MAX_ATTEMPTS", "3")
+os.environ.setdefault("WEBHOOK_TIMEOUT_SECONDS", "3")
 os.environ.pop("SELENIUM_GRID_URL", None)
 os.environ.pop("BROWSER_BACKEND", None)

@@ -1,0 +1,209 @@
+"""One page of a batch job in a job's own browser: load, check, wait, scrape, screenshot.
+
+A job browser works through many pages one after the other, so this keeps its own driver (not
+the per-process cache of session drivers) with a read timeout above the job's page timeout, and
+reports each page as a `PageVisit`: what happened and whether it is worth another try. Like the
+action executor, no Selenium exception leaves this module; a browser that is gone raises
+BrowserGone so that the caller starts another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from selenium.common.exceptions import TimeoutException, WebDriverException
+
+from workers.browser.actions import ActionFailed, _do_scrape, _from_webdriver, _Run
+from workers.browser.base import BrowserHandle, Display
+from workers.browser.driver import AttachedDriver
+from workers.browser.errors import BrowserError, BrowserGone
+
+# HTTP answers worth another try (Scrapy's RETRY_HTTP_CODES, with 429).
+TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504, 522, 524}
+
+# Chromium fills responseStatus in Navigation Timing (Chrome 109+): the main document's status.
+_LOADED = """
+const nav = performance.getEntriesByType('navigation')[0];
+return {url: location.href, title: document.title,
+        status: nav && nav.responseStatus ? nav.responseStatus : null};
+"""
+
+# Navigation Timing has no headers: ask the same URL again for its Retry-After, with a HEAD from
+# the page itself (same origin, same cookies). Only after a 429 or 503.
+_RETRY_AFTER = """
+const ctl = new AbortController();
+setTimeout(() => ctl.abort(), 5000);
+return fetch(location.href, {method: 'HEAD', cache: 'no-store', credentials: 'include', signal: ctl.signal})
+  .then(r => r.headers.get('retry-after')).catch(() => null);
+"""
+
+_WAIT_FOR = """
+const selector = arguments[0], deadline = Date.now() + arguments[1];
+return new Promise((resolve) => {
+  const look = () => {
+    let found;
+    try { found = document.querySelector(selector); } catch (e) { resolve('bad_selector'); return; }
+    if (found) resolve('found');
+    else if (Date.now() >= deadline) resolve('timeout');
+    else setTimeout(look, 50);
+  };
+  look();
+});
+"""
+
+_ERROR_CODE = "const e = document.querySelector('.error-code'); return e ? e.textContent.trim() : '';"
+
+
+@dataclass
+class PageVisit:
+    ok: bool
+    transient: bool = False  # worth another try
+    chargeable: bool = False  # the page loaded and was processed, or the failure is the target's
+    http_status: int | None = None
+    final_url: str = ""
+    data: Any = None
+    screenshot_png: bytes | None = None
+    error_code: str = ""
+    error_message: str = ""
+    retry_after: float | None = None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+class JobPageBrowser:
+    """A driver attached to a job browser, set up for pages of `page_timeout` seconds."""
+
+    def __init__(self, handle: BrowserHandle, *, page_timeout: int, display: Display | None = None) -> None:
+        self.handle = handle
+        self.display = display or Display()
+        self.page_timeout = page_timeout
+        self.driver = AttachedDriver(
+            webdriver_url=handle.webdriver_url, webdriver_session_id=handle.webdriver_session_id
+        )
+        # The browser times the page out first; the client waits a little longer for its answer.
+        self.driver.command_executor._client_config.timeout = urllib3.Timeout(  # type: ignore[attr-defined]
+            connect=5.0, read=float(page_timeout + 15)
+        )
+        self._call(lambda: self.driver.set_page_load_timeout(page_timeout))
+        self._call(lambda: self.driver.set_script_timeout(25))
+
+    def close(self) -> None:
+        close = getattr(self.driver.command_executor, "close", None)
+        if close is not None:
+            close()
+
+    def _call(self, fn: Any) -> Any:
+        try:
+            return fn()
+        except WebDriverException as exc:
+            error = _from_webdriver(exc, self.handle)
+            raise error from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise BrowserGone(f"The job browser's driver does not answer: {exc}") from exc
+
+    def visit(
+        self, url: str, *, scrape: dict[str, Any], wait_for: dict[str, Any] | None, screenshot: bool
+    ) -> PageVisit:
+        """Raises BrowserGone when the browser died (the page is not the cause: retry it)."""
+        try:
+            self.driver.get(url)
+        except TimeoutException:
+            return PageVisit(
+                ok=False,
+                transient=True,
+                error_code="timeout",
+                error_message=f"The page did not finish loading within {self.page_timeout} s.",
+            )
+        except WebDriverException as exc:
+            error = _from_webdriver(exc, self.handle)
+            if isinstance(error, BrowserGone):
+                raise error from exc
+            return PageVisit(
+                ok=False, transient=True, error_code="connection_error", error_message=str(error)
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise BrowserGone(f"The job browser's driver does not answer: {exc}") from exc
+        page = dict(self._call(lambda: self.driver.execute_script(_LOADED)))
+        final_url = str(page.get("url") or "")
+        if final_url.startswith("chrome-error://"):
+            code = self._call(lambda: self.driver.execute_script(_ERROR_CODE)) or "the page failed to load"
+            return PageVisit(
+                ok=False,
+                transient=True,
+                error_code="connection_error",
+                error_message=f"Could not load {url}: {code}",
+            )
+        status = page.get("status")
+        status = int(status) if isinstance(status, int | float) else None
+        if status is not None and status >= 400:
+            retry_after = None
+            if status in (429, 503):
+                retry_after = parse_retry_after(self._call(lambda: self.driver.execute_script(_RETRY_AFTER)))
+            return PageVisit(
+                ok=False,
+                transient=status in TRANSIENT_HTTP,
+                chargeable=True,
+                http_status=status,
+                final_url=final_url,
+                error_code=f"http_{status}",
+                error_message=f"The site answered HTTP {status}.",
+                retry_after=retry_after,
+            )
+        visit = PageVisit(ok=True, chargeable=True, http_status=status, final_url=final_url)
+        if wait_for:
+            found = self._call(
+                lambda: self.driver.execute_script(
+                    _WAIT_FOR, wait_for["selector"], int(wait_for.get("timeout_ms", 10_000))
+                )
+            )
+            if found != "found":
+                visit.ok = False
+                visit.error_code = "selector_timeout" if found == "timeout" else "bad_selector"
+                visit.error_message = (
+                    f"{wait_for['selector']!r} did not appear within {wait_for.get('timeout_ms', 10_000)} ms."
+                    if found == "timeout"
+                    else f"{wait_for['selector']!r} is not a valid CSS selector."
+                )
+                return visit
+        try:
+            run = _Run(driver=self.driver, display=self.display, main_tab="", tab="")
+            result = self._call(lambda: _do_scrape(run, dict(scrape)))
+        except ActionFailed as exc:
+            visit.ok = False
+            visit.error_code = "scrape_error"
+            visit.error_message = str(exc)
+            return visit
+        visit.data = _page_data(result, scrape)
+        if screenshot:
+            visit.screenshot_png = self._call(self.driver.get_screenshot_as_png)
+        return visit
+
+
+def _page_data(result: dict[str, Any], scrape: dict[str, Any]) -> Any:
+    if scrape.get("schema"):
+        return result.get("data")
+    data: dict[str, Any] = {"title": result.get("title")}
+    for fmt in ("markdown", "text"):
+        if fmt in result:
+            data[fmt] = result[fmt]
+            data["truncated"] = bool(result.get("truncated"))
+    return data
+
+
+__all__ = ["BrowserError", "BrowserGone", "JobPageBrowser", "PageVisit", "parse_retry_after"]
