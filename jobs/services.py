@@ -39,6 +39,7 @@ from jobs.models import (
     JobStatus,
     WebhookDelivery,
 )
+from jobs.selectors import schema_columns
 from project.exceptions import ApplicationError, InvalidInput
 from sessions.action_specs import check_navigation_target
 from sessions.services import account_browsers_in_use
@@ -160,6 +161,8 @@ def job_submit(
         account=account,
         spec={
             "scrape": spec.scrape,
+            # jsonb does not keep key order: the export's columns are fixed here, in schema order.
+            "columns": schema_columns(spec.scrape),
             "screenshot": spec.screenshot,
             "wait_for": spec.wait_for,
             "page_timeout_seconds": spec.page_timeout_seconds,

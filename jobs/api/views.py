@@ -112,7 +112,7 @@ class JobResultsView(_PlainJsonNegotiation, APIView):
             )
             response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
         else:
-            columns = selectors.schema_columns(job.spec.get("scrape") or {})
+            columns = job.spec.get("columns") or selectors.schema_columns(job.spec.get("scrape") or {})
             response = StreamingHttpResponse(_csv_lines(request, rows, columns), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="{job.pk}.{fmt}"'
         return response

@@ -27,6 +27,7 @@ from tests.support.processes import wait_until
 class Site:
     url: str
     hits: Counter[str] = field(default_factory=Counter)
+    hit_times: dict[str, list[float]] = field(default_factory=dict)
     hooks: list[dict[str, Any]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -74,6 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.site.lock:
             if self.command == "GET":
                 self.site.hits[path] += 1
+                self.site.hit_times.setdefault(path, []).append(time.monotonic())
             hits = self.site.hits[path]
         delay = int(query.get("ms", ["0"])[0])
         if delay:
