@@ -312,7 +312,8 @@ def _admit_account(account_id: int) -> list[str]:
                 JobBrowser(
                     job=job,
                     account_id=account_id,
-                    lease_expires_at=now + timedelta(seconds=settings.JOB_BROWSER_LEASE_SECONDS),
+                    # Its task may wait in the queue behind other jobs' browsers.
+                    lease_expires_at=now + timedelta(seconds=settings.JOB_BROWSER_QUEUED_LEASE_SECONDS),
                 )
                 for _ in range(want)
             ]

@@ -157,9 +157,10 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.sessions_bill_time": {"queue": "lifecycle"},
     # Batch jobs: their own queues, so that bulk scraping never delays actions.
     "workers.job_tasks.job_browser_run": {"queue": "jobs"},
-    "workers.job_tasks.jobs_dispatch": {"queue": "jobs"},
-    "workers.job_tasks.jobs_tick": {"queue": "jobs"},
-    "workers.job_tasks.jobs_purge": {"queue": "jobs"},
+    # Short bookkeeping: never stuck behind job browsers that fill the jobs queue's workers.
+    "workers.job_tasks.jobs_dispatch": {"queue": "lifecycle"},
+    "workers.job_tasks.jobs_tick": {"queue": "lifecycle"},
+    "workers.job_tasks.jobs_purge": {"queue": "lifecycle"},
     "workers.job_tasks.webhook_deliver": {"queue": "webhooks"},
 }
 # workers/tasks.py is found by autodiscovery; the job tasks live in their own module.
@@ -208,7 +209,10 @@ JOB_RESULTS_TTL_DAYS = env_int("JOB_RESULTS_TTL_DAYS", 7, minimum=1)
 # A page's lease; a heartbeat renews it every third of this. A lost worker's pages are queued
 # again within this plus JOB_TICK_INTERVAL_SECONDS.
 JOB_ITEM_LEASE_SECONDS = env_int("JOB_ITEM_LEASE_SECONDS", 20, minimum=3)
+# A working job browser's lease (renewed by its heartbeat). One whose task waits in the queue
+# holds its slot up to the broker's visibility timeout, after which Redis redelivers the task.
 JOB_BROWSER_LEASE_SECONDS = env_int("JOB_BROWSER_LEASE_SECONDS", 60, minimum=10)
+JOB_BROWSER_QUEUED_LEASE_SECONDS = CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
 JOB_TICK_INTERVAL_SECONDS = env_int("JOB_TICK_INTERVAL_SECONDS", 5, minimum=1)
 # A job browser restarts after this many pages (bounds what a long job's browser accumulates).
 JOB_BROWSER_RECYCLE_PAGES = env_int("JOB_BROWSER_RECYCLE_PAGES", 200, minimum=1)

@@ -205,17 +205,26 @@ def _end_all_jobs() -> None:
     for job in Job.objects.filter(status__in=ACTIVE_JOB_STATUSES):
         if job.status != "cancelling":
             job_cancel(job=job)
-    wait_until(
-        lambda: (
-            not Job.objects.filter(status__in=ACTIVE_JOB_STATUSES).exists()
-            and not JobBrowser.objects.filter(browser_released_at__isnull=True)
-            .exclude(webdriver_session_id="")
-            .exists()
-            and not JobBrowser.objects.filter(is_live=True).exists()
-        ),
-        timeout=60,
-        message="jobs to end and their browsers to be stopped",
-    )
+    try:
+        wait_until(
+            lambda: (
+                not Job.objects.filter(status__in=ACTIVE_JOB_STATUSES).exists()
+                and not JobBrowser.objects.filter(browser_released_at__isnull=True)
+                .exclude(webdriver_session_id="")
+                .exists()
+                and not JobBrowser.objects.filter(is_live=True).exists()
+            ),
+            timeout=90,
+            message="jobs to end and their browsers to be stopped",
+        )
+    except AssertionError as exc:
+        jobs = list(Job.objects.values("pk", "status", "credits_pending"))
+        browsers = list(
+            JobBrowser.objects.values(
+                "pk", "job_id", "is_live", "webdriver_session_id", "browser_released_at"
+            )
+        )
+        raise AssertionError(f"{exc}: jobs {jobs}, browsers {browsers}") from None
 
 
 def _assert_balances_match_ledgers() -> None:

@@ -159,6 +159,10 @@ def job_browser_work(*, browser_id: str) -> bool:
         _end(row, None)
         return False
     spec = job.spec
+    # Working now: from here a lost worker is noticed within JOB_BROWSER_LEASE_SECONDS.
+    if not jobs.job_browser_renew(browser_id=browser_id, item_id=None):
+        _end(row, None)  # ended since we looked
+        return False
     browser = _Browser(row, page_timeout=int(spec.get("page_timeout_seconds") or 30))
     deadline = time.monotonic() + settings.JOB_TASK_SLICE_SECONDS
     again = False
@@ -189,15 +193,18 @@ def job_browser_work(*, browser_id: str) -> bool:
         finally:
             if again:
                 browser.detach()
-                jobs.job_browser_renew(
-                    browser_id=browser_id, item_id=None, seconds=settings.JOB_BROWSER_LEASE_SECONDS * 5
-                )
             else:
                 browser.stop()
                 jobs.job_browser_end(browser_id=browser_id, released=True)
-    if not again:
-        jobs.job_finish_if_done(job_id=job.pk)
-    return again
+    if again:
+        # After the heartbeat stopped: the task waits in the queue behind other jobs' browsers.
+        if jobs.job_browser_renew(
+            browser_id=browser_id, item_id=None, seconds=settings.JOB_BROWSER_QUEUED_LEASE_SECONDS
+        ):
+            return True
+        browser.stop()  # ended meanwhile (cancel, job over)
+    jobs.job_finish_if_done(job_id=job.pk)
+    return False
 
 
 def _end(row: JobBrowser, browser: _Browser | None) -> None:

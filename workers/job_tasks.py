@@ -56,7 +56,9 @@ def jobs_tick() -> dict[str, int]:
     jobs given browsers."""
     tick = jobs.jobs_tick()
     stopped = 0
-    for handle in tick.browsers_lost + jobs.job_browsers_unreleased(older_than_seconds=60):
+    for handle in tick.browsers_lost + jobs.job_browsers_unreleased(
+        older_than_seconds=settings.JOB_BROWSER_LEASE_SECONDS
+    ):
         try:
             job_browser_stop(browser_id=str(handle["id"]), handle=handle_from_dict(handle))
             stopped += 1

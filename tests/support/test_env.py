@@ -20,6 +20,8 @@ os.environ.setdefault("JOB_TICK_INTERVAL_SECONDS", "1")
 os.environ.setdefault("JOB_ITEM_LEASE_SECONDS", "6")
 os.environ.setdefault("JOB_BROWSER_LEASE_SECONDS", "10")
 os.environ.setdefault("JOB_RETRY_BACKOFF_SECONDS", "1")
+# Short slices, so that jobs in tests go through the queue-again path.
+os.environ.setdefault("JOB_TASK_SLICE_SECONDS", "5")
 os.environ.setdefault("WEBHOOK_RETRY_BACKOFF_SECONDS", "1")
 os.environ.setdefault("WEBHOOK_MAX_ATTEMPTS", "3")
 os.environ.setdefault("WEBHOOK_TIMEOUT_SECONDS", "3")
