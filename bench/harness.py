@@ -313,10 +313,12 @@ def running_stack(
     env_overrides: dict[str, str] | None = None,
     redis_db: int = DEFAULT_REDIS_DB,
     worker_concurrency: int = WORKER_CONCURRENCY,
+    jobs_worker_concurrency: int = 0,
 ) -> Iterator[Stack]:
     """The whole service, isolated; see the module docstring.
 
-    `worker_concurrency` is the Celery worker's `-c` (4, as `bin/dev worker` by default).
+    `worker_concurrency` is the Celery worker's `-c` (4, as `bin/dev worker` by default);
+    `jobs_worker_concurrency` above 0 also runs `bin/dev jobs-worker` (batch jobs) with that `-c`.
     """
     if not re.fullmatch(r"[a-z0-9_]{1,40}", name):
         raise ValueError("name must be 1-40 characters of a-z, 0-9 and _")
@@ -371,19 +373,35 @@ def running_stack(
                 env={**env, "WORKER_CONCURRENCY": str(worker_concurrency), "WORKER_NAME": f"bench-{name}@%h"},
                 log_file=worker_log,
             )
+            jobs_log = workdir / "jobs-worker.log"
+            if jobs_worker_concurrency > 0:
+                processes["jobs-worker"] = _start(
+                    [str(REPO / "bin" / "dev"), "jobs-worker"],
+                    env={
+                        **env,
+                        "JOBS_WORKER_CONCURRENCY": str(jobs_worker_concurrency),
+                        "JOBS_WORKER_NAME": f"bench-jobs-{name}@%h",
+                    },
+                    log_file=jobs_log,
+                )
             processes["beat"] = _start(
                 [str(REPO / "bin" / "dev"), "beat"],
                 env={**env, "BEAT_SCHEDULE": str(workdir / "celerybeat-schedule")},
                 log_file=beat_log,
             )
             started = time.monotonic()
-            _wait_ready(
-                {
-                    "web": (processes["web"], web_log, _http_answers(base_url)),
-                    "worker": (processes["worker"], worker_log, _log_contains(worker_log, "ready.")),
-                    "beat": (processes["beat"], beat_log, _log_contains(beat_log, "beat: Starting")),
-                }
-            )
+            checks = {
+                "web": (processes["web"], web_log, _http_answers(base_url)),
+                "worker": (processes["worker"], worker_log, _log_contains(worker_log, "ready.")),
+                "beat": (processes["beat"], beat_log, _log_contains(beat_log, "beat: Starting")),
+            }
+            if "jobs-worker" in processes:
+                checks["jobs-worker"] = (
+                    processes["jobs-worker"],
+                    jobs_log,
+                    _log_contains(jobs_log, "ready."),
+                )
+            _wait_ready(checks)
             log(f"stack ready at {base_url} in {time.monotonic() - started:.1f}s")
             db = psycopg.connect(
                 host=env["POSTGRES_HOST"],
@@ -423,7 +441,7 @@ def _teardown(
             _end_live_sessions(stack)
         except Exception as exc:
             log(f"could not end live sessions through the service: {exc}")
-    for label in ("beat", "web", "worker"):
+    for label in ("beat", "web", "jobs-worker", "worker"):
         if label in processes:
             try:
                 _stop(processes[label], label)

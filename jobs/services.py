@@ -508,6 +508,9 @@ def item_record(*, item_id: int, browser_id: str, outcome: PageOutcome) -> str |
             events.append(("page" if outcome.ok else "page_failed", item))
         item.save()
         Job.objects.filter(pk=job.pk).update(**job_update)
+        JobBrowser.objects.filter(pk=browser_id).update(
+            pages_done=F("pages_done") + 1, pages_on_browser=F("pages_on_browser") + 1
+        )
         for event, done in events:
             _webhook_queue(job, event, _item_event(done))
     return item.status
@@ -520,12 +523,6 @@ def _fill(item: JobItem, outcome: PageOutcome) -> None:
     item.screenshot = outcome.screenshot
     item.error_code = "" if outcome.ok else outcome.error_code
     item.error_message = "" if outcome.ok else outcome.error_message[:2000]
-
-
-def job_browser_page_done(*, browser_id: str) -> None:
-    JobBrowser.objects.filter(pk=browser_id).update(
-        pages_done=F("pages_done") + 1, pages_on_browser=F("pages_on_browser") + 1
-    )
 
 
 # Finishing ------------------------------------------------------------------------------------

@@ -184,7 +184,6 @@ def job_browser_work(*, browser_id: str) -> bool:
                 finally:
                     heartbeat.item_id = None
                 jobs.item_record(item_id=claim.item.pk, browser_id=browser_id, outcome=_outcome(visit))
-                jobs.job_browser_page_done(browser_id=browser_id)
                 browser.pages += 1
                 if browser.start_failed:
                     break  # the page goes back to the queue; the next tick tries another browser

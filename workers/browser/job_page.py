@@ -18,20 +18,58 @@ from typing import Any
 import urllib3
 from selenium.common.exceptions import TimeoutException, WebDriverException
 
-from workers.browser.actions import ActionFailed, _do_scrape, _from_webdriver, _Run
+from workers.browser.actions import SCRAPE_MAX_CHARS, SCRAPE_MAX_LIST_ITEMS, _from_webdriver
 from workers.browser.base import BrowserHandle, Display
 from workers.browser.driver import AttachedDriver
 from workers.browser.errors import BrowserError, BrowserGone
+from workers.browser.page_scripts import SCRAPE
 
 # HTTP answers worth another try (Scrapy's RETRY_HTTP_CODES, with 429).
 TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504, 522, 524}
 
-# Chromium fills responseStatus in Navigation Timing (Chrome 109+): the main document's status.
-_LOADED = """
+# Everything after the load in one script (each WebDriver round trip costs milliseconds): the
+# main document's HTTP status (Chromium fills Navigation Timing's responseStatus), Chromium's
+# own error page, the wait for a selector, then the `scrape` action's extraction script itself.
+_AFTER_LOAD = (
+    """
+const opts = arguments[0], waitFor = arguments[1];
 const nav = performance.getEntriesByType('navigation')[0];
-return {url: location.href, title: document.title,
-        status: nav && nav.responseStatus ? nav.responseStatus : null};
+const page = {url: location.href, title: document.title,
+              status: nav && nav.responseStatus ? nav.responseStatus : null};
+if (page.url.startsWith('chrome-error://')) {
+  const e = document.querySelector('.error-code');
+  page.errorCode = e ? e.textContent.trim() : '';
+  return page;
+}
+if (page.status && page.status >= 400) return page;
+const scrape = () => {
+  try {
+    page.scrape = (function () {
 """
+    + SCRAPE
+    + """
+    }).apply(null, [opts]);
+  } catch (e) {
+    page.scrapeError = String((e && e.message) || e);
+  }
+  return page;
+};
+if (!waitFor) return scrape();
+const deadline = Date.now() + waitFor.timeout_ms;
+return new Promise((resolve) => {
+  const look = () => {
+    let found;
+    try { found = document.querySelector(waitFor.selector); } catch (e) {
+      page.waitFor = 'bad_selector'; resolve(page); return;
+    }
+    if (found) resolve(scrape());
+    else if (Date.now() >= deadline) { page.waitFor = 'timeout'; resolve(page); }
+    else setTimeout(look, 50);
+  };
+  look();
+});
+"""
+)
 
 # Navigation Timing has no headers: ask the same URL again for its Retry-After, with a HEAD from
 # the page itself (same origin, same cookies). Only after a 429 or 503.
@@ -41,22 +79,6 @@ setTimeout(() => ctl.abort(), 5000);
 return fetch(location.href, {method: 'HEAD', cache: 'no-store', credentials: 'include', signal: ctl.signal})
   .then(r => r.headers.get('retry-after')).catch(() => null);
 """
-
-_WAIT_FOR = """
-const selector = arguments[0], deadline = Date.now() + arguments[1];
-return new Promise((resolve) => {
-  const look = () => {
-    let found;
-    try { found = document.querySelector(selector); } catch (e) { resolve('bad_selector'); return; }
-    if (found) resolve('found');
-    else if (Date.now() >= deadline) resolve('timeout');
-    else setTimeout(look, 50);
-  };
-  look();
-});
-"""
-
-_ERROR_CODE = "const e = document.querySelector('.error-code'); return e ? e.textContent.trim() : '';"
 
 
 @dataclass
@@ -139,15 +161,26 @@ class JobPageBrowser:
             )
         except urllib3.exceptions.HTTPError as exc:
             raise BrowserGone(f"The job browser's driver does not answer: {exc}") from exc
-        page = dict(self._call(lambda: self.driver.execute_script(_LOADED)))
+        options = {
+            "schema": scrape.get("schema") or None,
+            "format": scrape.get("format") or ("none" if scrape.get("schema") else "markdown"),
+            "selector": scrape.get("selector") or None,
+            "maxChars": SCRAPE_MAX_CHARS,
+            "maxItems": SCRAPE_MAX_LIST_ITEMS,
+        }
+        waiting = (
+            {"selector": wait_for["selector"], "timeout_ms": int(wait_for.get("timeout_ms", 10_000))}
+            if wait_for
+            else None
+        )
+        page = dict(self._call(lambda: self.driver.execute_script(_AFTER_LOAD, options, waiting)))
         final_url = str(page.get("url") or "")
         if final_url.startswith("chrome-error://"):
-            code = self._call(lambda: self.driver.execute_script(_ERROR_CODE)) or "the page failed to load"
             return PageVisit(
                 ok=False,
                 transient=True,
                 error_code="connection_error",
-                error_message=f"Could not load {url}: {code}",
+                error_message=f"Could not load {url}: {page.get('errorCode') or 'the page failed to load'}",
             )
         status = page.get("status")
         status = int(status) if isinstance(status, int | float) else None
@@ -165,30 +198,26 @@ class JobPageBrowser:
                 error_message=f"The site answered HTTP {status}.",
                 retry_after=retry_after,
             )
-        visit = PageVisit(ok=True, chargeable=True, http_status=status, final_url=final_url)
-        if wait_for:
-            found = self._call(
-                lambda: self.driver.execute_script(
-                    _WAIT_FOR, wait_for["selector"], int(wait_for.get("timeout_ms", 10_000))
-                )
+        visit = PageVisit(ok=False, chargeable=True, http_status=status, final_url=final_url)
+        if page.get("waitFor"):
+            timed_out = page["waitFor"] == "timeout"
+            visit.error_code = "selector_timeout" if timed_out else "bad_selector"
+            visit.error_message = (
+                f"{waiting['selector']!r} did not appear within {waiting['timeout_ms']} ms."  # type: ignore[index]
+                if timed_out
+                else f"{waiting['selector']!r} is not a valid CSS selector."  # type: ignore[index]
             )
-            if found != "found":
-                visit.ok = False
-                visit.error_code = "selector_timeout" if found == "timeout" else "bad_selector"
-                visit.error_message = (
-                    f"{wait_for['selector']!r} did not appear within {wait_for.get('timeout_ms', 10_000)} ms."
-                    if found == "timeout"
-                    else f"{wait_for['selector']!r} is not a valid CSS selector."
-                )
-                return visit
-        try:
-            run = _Run(driver=self.driver, display=self.display, main_tab="", tab="")
-            result = self._call(lambda: _do_scrape(run, dict(scrape)))
-        except ActionFailed as exc:
-            visit.ok = False
-            visit.error_code = "scrape_error"
-            visit.error_message = str(exc)
             return visit
+        result = page.get("scrape")
+        if page.get("scrapeError") or not isinstance(result, dict) or result.get("error"):
+            visit.error_code = "scrape_error"
+            visit.error_message = str(
+                page.get("scrapeError")
+                or (result.get("message") or result.get("error") if isinstance(result, dict) else "")
+                or "the extraction script failed"
+            )
+            return visit
+        visit.ok = True
         visit.data = _page_data(result, scrape)
         if screenshot:
             visit.screenshot_png = self._call(self.driver.get_screenshot_as_png)
