@@ -303,7 +303,17 @@ def _admit_account(account_id: int) -> list[str]:
                 continue
             open_items = JobItem.objects.filter(job=job, status=ItemStatus.QUEUED).count()
             live = JobBrowser.objects.filter(job=job, is_live=True).count()
-            want = min(job.max_concurrency - live, open_items)
+            most = job.max_concurrency
+            if job.per_domain_concurrency < most:
+                # More browsers than the domains allow at once would only wait.
+                domains = (
+                    JobItem.objects.filter(job=job, status__in=(ItemStatus.QUEUED, ItemStatus.RUNNING))
+                    .values("domain")
+                    .distinct()
+                    .count()
+                )
+                most = min(most, domains * job.per_domain_concurrency)
+            want = min(most - live, open_items)
             if free is not None:
                 want = min(want, free)
             if want <= 0:
@@ -592,12 +602,7 @@ def job_cancel(*, job: Job) -> Job:
     return job
 
 
-def job_fail(*, job_id: str, error: str) -> bool:
-    with transaction.atomic():
-        job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
-        if job is None:
-            return False
-        return _finish(job, JobStatus.FAILED, JobEndedReason.INTERNAL_ERROR, error)
+MAX_LOST_ATTEMPTS = 3
 
 
 @dataclass
@@ -629,7 +634,18 @@ def jobs_tick(*, now: datetime | None = None) -> Tick:
             )
             if not ids:
                 continue
-            JobItem.objects.filter(pk__in=ids).update(
+            # A page whose worker was lost MAX_LOST_ATTEMPTS times is likely what kills it: it
+            # fails (not charged) instead of taking down worker after worker.
+            JobItem.objects.filter(pk__in=ids, lost_attempts__gte=MAX_LOST_ATTEMPTS - 1).update(
+                status=ItemStatus.FAILED,
+                finished_at=now,
+                leased_by="",
+                lease_expires_at=None,
+                lost_attempts=F("lost_attempts") + 1,
+                error_code="worker_lost",
+                error_message=f"The worker processing this page was lost {MAX_LOST_ATTEMPTS} times.",
+            )
+            JobItem.objects.filter(pk__in=ids, status=ItemStatus.RUNNING).update(
                 status=ItemStatus.QUEUED,
                 leased_by="",
                 lease_expires_at=None,

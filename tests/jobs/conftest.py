@@ -28,6 +28,8 @@ class Site:
     url: str
     hits: Counter[str] = field(default_factory=Counter)
     hit_times: dict[str, list[float]] = field(default_factory=dict)
+    in_flight: int = 0
+    most_in_flight: int = 0
     hooks: list[dict[str, Any]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,7 +81,12 @@ class _Handler(BaseHTTPRequestHandler):
             hits = self.site.hits[path]
         delay = int(query.get("ms", ["0"])[0])
         if delay:
+            with self.site.lock:
+                self.site.in_flight += 1
+                self.site.most_in_flight = max(self.site.most_in_flight, self.site.in_flight)
             time.sleep(delay / 1000)
+            with self.site.lock:
+                self.site.in_flight -= 1
         segments = path.strip("/").split("/")
         kind, name = segments[0], segments[-1]
         if kind == "p":

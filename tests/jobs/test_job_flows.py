@@ -7,6 +7,7 @@ import io
 
 import requests
 
+from jobs.models import JobBrowser
 from tests.conftest import free_port
 from tests.jobs.conftest import SCHEMA, json_lines, ledger, results, submit, wait_job
 from tests.support.processes import wait_until
@@ -316,3 +317,29 @@ def test_bad_bodies_are_400_with_the_field_named(client, site):
         response = client.post("/v1/jobs", body)
         assert response.status_code == 400, (body, response.text)
         assert word in response.json()["detail"], (word, response.json()["detail"])
+
+
+def test_extraction_errors_fail_the_page_and_are_charged(client, site):
+    job = submit(client, {"urls": [f"{site.url}/p/1"], "scrape": {"schema": {"fields": {"name": "h1[["}}}})
+    done = wait_job(client, job["id"])
+    (row,) = results(client, job["id"])
+    assert row["status"] == "failed" and row["error"]["code"] == "scrape_error"
+    assert "invalid CSS selector" in row["error"]["message"]
+    assert done["credits_used"] == SCRAPE_PRICE
+
+
+def test_per_domain_concurrency_bounds_requests_to_one_site(client, site):
+    site.most_in_flight = 0
+    job = submit(
+        client,
+        {
+            "urls": [f"{site.url}/p/{n}?ms=400" for n in range(1, 6)],
+            "max_concurrency": 3,
+            "per_domain_concurrency": 1,
+        },
+    )
+    done = wait_job(client, job["id"])
+    assert done["counts"]["succeeded"] == 5
+    assert site.most_in_flight == 1
+    # One domain at one page at a time: a second browser would only wait.
+    assert JobBrowser.objects.filter(job_id=job["id"]).count() == 1
