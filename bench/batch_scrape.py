@@ -65,7 +65,7 @@ def serve_pages() -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def plain_loop(urls: list[str], profile_root: str) -> dict[str, Any]:
+def plain_loop(urls: list[str], workdir: str) -> dict[str, Any]:
     """The baseline: what a user writes with Selenium alone."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -76,7 +76,9 @@ def plain_loop(urls: list[str], profile_root: str) -> dict[str, Any]:
     options = webdriver.ChromeOptions()
     for arg in CHROMIUM_ARGS:
         options.add_argument(arg)
-    options.add_argument(f"--user-data-dir={profile_root}/plain-loop")
+    # Outside the stack's BROWSER_PROFILE_ROOT: reconcile would kill it as an orphan (with this
+    # script, which shares its process group).
+    options.add_argument(f"--user-data-dir={workdir}/plain-loop-profile")
     options.binary_location = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
     started = time.perf_counter()
     driver = webdriver.Chrome(
@@ -176,7 +178,7 @@ def main() -> None:
         urls = [f"{pages_url}/p/{n}" for n in range(args.pages)]
         _Pages.latency = args.latency_ms / 1000
         log(f"plain loop, {args.pages} pages at {args.latency_ms} ms")
-        results["runs"]["plain_loop"] = plain_loop(urls, str(stack.profile_root))
+        results["runs"]["plain_loop"] = plain_loop(urls, str(stack.workdir))
         for concurrency in args.concurrency:
             log(f"job, max_concurrency {concurrency}")
             results["runs"][f"job_c{concurrency}"] = run_job(stack, key, urls, concurrency)
@@ -184,7 +186,7 @@ def main() -> None:
             zero = urls[: args.zero_pages or args.pages]
             _Pages.latency = 0.0
             log(f"0 ms latency: plain loop and a job with max_concurrency 1, {len(zero)} pages")
-            results["runs"]["plain_loop_0ms"] = plain_loop(zero, str(stack.profile_root))
+            results["runs"]["plain_loop_0ms"] = plain_loop(zero, str(stack.workdir))
             results["runs"]["job_c1_0ms"] = run_job(stack, key, zero, 1)
     server.shutdown()
 
