@@ -118,7 +118,8 @@ def run_job(stack: Any, key: str, urls: list[str], concurrency: int) -> dict[str
     }
     started = time.perf_counter()
     response = requests.post(f"{base_url}/v1/jobs", json=body, headers=headers, timeout=HTTP_TIMEOUT)
-    response.raise_for_status()
+    if response.status_code != 201:
+        raise RuntimeError(f"submit: {response.status_code} {response.text}")
     job = response.json()
     while job["status"] not in ("completed", "failed", "cancelled"):
         time.sleep(0.1)

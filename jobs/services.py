@@ -27,7 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework import serializers
 
-from accounts.models import Account
+from accounts.models import Account, Plan
 from billing.services import job_hold_place, job_hold_release, job_page_charge, prices_of
 from jobs.models import (
     ACTIVE_JOB_STATUSES,
@@ -132,7 +132,8 @@ def job_submit(
         existing = _job_for_key(account, idempotency_key, request_hash)
         if existing is not None:
             return existing, False
-    plan = account.plan
+    # Read afresh: the account that authentication builds carries only the plan's hot fields.
+    plan = Plan.objects.get(pk=account.plan_id)
     items, invalid, duplicates = _prepare_items(spec)
     if len(items) > plan.max_job_urls:
         raise InvalidInput(

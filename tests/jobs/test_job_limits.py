@@ -53,3 +53,12 @@ def test_a_job_waits_queued_while_sessions_hold_every_slot(free_client, site):
     assert free_client.delete(f"/v1/computers/{sessions[0]}").status_code in (200, 204)
     done = wait_job(free_client, job["id"])
     assert done["status"] == "completed" and done["counts"]["succeeded"] == 1
+
+
+def test_a_pro_job_may_hold_more_urls_than_a_free_one(client, site):
+    urls = [f"{site.url}/p/{n}?ms=300" for n in range(150)]
+    job = submit(client, {"urls": urls, "max_concurrency": 1})
+    assert job["total"] == 150
+    assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
+    done = wait_job(client, job["id"])
+    assert done["status"] == "cancelled"
