@@ -396,6 +396,13 @@ _CANDIDATE = """
 """
 
 
+_TAKE = """
+    UPDATE jobs_jobitem SET status = 'running', attempts = attempts + 1, leased_by = %s, lease_expires_at = %s
+    WHERE id = %s
+    RETURNING id, url, job_id
+"""
+
+
 def item_claim(*, job_id: str, browser_id: str) -> Claim:
     """The next item for this browser, leased to it; or why there is none.
 
@@ -406,9 +413,9 @@ def item_claim(*, job_id: str, browser_id: str) -> Claim:
     now = timezone.now()
     with transaction.atomic():
         job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
+        # A browser that was ended (its job finished, or it was presumed lost) learns it from its
+        # heartbeat within a beat; a page it claims meanwhile is recorded only if its lease holds.
         if job is None or job.status != JobStatus.RUNNING:
-            return Claim("stop")
-        if not JobBrowser.objects.filter(pk=browser_id, is_live=True).exists():
             return Claim("stop")
         if job.credits_held - job.credits_pending < job.page_price:
             if not JobItem.objects.filter(job=job, status=ItemStatus.QUEUED).exists():
@@ -430,15 +437,13 @@ def item_claim(*, job_id: str, browser_id: str) -> Claim:
             first = soonest.first()
             wait = (first - now).total_seconds() if first else 0.2
             return Claim("wait", wait_seconds=min(max(wait, 0.05), 1.0))
-        JobItem.objects.filter(pk=row[0]).update(
-            status=ItemStatus.RUNNING,
-            attempts=F("attempts") + 1,
-            leased_by=browser_id,
-            lease_expires_at=now + timedelta(seconds=settings.JOB_ITEM_LEASE_SECONDS),
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _TAKE, [browser_id, now + timedelta(seconds=settings.JOB_ITEM_LEASE_SECONDS), row[0]]
+            )
+            item_id, url, job_id_taken = cursor.fetchone()
         Job.objects.filter(pk=job.pk).update(credits_pending=F("credits_pending") + job.page_price)
-        item = JobItem.objects.get(pk=row[0])
-    return Claim("claimed", item=item)
+    return Claim("claimed", item=JobItem(pk=item_id, url=url, job_id=job_id_taken))
 
 
 @dataclass
@@ -467,7 +472,7 @@ def retry_delay(*, attempt: int, retry_after: float | None) -> float:
     return min(settings.JOB_RETRY_BACKOFF_SECONDS * 2 ** max(attempt - 1, 0), 60.0)
 
 
-def item_record(*, item_id: int, browser_id: str, outcome: PageOutcome) -> str | None:
+def item_record(*, item_id: int, job_id: str, browser_id: str, outcome: PageOutcome) -> str | None:
     """Record a try's outcome; return the item's new status, or None if the lease was lost.
 
     A lost lease means the item went back to the queue (this worker was presumed dead): the
@@ -477,10 +482,9 @@ def item_record(*, item_id: int, browser_id: str, outcome: PageOutcome) -> str |
     now = timezone.now()
     events: list[tuple[str, JobItem]] = []
     with transaction.atomic():
-        item = JobItem.objects.filter(pk=item_id).only("job_id").first()
-        if item is None:
+        job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
+        if job is None:
             return None
-        job = Job.objects.select_for_update(no_key=True).get(pk=item.job_id)
         item = (
             JobItem.objects.select_for_update()
             .filter(pk=item_id, status=ItemStatus.RUNNING, leased_by=browser_id)

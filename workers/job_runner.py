@@ -183,7 +183,9 @@ def job_browser_work(*, browser_id: str) -> bool:
                     visit = _visit(browser, claim.item, spec)
                 finally:
                     heartbeat.item_id = None
-                jobs.item_record(item_id=claim.item.pk, browser_id=browser_id, outcome=_outcome(visit))
+                jobs.item_record(
+                    item_id=claim.item.pk, job_id=job.pk, browser_id=browser_id, outcome=_outcome(visit)
+                )
                 browser.pages += 1
                 if browser.start_failed:
                     break  # the page goes back to the queue; the next tick tries another browser
