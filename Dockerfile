@@ -11,6 +11,13 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 RUN BROWSERFLEET_ENV=development python manage.py collectstatic --noinput -v 0
+# Never root at run time: the code is root-owned and read-only to the service user, which may
+# write only screenshots (/data/media, the compose volume inherits this owner) and var/.
+RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin browserfleet \
+    && mkdir -p /data/media /app/var/browsers \
+    && chown -R browserfleet:browserfleet /data/media /app/var/browsers
+USER browserfleet
 # tini reaps orphaned processes (PID 1 in a container does not do that by itself).
 ENTRYPOINT ["tini", "--"]
-CMD ["gunicorn", "project.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "16"]
+CMD ["gunicorn", "project.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "16", \
+     "--logger-class", "project.access_log.RedactingLogger"]

@@ -5,8 +5,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
@@ -19,14 +21,14 @@ from project.exceptions import InsufficientCredits
 
 
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
+class PlanAdmin(admin.ModelAdmin[Plan]):
     list_display = ["name", "max_concurrent_sessions", "max_lifetime_seconds", "requests_per_minute"]
 
 
-class ApiKeyInline(admin.TabularInline):
+class ApiKeyInline(admin.TabularInline[ApiKey, Account]):
     model = ApiKey
     extra = 0
-    fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
+    fields = ("prefix", "name", "created_at", "last_used_at", "revoked_at")
     readonly_fields = fields
     can_delete = False
 
@@ -40,7 +42,7 @@ class CreditsForm(forms.Form):
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(admin.ModelAdmin[Account]):
     list_display = ["name", "plan", "balance_credits", "is_active", "created_at"]
     list_filter = ["plan", "is_active"]
     search_fields = ["name"]
@@ -65,8 +67,13 @@ class AccountAdmin(admin.ModelAdmin):
         ]
 
     def credits_view(self, request: HttpRequest, account_id: int, kind: str) -> HttpResponse:
-        """Top-ups and adjustments are ledger lines; the balance is never edited directly."""
-        account = Account.objects.get(pk=account_id)
+        """Top-ups and adjustments are ledger lines; the balance is never edited directly.
+
+        Only operators holding `billing.add_credits` may use it: credits are money.
+        """
+        if not request.user.has_perm("billing.add_credits"):
+            raise PermissionDenied
+        account = get_object_or_404(Account, pk=account_id)
         if kind not in (LedgerEntry.Kind.TOPUP, LedgerEntry.Kind.ADJUSTMENT):
             return HttpResponseRedirect(reverse("admin:accounts_account_change", args=[account_id]))
         form = CreditsForm(request.POST or None)
@@ -118,7 +125,7 @@ class AccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     list_display = ["prefix", "account", "name", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["prefix", "account__name"]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.utils import timezone
 from rest_framework import exceptions
@@ -53,25 +53,33 @@ def account_for_key(raw_key: str) -> tuple[Account, int, datetime | None] | None
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """`Authorization: Bearer <key>`; repeated failures from one IP lock that IP out."""
+    """`Authorization: Bearer <key>`; repeated failures from one IP lock that IP out.
+
+    The key is checked first: a valid key is never refused by the lockout, so nobody can lock a
+    tenant out by failing in its name (with a spoofed or shared address). While locked, a wrong
+    key answers 429 instead of 401; with keys of 256 random bits the lockout only slows noise,
+    and a request without credentials is not a failed authentication.
+    """
 
     def authenticate(self, request: Request) -> tuple[Any, int]:
-        ip = client_ip(request._request)
-        retry_after = lockout_retry_after(ip)
-        if retry_after is not None:
-            raise TooManyRequests(
-                "Too many failed authentications from this address; try again later.",
-                code="auth_locked_out",
-                retry_after=retry_after,
-            )
-        scheme, _, raw_key = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        raw_key = raw_key.strip()
-        if scheme.lower() != "bearer" or not raw_key:
-            lockout_record_failure(ip)
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header.strip():
             raise exceptions.AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
-        found = account_for_key(raw_key)
+        scheme, _, raw_key = header.partition(" ")
+        raw_key = raw_key.strip()
+        found = account_for_key(raw_key) if scheme.lower() == "bearer" and raw_key else None
         if found is None:
+            ip = client_ip(request._request)
+            retry_after = lockout_retry_after(ip)
+            if retry_after is not None:
+                raise TooManyRequests(
+                    "Too many failed authentications from this address; try again later.",
+                    code="auth_locked_out",
+                    retry_after=retry_after,
+                )
             lockout_record_failure(ip)
+            if scheme.lower() != "bearer" or not raw_key:
+                raise exceptions.AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         account, key_id, last_used_at = found
         now = timezone.now()
@@ -82,3 +90,8 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+def request_account(request: Request) -> Account:
+    """The account an API request authenticated as (every API view requires one)."""
+    return cast(Account, request.user)

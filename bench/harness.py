@@ -13,7 +13,7 @@ What `running_stack` brings up, and takes down again on exit (also on errors, Ct
   two benchmarks from sharing it at once;
 - a temporary BROWSER_PROFILE_ROOT, so reconcile only ever sees this stack's browsers;
 - `bin/dev web` (gunicorn gthread, 2 workers x 16 threads, on a free 127.0.0.1 port),
-  `bin/dev worker` (lifecycle, actions, batch; concurrency 4 unless `worker_concurrency` says
+  `bin/dev worker` (lifecycle, actions; concurrency 4 unless `worker_concurrency` says
   otherwise) and `bin/dev beat`: the commands `bin/dev serve` runs, each in its own process
   group, with BROWSERFLEET_ENV=development.
 
@@ -81,6 +81,8 @@ class Stack:
     _db: psycopg.Connection[Any] = field(repr=False)
     accounts_made: int = 0
     leaked: list[tuple[int, str]] = field(default_factory=list)
+    # web, worker and beat as started (with `supervised`, the supervisor of each)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def make_account(self, plan: str = "enterprise", credits: int = 10**9, *, name: str | None = None) -> str:
         """Create an account with `manage.py create_account`; return its raw API key."""
@@ -98,9 +100,19 @@ class Stack:
 
     def db_query(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run one statement on the bench database (autocommit); return its rows (or [])."""
-        with self._db.cursor() as cursor:
-            cursor.execute(query, params)  # type: ignore[arg-type]
-            return list(cursor.fetchall()) if cursor.description else []
+        for attempt in (1, 2):
+            if self._db.closed:
+                self._db = _connect(self.env, self.database)
+            try:
+                with self._db.cursor() as cursor:
+                    cursor.execute(query, params)  # type: ignore[arg-type]
+                    return list(cursor.fetchall()) if cursor.description else []
+            except psycopg.OperationalError:
+                # A fault test restarted the server under this connection: connect again, once.
+                self._db.close()
+                if attempt == 2:
+                    raise
+        return []
 
     def manage(self, *args: str, timeout: float = 120) -> str:
         """Run `manage.py ARGS` against the bench stack; return its stdout."""
@@ -136,6 +148,17 @@ def _admin_connection(env: dict[str, str]) -> psycopg.Connection[Any]:
         user=env["POSTGRES_USER"],
         password=env.get("POSTGRES_PASSWORD") or None,
         dbname="postgres",
+        autocommit=True,
+        connect_timeout=10,
+    )
+
+
+def _connect(env: dict[str, str], database: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]),
+        user=env["POSTGRES_USER"],
+        dbname=database,
         autocommit=True,
         connect_timeout=10,
     )
@@ -226,6 +249,21 @@ def _http_answers(url: str) -> Callable[[], bool]:
     return check
 
 
+def _egress_answers(port: int) -> Callable[[], bool]:
+    from workers.egress import HEALTH_BODY, HEALTH_HOST
+
+    def check() -> bool:
+        try:
+            reply = requests.get(
+                f"http://{HEALTH_HOST}/", proxies={"http": f"http://127.0.0.1:{port}"}, timeout=2
+            )
+        except requests.RequestException:
+            return False
+        return reply.content == HEALTH_BODY
+
+    return check
+
+
 def _kill_leftover_browsers(profile_root: Path) -> list[tuple[int, str]]:
     """Kill chromium/chromedriver processes of this stack that outlived it; return what was found."""
     leftovers = processes_mentioning(f"{profile_root}/")
@@ -312,13 +350,19 @@ def running_stack(
     name: str,
     env_overrides: dict[str, str] | None = None,
     redis_db: int = DEFAULT_REDIS_DB,
+    redis_url: str | None = None,
     worker_concurrency: int = WORKER_CONCURRENCY,
     jobs_worker_concurrency: int = 0,
+    supervised: bool = False,
 ) -> Iterator[Stack]:
     """The whole service, isolated; see the module docstring.
 
     `worker_concurrency` is the Celery worker's `-c` (4, as `bin/dev worker` by default);
     `jobs_worker_concurrency` above 0 also runs `bin/dev jobs-worker` (batch jobs) with that `-c`.
+    `redis_url` points the stack at a Redis server of the caller's own (the fault tests') instead
+    of a database of the shared one; `env_overrides` can do the same for PostgreSQL
+    (`POSTGRES_PORT`). `supervised` runs each process under `bin/dev supervise`, as
+    `bin/dev serve` does, so one that exits is started again.
     """
     if not re.fullmatch(r"[a-z0-9_]{1,40}", name):
         raise ValueError("name must be 1-40 characters of a-z, 0-9 and _")
@@ -336,7 +380,7 @@ def running_stack(
         "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
         "POSTGRES_USER": "postgres",
         "POSTGRES_PASSWORD": "",
-        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "REDIS_URL": redis_url or f"redis://127.0.0.1:6379/{redis_db}",
         "BROWSER_PROFILE_ROOT": str(profile_root),
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{Path(PYTHON).parent}:{os.environ.get('PATH', '')}",
@@ -344,6 +388,11 @@ def running_stack(
     }
     env.pop("SELENIUM_GRID_URL", None)
     env.pop("BROWSER_BACKEND", None)
+    # The stack's own egress filter (as `bin/dev serve` runs one): pages are served on 127.0.0.1.
+    env["BROWSER_EGRESS_ENABLED"] = "true"
+    env["BROWSER_EGRESS_HOST"] = "127.0.0.1"
+    env["BROWSER_EGRESS_PORT"] = str(free_port())
+    env["BROWSER_EGRESS_ALLOW"] = "127.0.0.1/32"
     env.update(env_overrides or {})
     env["POSTGRES_DB"] = database
     port = free_port()
@@ -352,7 +401,8 @@ def running_stack(
     stack: Stack | None = None
     failed = True
     db_created = False
-    with _sigterm_as_exit(), _exclusive_redis_db(redis_db):
+    redis_lock = contextlib.nullcontext() if redis_url else _exclusive_redis_db(redis_db)
+    with _sigterm_as_exit(), redis_lock:
         try:
             log(f"database {database}, Redis db {redis_db}, profiles in {profile_root}")
             _create_database(env, database)
@@ -360,23 +410,28 @@ def running_stack(
             run_checked([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, timeout=300)
             redis.Redis.from_url(env["REDIS_URL"]).flushdb()
 
+            run = ["supervise"] if supervised else []
             web_log, worker_log, beat_log = (workdir / f"{p}.log" for p in ("web", "worker", "beat"))
+            if env["BROWSER_EGRESS_ENABLED"] == "true":
+                processes["egress"] = _start(
+                    [str(REPO / "bin" / "dev"), *run, "egress"], env=env, log_file=workdir / "egress.log"
+                )
             # The very commands `bin/dev serve` runs, configured through their environment.
             processes["web"] = _start(
-                [str(REPO / "bin" / "dev"), "web"],
+                [str(REPO / "bin" / "dev"), *run, "web"],
                 env={**env, "BIND": f"127.0.0.1:{port}", "WEB_WORKERS": str(WEB_WORKERS),
                      "WEB_THREADS": str(WEB_THREADS)},
                 log_file=web_log,
             )  # fmt: skip
             processes["worker"] = _start(
-                [str(REPO / "bin" / "dev"), "worker"],
+                [str(REPO / "bin" / "dev"), *run, "worker"],
                 env={**env, "WORKER_CONCURRENCY": str(worker_concurrency), "WORKER_NAME": f"bench-{name}@%h"},
                 log_file=worker_log,
             )
             jobs_log = workdir / "jobs-worker.log"
             if jobs_worker_concurrency > 0:
                 processes["jobs-worker"] = _start(
-                    [str(REPO / "bin" / "dev"), "jobs-worker"],
+                    [str(REPO / "bin" / "dev"), *run, "jobs-worker"],
                     env={
                         **env,
                         "JOBS_WORKER_CONCURRENCY": str(jobs_worker_concurrency),
@@ -385,7 +440,7 @@ def running_stack(
                     log_file=jobs_log,
                 )
             processes["beat"] = _start(
-                [str(REPO / "bin" / "dev"), "beat"],
+                [str(REPO / "bin" / "dev"), *run, "beat"],
                 env={**env, "BEAT_SCHEDULE": str(workdir / "celerybeat-schedule")},
                 log_file=beat_log,
             )
@@ -396,21 +451,16 @@ def running_stack(
                 "beat": (processes["beat"], beat_log, _log_contains(beat_log, "beat: Starting")),
             }
             if "jobs-worker" in processes:
-                checks["jobs-worker"] = (
-                    processes["jobs-worker"],
-                    jobs_log,
-                    _log_contains(jobs_log, "ready."),
+                checks["jobs-worker"] = (processes["jobs-worker"], jobs_log, _log_contains(jobs_log, "ready."))
+            if "egress" in processes:
+                checks["egress"] = (
+                    processes["egress"],
+                    workdir / "egress.log",
+                    _egress_answers(int(env["BROWSER_EGRESS_PORT"])),
                 )
             _wait_ready(checks)
             log(f"stack ready at {base_url} in {time.monotonic() - started:.1f}s")
-            db = psycopg.connect(
-                host=env["POSTGRES_HOST"],
-                port=int(env["POSTGRES_PORT"]),
-                user=env["POSTGRES_USER"],
-                dbname=database,
-                autocommit=True,
-                connect_timeout=10,
-            )
+            db = _connect(env, database)
             stack = Stack(
                 name=name,
                 base_url=base_url,
@@ -419,6 +469,7 @@ def running_stack(
                 workdir=workdir,
                 profile_root=profile_root,
                 _db=db,
+                processes=processes,
             )
             yield stack
             failed = False
@@ -441,7 +492,7 @@ def _teardown(
             _end_live_sessions(stack)
         except Exception as exc:
             log(f"could not end live sessions through the service: {exc}")
-    for label in ("beat", "web", "jobs-worker", "worker"):
+    for label in ("beat", "web", "jobs-worker", "worker", "egress"):
         if label in processes:
             try:
                 _stop(processes[label], label)

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from billing.models import Balance, LedgerEntry, Price
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
     """Money is moved by ledger_post only: the admin shows, it never edits."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -37,7 +37,7 @@ class BalanceAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Price)
-class PriceAdmin(admin.ModelAdmin):
+class PriceAdmin(admin.ModelAdmin[Price]):
     list_display = ["item", "credits", "description", "updated_at"]
     list_editable = ["credits"]
     search_fields = ["item"]

@@ -63,6 +63,8 @@ class LedgerEntry(models.Model):
 
     class Meta:
         verbose_name_plural = "ledger entries"
+        # Being staff is not enough to mint credits: the admin's top-up and adjustment need this.
+        permissions = [("add_credits", "Can top up or adjust an account's credits")]
         indexes = [models.Index(fields=["account", "-created_at"], name="ledger_account_recent")]
 
     def __str__(self) -> str:

@@ -1,12 +1,10 @@
-"""Reads of money: balances against the ledger, usage over time."""
+"""Reads of money: balances, and balances against the ledger (usage reports: reports/usage.py)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncDay, TruncHour
+from django.db.models import Sum
 
 from billing.models import Balance, LedgerEntry
 
@@ -34,62 +32,7 @@ def session_cost(*, session_id: str) -> int:
     return -(total or 0)
 
 
-def usage_report(*, account_id: int, start: datetime, end: datetime, group_by: str) -> dict[str, Any]:
-    """Spending in [start, end): totals by charge kind and action type, and per day or hour."""
-    from sessions.models import Action, BrowserSession
-
-    entries = LedgerEntry.objects.filter(account_id=account_id, created_at__gte=start, created_at__lt=end)
-
-    def _by_kind(qs: Any) -> dict[str, int]:
-        return {
-            row["kind"]: -row["total"]
-            for row in qs.values("kind").annotate(total=Sum("amount")).order_by("kind")
-        }
-
-    # Job holds and their releases move credits aside, they are not spending; job pages are.
-    charges = entries.filter(
-        kind__in=[
-            LedgerEntry.Kind.ACTION,
-            LedgerEntry.Kind.SESSION_TIME,
-            LedgerEntry.Kind.REFUND,
-            LedgerEntry.Kind.JOB_PAGE,
-        ]
-    )
-    by_action_type = {
-        row["action__type"]: -row["total"]
-        for row in charges.filter(action__isnull=False)
-        .values("action__type")
-        .annotate(total=Sum("amount"))
-        .order_by("action__type")
-    }
-    trunc = TruncHour if group_by == "hour" else TruncDay
-    buckets = []
-    for row in (
-        charges.annotate(bucket=trunc("created_at"))
-        .values("bucket")
-        .annotate(
-            credits=Sum("amount"),
-            session_minutes=Count("id", filter=Q(kind=LedgerEntry.Kind.SESSION_TIME)),
-        )
-        .order_by("bucket")
-    ):
-        buckets.append(
-            {"start": row["bucket"], "credits": -row["credits"], "session_minutes": row["session_minutes"]}
-        )
-    return {
-        "from": start,
-        "to": end,
-        "group_by": group_by,
-        "credits_spent": -(charges.aggregate(total=Sum("amount"))["total"] or 0),
-        "credits_by_kind": _by_kind(charges),
-        "credits_by_action_type": by_action_type,
-        "session_minutes": charges.filter(kind=LedgerEntry.Kind.SESSION_TIME).count(),
-        "job_pages": charges.filter(kind=LedgerEntry.Kind.JOB_PAGE).count(),
-        "sessions": BrowserSession.objects.filter(
-            account_id=account_id, created_at__gte=start, created_at__lt=end
-        ).count(),
-        "actions": Action.objects.filter(
-            account_id=account_id, created_at__gte=start, created_at__lt=end
-        ).count(),
-        "buckets": buckets,
-    }
+def balance_of(*, account_id: int) -> int:
+    """The account's spendable credits (0 for an account without a balance row)."""
+    credits = Balance.objects.filter(account_id=account_id).values_list("credits", flat=True).first()
+    return int(credits or 0)

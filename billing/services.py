@@ -1,22 +1,21 @@
 """Charges: what things cost and when credits move.
 
-- An action is charged when it is accepted, in the transaction that records it, keyed by its id:
-  an account can never start work it cannot pay for, and nothing a worker does (a retry, a
-  redelivery, a crash) can charge it again. What did not run because of us is refunded, once.
-- Session time is charged per started minute from `created_at`, idle time included, keyed by
-  session and minute. Minute 0 is charged with the create; the billing task charges each later
-  minute as it starts, and the stop charges what started before the end.
+- An action is charged when it is accepted, in the statement that records it
+  (sessions/action_queue.py), keyed by `action_charge_key`: an account can never start work it
+  cannot pay for, and nothing a worker does (a retry, a redelivery, a crash) can charge it again.
+  What did not run because of us is refunded, once. The prices here explain a refusal (402).
+- Session time is charged per started minute, keyed by session and minute; which minutes a
+  session owes is the session's business (sessions/time_billing.py).
+
+Billing answers and moves credits (ids in, a result out): it never reads or writes a session.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.utils import timezone
 
 from billing.ledger import ledger_post
 from billing.models import LedgerEntry, Price
@@ -63,36 +62,22 @@ def action_prices(action: dict[str, Any]) -> list[int]:
     return prices_of([action["type"]])
 
 
-def action_charge(*, account_id: int, session_id: str, action_row: Any, amount: int) -> None:
-    """Charge an accepted action; raises InsufficientCredits (402) and the caller rolls back."""
-    try:
-        ledger_post(
-            account_id=account_id,
-            amount=-amount,
-            kind=LedgerEntry.Kind.ACTION,
-            idempotency_key=f"action:{action_row.public_id}",
-            reason=f"{action_row.type}",
-            session_id=session_id,
-            action_id=action_row.pk,
-        )
-    except InsufficientCredits as exc:
-        raise InsufficientCredits(
-            f"Not enough credits for this {action_row.type} action: it costs {amount} and the balance is "
-            f"{exc.extra['balance']}. Top up to continue; the session keeps running.",
-            extra=exc.extra,
-        ) from None
+def action_charge_key(action_public_id: str) -> str:
+    """The idempotency key of an action's charge (also written by sessions.action_queue's SQL)."""
+    return f"action:{action_public_id}"
 
 
-def action_refund_unrun(*, action_row: Any, ran: list[bool]) -> None:
+def action_refund_unrun(
+    *, action_id: int, action_public_id: str, action_type: str, prices: list[int], ran: list[bool]
+) -> None:
     """Give back the price of every command of the action that did not run because of us.
 
-    `ran[i]` says whether command i ran (succeeded, or failed on the page: both are charged).
-    Keyed by the action, so a second call refunds nothing.
+    `prices[i]` is what command i was charged; `ran[i]` says whether it ran (succeeded, or failed
+    on the page: both are charged). Keyed by the action, so a second call refunds nothing.
     """
-    charge = LedgerEntry.objects.filter(idempotency_key=f"action:{action_row.public_id}").first()
+    charge = LedgerEntry.objects.filter(idempotency_key=action_charge_key(action_public_id)).first()
     if charge is None:
         return
-    prices = action_row.step_prices or [action_row.price]
     consumed = sum(price for price, done in zip(prices, ran, strict=False) if done)
     refund = -charge.amount - consumed
     if refund <= 0:
@@ -101,17 +86,11 @@ def action_refund_unrun(*, action_row: Any, ran: list[bool]) -> None:
         account_id=charge.account_id,
         amount=refund,
         kind=LedgerEntry.Kind.REFUND,
-        idempotency_key=f"refund:action:{action_row.public_id}",
-        reason=f"{action_row.type} did not run to the end because of the service",
+        idempotency_key=f"refund:{action_charge_key(action_public_id)}",
+        reason=f"{action_type} did not run to the end because of the service",
         session_id=charge.session_id,
-        action_id=action_row.pk,
+        action_id=action_id,
     )
-
-
-def minutes_started(created_at: datetime, until: datetime) -> int:
-    """Started minutes between `created_at` and `until`: at least 1 (the create's own)."""
-    seconds = (until - created_at).total_seconds()
-    return max(1, math.floor(seconds / 60) + 1) if seconds >= 0 else 1
 
 
 def session_minute_charge(*, account_id: int, session_id: str, minute: int) -> None:
@@ -123,33 +102,6 @@ def session_minute_charge(*, account_id: int, session_id: str, minute: int) -> N
         reason=f"session minute {minute + 1}",
         session_id=session_id,
     )
-
-
-def session_time_bill(*, session_id: str, now: datetime | None = None) -> bool:
-    """Charge the session's started minutes that are not charged yet; safe to run any time.
-
-    Returns False when the balance ran dry: the caller ends the session (credits_exhausted).
-    Lock order: session row, then the balance row (inside ledger_post), as everywhere.
-    """
-    from sessions.models import BrowserSession
-
-    now = now or timezone.now()
-    with transaction.atomic():
-        # NO KEY UPDATE: does not block inserts of actions that reference this session.
-        session = BrowserSession.objects.select_for_update(no_key=True).get(pk=session_id)
-        due = minutes_started(session.created_at, session.ended_at or now)
-        billed = session.billed_minutes
-        paid_up = True
-        while billed < due:
-            try:
-                session_minute_charge(account_id=session.account_id, session_id=session.pk, minute=billed)
-            except InsufficientCredits:
-                paid_up = False
-                break
-            billed += 1
-        if billed != session.billed_minutes:
-            BrowserSession.objects.filter(pk=session.pk).update(billed_minutes=billed)
-    return paid_up
 
 
 def session_time_refund(*, session_id: str, account_id: int) -> None:
@@ -168,28 +120,6 @@ def session_time_refund(*, session_id: str, account_id: int) -> None:
             reason="the browser did not start",
             session_id=session_id,
         )
-
-
-def sessions_bill_time(*, now: datetime | None = None) -> dict[str, int]:
-    """The billing task: charge every live session whose next minute has started."""
-    from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason
-    from sessions.services import session_terminate
-
-    now = now or timezone.now()
-    charged = exhausted = 0
-    for session_id, created_at, billed in BrowserSession.objects.filter(status__in=LIVE_STATUSES).values_list(
-        "pk", "created_at", "billed_minutes"
-    ):
-        if minutes_started(created_at, now) <= billed:
-            continue
-        charged += 1
-        if not session_time_bill(session_id=session_id, now=now):
-            exhausted += session_terminate(
-                session_id=session_id,
-                reason=EndedReason.CREDITS_EXHAUSTED,
-                error="the credit balance ran out",
-            )
-    return {"sessions_charged": charged, "sessions_exhausted": exhausted}
 
 
 # Batch jobs ----------------------------------------------------------------------------------

@@ -5,18 +5,24 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from django.conf import settings
+
+from project.broker import patch_kombu_redis_transport
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
+patch_kombu_redis_transport()
 app = Celery("browserfleet")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"])
 
+from project.heartbeat import WorkerHeartbeat  # noqa: E402  (needs the app's settings module set)
+
+app.steps["worker"].add(WorkerHeartbeat)
+
 
 @app.on_after_finalize.connect
 def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
-    from django.conf import settings
-
     sweep = settings.SESSION_SWEEP_INTERVAL_SECONDS
     reconcile = settings.RECONCILE_INTERVAL_SECONDS
     # A periodic run that waited longer than its own interval is stale: the next one is due.
@@ -24,6 +30,11 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         float(sweep),
         sender.signature("workers.tasks.sessions_sweep", options={"expires": sweep}),
         name="sweep expired sessions",
+    )
+    sender.add_periodic_task(
+        float(sweep),
+        sender.signature("workers.tasks.actions_reconcile", options={"expires": sweep}),
+        name="settle actions of lost workers, redeliver undelivered ones",
     )
     sender.add_periodic_task(
         float(reconcile),

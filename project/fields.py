@@ -7,6 +7,7 @@ which value was wrong instead of guessing.
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
@@ -42,3 +43,8 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return str(super().to_internal_value(data))
+
+
+def iso(value: datetime | None) -> str | None:
+    """A date-time as the API writes it: ISO 8601, UTC as Z."""
+    return value.isoformat().replace("+00:00", "Z") if value else None

@@ -60,4 +60,5 @@ def hot_cursor() -> CursorWrapper:
     """
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        return CursorWrapper(ServerBindingCursor(connection.connection), connection)
+        # django-stubs declare no arguments; it is psycopg's ServerCursor-free Cursor(connection).
+        return CursorWrapper(ServerBindingCursor(connection.connection), connection)  # type: ignore[call-arg]

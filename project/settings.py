@@ -7,9 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import django_stubs_ext
+from django.core.exceptions import ImproperlyConfigured
+
+from project.egress_allow import parse_egress_allow
 from project.env import env_bool, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Generic admin classes (ModelAdmin[Model]) for the type checker; no other effect.
+django_stubs_ext.monkeypatch()
 
 # development | test | production. Only development and test may run without a secret key
 # and may let browsers visit private and loopback addresses.
@@ -23,8 +30,30 @@ SECRET_KEY = env_secret(
     insecure_fallback="django-insecure-development-only" if _NOT_PRODUCTION else None,
 )
 DEBUG = env_bool("DJANGO_DEBUG", False)
+if not _NOT_PRODUCTION:
+    # Debug pages show settings and tracebacks to anyone; a guessable key forges admin sessions.
+    if DEBUG:
+        raise ImproperlyConfigured("DJANGO_DEBUG=true is refused when BROWSERFLEET_ENV=production.")
+    if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure"):
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is too weak for production: use 50 or more random characters, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+        )
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS, for a deployment behind a TLS-terminating proxy (docker-compose.yml turns these on).
+# Off by default: on a plain-HTTP deployment they would lock the admin out, and the redirect
+# would turn the SDK's POSTs into GETs.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+# The header the proxy sets to say the client used HTTPS, e.g. X-Forwarded-Proto (value "https").
+_PROXY_SSL_HEADER = env_str("DJANGO_SECURE_PROXY_SSL_HEADER", "")
+if _PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -34,14 +63,20 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "billing",
     "sessions.apps.BrowserSessionsConfig",
     "jobs.apps.JobsConfig",
     "workers",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz and /metrics, whatever the Host header (ops/middleware.py).
+    "ops.middleware.ProbeMiddleware",
+    "project.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn; no separate web server needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -57,6 +92,14 @@ MIDDLEWARE = [
 APPEND_SLASH = False
 
 ROOT_URLCONF = "project.urls"
+
+# Operators' admin passwords (API keys are random and never pass through these).
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 WSGI_APPLICATION = "project.wsgi.application"
 
 TEMPLATES = [
@@ -119,13 +162,50 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "project.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI description (project/openapi.py): /v1/openapi.json, /v1/openapi.yaml, /v1/docs.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Browserfleet API",
+    "DESCRIPTION": (
+        "Rent real headless Chromium browsers. The Computer API (the Tzafon contract, so the "
+        "`tzafon` SDK works unchanged) is served under `/v1/` and, for the SDK's default base "
+        "URL, at the root; the rest of the API only under `/v1/`. Errors are JSON "
+        "(`#/components/schemas/ErrorBody`). An action that takes longer than the wait budget "
+        "answers 202: poll `GET /v1/actions/{action_id}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from our static files, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    "PREPROCESSING_HOOKS": ["sessions.api.schema.expand_action_endpoints"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sessions.api.schema.describe_root_mount",
+        "ops.schema.describe_probes",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorStatus": ["error"],
+        "ActionResultStatus": ["success", "error", "pending"],
+        "StepStatus": ["success", "error"],
+    },
 }
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"no_screenshot_tokens": {"()": "project.access_log.RedactScreenshotTokens"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["no_screenshot_tokens"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "selenium": {"level": "WARNING"},
@@ -154,6 +234,7 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.browsers_reconcile": {"queue": "lifecycle"},
     "workers.tasks.screenshots_purge": {"queue": "lifecycle"},
     "workers.tasks.actions_run": {"queue": "actions"},
+    "workers.tasks.actions_reconcile": {"queue": "lifecycle"},
     "workers.tasks.sessions_bill_time": {"queue": "lifecycle"},
     # Batch jobs: their own queues, so that bulk scraping never delays actions.
     "workers.job_tasks.job_browser_run": {"queue": "jobs"},
@@ -172,6 +253,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # which honours CONN_MAX_AGE.
 CELERY_DB_REUSE_MAX = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers write a heartbeat into Redis this often (project/heartbeat.py); /readyz wants one
+# younger than WORKER_HEARTBEAT_MAX_AGE_SECONDS.
+WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
+WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 60, minimum=1)
 
 # --- Browsers ---------------------------------------------------------------------------------
 SELENIUM_GRID_URL = env_str("SELENIUM_GRID_URL", "").rstrip("/")
@@ -184,6 +269,14 @@ CHROMIUM_BINARY = env_str("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER_BINARY = env_str("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver")
 BROWSER_PROFILE_ROOT = Path(env_str("BROWSER_PROFILE_ROOT", str(BASE_DIR / "var" / "browsers")))
 BROWSER_START_TIMEOUT_SECONDS = env_int("BROWSER_START_TIMEOUT_SECONDS", 20, minimum=1)
+# Every browser sends all its traffic through the egress filter (workers/egress, one per worker
+# host), which refuses private, loopback, link-local and metadata addresses unless
+# BROWSER_EGRESS_ALLOW (project/netpolicy.py) lists them. A browser never starts without it.
+BROWSER_EGRESS_ENABLED = env_bool("BROWSER_EGRESS_ENABLED", True)
+# Where browsers reach the filter: 127.0.0.1 for the local backend; the filter's host name as
+# seen from the Grid nodes for the grid backend.
+BROWSER_EGRESS_HOST = env_str("BROWSER_EGRESS_HOST", "127.0.0.1")
+BROWSER_EGRESS_PORT = env_int("BROWSER_EGRESS_PORT", 3128, minimum=1)
 # A Grid session younger than this may be one a worker is starting right now: reconcile spares it.
 BROWSER_ORPHAN_GRACE_SECONDS = env_int("BROWSER_ORPHAN_GRACE_SECONDS", 60, minimum=0)
 
@@ -194,6 +287,9 @@ RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 30, minimum=1
 BILLING_INTERVAL_SECONDS = env_int("BILLING_INTERVAL_SECONDS", 10, minimum=1)
 # How long POST /computers waits for the browser. The SDK resends a create after 60 s.
 SESSION_CREATE_WAIT_SECONDS = env_int("SESSION_CREATE_WAIT_SECONDS", 30, minimum=1)
+# ...and at least this long whatever the client's read timeout says: a create given up too early
+# ends its session as start_failed after the browser was started, which costs us and not them.
+SESSION_CREATE_MIN_WAIT_SECONDS = env_int("SESSION_CREATE_MIN_WAIT_SECONDS", 5, minimum=0)
 # How long DELETE /computers/{id} waits for the browser to be gone before answering anyway.
 SESSION_STOP_WAIT_SECONDS = env_int("SESSION_STOP_WAIT_SECONDS", 10, minimum=0)
 DEFAULT_INACTIVITY_TIMEOUT_SECONDS = env_int("DEFAULT_INACTIVITY_TIMEOUT_SECONDS", 120, minimum=1)
@@ -201,6 +297,12 @@ DEFAULT_INACTIVITY_TIMEOUT_SECONDS = env_int("DEFAULT_INACTIVITY_TIMEOUT_SECONDS
 # --- Actions ---------------------------------------------------------------------------------
 # How long an action request waits for its result before answering 202 (poll GET /v1/actions/{id}).
 ACTION_WAIT_SECONDS = env_int("ACTION_WAIT_SECONDS", 45, minimum=1)
+# A running action's lease: its worker renews it every third of this; Beat settles (errors and
+# refunds) an action whose lease ran out, within this plus SESSION_SWEEP_INTERVAL_SECONDS.
+ACTION_LEASE_SECONDS = env_int("ACTION_LEASE_SECONDS", 15, minimum=3)
+# A queued action older than this whose session nobody drains was never delivered to a worker
+# (the broker was down when it was accepted): Beat sends it again.
+ACTION_REDELIVER_AFTER_SECONDS = env_int("ACTION_REDELIVER_AFTER_SECONDS", 10, minimum=1)
 SCREENSHOT_URL_TTL_SECONDS = env_int("SCREENSHOT_URL_TTL_SECONDS", 3600, minimum=60)
 
 # --- Batch jobs ------------------------------------------------------------------------------
@@ -224,13 +326,38 @@ JOB_RETRY_AFTER_MAX_SECONDS = env_int("JOB_RETRY_AFTER_MAX_SECONDS", 120, minimu
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
 WEBHOOK_RETRY_BACKOFF_SECONDS = env_int("WEBHOOK_RETRY_BACKOFF_SECONDS", 5, minimum=0)
-# A job of 100,000 URLs is a few MB of JSON; Django's default refuses bodies above 2.5 MB.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BODY_BYTES", 16 * 1024 * 1024, minimum=1024 * 1024)
+# A job of 100,000 URLs is a few MB of JSON: a job submit (POST /v1/jobs) may be this large,
+# every other request API_MAX_BODY_BYTES (project/middleware.py).
+JOB_MAX_BODY_BYTES = env_int("JOB_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024 * 1024)
 
 # --- Security ---------------------------------------------------------------------------------
+# Largest JSON body the API reads (413 above). A batch of 100 actions fits easily.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
+# Django's own cap, behind the middleware's per-route one (a body without Content-Length is
+# never read), so the larger of the two.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, JOB_MAX_BODY_BYTES)
 AUTH_LOCKOUT_MAX_FAILURES = env_int("AUTH_LOCKOUT_MAX_FAILURES", 10, minimum=1)
 AUTH_LOCKOUT_WINDOW_SECONDS = env_int("AUTH_LOCKOUT_WINDOW_SECONDS", 600, minimum=1)
-# Only behind a reverse proxy that sets X-Forwarded-For itself; otherwise clients could forge it.
-TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
+# How many reverse proxies in front of the web append to X-Forwarded-For; the client address is
+# the Nth entry from the right (0: REMOTE_ADDR). TRUST_X_FORWARDED_FOR=true is the older spelling
+# of 1 (it used to take the leftmost entry, which the client writes).
+TRUSTED_PROXY_COUNT = env_int(
+    "TRUSTED_PROXY_COUNT", 1 if env_bool("TRUST_X_FORWARDED_FOR", False) else 0, minimum=0
+)
 # Let browsers visit private, loopback and link-local addresses (tests serve pages on 127.0.0.1).
 ALLOW_PRIVATE_NETWORK_TARGETS = env_bool("ALLOW_PRIVATE_NETWORK_TARGETS", _NOT_PRODUCTION)
+# Private destinations browsers may reach anyway: CIDRs, address:port or name:port, comma-separated
+# (project/egress_allow.py). Checked at start-up so a typo stops the process.
+BROWSER_EGRESS_ALLOW = env_list("BROWSER_EGRESS_ALLOW", [])
+try:
+    parse_egress_allow(BROWSER_EGRESS_ALLOW)
+except ValueError as _exc:
+    raise ImproperlyConfigured(str(_exc)) from None
+
+# --- Operations -------------------------------------------------------------------------------
+# GET /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>` or from an address
+# in METRICS_ALLOW_CIDRS (comma-separated networks); with neither set it answers no one.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOW_CIDRS = env_list("METRICS_ALLOW_CIDRS", [])
+# The dashboard's 7-day and 30-day charts are kept this long in Redis (0: computed every time).
+OPS_CHARTS_CACHE_SECONDS = env_int("OPS_CHARTS_CACHE_SECONDS", 60, minimum=0)

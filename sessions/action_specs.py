@@ -9,29 +9,42 @@ invalid input is a 400 that runs nothing, and workers see one shape only.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from typing import Any
-from urllib.parse import urlsplit
 
-from django.conf import settings
 from rest_framework import serializers
 
 from project.exceptions import InvalidInput, NotImplementedByServer
 from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
+from sessions.input_limits import (
+    MAX_DRAG_POINTS,
+    check_batch_waits,
+    check_pixel_budget,
+    check_schema_size,
+)
+from sessions.url_policy import navigation_url
 
+# The vocabulary and its limits have one owner, this module: the executor
+# (workers/browser/executor/) imports them and trusts the shape validated here.
 MAX_COORDINATE = 100_000
 MAX_WAIT_MS = 30_000
 MAX_SETTLE_MS = 10_000
 MAX_BATCH_ACTIONS = 100
 MAX_TEXT = 100_000
+# Tabs per session, as the contract's docs promise.
+MAX_TABS = 5
+OBSERVE_DEFAULT_ELEMENTS = 200
+OBSERVE_MAX_ELEMENTS = 1000
+STEP_ACTIONS = ("click", "fill", "select", "press", "hover", "scroll_into_view", "wait_for")
+STEP_DEFAULT_TIMEOUT_MS = 5_000
+STEP_MAX_TIMEOUT_MS = 20_000
+SCRAPE_FORMATS = ("text", "markdown", "none")
 
 
 def _coordinate(**kwargs: Any) -> StrictFloatField:
     return StrictFloatField(min_value=-MAX_COORDINATE, max_value=MAX_COORDINATE, **kwargs)
 
 
-class CommonFlags(serializers.Serializer):
+class CommonFlags(serializers.Serializer[Any]):
     tab_id = StrictCharField(required=False, max_length=100)
     include_context = StrictBooleanField(required=False)
     screenshot_after = StrictBooleanField(required=False)
@@ -44,6 +57,7 @@ class Point(CommonFlags):
     y = _coordinate()
 
 
+# Accepted button names -> the canonical ones the executor receives.
 BUTTONS = {
     "left": "left",
     "right": "right",
@@ -61,13 +75,14 @@ class ClickParams(Point):
         return BUTTONS[value]
 
 
-class PathPoint(serializers.Serializer):
+class PathPoint(serializers.Serializer[Any]):
     x = _coordinate()
     y = _coordinate()
 
 
 class DragParams(CommonFlags):
-    path = PathPoint(many=True, required=False)
+    # ListSerializer takes max_length; the stubs type PathPoint(many=True) as PathPoint.
+    path = PathPoint(many=True, required=False, max_length=MAX_DRAG_POINTS)  # type: ignore[call-arg]
     x1 = _coordinate(required=False)
     y1 = _coordinate(required=False)
     x2 = _coordinate(required=False)
@@ -105,7 +120,7 @@ class HotkeyParams(CommonFlags):
 
 class KeyParams(CommonFlags):
     key = StrictCharField(max_length=32, required=False)
-    keys = serializers.ListField(child=StrictCharField(max_length=32), required=False)
+    keys = serializers.ListField(child=StrictCharField(max_length=32), required=False, max_length=8)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         keys = attrs.pop("keys", None)
@@ -136,6 +151,10 @@ class ViewportParams(CommonFlags):
     width = StrictIntegerField(min_value=200, max_value=3840)
     height = StrictIntegerField(min_value=200, max_value=2160)
     scale_factor = StrictFloatField(min_value=0.5, max_value=4.0, required=False, default=1.0)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        check_pixel_budget(width=attrs["width"], height=attrs["height"], scale=attrs["scale_factor"])
+        return attrs
 
 
 class ScreenshotParams(CommonFlags):
@@ -169,10 +188,12 @@ class TabParams(CommonFlags):
 
 
 class ObserveParams(CommonFlags):
-    max_elements = StrictIntegerField(min_value=1, max_value=1000, required=False, default=200)
+    max_elements = StrictIntegerField(
+        min_value=1, max_value=OBSERVE_MAX_ELEMENTS, required=False, default=OBSERVE_DEFAULT_ELEMENTS
+    )
 
 
-class StepTarget(serializers.Serializer):
+class StepTarget(serializers.Serializer[Any]):
     selector = StrictCharField(max_length=1000, required=False)
     element_id = StrictCharField(max_length=32, required=False)
     text = StrictCharField(max_length=500, required=False)
@@ -183,16 +204,15 @@ class StepTarget(serializers.Serializer):
         return attrs
 
 
-STEP_ACTIONS = ("click", "fill", "select", "press", "hover", "scroll_into_view", "wait_for")
-
-
 class StepParams(CommonFlags):
     action = serializers.ChoiceField(choices=STEP_ACTIONS)
     target = StepTarget(required=False)
     selector = StrictCharField(max_length=1000, required=False)  # shorthand for target.selector
     value = StrictCharField(max_length=MAX_TEXT, required=False, allow_blank=True, trim_whitespace=False)
     key = StrictCharField(max_length=32, required=False)
-    timeout_ms = StrictIntegerField(min_value=0, max_value=20_000, required=False, default=5000)
+    timeout_ms = StrictIntegerField(
+        min_value=0, max_value=STEP_MAX_TIMEOUT_MS, required=False, default=STEP_DEFAULT_TIMEOUT_MS
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         selector = attrs.pop("selector", None)
@@ -212,10 +232,11 @@ class StepParams(CommonFlags):
 class ScrapeParams(CommonFlags):
     schema = serializers.DictField(required=False)
     selector = StrictCharField(max_length=1000, required=False)
-    format = serializers.ChoiceField(choices=("text", "markdown", "none"), required=False)
+    format = serializers.ChoiceField(choices=SCRAPE_FORMATS, required=False)
 
     def validate_schema(self, value: dict[str, Any]) -> dict[str, Any]:
         _check_schema(value, depth=0)
+        check_schema_size(value)
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -251,7 +272,7 @@ class NoParams(CommonFlags):
 
 
 # canonical type -> parameter serializer
-CANONICAL: dict[str, type[serializers.Serializer]] = {
+CANONICAL: dict[str, type[serializers.Serializer[Any]]] = {
     "navigate": UrlParams,
     "click": ClickParams,
     "double_click": Point,
@@ -339,30 +360,10 @@ def normalize_batch(actions: Any) -> list[dict[str, Any]]:
             raise serializers.ValidationError({f"actions[{index}]": exc.detail}) from exc
         except InvalidInput as exc:
             raise InvalidInput(f"actions[{index}]: {exc.detail}", code=exc.code) from exc
+    check_batch_waits(normalized)
     return normalized
 
 
 def check_navigation_target(url: str) -> str:
-    """Only http(s); private, loopback and link-local targets only where the operator allows.
-
-    The check resolves the host name now. A page may still redirect, or a name re-resolve, to a
-    private address later: this guards against mistakes and casual misuse, not a determined
-    attacker (see docs).
-    """
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise serializers.ValidationError("Only http and https URLs with a host can be opened.")
-    if settings.ALLOW_PRIVATE_NETWORK_TARGETS:
-        return url.strip()
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 80, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        raise serializers.ValidationError(f"The host {parts.hostname!r} does not resolve.") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            raise serializers.ValidationError(
-                f"{parts.hostname} resolves to {address}, a private, loopback or link-local address; "
-                "this server does not browse those."
-            )
-    return url.strip()
+    """The URL as the browser will read it, once its host is allowed (sessions/url_policy.py)."""
+    return navigation_url(url)

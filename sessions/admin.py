@@ -1,17 +1,19 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from sessions.models import Action, BrowserSession, EndedReason
 from sessions.services import session_terminate
 
 
 @admin.register(BrowserSession)
-class BrowserSessionAdmin(admin.ModelAdmin):
+class BrowserSessionAdmin(admin.ModelAdmin[BrowserSession]):
     list_display = [
         "id",
         "account",
@@ -45,15 +47,38 @@ class BrowserSessionAdmin(admin.ModelAdmin):
         self.message_user(request, f"Terminated {ended} sessions; their browsers are being stopped.")
 
 
+# What a tenant typed may be a password: operators see its length, not its text.
+_TYPED = {"type": "text", "point_and_type": "text", "step": "value"}
+
+
+def masked_params(action_type: str, params: Any) -> Any:
+    if not isinstance(params, dict):
+        return params
+    if action_type == "batch" and isinstance(params.get("actions"), list):
+        steps = [
+            masked_params(str(s.get("type", "")), s) if isinstance(s, dict) else s for s in params["actions"]
+        ]
+        return {**params, "actions": steps}
+    field = _TYPED.get(action_type)
+    if field is None or not isinstance(params.get(field), str):
+        return params
+    return {**params, field: f"<hidden: {len(params[field])} characters>"}
+
+
 @admin.register(Action)
-class ActionAdmin(admin.ModelAdmin):
+class ActionAdmin(admin.ModelAdmin[Action]):
     list_display = ["public_id", "session", "type", "status", "price", "created_at", "duration_ms"]
     list_filter = ["status", "type"]
     search_fields = ["public_id", "session__id"]
     list_select_related = ["session"]
+    exclude = ["params"]  # shown masked, as params_shown
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in Action._meta.fields]
+        return [f.name if f.name != "params" else "params_shown" for f in Action._meta.fields]
+
+    @admin.display(description="params")
+    def params_shown(self, action: Action) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(masked_params(action.type, action.params), indent=2))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -65,7 +65,7 @@ class BrowserSession(models.Model):
     browser_pid = models.IntegerField(null=True, blank=True)
     profile_dir = models.CharField(max_length=500, blank=True, default="")
     # The WebDriver window that was current after the last action (blank: unknown, ask the
-    # browser). Saves every action a GET /window; see workers/browser/actions.py.
+    # browser). Saves every action a GET /window; see workers/browser/executor/.
     main_tab_id = models.CharField(max_length=100, blank=True, default="")
     # Set once the browser is known to be gone; a terminated row without it still holds one.
     browser_released_at = models.DateTimeField(null=True, blank=True)
@@ -165,16 +165,24 @@ class Action(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # While running: until when the worker running it is known to be alive. Its heartbeat moves
+    # it on; Beat settles an action whose lease ran out (sessions/action_queue.py).
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["session", "-id"], name="action_session_recent"),
+            models.Index(
+                fields=["lease_expires_at"], condition=Q(status="running"), name="action_running_lease"
+            ),
             # The session's queue: what waits, and what a lost worker left running.
             models.Index(
                 fields=["session", "id"],
                 condition=Q(status__in=["queued", "running"]),
                 name="action_session_pending",
             ),
+            # Time windows of the operator dashboard (ops/selectors.py): recent actions only.
+            models.Index(fields=["created_at"], name="action_created"),
         ]
 
     def __str__(self) -> str:

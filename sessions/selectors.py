@@ -5,7 +5,7 @@ from django.db.models.functions import Coalesce
 
 from accounts.models import Account
 from project.exceptions import InvalidInput, NotFound
-from sessions.models import LIVE_STATUSES, BrowserSession, SessionStatus
+from sessions.models import LIVE_STATUSES, Action, BrowserSession, SessionStatus
 
 
 def session_get(*, account: Account, session_id: str) -> BrowserSession:
@@ -38,3 +38,14 @@ def session_list(
 
 def live_session_count(*, account_id: int) -> int:
     return BrowserSession.objects.filter(account_id=account_id, status__in=LIVE_STATUSES).count()
+
+
+def action_get(*, account: Account, action_id: str) -> Action:
+    action = Action.objects.filter(public_id=action_id, account=account).select_related("session").first()
+    if action is None:
+        raise NotFound(f"Action {action_id!r} not found.", code="action_not_found")
+    return action
+
+
+def action_list(*, session: BrowserSession) -> QuerySet[Action]:
+    return Action.objects.filter(session=session).order_by("-id")

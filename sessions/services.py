@@ -1,6 +1,7 @@
 """Session lifecycle: admission, expiry, keepalive and termination.
 
-The web process writes rows and enqueues; workers start and stop browsers (workers/services.py).
+The web process writes rows and enqueues (sessions/dispatch.py); workers start and stop browsers
+and report back through sessions/browser_state.py.
 Every state change is a conditional UPDATE on the row's current status, so concurrent requests,
 sweeps and redelivered tasks each change a session at most once.
 """
@@ -20,6 +21,8 @@ from django.utils import timezone
 
 from accounts.models import Account
 from billing.services import session_minute_charge
+from project.completion import completion_wait
+from project.db import retry_on_conflict
 from project.exceptions import (
     Busy,
     InsufficientCredits,
@@ -28,8 +31,8 @@ from project.exceptions import (
     SessionEnded,
     TooManyRequests,
 )
+from sessions import dispatch
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
-from workers.completion import completion_wait
 
 # Browsers an account runs outside sessions (a batch job's) count against the same plan limit.
 # Higher layers register a counter (account id -> live browsers) here, so that sessions never
@@ -61,13 +64,11 @@ def started_event(session_id: str) -> str:
 
 def session_terminate(*, session_id: str, reason: str, error: str = "") -> bool:
     """End a live session; its browser is freed by a stop task. False if it had already ended."""
-    from workers.tasks import session_stop
-
     changed = BrowserSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES).update(
         status=SessionStatus.TERMINATED, ended_reason=reason, ended_at=timezone.now(), error=error[:2000]
     )
     if changed:
-        transaction.on_commit(lambda: session_stop.delay(session_id))
+        dispatch.browser_stop(session_id)
     return bool(changed)
 
 
@@ -88,14 +89,13 @@ def _end_expired_sessions_of(account: Account, now: datetime) -> None:
         session_enforce_expiry(session=session, now=now)
 
 
+@retry_on_conflict
 def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
     """Admit and record a session, then have a worker start its browser.
 
     The account row lock serializes creates of one account, so two concurrent creates cannot
     both take the last slot of the plan.
     """
-    from workers.tasks import session_start
-
     if spec.kind != "browser":
         raise InvalidInput(
             f"kind {spec.kind!r} is not supported: this server runs browser sessions only.",
@@ -103,7 +103,7 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
         )
     now = timezone.now()
     with transaction.atomic():
-        account = Account.objects.select_for_update().select_related("plan").get(pk=account.pk)
+        account = Account.objects.select_for_update(no_key=True).select_related("plan").get(pk=account.pk)
         plan = account.plan
         lifetime = spec.max_lifetime_seconds or plan.max_lifetime_seconds
         if lifetime > plan.max_lifetime_seconds:
@@ -147,7 +147,7 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
         session.billed_minutes = 1
         session.save(force_insert=True)
         _charge_first_minute(session)
-        transaction.on_commit(lambda: session_start.delay(session.pk))
+        dispatch.browser_start(session.pk)
     return session
 
 
@@ -197,8 +197,15 @@ def session_wait_released(*, session: BrowserSession, timeout: float) -> Browser
     return session
 
 
-def session_touch(*, session: BrowserSession) -> BrowserSession:
-    """Record activity: reset the idle timer, ready -> running.
+def _ended(session: BrowserSession) -> SessionEnded:
+    return SessionEnded(
+        f"Session {session.pk} has ended ({session.ended_reason or 'expired'}).",
+        extra={"ended_reason": session.ended_reason},
+    )
+
+
+def session_require_active(*, session: BrowserSession) -> BrowserSession:
+    """The session if it may take activity now; writes nothing except ending an expired one.
 
     410 if the session ended or expired (an expired one ends right here); 409 while its browser
     is still starting.
@@ -206,6 +213,18 @@ def session_touch(*, session: BrowserSession) -> BrowserSession:
     session = session_enforce_expiry(session=session)
     if session.status == SessionStatus.STARTING:
         raise Busy("The session's browser is still starting; try again.", code="session_starting")
+    if session.status == SessionStatus.TERMINATED:
+        raise _ended(session)
+    return session
+
+
+def session_touch(*, session: BrowserSession) -> BrowserSession:
+    """Record activity: reset the idle timer, ready -> running.
+
+    410 if the session ended or expired (an expired one ends right here); 409 while its browser
+    is still starting.
+    """
+    session = session_require_active(session=session)
     now = timezone.now()
     idle_deadline = session.idle_deadline(now)
     # The WHERE repeats the expiry test so that a sweep between our check and our write wins.
@@ -227,10 +246,7 @@ def session_touch(*, session: BrowserSession) -> BrowserSession:
             session.status = SessionStatus.RUNNING
     else:
         session.refresh_from_db()
-        raise SessionEnded(
-            f"Session {session.pk} has ended ({session.ended_reason or 'expired'}).",
-            extra={"ended_reason": session.ended_reason},
-        )
+        raise _ended(session)
     return session
 
 

@@ -24,7 +24,7 @@ from django.db import connection
 
 from accounts.models import Account
 from accounts.plans import seed_plans
-from tests.support.processes import browser_processes, start_celery, stop_process, wait_until
+from tests.support.processes import browser_processes, start_celery, start_egress, stop_process, wait_until
 
 PAGES = Path(__file__).parent / "pages"
 
@@ -62,8 +62,20 @@ def service_env(
     }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def egress_filter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """One egress filter for the whole run (as on a worker host): every browser, the Celery
+    worker's and the ones tests start themselves, goes through it. Its port is in the env
+    (tests/support/test_env.py), so the worker inherits it."""
+    logs = tmp_path_factory.mktemp("egress")
+    process = start_egress(env={**os.environ, "PYTHONUNBUFFERED": "1"}, log=logs / "egress.log")
+    yield settings.BROWSER_EGRESS_PORT
+    stop_process(process)
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(
+    egress_filter: int,
     service_env: dict[str, str],
     redis_flushed: None,
     tmp_path_factory: pytest.TempPathFactory,
@@ -73,7 +85,7 @@ def celery_worker_process(
         [
             "worker",
             "-Q",
-            "lifecycle,actions,batch",
+            "lifecycle,actions",
             "-c",
             "4",
             "-l",
@@ -88,32 +100,41 @@ def celery_worker_process(
         log=logs / "worker.log",
         ready_marker="ready.",
     )
-    # Batch jobs run in their own worker, as in production, so they never hold action slots.
-    jobs_worker = start_celery(
-        [
-            "worker",
-            "-Q",
-            "jobs,webhooks",
-            "-c",
-            "3",
-            "-l",
-            "info",
-            "-n",
-            "test-jobs@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        env=service_env,
-        log=logs / "jobs-worker.log",
-        ready_marker="ready.",
-    )
-    beat = start_celery(
-        ["beat", "-l", "info", "-s", str(logs / "beat-schedule")],
-        env=service_env,
-        log=logs / "beat.log",
-        ready_marker="beat: Starting",
-    )
+    try:
+        # Batch jobs run in their own worker, as in production, so they never hold action slots.
+        jobs_worker = start_celery(
+            [
+                "worker",
+                "-Q",
+                "jobs,webhooks",
+                "-c",
+                "3",
+                "-l",
+                "info",
+                "-n",
+                "test-jobs@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env=service_env,
+            log=logs / "jobs-worker.log",
+            ready_marker="ready.",
+        )
+    except BaseException:
+        stop_process(worker)  # a jobs worker that fails to start must not leave the worker running
+        raise
+    try:
+        beat = start_celery(
+            ["beat", "-l", "info", "-s", str(logs / "beat-schedule")],
+            env=service_env,
+            log=logs / "beat.log",
+            ready_marker="beat: Starting",
+        )
+    except BaseException:
+        stop_process(jobs_worker)  # a Beat that fails to start must not leave the workers running
+        stop_process(worker)
+        raise
     yield
     stop_process(beat)
     stop_process(jobs_worker)

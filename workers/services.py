@@ -1,4 +1,8 @@
-"""Worker-side session services: start, stop and reconcile real browsers."""
+"""Worker-side session services: start, stop and reconcile real browsers.
+
+The session rows change only through sessions/ (browser_state.py, services.py): these run the
+browsers and report what happened.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,19 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from billing.services import session_time_bill, session_time_refund
 from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
+from sessions import dispatch
+from sessions.browser_state import (
+    BrowserLocation,
+    session_browser_ready,
+    session_browser_released,
+    session_browser_start_abandoned,
+    session_browser_start_failed,
+)
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
-from sessions.services import session_terminate, started_event
-from workers.browser import BrowserHandle, BrowserStartError, Display, get_backend
+from sessions.services import session_terminate
+from workers.browser import BrowserHandle, BrowserStartError, Display, egress, get_backend
 from workers.browser.driver import forget
-from workers.completion import completion_publish
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +55,9 @@ def session_browser_start(*, session_id: str) -> None:
         handle = backend.start(session_id=session_id, display=display)
     except BrowserStartError as exc:
         logger.warning("session %s: browser start failed: %s", session_id, exc)
-        session_terminate(session_id=session_id, reason=EndedReason.START_FAILED, error=str(exc))
-        completion_publish(started_event(session_id), {"ok": False})
+        session_browser_start_failed(session_id=session_id, error=str(exc))
         return
-    now = timezone.now()
-    started = BrowserSession.objects.filter(pk=session_id, status=SessionStatus.STARTING).update(
-        status=SessionStatus.READY,
-        started_at=now,
-        last_activity_at=now,
-        idle_expires_at=session.idle_deadline(now),
+    location = BrowserLocation(
         backend=handle.backend,
         webdriver_url=handle.webdriver_url,
         webdriver_session_id=handle.webdriver_session_id,
@@ -61,10 +65,10 @@ def session_browser_start(*, session_id: str) -> None:
         browser_pid=handle.pid,
         profile_dir=handle.profile_dir,
     )
-    if not started:
+    if not session_browser_ready(session=session, location=location):
         logger.info("session %s ended while its browser started; stopping it", session_id)
         backend.stop(handle, session_id=session_id)
-    completion_publish(started_event(session_id), {"ok": bool(started)})
+        session_browser_start_abandoned(session_id=session_id)
 
 
 def session_browser_stop(*, session_id: str) -> None:
@@ -75,18 +79,7 @@ def session_browser_stop(*, session_id: str) -> None:
     handle = handle_of(session)
     forget(handle)
     get_backend(session.backend or None).stop(handle, session_id=session_id)
-    _settle_session_time(session)
-    BrowserSession.objects.filter(pk=session_id, browser_released_at__isnull=True).update(
-        browser_released_at=timezone.now()
-    )
-
-
-def _settle_session_time(session: BrowserSession) -> None:
-    """The last minutes: charged up to the end; a browser that never started costs nothing."""
-    if session.ended_reason == EndedReason.START_FAILED:
-        session_time_refund(session_id=session.pk, account_id=session.account_id)
-    elif not session_time_bill(session_id=session.pk):
-        logger.warning("session %s: balance ran out before its last minutes were charged", session.pk)
+    session_browser_released(session=session)
 
 
 def browsers_reconcile() -> dict[str, int]:
@@ -95,8 +88,6 @@ def browsers_reconcile() -> dict[str, int]:
     A live session whose browser is gone ends as crashed; a browser that belongs to no live
     session is killed; an ended session whose stop task was lost gets another one.
     """
-    from workers.tasks import session_stop
-
     backend = get_backend()
     crashed = 0
     live = list(
@@ -139,5 +130,18 @@ def browsers_reconcile() -> dict[str, int]:
         ended_at__lte=timezone.now() - timedelta(seconds=settings.RECONCILE_INTERVAL_SECONDS),
     ).values_list("pk", flat=True)[:500]
     for session_id in lost_stops:
-        session_stop.delay(session_id)
-    return {"crashed": crashed, "orphans_killed": len(killed), "stops_requeued": len(lost_stops)}
+        dispatch.browser_stop(session_id)
+    try:
+        egress.ensure_ready()
+        egress_down = 0
+    except BrowserStartError as exc:
+        # Running browsers cannot go around it (no direct route), but none can start: an operator
+        # must know. Its supervisor (bin/dev serve, compose's restart policy) brings it back.
+        logger.error("reconcile: %s", exc)
+        egress_down = 1
+    return {
+        "crashed": crashed,
+        "orphans_killed": len(killed),
+        "stops_requeued": len(lost_stops),
+        "egress_down": egress_down,
+    }

@@ -1,5 +1,8 @@
 """Celery tasks: adapters that take ids, re-fetch rows and call one service each.
 
+The web side sends them by name (sessions/dispatch.py, project/celery.py's schedule): keep the
+names (`workers.tasks.<function>`) stable, or change the routes in settings with them.
+
 Every task is safe to run twice (acks are late, so a lost worker means a redelivery).
 """
 
@@ -8,10 +11,13 @@ from __future__ import annotations
 from celery import shared_task
 from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 
-from workers import services
+from sessions import screenshots, time_billing
+from sessions import services as session_services
+from workers import action_runner, services
 from workers.browser import TransientBrowserError
+from workers.browser.local import become_subreaper
 
 _START_LIMIT = settings.BROWSER_START_TIMEOUT_SECONDS + 15
 
@@ -25,8 +31,6 @@ def _retire_old_connections(**_: object) -> None:
 
 @worker_process_init.connect
 def _adopt_browser_helpers(**_: object) -> None:
-    from workers.browser.local import become_subreaper
-
     become_subreaper()
 
 
@@ -46,7 +50,9 @@ def session_start(session_id: str) -> None:
     acks_late=True,
     soft_time_limit=60,
     time_limit=90,
-    autoretry_for=(TransientBrowserError,),
+    # Stopping is safe to repeat; a connection that died with a database restart is not a reason
+    # to leave a browser running (the retry gets a fresh one).
+    autoretry_for=(TransientBrowserError, OperationalError, InterfaceError),
     max_retries=3,
     retry_backoff=True,
 )
@@ -56,9 +62,7 @@ def session_stop(session_id: str) -> None:
 
 @shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
 def sessions_sweep() -> int:
-    from sessions.services import sessions_sweep as sweep
-
-    return sweep()
+    return session_services.sessions_sweep()
 
 
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
@@ -68,21 +72,20 @@ def browsers_reconcile() -> dict[str, int]:
 
 @shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
 def actions_run(session_id: str) -> None:
-    """Run the session's queued actions in order (see workers/actions.py)."""
-    from workers.actions import actions_drain
+    """Run the session's queued actions in order (see workers/action_runner.py)."""
+    action_runner.actions_drain(session_id=session_id)
 
-    actions_drain(session_id=session_id)
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+def actions_reconcile() -> dict[str, int]:
+    return action_runner.actions_reconcile()
 
 
 @shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
 def screenshots_purge() -> int:
-    from sessions.screenshots import screenshots_purge as purge
-
-    return purge()
+    return screenshots.screenshots_purge()
 
 
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
 def sessions_bill_time() -> dict[str, int]:
-    from billing.services import sessions_bill_time as bill
-
-    return bill()
+    return time_billing.sessions_bill_time()

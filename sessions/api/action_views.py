@@ -1,27 +1,31 @@
-"""Browser actions over HTTP: thin views around sessions.actions and action_specs."""
+"""Browser actions over HTTP: thin views around sessions.action_queue and action_specs."""
 
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from django.urls import reverse
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotAcceptable
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import request_account
 from project.exceptions import ApplicationError, InvalidInput, NotFound, NotImplementedByServer
+from project.fields import iso
 from project.pagination import paginate
 from sessions import selectors
-from sessions.action_specs import normalize_action, normalize_batch, normalize_generic
-from sessions.actions import action_get, action_list, action_submit, action_wait
-from sessions.api.serializers import iso
+from sessions.action_queue import action_submit, action_wait
+from sessions.action_specs import NOT_SUPPORTED, normalize_action, normalize_batch, normalize_generic
+from sessions.api import schema
 from sessions.api.views import client_wait_budget
 from sessions.models import Action, ActionStatus
 from sessions.screenshots import screenshot_path_of
@@ -52,7 +56,7 @@ ENDPOINT_TYPES = {
     "change-proxy": "change_proxy",
 }
 
-_RESULT_STATUS = {
+_RESULT_STATUS: dict[str, str] = {
     ActionStatus.SUCCEEDED: "success",
     ActionStatus.FAILED: "error",
     ActionStatus.ERRORED: "error",
@@ -62,6 +66,7 @@ _RESULT_STATUS = {
 
 def _render_result(result: dict[str, Any] | None, request: Request) -> dict[str, Any]:
     result = dict(result or {})
+    result.pop("error_code", None)  # shown as the action's `code`
     token = result.pop("screenshot_token", None)
     as_data_uri = result.pop("base64", False)
     if token:
@@ -76,12 +81,19 @@ def _render_result(result: dict[str, Any] | None, request: Request) -> dict[str,
     return result
 
 
+def _error_code(result: dict[str, Any] | None) -> dict[str, Any]:
+    """A failed action's machine-readable code (e.g. blocked_address), when it has one."""
+    code = (result or {}).get("error_code")
+    return {"code": code} if code else {}
+
+
 def _step_payload(step: dict[str, Any], request: Request) -> dict[str, Any]:
     return {
         "type": step["type"],
         "status": _RESULT_STATUS.get(step["status"], "error"),
         "result": _render_result(step.get("result"), request),
         "error_message": step.get("error") or None,
+        **_error_code(step.get("result")),
         "executed_tab_id": step.get("executed_tab_id") or None,
         "page_context": step.get("page_context"),
     }
@@ -104,6 +116,7 @@ def action_payload(action: Action, request: Request, *, detail: bool = False) ->
         body["success"] = action.status == ActionStatus.SUCCEEDED
     else:
         body["result"] = _render_result(action.result, request) if action.is_finished else {}
+        body.update(_error_code(action.result))
         body["executed_tab_id"] = action.executed_tab_id or None
         body["page_context"] = action.page_context
     if detail:
@@ -130,9 +143,9 @@ def submit(request: Request, session_id: str, build: Any) -> Response:
     try:
         spec = build()
     except (ApplicationError, APIException):
-        selectors.session_get(account=request.user, session_id=session_id)  # 404 wins over 400
+        selectors.session_get(account=request_account(request), session_id=session_id)  # 404 wins over 400
         raise
-    action = action_submit(session_id=session_id, account=request.user, action=spec)
+    action = action_submit(session_id=session_id, account=request_account(request), action=spec)
     if not _prefers_async(request):
         action = action_wait(action=action, timeout=client_wait_budget(request, settings.ACTION_WAIT_SECONDS))
     if not action.is_finished:
@@ -159,6 +172,7 @@ class ComputerActionView(APIView):
 
 
 class ExecuteView(APIView):
+    @schema.execute_schema
     def post(self, request: Request, session_id: str) -> Response:
         def build() -> dict[str, Any]:
             body = _body(request)
@@ -169,6 +183,7 @@ class ExecuteView(APIView):
 
 
 class BatchView(APIView):
+    @schema.batch_schema
     def post(self, request: Request, session_id: str) -> Response:
         return submit(
             request,
@@ -178,35 +193,72 @@ class BatchView(APIView):
 
 
 class TabsView(APIView):
+    @schema.tabs_list_schema
     def get(self, request: Request, session_id: str) -> Response:
         return submit(request, session_id, lambda: normalize_action("list_tabs", {}))
 
+    @schema.tabs_create_schema
     def post(self, request: Request, session_id: str) -> Response:
         return submit(request, session_id, lambda: normalize_action("new_tab", _body(request)))
 
 
 class TabDetailView(APIView):
+    @schema.tab_close_schema
     def delete(self, request: Request, session_id: str, tab_id: str) -> Response:
         return submit(request, session_id, lambda: normalize_action("close_tab", {"tab_id": tab_id}))
 
 
 class TabSwitchView(APIView):
+    @schema.tab_switch_schema
     def post(self, request: Request, session_id: str, tab_id: str) -> Response:
         return submit(request, session_id, lambda: normalize_action("switch_tab", {"tab_id": tab_id}))
 
 
 class ExecUnsupportedView(APIView):
+    """exec/sync: a 501 JSON error."""
+
+    @schema.exec_sync_schema
     def post(self, request: Request, session_id: str) -> Response:
-        selectors.session_get(account=request.user, session_id=session_id)
+        selectors.session_get(account=request_account(request), session_id=session_id)
         normalize_action("debug", {})  # raises the 501
         raise AssertionError("unreachable")
+
+
+NDJSON = "application/x-ndjson"
+
+
+class _NeverNotAcceptable(DefaultContentNegotiation):
+    """The SDK's exec asks for NDJSON only: errors before the stream (401, 404, 429) still answer
+    in JSON, instead of a 406 raised before authentication even runs."""
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            return renderers[0], renderers[0].media_type
+
+
+class ExecStreamView(ExecUnsupportedView):
+    """exec: the SDK reads an NDJSON stream whose failures are one `{"type": "error"}` line at
+    HTTP 200 (its documented error model). Clients that do not ask for NDJSON get the 501."""
+
+    content_negotiation_class = _NeverNotAcceptable
+
+    @schema.exec_schema
+    def post(self, request: Request, session_id: str) -> Response:
+        if NDJSON not in request.headers.get("Accept", ""):
+            return super().post(request, session_id)
+        selectors.session_get(account=request_account(request), session_id=session_id)
+        line = {"type": "error", "code": "action_not_supported", "message": NOT_SUPPORTED["debug"]}
+        return HttpResponse(json.dumps(line) + "\n", content_type=NDJSON)  # type: ignore[return-value]
 
 
 class StreamUnsupportedView(APIView):
     """events, screencast, ws: the SDK cannot consume these streams; we do not serve them yet."""
 
+    @schema.stream_schema
     def get(self, request: Request, session_id: str) -> Response:
-        selectors.session_get(account=request.user, session_id=session_id)
+        selectors.session_get(account=request_account(request), session_id=session_id)
         raise NotImplementedByServer(
             "Event, screencast and WebSocket streams are not served by this server; poll "
             "GET /v1/computers/{id}/actions and take screenshots instead.",
@@ -215,18 +267,24 @@ class StreamUnsupportedView(APIView):
 
 
 class ActionDetailView(APIView):
+    @schema.action_detail_schema
     def get(self, request: Request, action_id: str) -> Response:
         return Response(
-            action_payload(action_get(account=request.user, action_id=action_id), request, detail=True)
+            action_payload(
+                selectors.action_get(account=request_account(request), action_id=action_id),
+                request,
+                detail=True,
+            )
         )
 
 
 class SessionActionsView(APIView):
     """The session's action history, newest first: ?limit= (1-200, default 50) &offset=."""
 
+    @schema.action_history_schema
     def get(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(account=request.user, session_id=session_id)
-        page = paginate(request, action_list(session=session))
+        session = selectors.session_get(account=request_account(request), session_id=session_id)
+        page = paginate(request, selectors.action_list(session=session))
         return Response(
             {
                 "results": [action_payload(a, request, detail=True) for a in page.pop("items")],
@@ -241,6 +299,7 @@ class ScreenshotView(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @schema.screenshot_schema
     def get(self, request: Request, token: str) -> FileResponse:
         path = screenshot_path_of(token)
         if path is None or not default_storage.exists(path):

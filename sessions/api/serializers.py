@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
 
-from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
+from billing.selectors import session_cost
+from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField, iso
+from sessions.input_limits import check_pixel_budget
 from sessions.models import BrowserSession
 
 _MONTH = 30 * 24 * 3600
@@ -14,13 +15,17 @@ _MONTH = 30 * 24 * 3600
 ECHOED_OPTIONS = ("persistent", "environment_id", "context_id", "stealth", "use_advanced_proxy")
 
 
-class DisplayInput(serializers.Serializer):
+class DisplayInput(serializers.Serializer[Any]):
     width = StrictIntegerField(min_value=200, max_value=3840, required=False, default=1024)
     height = StrictIntegerField(min_value=200, max_value=2160, required=False, default=768)
     scale = StrictFloatField(min_value=0.5, max_value=4.0, required=False, default=1.0)
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        check_pixel_budget(width=attrs["width"], height=attrs["height"], scale=attrs["scale"])
+        return attrs
 
-class SessionCreateInput(serializers.Serializer):
+
+class SessionCreateInput(serializers.Serializer[Any]):
     kind = StrictCharField(required=False, default="browser")
     max_lifetime_seconds = StrictIntegerField(min_value=1, max_value=_MONTH, required=False)
     timeout_seconds = StrictIntegerField(min_value=1, max_value=_MONTH, required=False)  # deprecated alias
@@ -56,11 +61,7 @@ def _one_of(attrs: dict[str, Any], *names: str) -> Any:
     return next(iter(given.values()), None)
 
 
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-class SessionStatusOutput(serializers.Serializer):
+class SessionStatusOutput(serializers.Serializer[BrowserSession]):
     """ComputerRetrieveStatusResponse: current TTLs and last activity."""
 
     id = serializers.CharField()
@@ -113,8 +114,6 @@ class SessionOutput(SessionStatusOutput):
         return {}
 
     def to_representation(self, instance: BrowserSession) -> dict[str, Any]:
-        from billing.selectors import session_cost
-
         data = dict(super().to_representation(instance))
         annotated = getattr(instance, "ledger_total", None)
         data["credits_spent"] = -annotated if annotated is not None else session_cost(session_id=instance.pk)

@@ -27,7 +27,7 @@ urlpatterns = [
         action_views.TabSwitchView.as_view(),
         name="computer-tab-switch",
     ),
-    path("computers/<str:session_id>/exec", action_views.ExecUnsupportedView.as_view(), name="computer-exec"),
+    path("computers/<str:session_id>/exec", action_views.ExecStreamView.as_view(), name="computer-exec"),
     path(
         "computers/<str:session_id>/exec/sync",
         action_views.ExecUnsupportedView.as_view(),

@@ -8,8 +8,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from project.exceptions import InvalidInput
+from accounts.authentication import request_account
+from project.exceptions import InvalidInput, ServiceUnavailable
 from sessions import selectors, services
+from sessions.api import schema
 from sessions.api.serializers import (
     ECHOED_OPTIONS,
     SessionCreateInput,
@@ -19,10 +21,11 @@ from sessions.api.serializers import (
 from sessions.models import EndedReason, SessionStatus
 
 
-def client_wait_budget(request: Request, configured: float) -> float:
+def client_wait_budget(request: Request, configured: float, *, floor: float = 0.1) -> float:
     """How long we may block: our own bound, and never past the client's read timeout.
 
     The SDK resends a request that times out, so answering after it gave up duplicates work.
+    `floor` is the least we wait whatever the client says (never more than `configured`).
     """
     raw = request.headers.get("x-stainless-read-timeout")
     try:
@@ -31,11 +34,12 @@ def client_wait_budget(request: Request, configured: float) -> float:
         client = None
     if client is None or client <= 0:
         return configured
-    # Answer 2 s before the client gives up; a client that allows almost nothing gets almost nothing.
-    return max(0.1, min(configured, client - 2.0))
+    # Answer 2 s before the client gives up, but not sooner than `floor`.
+    return min(configured, max(floor, 0.1, client - 2.0))
 
 
 class ComputerListCreateView(APIView):
+    @schema.computer_list_schema
     def get(self, request: Request) -> Response:
         kind = request.query_params.get("type")
         if kind not in (None, "", "live", "persistent"):
@@ -47,13 +51,14 @@ class ComputerListCreateView(APIView):
         if not 1 <= limit <= 500:
             raise InvalidInput("limit must be between 1 and 500.")
         sessions = selectors.session_list(
-            account=request.user,
+            account=request_account(request),
             status=request.query_params.get("status", "live"),
             persistent=True if kind == "persistent" else None,
             limit=limit,
         )
-        return Response(SessionOutput(sessions, many=True).data)
+        return Response(SessionOutput(sessions, many=True).data)  # type: ignore[arg-type]  # many=True takes a list
 
+    @schema.computer_create_schema
     def post(self, request: Request) -> Response:
         serializer = SessionCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -69,22 +74,37 @@ class ComputerListCreateView(APIView):
             display_scale=display.get("scale", 1.0),
             options={name: data[name] for name in ECHOED_OPTIONS if name in data},
         )
-        session = services.session_create(account=request.user, spec=spec)
-        session = services.session_wait_until_started(
-            session=session, timeout=client_wait_budget(request, settings.SESSION_CREATE_WAIT_SECONDS)
-        )
+        session = services.session_create(account=request_account(request), spec=spec)
+        try:
+            session = services.session_wait_until_started(
+                session=session,
+                timeout=client_wait_budget(
+                    request,
+                    settings.SESSION_CREATE_WAIT_SECONDS,
+                    floor=settings.SESSION_CREATE_MIN_WAIT_SECONDS,
+                ),
+            )
+        except ServiceUnavailable:
+            session.refresh_from_db()
+            if session.ended_reason != EndedReason.MAX_LIFETIME:
+                raise
+            # A lifetime shorter than the browser's start ran out first (found by schemathesis):
+            # the request was valid and sending it again ends the same way, so not a 503 but the
+            # session as it is, terminated.
         return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)
 
 
 class ComputerDetailView(APIView):
+    @schema.computer_retrieve_schema
     def get(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = selectors.session_get(account=request_account(request), session_id=session_id)
         session = services.session_enforce_expiry(session=session)
         return Response(SessionOutput(session).data)
 
+    @schema.computer_delete_schema
     def delete(self, request: Request, session_id: str) -> Response:
         """Idempotent: ending an ended session is a success that changes nothing."""
-        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = selectors.session_get(account=request_account(request), session_id=session_id)
         session = services.session_enforce_expiry(session=session)
         if session.status != SessionStatus.TERMINATED:
             services.session_terminate(session_id=session.pk, reason=EndedReason.USER)
@@ -96,14 +116,16 @@ class ComputerDetailView(APIView):
 
 
 class ComputerStatusView(APIView):
+    @schema.computer_status_schema
     def get(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = selectors.session_get(account=request_account(request), session_id=session_id)
         session = services.session_enforce_expiry(session=session)
         return Response(SessionStatusOutput(session).data)
 
 
 class ComputerKeepaliveView(APIView):
+    @schema.computer_keepalive_schema
     def post(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(account=request.user, session_id=session_id)
+        session = selectors.session_get(account=request_account(request), session_id=session_id)
         session = services.session_touch(session=session)
         return Response(SessionOutput(session).data)

@@ -68,3 +68,104 @@ def test_balances_are_not_editable_in_the_admin(operator):
     response = operator.post(f"/admin/billing/balance/{account.pk}/change/", {"credits": "999999"})
     assert response.status_code == 403
     assert Balance.objects.get(account=account).credits == 10
+
+
+def _staff(client, username: str, *perms: str):
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user(username, password="a-long-operator-passphrase", is_staff=True)
+    for codename in ("view_account", "change_account", "view_ledgerentry", *perms):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client.force_login(user)
+    return client
+
+
+def test_minting_credits_needs_the_add_credits_permission(plans, client):
+    account = account_create(name="acme", plan_name="pro", credits=10)[0]
+    clerk = _staff(client, "clerk")
+    topup = reverse("admin:accounts_account_credits", args=[account.pk, "topup"])
+    assert clerk.get(topup).status_code == 403
+    assert clerk.post(topup, {"amount": "1000000", "reason": "me", "form_token": "x"}).status_code == 403
+    assert Balance.objects.get(account=account).credits == 10
+    page = clerk.get(reverse("admin:accounts_account_change", args=[account.pk]))
+    assert page.status_code == 200 and topup.encode() not in page.content
+
+    from django.test import Client
+
+    treasurer = _staff(Client(), "treasurer", "add_credits")
+    assert (
+        topup.encode() in treasurer.get(reverse("admin:accounts_account_change", args=[account.pk])).content
+    )
+    assert treasurer.post(topup, {"amount": "5", "reason": "invoice 8", "form_token": "y"}).status_code == 302
+    assert Balance.objects.get(account=account).credits == 15
+
+
+def test_unknown_ids_in_admin_urls_are_not_server_errors(operator):
+    assert operator.get(reverse("admin:accounts_account_credits", args=[987654, "topup"])).status_code == 404
+    for model in [
+        "accounts/account",
+        "accounts/plan",
+        "accounts/apikey",
+        "billing/ledgerentry",
+        "billing/balance",
+        "billing/price",
+        "browser_sessions/browsersession",
+        "browser_sessions/action",
+    ]:
+        for pk in ("987654", "not-an-id"):
+            response = operator.get(f"/admin/{model}/{pk}/change/")
+            assert response.status_code in (302, 404), (model, pk, response.status_code)
+
+
+def test_weak_operator_passwords_are_refused(operator):
+    for weak in ("pw", "password123", "12345678901234"):
+        response = operator.post(
+            "/admin/auth/user/add/",
+            {"username": "newop", "password1": weak, "password2": weak, "usable_password": "true"},
+        )
+        assert response.status_code == 200, weak  # the form again, with the validator's error
+        assert not User.objects.filter(username="newop").exists()
+    strong = "correct horse battery staple 42"
+    response = operator.post(
+        "/admin/auth/user/add/",
+        {"username": "newop", "password1": strong, "password2": strong, "usable_password": "true"},
+    )
+    assert response.status_code == 302
+    assert User.objects.filter(username="newop").exists()
+
+
+def test_typed_text_is_not_shown_in_full_in_the_admin(operator):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sessions.models import Action, BrowserSession
+
+    account = account_create(name="acme", plan_name="pro", credits=10)[0]
+    now = timezone.now()
+    session = BrowserSession.objects.create(
+        account=account,
+        status="terminated",
+        browser_released_at=now,
+        created_at=now,
+        last_activity_at=now,
+        expires_at=now + timedelta(hours=1),
+        max_lifetime_seconds=3600,
+        inactivity_timeout_seconds=120,
+    )
+    secret = "hunter2-Secret-Passw0rd"
+    rows = [
+        Action.objects.create(session=session, account=account, type=kind, params=params, status="succeeded")
+        for kind, params in (
+            ("type", {"text": secret}),
+            ("point_and_type", {"x": 1, "y": 2, "text": secret}),
+            ("step", {"action": "fill", "target": {"selector": "#password"}, "value": secret}),
+            ("batch", {"actions": [{"type": "wait", "ms": 1}, {"type": "type", "text": secret}]}),
+        )
+    ]
+    for row in rows:
+        page = operator.get(f"/admin/browser_sessions/action/{row.pk}/change/")
+        assert page.status_code == 200
+        assert secret.encode() not in page.content, row.type
+        assert f"hidden: {len(secret)} characters".encode() in page.content
+    assert b"#password" in operator.get(f"/admin/browser_sessions/action/{rows[2].pk}/change/").content

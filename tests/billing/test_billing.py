@@ -15,9 +15,9 @@ from tzafon import Lightcone
 
 from accounts.models import Plan
 from billing.models import Balance, LedgerEntry, Price
-from billing.services import session_time_bill, sessions_bill_time
 from sessions.models import Action, ActionStatus, BrowserSession
-from workers.actions import actions_drain
+from sessions.time_billing import session_time_bill, sessions_bill_time
+from workers.action_runner import actions_drain
 
 
 def _balance(client) -> int:
@@ -66,6 +66,12 @@ def test_an_action_cut_off_by_a_lost_worker_is_refunded_once(client):
     from tests.support.processes import wait_until
 
     wait_until(lambda: Action.objects.get(pk=action.pk).is_finished, timeout=20, message="action done")
+    # ... and until its worker let go of the session's queue: a drain below that found the lock
+    # still held would leave the lost action to a holder that already looked for more.
+    from project.redis import get_redis
+    from workers.action_runner import lock_key
+
+    wait_until(lambda: not get_redis().exists(lock_key(session_id)), timeout=20, message="lock released")
     lost = Action.objects.create(
         session_id=session_id,
         account=client.account,
@@ -75,9 +81,16 @@ def test_an_action_cut_off_by_a_lost_worker_is_refunded_once(client):
         status=ActionStatus.RUNNING,
         started_at=timezone.now(),
     )
-    from billing.services import action_charge
+    from billing.ledger import ledger_post
 
-    action_charge(account_id=client.account.pk, session_id=session_id, action_row=lost, amount=2)
+    ledger_post(  # the charge the accept wrote with it
+        account_id=client.account.pk,
+        amount=-2,
+        kind=LedgerEntry.Kind.ACTION,
+        idempotency_key=f"action:{lost.public_id}",
+        session_id=session_id,
+        action_id=lost.pk,
+    )
     balance = _balance(client)
     actions_drain(session_id=session_id)
     actions_drain(session_id=session_id)
@@ -206,6 +219,11 @@ def test_account_usage_ledger_and_session_cost(client):
     )
     assert client.get("/v1/usage?group_by=week").status_code == 400
     assert client.get("/v1/usage?from=yesterday").status_code == 400
+    # Impossible dates are bad input; a date-time without an offset is UTC.
+    assert client.get("/v1/usage?from=2026-02-30T00:00:00Z").status_code == 400
+    naive = client.get("/v1/usage?from=2026-01-01T00:00:00&to=2026-01-02T00:00:00")
+    assert naive.status_code == 200, naive.text
+    assert naive.json()["from"] == "2026-01-01T00:00:00Z"
 
 
 def test_plan_rate_limit_and_plan_changes_apply_at_once(free_client):

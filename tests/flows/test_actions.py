@@ -203,6 +203,7 @@ def test_browser_side_failures_are_200_with_status_error(client, session_id):
 
 def test_private_targets_are_refused_unless_allowed(client, session_id, settings):
     settings.ALLOW_PRIVATE_NETWORK_TARGETS = False
+    settings.BROWSER_EGRESS_ALLOW = []
     for url in (
         "http://127.0.0.1:8000/",
         "http://10.1.2.3/",

@@ -264,6 +264,31 @@ def test_browser_killed_from_outside_is_reconciled_as_crashed(client):
     wait_until(lambda: _session_processes(session_id) == [], timeout=15, message="leftovers killed")
 
 
+def test_a_tiny_client_read_timeout_does_not_shrink_the_create_wait_below_the_floor(client, settings):
+    # A client that claims to give up after 2 s would leave 0.1 s: every create would fail after
+    # starting a browser, for free. The floor keeps the wait (here as long as the configured one).
+    settings.SESSION_CREATE_MIN_WAIT_SECONDS = settings.SESSION_CREATE_WAIT_SECONDS
+    response = client.post("/v1/computers", {}, headers={"x-stainless-read-timeout": "2"})
+    assert response.status_code == 201, response.text
+    assert BrowserSession.objects.get(account=client.account).status in ("ready", "running")
+
+
+def test_the_create_wait_budget(rf, settings):
+    from sessions.api.views import client_wait_budget
+
+    def budget(header: str | None, floor: float = 5) -> float:
+        headers = {"HTTP_X_STAINLESS_READ_TIMEOUT": header} if header is not None else {}
+        return client_wait_budget(rf.post("/v1/computers", **headers), 30, floor=floor)
+
+    assert budget(None) == 30
+    assert budget("0.5") == 5  # the floor, not 0.1
+    assert budget("2") == 5
+    assert budget("20") == 18  # 2 s before the client gives up
+    assert budget("600") == 30  # never past our own bound
+    assert budget("garbage") == 30
+    assert client_wait_budget(rf.post("/x", HTTP_X_STAINLESS_READ_TIMEOUT="2"), 3, floor=5) == 3
+
+
 def test_no_trailing_slash_redirects(client):
     response = client.http.post(
         client.base_url + "/computers/",
@@ -275,9 +300,10 @@ def test_no_trailing_slash_redirects(client):
     assert not BrowserSession.objects.exists()
 
 
-def test_a_create_that_outlives_the_client_timeout_leaves_no_browser_and_no_charge(client):
-    # A client that gives up after 2 s leaves us 0.1 s (we answer 2 s before it gives up): too
-    # little for any Chromium start, so the create gives up and says so.
+def test_a_create_that_outlives_the_client_timeout_leaves_no_browser_and_no_charge(client, settings):
+    # Without the floor, a client that gives up after 2 s leaves us 0.1 s (we answer 2 s before
+    # it gives up): too little for any Chromium start, so the create gives up and says so.
+    settings.SESSION_CREATE_MIN_WAIT_SECONDS = 0
     response = client.post("/v1/computers", {}, headers={"x-stainless-read-timeout": "2"})
     assert response.status_code == 503
     assert response.json()["code"] == "browser_start_failed"

@@ -35,6 +35,40 @@ def start_celery(
     raise RuntimeError(f"celery {args[0]} did not become ready:\n{log.read_text()[-4000:]}")
 
 
+def start_egress(*, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """The egress filter (python -m workers.egress), ready when it answers its health check."""
+    import http.client
+
+    from workers.egress import HEALTH_BODY, HEALTH_HOST
+
+    port = int(env["BROWSER_EGRESS_PORT"])
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers.egress", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the egress filter exited:\n{log.read_text()[-4000:]}")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            connection.request("GET", f"http://{HEALTH_HOST}/", headers={"Host": HEALTH_HOST})
+            if connection.getresponse().read() == HEALTH_BODY:
+                return process
+        except OSError:
+            pass
+        finally:
+            connection.close()
+        time.sleep(0.1)
+    stop_process(process)
+    raise RuntimeError(f"the egress filter did not become ready:\n{log.read_text()[-4000:]}")
+
+
 def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 20) -> None:
     if process.poll() is not None:
         return

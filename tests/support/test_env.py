@@ -5,6 +5,7 @@ their tasks, and their own browser profile root, so reconcile never touches othe
 """
 
 import os
+import socket
 import tempfile
 
 os.environ["BROWSERFLEET_ENV"] = "test"
@@ -14,7 +15,7 @@ os.environ.setdefault("SESSION_SWEEP_INTERVAL_SECONDS", "1")
 os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "2")
 # Tests call the billing service themselves; a background run would race their table flushes.
 os.environ.setdefault("BILLING_INTERVAL_SECONDS", "3600")
-os.environ.setdefault("ALLOW_PRIVATE_NETWORK_TARGETS", "true")
+os.environ["ALLOW_PRIVATE_NETWORK_TARGETS"] = "false"
 # Batch jobs: a quick Beat tick and short leases, so lost pages come back within seconds.
 os.environ.setdefault("JOB_TICK_INTERVAL_SECONDS", "1")
 os.environ.setdefault("JOB_ITEM_LEASE_SECONDS", "6")
@@ -27,3 +28,14 @@ os.environ.setdefault("WEBHOOK_MAX_ATTEMPTS", "3")
 os.environ.setdefault("WEBHOOK_TIMEOUT_SECONDS", "3")
 os.environ.pop("SELENIUM_GRID_URL", None)
 os.environ.pop("BROWSER_BACKEND", None)
+
+# Every browser goes through the egress filter (tests/conftest.py starts one for the session).
+# Browsers (and the navigation check) may reach the pages the tests serve on 127.0.0.1 and nothing
+# else private: 127.0.0.2 and up stand for the internal hosts a tenant must not reach.
+os.environ["BROWSER_EGRESS_ENABLED"] = "true"
+os.environ["BROWSER_EGRESS_HOST"] = "127.0.0.1"
+os.environ["BROWSER_EGRESS_ALLOW"] = "127.0.0.1/32"
+# A fresh port, never one that a development filter may hold.
+with socket.socket() as _sock:
+    _sock.bind(("127.0.0.1", 0))
+    os.environ["BROWSER_EGRESS_PORT"] = str(_sock.getsockname()[1])

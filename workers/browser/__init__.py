@@ -6,6 +6,8 @@ from django.conf import settings
 
 from workers.browser.base import BrowserBackend, BrowserHandle, Display
 from workers.browser.errors import BrowserError, BrowserGone, BrowserStartError, TransientBrowserError
+from workers.browser.grid import GridBackend
+from workers.browser.local import LocalBackend
 
 __all__ = [
     "BrowserBackend",
@@ -23,9 +25,5 @@ def get_backend(name: str | None = None) -> BrowserBackend:
     """The backend for new sessions (settings), or the one a session row names."""
     name = name or settings.BROWSER_BACKEND
     if name == "grid":
-        from workers.browser.grid import GridBackend
-
         return GridBackend()
-    from workers.browser.local import LocalBackend
-
     return LocalBackend()

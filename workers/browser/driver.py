@@ -16,10 +16,12 @@ from typing import Any
 
 import urllib3
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.remote.client_config import ClientConfig
 from selenium.webdriver.remote.file_detector import UselessFileDetector
 from selenium.webdriver.remote.remote_connection import RemoteConnection
 
+from workers.browser import egress
 from workers.browser.base import BrowserHandle, Display
 
 # Page loads and scripts time out inside the browser first (25 s and 20 s, see options.py); this
@@ -35,6 +37,16 @@ COMMAND_RETRIES = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, r
 _CDP_COMMAND = "executeCdpCommand"
 # chromedriver and Selenium Grid both forward this vendor endpoint to the page's DevTools session.
 _CDP_PATH = "/session/$sessionId/goog/cdp/execute"
+
+
+class EgressRefused(WebDriverException):
+    """The egress filter refused a navigation. Raised as a WebDriver error so that the executor
+    reports it like any failed load (and a new tab is closed); `error_code` rides along the
+    cause chain to the action's `code` (workers.browser.egress.error_code)."""
+
+    def __init__(self, url: str, code: str, detail: str) -> None:
+        super().__init__(f"Could not load {url}: {code}: {detail}".strip().rstrip(":"))
+        self.error_code = code
 
 
 class AttachedDriver(webdriver.Remote):
@@ -56,11 +68,18 @@ class AttachedDriver(webdriver.Remote):
             file_detector=UselessFileDetector(),
         )
 
-    def execute(self, driver_command: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute(self, driver_command: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
         response = super().execute(driver_command, params)
         # Commands that reached the page and succeeded: tells whether a failure came first.
         self.commands_done += 1
         return dict(response)
+
+    def get(self, url: str) -> None:
+        """Navigate; a page that the egress filter refused is an error, not a loaded page."""
+        super().get(url)
+        refused = egress.refusal(self)
+        if refused is not None:
+            raise EgressRefused(url, refused["code"], refused["detail"])
 
     def start_session(self, capabilities: dict[str, Any]) -> None:
         self.session_id = self._attach_to
@@ -87,7 +106,7 @@ def _connection(webdriver_url: str) -> RemoteConnection:
     )
     connection = RemoteConnection(client_config=config)
     # The command table is shared by every RemoteConnection; the entry is the same for all.
-    connection.add_command(_CDP_COMMAND, "POST", _CDP_PATH)
+    connection.add_command(_CDP_COMMAND, "POST", _CDP_PATH)  # type: ignore[no-untyped-call]
     return connection
 
 

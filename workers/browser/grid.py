@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
+from workers.browser import egress
 from workers.browser.base import (
     BrowserHandle,
     Display,
@@ -25,6 +26,8 @@ class GridBackend:
         self.url = (url or settings.SELENIUM_GRID_URL).rstrip("/")
 
     def start(self, *, session_id: str, display: Display) -> BrowserHandle:
+        # Checked from here: the nodes must reach the filter at the same BROWSER_EGRESS_HOST.
+        egress.ensure_ready()
         # The node knows where its browser binary is; profiles are the node's own temp dirs.
         capabilities = chrome_capabilities(display=display, binary=None, profile_dir=None)
         try:

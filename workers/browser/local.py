@@ -9,6 +9,7 @@ command line (the profile and log paths), which is how reconcile finds browsers 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from workers.browser import egress
 from workers.browser.base import (
     BrowserHandle,
     Display,
@@ -68,8 +70,6 @@ def become_subreaper() -> None:
     Worker processes call this once. Without it they go to PID 1, which in some containers
     never reaps them.
     """
-    import ctypes
-
     PR_SET_CHILD_SUBREAPER = 36
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -96,6 +96,7 @@ class LocalBackend:
 
     def start(self, *, session_id: str, display: Display) -> BrowserHandle:
         _reap_finished_children()
+        egress.ensure_ready()
         session_dir = self._session_dir(session_id)
         # A redelivered start may find the browser of its earlier attempt: end that one first.
         self._kill_session_processes(session_id)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from workers.browser import egress
 from workers.browser.base import Display
 
 # --disable-background-networking and friends: this network is closed, and Chromium's calls
@@ -34,10 +35,13 @@ def chrome_capabilities(*, display: Display, binary: str | None, profile_dir: Pa
         *CHROMIUM_ARGS,
         f"--window-size={display.width},{display.height}",
         f"--force-device-scale-factor={display.scale}",
+        *egress.chromium_args(),
     ]
     if profile_dir is not None:
         args.append(f"--user-data-dir={profile_dir}")
     chrome_options: dict[str, Any] = {"args": args}
+    if prefs := egress.chromium_prefs():
+        chrome_options["prefs"] = prefs
     if binary:
         chrome_options["binary"] = binary
     return {

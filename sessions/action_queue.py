@@ -1,0 +1,398 @@
+"""An action's life in the database: accept, claim, finish, refund; and the wait for its end.
+
+An accepted action is a row in `queued` state plus a task on the actions queue
+(sessions/dispatch.py). A worker drains a session's queue one action at a time in `id` order
+(workers/action_runner.py): it claims the next action, runs it and finishes it here. The request
+that submitted it waits for its completion signal (project/completion.py), or answers 202 when it
+prefers not to wait.
+
+Every writing statement of that life is in this file; the statuses and ledger keys in the SQL are
+the models' enums and billing's key function, formatted in (never user input).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import Account
+from billing.models import LedgerEntry, Price
+from billing.selectors import balance_of
+from billing.services import action_charge_key, action_prices, action_refund_unrun
+from project.completion import completion_publish, completion_wait
+from project.db import retry_on_conflict
+from project.exceptions import Busy, InsufficientCredits, ServiceUnavailable, is_outage
+from project.rows import as_loaded, from_row, hot_cursor, json_value, select_list
+from sessions import dispatch, selectors
+from sessions.models import Action, ActionStatus, BrowserSession, SessionStatus
+from sessions.services import session_require_active
+
+logger = logging.getLogger(__name__)
+
+_QUEUED, _RUNNING = ActionStatus.QUEUED.value, ActionStatus.RUNNING.value
+_ACCEPTING = (SessionStatus.READY.value, SessionStatus.RUNNING.value)
+
+# How often a submit re-runs the accept when the rows changed between the statement and the look
+# that explains its refusal (a race); then 409, which clients retry.
+_ACCEPT_ATTEMPTS = 3
+
+
+def action_event(action_public_id: str) -> str:
+    return f"action:{action_public_id}"
+
+
+# Accepting an action is on every action's path, and it is one SQL statement, the only writer of
+# an accept: price the commands (a command without a price costs like the dearest action, so an
+# operator's mistake never makes one free), lock the session row if it is live and then the
+# balance row if it covers the price (the lock order used everywhere: session, then balance), and
+# only when both hold, touch the session (idle timer, ready -> running), debit the balance, and
+# record the action and its ledger line. The writes all depend on the locked rows (`covered`), so
+# a refusal writes nothing; and the statement is its own transaction. When it returns no row,
+# `_explain_refusal` finds out why (404, 410, 409, 402) without writing anything but the end of
+# an expired session. (The f-string only inserts enum values.)
+_ACCEPT = f"""
+WITH priced AS (
+    SELECT t.ord, p.credits AS listed,
+           coalesce(p.credits,
+                    (SELECT max(credits) FROM billing_price WHERE item <> '{Price.SESSION_MINUTE}'),
+                    1) AS credits
+    FROM unnest(%(items)s::text[]) WITH ORDINALITY AS t(item, ord)
+    LEFT JOIN billing_price p ON p.item = t.item
+),
+prices AS (
+    SELECT array_agg(credits ORDER BY ord) AS each,
+           sum(credits)::integer AS total,
+           count(*) FILTER (WHERE listed IS NULL) AS unpriced
+    FROM priced
+),
+live AS (
+    SELECT s.id FROM browser_sessions_browsersession s
+    WHERE s.id = %(session_id)s AND s.account_id = %(account_id)s
+      AND s.status IN ('{_ACCEPTING[0]}', '{_ACCEPTING[1]}')
+      AND s.expires_at > %(now)s
+      AND NOT (s.idle_timeout_enabled AND s.idle_expires_at IS NOT NULL AND s.idle_expires_at <= %(now)s)
+    FOR NO KEY UPDATE OF s
+),
+covered AS (
+    SELECT b.account_id, prices.total, prices.each
+    FROM billing_balance b, prices
+    WHERE b.account_id = %(account_id)s AND b.credits >= prices.total AND EXISTS (SELECT 1 FROM live)
+    FOR NO KEY UPDATE OF b
+),
+touched AS (
+    UPDATE browser_sessions_browsersession s
+    SET last_activity_at = %(now)s,
+        idle_expires_at = CASE WHEN s.idle_timeout_enabled
+                          THEN %(now)s + make_interval(secs => s.inactivity_timeout_seconds) END,
+        status = '{SessionStatus.RUNNING.value}'
+    FROM covered
+    WHERE s.id = %(session_id)s
+),
+debited AS (
+    UPDATE billing_balance b
+    SET credits = b.credits - c.total, updated_at = now()
+    FROM covered c
+    WHERE b.account_id = c.account_id
+    RETURNING b.credits AS balance_after, c.total, c.each
+),
+recorded AS (
+    INSERT INTO browser_sessions_action
+        (public_id, session_id, account_id, type, params, status, result, error, executed_tab_id,
+         page_context, request_id, price, step_prices, created_at)
+    SELECT %(public_id)s, %(session_id)s, %(account_id)s, %(type)s, %(params)s::jsonb, '{_QUEUED}', NULL,
+           '', '', NULL, %(request_id)s, d.total,
+           CASE WHEN %(is_batch)s THEN to_jsonb(d.each) END, %(now)s
+    FROM debited d
+    RETURNING id, price, step_prices
+),
+charged AS (
+    INSERT INTO billing_ledgerentry
+        (account_id, kind, amount, balance_after, reason, session_id, action_id, idempotency_key, created_at)
+    SELECT %(account_id)s, '{LedgerEntry.Kind.ACTION.value}', -r.price, d.balance_after, %(type)s,
+           %(session_id)s, r.id, %(charge_key)s, now()
+    FROM recorded r, debited d
+)
+SELECT id, price, step_prices, (SELECT unpriced FROM prices) FROM recorded
+"""  # noqa: S608
+
+
+def _commands(action: dict[str, Any]) -> list[str]:
+    if action["type"] == "batch":
+        return [step["type"] for step in action["actions"]]
+    return [action["type"]]
+
+
+def action_submit(*, session_id: str, account: Account, action: dict[str, Any]) -> Action:
+    """Accept a validated, canonical action on a live session of `account`, charge it, queue it.
+
+    404 for a session the account does not have; 410 when it ended or expired (an expired one
+    ends here); 409 while its browser starts; 402 (nothing recorded, nothing runs) when the
+    balance cannot cover it.
+    """
+    for _ in range(_ACCEPT_ATTEMPTS):
+        row = _accept(session_id=session_id, account=account, action=action)
+        if row is not None:
+            _deliver(row)
+            return row
+        _explain_refusal(session_id=session_id, account=account, action=action)
+    raise Busy("The session or the balance kept changing while this action was accepted; try again.")
+
+
+def _deliver(row: Action) -> None:
+    """Send the accepted action to the workers; if the broker is down, take it back (errored,
+    refunded) and answer 503, so that the client's retry is the only copy that ever runs."""
+    try:
+        dispatch.actions_run(row.session_id)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        logger.warning("action %s: not delivered (%r); refunded", row.public_id, exc)
+        try:
+            action_finish(row, ActionStatus.ERRORED, error="Not delivered to a worker; it was not charged.")
+        except Exception as finish_exc:
+            # Refunded or not, Beat delivers it later (sessions_with_undelivered_actions).
+            if not is_outage(finish_exc):
+                raise
+        raise ServiceUnavailable(
+            "The action could not be queued (a service is briefly unavailable); nothing was charged. "
+            "Try again.",
+            code="service_unavailable",
+            retry_after=2,
+        ) from exc
+
+
+def _unsaved_row(action: dict[str, Any], **fields: Any) -> Action:
+    params = {k: v for k, v in action.items() if k != "type"}
+    request_id = str(params.get("request_id", ""))[:200]
+    return Action(type=action["type"], params=params, request_id=request_id, **fields)
+
+
+@retry_on_conflict
+def _accept(*, session_id: str, account: Account, action: dict[str, Any]) -> Action | None:
+    """The accept, in one statement; None when refused (see _ACCEPT)."""
+    row = _unsaved_row(action, session_id=session_id, account_id=account.pk, created_at=timezone.now())
+    commands = _commands(action)
+    with hot_cursor() as cursor:
+        cursor.execute(
+            _ACCEPT,
+            {
+                "items": commands,
+                "now": row.created_at,
+                "session_id": session_id,
+                "account_id": account.pk,
+                "public_id": row.public_id,
+                "charge_key": action_charge_key(row.public_id),
+                "type": row.type,
+                "params": json.dumps(row.params),
+                "request_id": row.request_id,
+                "is_batch": row.type == "batch",
+            },
+        )
+        accepted = cursor.fetchone()
+    if accepted is None:
+        return None
+    row.id, row.price, row.step_prices = accepted[0], accepted[1], json_value(accepted[2])
+    if accepted[3]:
+        logger.error("no price for some of %s; charged the highest action price", commands)
+    return as_loaded(row)
+
+
+def _explain_refusal(*, session_id: str, account: Account, action: dict[str, Any]) -> None:
+    """Raise why the accept was refused; return when nothing explains it (the rows changed)."""
+    session = selectors.session_get(account=account, session_id=session_id)  # 404
+    session_require_active(session=session)  # 410 (an expired session ends here), 409
+    price = sum(action_prices(action))
+    balance = balance_of(account_id=account.pk)
+    if balance < price:
+        raise InsufficientCredits(
+            f"Not enough credits for this {action['type']} action: it costs {price} and the balance is "
+            f"{balance}. Top up to continue; the session keeps running.",
+            extra={"balance": balance, "required": price},
+        )
+
+
+# The session's oldest unfinished action with its session, claimed (queued -> running) in the
+# same statement; one round trip per action. The outer SELECT sees the rows as they were before
+# the UPDATE, so `claimed` tells whether this call took it.
+# (The f-string only inserts enum values and column lists taken from the models.)
+_CLAIM_NEXT = f"""
+WITH next AS (
+    SELECT id, status FROM browser_sessions_action
+    WHERE session_id = %(session_id)s AND status IN ('{_QUEUED}', '{_RUNNING}')
+    ORDER BY id LIMIT 1
+),
+claimed AS (
+    UPDATE browser_sessions_action a
+    SET status = '{_RUNNING}', started_at = %(now)s, lease_expires_at = %(lease_until)s
+    FROM next WHERE a.id = next.id AND next.status = '{_QUEUED}'
+    RETURNING a.id
+)
+SELECT EXISTS (SELECT 1 FROM claimed), {select_list(Action, "a")}, {select_list(BrowserSession, "s")}
+FROM next
+JOIN browser_sessions_action a ON a.id = next.id
+JOIN browser_sessions_browsersession s ON s.id = a.session_id
+"""  # noqa: S608
+_ACTION_COLUMNS = len(Action._meta.concrete_fields)
+
+
+def action_claim_next(*, session_id: str) -> tuple[Action, bool] | None:
+    """(the session's next action, whether this call claimed it), or None when none waits.
+
+    Not claimed means it is still `running` from a worker that was lost.
+    """
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=settings.ACTION_LEASE_SECONDS)
+    with hot_cursor() as cursor:
+        cursor.execute(_CLAIM_NEXT, {"session_id": session_id, "now": now, "lease_until": lease_until})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    claimed, values = bool(row[0]), row[1:]
+    action = from_row(Action, values[:_ACTION_COLUMNS])
+    action.session = from_row(BrowserSession, values[_ACTION_COLUMNS:])
+    if claimed:
+        action.status, action.started_at, action.lease_expires_at = ActionStatus.RUNNING, now, lease_until
+    return action, claimed
+
+
+_RENEW = f"""
+    UPDATE browser_sessions_action SET lease_expires_at = %s WHERE id = %s AND status = '{_RUNNING}'
+"""  # noqa: S608
+
+
+def action_lease_renew(*, action_id: int) -> bool:
+    """The running worker's heartbeat: extend the lease; False if the action is no longer running
+    (Beat settled it after a missed heartbeat)."""
+    until = timezone.now() + timedelta(seconds=settings.ACTION_LEASE_SECONDS)
+    with hot_cursor() as cursor:
+        cursor.execute(_RENEW, [until, action_id])
+        renewed: bool = cursor.rowcount == 1
+    return renewed
+
+
+_LEASE_LOST_ERROR = "The worker running this action was lost; it was not charged. Try again."
+
+
+def action_leases_expire(*, now: datetime | None = None, limit: int = 500) -> list[str]:
+    """Settle every running action whose worker stopped renewing its lease: errored, refunded
+    once, its waiter woken. Returns the ids of their sessions (the caller frees each session's
+    action lock and checks its browser)."""
+    now = now or timezone.now()
+    expired = list(
+        Action.objects.filter(status=ActionStatus.RUNNING, lease_expires_at__lt=now).order_by("id")[:limit]
+    )
+    sessions = []
+    for action in expired:
+        if action_finish(action, ActionStatus.ERRORED, error=_LEASE_LOST_ERROR, lease_expired_before=now):
+            logger.warning("action %s: lease expired, its worker was lost; settled", action.public_id)
+            sessions.append(action.session_id)
+    return sorted(set(sessions))
+
+
+def sessions_with_undelivered_actions(*, now: datetime | None = None) -> list[str]:
+    """Sessions with an action queued for longer than ACTION_REDELIVER_AFTER_SECONDS and none
+    running: its task never reached a worker (the broker was down), or was lost with one."""
+    now = now or timezone.now()
+    before = now - timedelta(seconds=settings.ACTION_REDELIVER_AFTER_SECONDS)
+    stale = Action.objects.filter(status=ActionStatus.QUEUED, created_at__lt=before)
+    running = Action.objects.filter(status=ActionStatus.RUNNING).values("session_id")
+    return sorted(set(stale.exclude(session_id__in=running).values_list("session_id", flat=True)[:500]))
+
+
+_HAS_QUEUED = f"""
+SELECT EXISTS (SELECT 1 FROM browser_sessions_action WHERE session_id = %s AND status = '{_QUEUED}')
+"""  # noqa: S608
+
+
+def action_has_queued(*, session_id: str) -> bool:
+    with hot_cursor() as cursor:
+        cursor.execute(_HAS_QUEUED, [session_id])
+        return bool(cursor.fetchone()[0])
+
+
+_RAN = (ActionStatus.SUCCEEDED, ActionStatus.FAILED)  # ran on the page: charged either way
+
+_FINISH = f"""
+    UPDATE browser_sessions_action
+    SET status = %(status)s, error = %(error)s, result = %(result)s::jsonb,
+        executed_tab_id = %(executed_tab_id)s, page_context = %(page_context)s::jsonb,
+        finished_at = %(finished_at)s, lease_expires_at = NULL
+    WHERE id = %(id)s AND status IN ('{_QUEUED}', '{_RUNNING}')
+      AND (%(lease_expired_before)s::timestamptz IS NULL OR lease_expires_at < %(lease_expired_before)s)
+"""  # noqa: S608
+
+
+def _json_or_null(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def action_finish(
+    action: Action,
+    status: str,
+    *,
+    error: str = "",
+    outcome: dict[str, Any] | None = None,
+    lease_expired_before: datetime | None = None,
+) -> bool:
+    """Record the end of an action once, refund what did not run because of us, wake the waiter.
+
+    With `lease_expired_before`, only if its lease ran out before then (a heartbeat that came in
+    meanwhile keeps it running). False when someone else ended it first.
+    """
+    outcome = outcome or {}
+    fields = {
+        "status": status,
+        "error": error[:4000],
+        "result": outcome.get("result"),
+        "executed_tab_id": outcome.get("executed_tab_id", ""),
+        "page_context": outcome.get("page_context"),
+        "finished_at": timezone.now(),
+    }
+    with hot_cursor() as cursor:
+        cursor.execute(
+            _FINISH,
+            {
+                **fields,
+                "id": action.pk,
+                "result": _json_or_null(fields["result"]),
+                "page_context": _json_or_null(fields["page_context"]),
+                "lease_expired_before": lease_expired_before,
+            },
+        )
+        finished: bool = cursor.rowcount == 1
+    if finished:
+        if action.type == "batch":
+            steps = (outcome.get("result") or {}).get("steps", [])
+            ran = [step["status"] in _RAN for step in steps]
+        else:
+            ran = [status in _RAN]
+        prices = action.step_prices or [action.price]
+        if len(ran) < len(prices) or not all(ran):  # the common case, all ran, needs no lookup
+            action_refund_unrun(
+                action_id=action.pk,
+                action_public_id=action.public_id,
+                action_type=action.type,
+                prices=prices,
+                ran=ran,
+            )
+    # The waiting request answers from this payload, without reading the row back.
+    payload = {**fields, "finished_at": fields["finished_at"].isoformat()} if finished else None
+    completion_publish(action_event(action.public_id), payload)
+    return finished
+
+
+def action_wait(*, action: Action, timeout: float) -> Action:
+    """Wait (bounded) for the action to finish; return it as it stands."""
+    done = completion_wait(action_event(action.public_id), timeout=timeout)
+    if done and "status" in done:
+        # The worker sent what it wrote to the row; no need to read it back.
+        for field, value in done.items():
+            setattr(action, field, datetime.fromisoformat(value) if field == "finished_at" else value)
+    else:
+        action.refresh_from_db()
+    return action

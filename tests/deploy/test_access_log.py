@@ -1,0 +1,56 @@
+"""`bin/dev web` (gunicorn with its access log on stdout) never writes a screenshot token."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+from django.core.files.storage import default_storage
+
+from sessions.screenshots import screenshot_path_of, screenshot_save
+from tests.conftest import free_port
+from tests.support.processes import REPO, stop_process
+
+
+def test_screenshot_tokens_are_not_written_to_the_logs(tmp_path: Path):
+    port = free_port()
+    log = tmp_path / "web.log"
+    env = {**os.environ, "BIND": f"127.0.0.1:{port}", "WEB_WORKERS": "1", "WEB_THREADS": "2"}
+    token = screenshot_save(b"\x89PNG\r\n\x1a\n")  # a live screenshot URL: 200
+    with log.open("wb") as out:
+        web = subprocess.Popen(
+            ["bin/dev", "web"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(base + "/v1/nothing-here", timeout=30)
+                break
+            except requests.ConnectionError:
+                assert web.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        forged = "forged" + "x" * 40  # a 404, which Django's request log writes too
+        for name, status in ((token, 200), (forged, 404)):
+            url = f"{base}/v1/screenshots/{name}.png"
+            assert requests.get(url, headers={"Referer": url}, timeout=10).status_code == status
+        deadline = time.monotonic() + 10
+        while log.read_text().count("/v1/screenshots/") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop_process(web)
+        path = screenshot_path_of(token)
+        if path:
+            default_storage.delete(path)
+    text = log.read_text()
+    assert text.count("GET /v1/screenshots/<redacted>.png") == 2, text
+    assert token not in text and forged not in text, text

@@ -1,0 +1,347 @@
+"""Faults on a whole service of the test's own: its own Redis, its own PostgreSQL cluster, and
+its own web, worker and Beat processes (the commands `bin/dev serve` runs). Stopping and
+restarting those disturbs nothing else on the machine.
+
+Each test ends with the money check (every balance equals its ledger) and the stuck check (no
+action queued or running without a live lease, no session starting for long).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from bench.harness import Stack, running_stack
+from tests.support.private_services import PrivatePostgres, PrivateRedis
+from tests.support.processes import browser_processes, wait_until
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    cluster = PrivatePostgres()
+    cluster.init()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="module")
+def stack(private_redis: PrivateRedis, private_postgres: PrivatePostgres) -> Iterator[Stack]:
+    overrides = {
+        "POSTGRES_PORT": str(private_postgres.port),
+        # Actions in flight are noticed quickly when their worker is gone (the lease).
+        "ACTION_LEASE_SECONDS": "10",
+        "SESSION_SWEEP_INTERVAL_SECONDS": "2",
+        "RECONCILE_INTERVAL_SECONDS": "3",
+    }
+    with running_stack(
+        name="faults", env_overrides=overrides, redis_url=private_redis.url, supervised=True
+    ) as running:
+        yield running
+    assert not running.leaked, f"browser processes outlived the stack: {running.leaked}"
+
+
+class Api:
+    def __init__(self, base_url: str, key: str) -> None:
+        self.base_url = base_url
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {key}"
+
+    def call(self, method: str, path: str, body: Any = None, timeout: float = 60) -> requests.Response:
+        return self.http.request(method, self.base_url + path, json=body, timeout=timeout)
+
+
+@pytest.fixture
+def api(stack: Stack) -> Iterator[Api]:
+    client = Api(stack.base_url, stack.make_account(plan="enterprise", credits=10**6))
+    yield client
+    _assert_settled(stack)
+
+
+def _assert_settled(stack: Stack) -> None:
+    mismatched = stack.db_query(
+        "SELECT b.account_id, b.credits, coalesce(sum(l.amount), 0) FROM billing_balance b"
+        " LEFT JOIN billing_ledgerentry l ON l.account_id = b.account_id"
+        " GROUP BY b.account_id, b.credits HAVING b.credits <> coalesce(sum(l.amount), 0)"
+    )
+    assert mismatched == [], f"balances that differ from their ledgers: {mismatched}"
+    # Settles within the lease: nothing stays queued or running for good.
+    wait_until(
+        lambda: (
+            not stack.db_query(
+                "SELECT id FROM browser_sessions_action WHERE status IN ('queued', 'running')"
+                " AND created_at < now() - interval '60 seconds'"
+            )
+        ),
+        timeout=30,
+        message="no action stuck in queued/running",
+    )
+
+
+def _create(api: Api) -> str:
+    response = api.call("POST", "/v1/computers", {})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def _action(api: Api, session_id: str, body: dict[str, Any], *, wait: bool = True) -> requests.Response:
+    suffix = "" if wait else "?wait=false"
+    return api.call("POST", f"/v1/computers/{session_id}/execute{suffix}", {"action": body})
+
+
+def _worker_pids(stack: Stack) -> list[int]:
+    """The Celery worker's main process first, then its pool children (this stack's only)."""
+    pids = [pid for pid, cmd in browser_processes(f"bench-{stack.name}@") if "celery" in cmd]
+    return sorted(pids, key=lambda pid: _parent(pid) in pids)
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, IndexError, ValueError):
+        return 0
+
+
+def test_redis_outage_answers_503_with_retry_after_then_recovers(
+    stack: Stack, api: Api, private_redis: PrivateRedis
+) -> None:
+    session_id = _create(api)
+    assert _action(api, session_id, {"type": "wait", "ms": 10}).json()["status"] == "success"
+
+    private_redis.stop()
+    try:
+        tried = {
+            "create": lambda: api.call("POST", "/v1/computers", {}),
+            "retrieve": lambda: api.call("GET", f"/v1/computers/{session_id}"),
+            "list": lambda: api.call("GET", "/v1/computers"),
+            "action": lambda: _action(api, session_id, {"type": "wait", "ms": 10}),
+            "keepalive": lambda: api.call("POST", f"/v1/computers/{session_id}/keepalive", {}),
+            "delete": lambda: api.call("DELETE", f"/v1/computers/{session_id}"),
+            "account": lambda: api.call("GET", "/v1/account"),
+        }
+        answers = {name: call() for name, call in tried.items()}
+    finally:
+        private_redis.start()
+    for name, response in answers.items():
+        assert response.status_code == 503, (name, response.status_code, response.text[:300])
+        assert response.json()["code"] == "service_unavailable", (name, response.text[:300])
+        assert int(response.headers["Retry-After"]) >= 1, name
+
+    # Full service again within 5 s of Redis being back.
+    started = time.monotonic()
+    wait_until(
+        lambda: _action(api, session_id, {"type": "wait", "ms": 10}).status_code == 200,
+        timeout=5,
+        interval=0.2,
+        message="an action to succeed after Redis came back",
+    )
+    assert time.monotonic() - started <= 5
+    created = _create(api)
+    assert api.call("DELETE", f"/v1/computers/{created}").status_code == 200
+
+
+def test_postgres_restart_gives_no_500(stack: Stack, api: Api, private_postgres: PrivatePostgres) -> None:
+    session_id = _create(api)
+    statuses: Counter[int] = Counter()
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def traffic(kind: str) -> None:
+        while not stop.is_set():
+            try:
+                if kind == "read":
+                    response = api.call("GET", f"/v1/computers/{session_id}", timeout=30)
+                else:
+                    response = _action(api, session_id, {"type": "wait", "ms": 5})
+            except requests.RequestException as exc:
+                errors.append(repr(exc))
+                continue
+            statuses[response.status_code] += 1
+            if response.status_code >= 500 and response.status_code != 503:
+                errors.append(f"{kind}: {response.status_code} {response.text[:200]}")
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=traffic, args=(kind,)) for kind in ("read", "read", "action")]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.5)
+        private_postgres.restart()
+        time.sleep(3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert errors == [], (errors[:5], statuses)
+    assert statuses[200] > 10, statuses
+    # Once the database is back, everything answers.
+    assert _action(api, session_id, {"type": "wait", "ms": 5}).json()["status"] == "success"
+
+
+def test_worker_survives_a_redis_restart_with_unacknowledged_messages(
+    stack: Stack, api: Api, private_redis: PrivateRedis
+) -> None:
+    session_id = _create(api)
+    running = _action(api, session_id, {"type": "wait", "ms": 4000}, wait=False)
+    assert running.status_code == 202, running.text
+    action_id = running.json()["action_id"]
+    time.sleep(1)  # the worker holds the task, unacknowledged (acks late)
+    workers_before = _worker_pids(stack)
+    private_redis.stop()
+    time.sleep(4)
+    private_redis.start()
+
+    # The same worker is still there and still consuming.
+    assert workers_before and all(_alive(pid) for pid in workers_before[:1]), workers_before
+    wait_until(
+        lambda: api.call("GET", f"/v1/actions/{action_id}").json().get("status") != "pending",
+        timeout=45,
+        message="the action in flight during the outage to settle",
+    )
+    response = wait_until(
+        lambda: (r := _action(api, session_id, {"type": "wait", "ms": 5})).status_code == 200 and r,
+        timeout=20,
+        interval=0.5,
+        message="a new action to run after Redis came back",
+    )
+    assert response.json()["status"] == "success", response.text
+    log = stack.log_path("worker").read_text(errors="replace")
+    assert "Unrecoverable error" not in log, log[-3000:]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_worker_that_exits_is_started_again(stack: Stack, api: Api) -> None:
+    session_id = _create(api)
+    main = _worker_pids(stack)[0]
+    os.kill(main, signal.SIGKILL)  # the worker's main process: no warm shutdown, nothing cleaned up
+    wait_until(lambda: not _alive(main), timeout=10, message="the worker to be gone")
+    wait_until(
+        lambda: (pids := _worker_pids(stack)) and pids[0] != main,
+        timeout=30,
+        message="bin/dev supervise to start a new worker",
+    )
+    response = wait_until(
+        lambda: (r := _action(api, session_id, {"type": "wait", "ms": 5})).status_code == 200 and r,
+        timeout=60,
+        interval=1,
+        message="an action to run on the new worker",
+    )
+    assert response.json()["status"] == "success", response.text
+
+
+def _wait_running(stack: Stack, action_id: str) -> None:
+    wait_until(
+        lambda: (
+            stack.db_query("SELECT status FROM browser_sessions_action WHERE public_id = %s", [action_id])
+            == [("running",)]
+        ),
+        timeout=20,
+        message="the action to start",
+    )
+
+
+def _refunds_of(stack: Stack, action_id: str) -> int:
+    return int(
+        stack.db_query(
+            "SELECT count(*) FROM billing_ledgerentry l JOIN browser_sessions_action a ON a.id = l.action_id"
+            " WHERE a.public_id = %s AND l.kind = 'refund'",
+            [action_id],
+        )[0][0]
+    )
+
+
+def test_an_action_whose_worker_is_killed_settles_within_30_s_refunded_once(stack: Stack, api: Api) -> None:
+    session_id = _create(api)
+    accepted = _action(api, session_id, {"type": "wait", "ms": 8000}, wait=False)
+    assert accepted.status_code == 202, accepted.text
+    action_id = accepted.json()["action_id"]
+    _wait_running(stack, action_id)
+    killed_at = time.monotonic()
+    pids = _worker_pids(stack)
+    for pid in pids:  # the worker and its pool: no warm shutdown, no acknowledgement, no cleanup
+        os.kill(pid, signal.SIGKILL)
+
+    settled = wait_until(
+        lambda: (body := api.call("GET", f"/v1/actions/{action_id}").json())["status"] != "pending" and body,
+        timeout=30,
+        interval=0.5,
+        message="the lost action to settle",
+    )
+    assert time.monotonic() - killed_at <= 30
+    assert settled["status"] == "error", settled
+    assert "lost" in settled["error_message"], settled
+    assert _refunds_of(stack, action_id) == 1
+    # The browser survived its worker: the session is still usable once a worker is back.
+    response = wait_until(
+        lambda: (r := _action(api, session_id, {"type": "wait", "ms": 5})).status_code == 200 and r,
+        timeout=60,
+        interval=1,
+        message="an action to run on the restarted worker",
+    )
+    assert response.json()["status"] == "success", response.text
+    assert api.call("GET", f"/v1/computers/{session_id}").json()["status"] != "terminated"
+    time.sleep(2)
+    assert _refunds_of(stack, action_id) == 1  # and never again
+
+
+def test_an_action_whose_browser_is_killed_errors_and_the_session_ends_crashed(
+    stack: Stack, api: Api
+) -> None:
+    session_id = _create(api)
+    # A step that keeps asking the browser for an element that never comes.
+    step = {"type": "step", "action": "click", "selector": "#never-there", "timeout_ms": 8000}
+    accepted = _action(api, session_id, step, wait=False)
+    action_id = accepted.json()["action_id"]
+    _wait_running(stack, action_id)
+    browsers = browser_processes(f"{stack.profile_root}/{session_id}")
+    assert browsers
+    for pid, _ in browsers:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+    settled = wait_until(
+        lambda: (body := api.call("GET", f"/v1/actions/{action_id}").json())["status"] != "pending" and body,
+        timeout=30,
+        interval=0.5,
+        message="the action to settle",
+    )
+    assert settled["status"] == "error", settled
+    session = wait_until(
+        lambda: (
+            (body := api.call("GET", f"/v1/computers/{session_id}").json())["status"] == "terminated" and body
+        ),
+        timeout=30,
+        message="the session to end",
+    )
+    assert session["ended_reason"] == "crashed", session
+    wait_until(
+        lambda: not browser_processes(f"{stack.profile_root}/{session_id}"),
+        timeout=30,
+        message="no process of the crashed session left",
+    )

@@ -1,0 +1,151 @@
+"""The dashboard's pages read a fixed number of queries however many rows there are, and show
+their numbers in plain HTML tables (the page without JavaScript)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from accounts.services import account_create
+from billing.models import LedgerEntry
+from sessions.models import Action, BrowserSession
+
+# Admin session, user and permissions (4), tiles (2), charts (6), live table (1):
+# the same count with 3 sessions and with 40, so nothing is read per row.
+DASHBOARD_MAX_QUERIES = 13
+SESSION_PAGE_MAX_QUERIES = 7
+ACCOUNT_PAGE_MAX_QUERIES = 10
+
+
+def _seed(*, sessions: int, actions_per_session: int) -> tuple[int, str]:
+    account = account_create(name=f"acme-{sessions}", plan_name="pro", credits=1_000_000)[0]
+    now = timezone.now()
+    rows = BrowserSession.objects.bulk_create(
+        BrowserSession(
+            account=account,
+            status="running" if i % 2 else "terminated",
+            ended_reason="" if i % 2 else "user",
+            ended_at=None if i % 2 else now - timedelta(minutes=1),
+            host=f"worker-{i % 3}",
+            created_at=now - timedelta(minutes=30 + i),
+            started_at=now - timedelta(minutes=30 + i) + timedelta(seconds=1),
+            last_activity_at=now,
+            expires_at=now + timedelta(hours=1),
+            idle_expires_at=now + timedelta(minutes=2),
+            max_lifetime_seconds=3600,
+            inactivity_timeout_seconds=120,
+        )
+        for i in range(sessions)
+    )
+    actions = Action.objects.bulk_create(
+        Action(
+            session=session,
+            account=account,
+            type=("click", "navigate", "screenshot")[j % 3],
+            status="failed" if j == 0 else "succeeded",
+            price=2,
+            started_at=now - timedelta(seconds=10),
+            finished_at=now - timedelta(seconds=10) + timedelta(milliseconds=50 + j),
+        )
+        for session in rows
+        for j in range(actions_per_session)
+    )
+    LedgerEntry.objects.bulk_create(
+        LedgerEntry(
+            account=account,
+            kind="action",
+            amount=-2,
+            balance_after=0,
+            session_id=action.session_id,
+            action=action,
+            idempotency_key=f"seed:{action.pk}",
+        )
+        for action in actions
+    )
+    return account.pk, rows[1].pk
+
+
+@pytest.fixture
+def staff(db, settings):
+    settings.OPS_CHARTS_CACHE_SECONDS = 0  # every page reads its own rows
+    user = User.objects.create_user("ops", password="pw", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("sessions", [3, 40])
+def test_dashboard_pages_read_a_bounded_number_of_queries(staff, django_assert_max_num_queries, sessions):
+    account_id, session_id = _seed(sessions=sessions, actions_per_session=5)
+    for range_key in ("24h", "7d", "30d"):
+        with django_assert_max_num_queries(DASHBOARD_MAX_QUERIES):
+            page = staff.get(f"/admin/ops/?range={range_key}")
+        assert page.status_code == 200
+    html = staff.get("/admin/ops/").content.decode()
+    live = sessions // 2
+    assert re.search(
+        r'data-tile="sessions-running">\s*<div[^>]*>Sessions running</div>\s*'
+        rf'<div class="ops-tile-value">{live}</div>',
+        html,
+    )
+    # Every live session is a row of the live table, with its host and last action.
+    assert html.count('<tr data-session="') == live
+    assert "worker-1" in html
+    # The numbers are in the page as tables: actions by type and status, top accounts.
+    assert re.search(r"<td>click</td><td>\d+</td>", html)
+    assert f"acme-{sessions}" in html
+
+    with django_assert_max_num_queries(SESSION_PAGE_MAX_QUERIES):
+        page = staff.get(f"/admin/ops/sessions/{session_id}/")
+    assert page.status_code == 200
+    assert page.content.decode().count("<tr data-action=") == 5
+
+    with django_assert_max_num_queries(ACCOUNT_PAGE_MAX_QUERIES):
+        page = staff.get(f"/admin/ops/accounts/{account_id}/")
+    assert page.status_code == 200
+    assert page.content.decode().count('<a href="/admin/ops/sessions/') == min(sessions, 50)
+
+
+def test_unknown_session_and_account_are_404(staff):
+    assert staff.get("/admin/ops/sessions/comp_nope/").status_code == 404
+    assert staff.get("/admin/ops/accounts/999999/").status_code == 404
+
+
+def test_terminate_needs_post(staff):
+    assert staff.get("/admin/ops/sessions/comp_x/terminate/").status_code == 405
+
+
+def test_non_staff_users_are_sent_to_the_login_page(db):
+    user = User.objects.create_user("someone", password="pw")
+    client = Client()
+    client.force_login(user)
+    for url in ("/admin/ops/", "/admin/ops/accounts/1/", "/admin/ops/sessions/comp_x/"):
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), url
+    assert Client().post("/admin/ops/sessions/comp_x/terminate/").status_code in (302, 403)
+
+
+def test_long_range_charts_are_kept_for_a_while_and_24h_never(staff, settings, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from project.redis import get_redis
+
+    _seed(sessions=4, actions_per_session=2)
+    settings.OPS_CHARTS_CACHE_SECONDS = 60
+    get_redis().delete("bf:ops:charts:30d", "bf:ops:charts:24h")
+
+    def queries(url: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert staff.get(url).status_code == 200
+        return len(captured)
+
+    first, second = queries("/admin/ops/?range=30d"), queries("/admin/ops/?range=30d")
+    assert second == first - 6  # the six chart statements
+    assert queries("/admin/ops/?range=24h") == queries("/admin/ops/?range=24h") == first
+    get_redis().delete("bf:ops:charts:30d")

@@ -1,0 +1,238 @@
+"""Running browser actions on workers: one at a time per session, in the order accepted.
+
+Every accepted action has its own task, but whichever task holds the session's Redis lock runs
+*all* queued actions of that session in `id` order; the others find theirs done and return.
+So order holds whichever worker takes which task, and sessions run in parallel. A task that
+finds the lock taken returns at once (it does not block a worker slot); the holder re-checks
+the queue after releasing, so no action is stranded between the two. The rows are claimed and
+finished through sessions/action_queue.py; the session's own columns change through
+sessions/browser_state.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.utils import timezone
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
+
+from project.redis import get_redis
+from sessions import dispatch
+from sessions.action_queue import (
+    action_claim_next,
+    action_finish,
+    action_has_queued,
+    action_lease_renew,
+    action_leases_expire,
+    sessions_with_undelivered_actions,
+)
+from sessions.browser_state import session_activity_record, session_display_record, session_main_tab_record
+from sessions.models import LIVE_STATUSES, Action, ActionStatus, BrowserSession, EndedReason, SessionStatus
+from sessions.screenshots import screenshot_save
+from sessions.services import session_terminate
+from workers.browser import BrowserError, BrowserGone, Display, get_backend
+from workers.browser.egress import error_code as egress_error_code
+from workers.browser.executor import ActionFailed, ActionOutcome, run_action
+from workers.error_text import tenant_error_text
+from workers.services import handle_of
+
+logger = logging.getLogger(__name__)
+
+
+# The drain's lock lives as long as the running action's lease: the heartbeat re-arms both, and
+# both run out together when the worker is lost (Beat then frees the lock at once).
+def lock_ttl_seconds() -> int:
+    return int(settings.ACTION_LEASE_SECONDS)
+
+
+def lock_key(session_id: str) -> str:
+    return f"bf:session-actions:{session_id}"
+
+
+def actions_drain(*, session_id: str) -> None:
+    # Not thread-local: the heartbeat thread re-arms it.
+    lock = get_redis().lock(
+        lock_key(session_id), timeout=lock_ttl_seconds(), blocking=False, thread_local=False
+    )
+    while True:
+        if not lock.acquire(blocking=False):
+            return  # the holder runs our action, and re-checks the queue when it is done
+        try:
+            while (taken := action_claim_next(session_id=session_id)) is not None:
+                action, claimed = taken
+                if not claimed:
+                    # Still `running` while nobody else holds the lock: its worker was lost, maybe
+                    # in the middle of a tab operation.
+                    action_finish(
+                        action, ActionStatus.ERRORED, error="The worker running this action was lost."
+                    )
+                    session_main_tab_record(session=action.session, tab_id="")
+                    continue
+                with _heartbeat(action, lock):
+                    _run_one(action, rearm=lock.reacquire)
+        finally:
+            try:
+                lock.release()
+            except LockError:
+                logger.warning("session %s: action lock expired while held", session_id)
+        if not action_has_queued(session_id=session_id):
+            return
+
+
+@contextmanager
+def _heartbeat(action: Action, lock: Lock) -> Iterator[None]:
+    """While the action runs, renew its lease and the session's lock every third of the lease, so
+    a lost worker is noticed within one lease (Beat's actions_reconcile) and a live one never is."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.ACTION_LEASE_SECONDS / 3):
+                try:
+                    action_lease_renew(action_id=action.pk)
+                    lock.reacquire()
+                except (LockError, DatabaseError, RedisError) as exc:
+                    # Keep beating: a brief outage must not end a healthy action.
+                    logger.warning("action %s: heartbeat failed: %r", action.public_id, exc)
+        finally:
+            connection.close()  # this thread's own database connection
+
+    thread = threading.Thread(target=beat, name=f"lease-{action.public_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def _run_one(action: Action, *, rearm: Callable[[], Any]) -> None:
+    """Run an action this worker has claimed."""
+    now = action.started_at or timezone.now()  # set by the claim
+    session = action.session
+    reason = session.expiry_reason(now)
+    if reason is not None:
+        session_terminate(session_id=session.pk, reason=reason)
+    if reason is not None or session.status not in (SessionStatus.READY, SessionStatus.RUNNING):
+        action_finish(action, ActionStatus.CANCELLED, error="The session ended before this action ran.")
+        return
+    try:
+        if action.type == "batch":
+            status, error, outcome = _run_batch(session, action.params["actions"], rearm=rearm)
+        else:
+            status, error, outcome = _run_step(session, {"type": action.type, **action.params})
+    except SoftTimeLimitExceeded:
+        status, error, outcome = ActionStatus.ERRORED, "The action took too long and was stopped.", {}
+    action_finish(action, status, error=error, outcome=outcome)
+    finished = timezone.now()
+    if (finished - now).total_seconds() > 1:
+        # Accepting it moved the idle timer already; short ones need no second write.
+        session_activity_record(session=session, at=finished)
+
+
+def _run_step(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """Run one canonical action; return (status, error, outcome for the row)."""
+    display = Display(session.display_width, session.display_height, session.display_scale)
+    try:
+        outcome = run_action(
+            handle=handle_of(session), display=display, action=action, main_tab=session.main_tab_id
+        )
+    except BrowserError as exc:
+        # A failed action may have left another tab current (a tab operation half done): the
+        # next action asks the browser which tab is the main one.
+        session_main_tab_record(session=session, tab_id="")
+        shown = tenant_error_text(
+            str(exc), webdriver_url=session.webdriver_url, webdriver_session_id=session.webdriver_session_id
+        )
+        if isinstance(exc, ActionFailed):
+            # A code (e.g. blocked_address from the egress filter) is shown as the action's `code`.
+            code = egress_error_code(exc)
+            return ActionStatus.FAILED, shown, {"result": {"error_code": code}} if code else {}
+        if isinstance(exc, BrowserGone):
+            logger.warning("session %s: browser gone during %s: %s", session.pk, action["type"], exc)
+            session_terminate(session_id=session.pk, reason=EndedReason.CRASHED, error=str(exc))
+            return ActionStatus.ERRORED, "The browser is gone; the session has ended (crashed).", {}
+        logger.warning("session %s: browser error during %s: %s", session.pk, action["type"], exc)
+        return ActionStatus.ERRORED, f"The browser failed: {shown}", {}
+    session_main_tab_record(session=session, tab_id=outcome.main_tab)
+    return ActionStatus.SUCCEEDED, "", _stored_outcome(session, action, outcome)
+
+
+def _stored_outcome(
+    session: BrowserSession, action: dict[str, Any], outcome: ActionOutcome
+) -> dict[str, Any]:
+    result = dict(outcome.result)
+    if outcome.screenshot_png is not None:
+        result["screenshot_token"] = screenshot_save(outcome.screenshot_png)
+        if action["type"] == "screenshot" and action.get("base64"):
+            result["base64"] = True
+    if outcome.display is not None:
+        session_display_record(
+            session=session,
+            width=outcome.display.width,
+            height=outcome.display.height,
+            scale=outcome.display.scale,
+        )
+    return {
+        "result": result,
+        "executed_tab_id": outcome.executed_tab_id,
+        "page_context": outcome.page_context,
+    }
+
+
+def _run_batch(
+    session: BrowserSession, steps: list[dict[str, Any]], *, rearm: Callable[[], Any]
+) -> tuple[str, str, dict[str, Any]]:
+    """Run steps in order and stop at the first that does not succeed; report each step."""
+    results: list[dict[str, Any]] = []
+    status: str = ActionStatus.SUCCEEDED
+    error = ""
+    for index, step in enumerate(steps):
+        rearm()
+        step_status, step_error, outcome = _run_step(session, step)
+        results.append({"type": step["type"], "status": step_status, "error": step_error, **outcome})
+        if step_status != ActionStatus.SUCCEEDED:
+            status, error = step_status, f"Step {index} ({step['type']}) failed: {step_error}"
+            break
+    completed = sum(1 for r in results if r["status"] == ActionStatus.SUCCEEDED)
+    return status, error, {"result": {"steps": results, "completed": completed}}
+
+
+def actions_reconcile() -> dict[str, int]:
+    """Beat, every SESSION_SWEEP_INTERVAL_SECONDS: settle what lost workers left, deliver what
+    never reached a worker.
+
+    An action whose lease ran out ends as an error and is refunded once; its session's lock is
+    freed (its holder is gone) and its browser checked: alive, the session's queue runs on;
+    gone, the session ends `crashed`. A queued action that no worker took within
+    ACTION_REDELIVER_AFTER_SECONDS (the broker was down when it was accepted, or the message was
+    lost with a worker) is sent again; a drain that finds it taken returns at once.
+    """
+    crashed = resumed = 0
+    settled = action_leases_expire()
+    for session_id in settled:
+        get_redis().delete(lock_key(session_id))
+        session = BrowserSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES).first()
+        if session is None:
+            continue
+        if not get_backend(session.backend).is_alive(handle_of(session)):
+            crashed += session_terminate(
+                session_id=session_id, reason=EndedReason.CRASHED, error="the browser exited"
+            )
+            continue
+        session_main_tab_record(session=session, tab_id="")  # a lost action may have left any tab current
+        dispatch.actions_run(session_id)
+        resumed += 1
+    undelivered = sessions_with_undelivered_actions()
+    for session_id in undelivered:
+        dispatch.actions_run(session_id)
+    return {"leases_expired": len(settled), "crashed": crashed, "resumed": resumed,
+            "redelivered": len(undelivered)}  # fmt: skip

@@ -1,0 +1,2 @@
+// After helpers.js. arguments: maxElements, scale.
+return observePage(arguments[0], arguments[1]);

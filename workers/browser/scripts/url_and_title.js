@@ -1,0 +1,2 @@
+// The tab's URL and title.
+return {url: location.href, title: document.title};

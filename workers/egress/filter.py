@@ -1,0 +1,144 @@
+"""The mitmproxy addon that decides, connection by connection, where a browser may go.
+
+The check that counts is `server_connect`: mitmproxy is about to open a TCP connection for a
+plain HTTP request or a CONNECT tunnel (HTTPS, WebSockets, anything). The addon resolves the
+name itself (every A and AAAA answer), refuses if any answer is forbidden, and rewrites the
+connection's address to the address it checked, so the socket goes exactly where the check
+said: a DNS answer that changes afterwards (rebinding) is never looked up again. Redirects,
+subresources, meta refresh, fetch and WebSockets are each a request or a tunnel of their own,
+so each passes here.
+
+Before that, `request` and `http_connect` run the same check to answer a refusal in a form the
+browser shows: a plain HTTP request gets a 403 page whose title and `X-Browserfleet-Blocked`
+header the worker recognises; a CONNECT gets a 403, which Chromium reports as a failed tunnel.
+TLS is never decrypted: every tunnel is passed through as bytes (ignore_hosts matches all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import ipaddress
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+from mitmproxy import http
+from mitmproxy.proxy.server_hooks import ServerConnectionHookData
+
+from project.netpolicy import EgressPolicy
+from workers.egress import BLOCKED_ELEMENT_ID, BLOCKED_HEADER, BLOCKED_TITLE, HEALTH_BODY, HEALTH_HOST
+
+logger = logging.getLogger(__name__)
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+class Refused(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Every address the system resolver gives for `host`, in its order of preference."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: list[str] = []
+    for info in infos:
+        address = str(info[4][0])
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+class EgressFilter:
+    def __init__(self, policy: EgressPolicy, resolver: Resolver = system_resolver) -> None:
+        self.policy = policy
+        self.resolver = resolver
+
+    async def destination(self, host: str, port: int) -> str:
+        """The address to connect to for host:port, checked; raises Refused."""
+        try:
+            literal = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+        except ValueError:
+            literal = None
+        if literal is not None:
+            if not self.policy.address_allowed(literal, port):
+                raise Refused("blocked_address", f"{literal} is not a public address")
+            return str(literal)
+        if self.policy.host_allowed(host, port):
+            return host  # the operator vouches for the name, whatever it resolves to
+        try:
+            addresses = await self.resolver(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise Refused("unresolvable", f"{host} does not resolve: {exc}") from None
+        if not addresses:
+            raise Refused("unresolvable", f"{host} does not resolve")
+        # All answers, not just the first: the browser must not be one retry away from a
+        # private address, and a name that mixes public and private answers is a rebinding trick.
+        for address in addresses:
+            if not self.policy.address_allowed(address, port):
+                raise Refused("blocked_address", f"{host} resolves to {address}, not a public address")
+        return addresses[0]
+
+    # mitmproxy hooks -------------------------------------------------------------------------
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.request.host == HEALTH_HOST:
+            flow.response = http.Response.make(200, HEALTH_BODY, {"Content-Type": "text/plain"})
+            return
+        try:
+            await self.destination(flow.request.host, flow.request.port)
+        except Refused as refused:
+            flow.response = blocked_response(refused, flow.request.pretty_url)
+
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
+        try:
+            await self.destination(flow.request.host, flow.request.port)
+        except Refused as refused:
+            flow.response = blocked_response(refused, f"{flow.request.host}:{flow.request.port}")
+
+    async def server_connect(self, data: ServerConnectionHookData) -> None:
+        if data.server.address is None:
+            data.server.error = "no destination"
+            return
+        host, port = data.server.address
+        try:
+            address = await self.destination(str(host), int(port))
+        except Refused as refused:
+            logger.info("refused %s:%s: %s", host, port, refused.detail)
+            data.server.error = f"{refused.code}: {refused.detail}"
+            return
+        # Pin: the socket opens to the address just checked, never to a new lookup.
+        data.server.address = (address, port)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        # The upstream connection failed (refused, timed out, or refused by server_connect after
+        # a DNS answer changed). Closing the browser's connection makes Chromium report a
+        # network error (net::ERR_EMPTY_RESPONSE) on its own error page, which the executor
+        # already reports as a failed load; a proxy's 502 page would look like a loaded page.
+        if flow.response is None and flow.request.method != "CONNECT":
+            flow.kill()
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        # Pass bodies through as they arrive: no buffering of downloads in the filter's memory.
+        if flow.response is not None and BLOCKED_HEADER not in flow.response.headers:
+            flow.response.stream = True
+
+
+def blocked_response(refused: Refused, target: str) -> http.Response:
+    body = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{BLOCKED_TITLE}</title></head>"
+        f"<body><h1>{BLOCKED_TITLE}</h1><p id={BLOCKED_ELEMENT_ID} data-code={refused.code}>"
+        f"{html.escape(target)}: {html.escape(refused.detail)}</p></body></html>"
+    )
+    return http.Response.make(
+        403,
+        body,
+        {
+            "Content-Type": "text/html; charset=utf-8",
+            BLOCKED_HEADER: refused.code,
+            "Cache-Control": "no-store",
+        },
+    )
