@@ -451,7 +451,11 @@ def running_stack(
                 "beat": (processes["beat"], beat_log, _log_contains(beat_log, "beat: Starting")),
             }
             if "jobs-worker" in processes:
-                checks["jobs-worker"] = (processes["jobs-worker"], jobs_log, _log_contains(jobs_log, "ready."))
+                checks["jobs-worker"] = (
+                    processes["jobs-worker"],
+                    jobs_log,
+                    _log_contains(jobs_log, "ready."),
+                )
             if "egress" in processes:
                 checks["egress"] = (
                     processes["egress"],

@@ -10,7 +10,7 @@ from jobs.models import Job, JobBrowser, JobItem, WebhookDelivery
 from jobs.services import Conflict, job_cancel
 
 
-class _ReadOnly(admin.ModelAdmin):
+class _ReadOnly(admin.ModelAdmin[Any]):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in self.model._meta.fields]
 
@@ -21,10 +21,10 @@ class _ReadOnly(admin.ModelAdmin):
         return False
 
 
-class WebhookDeliveryInline(admin.TabularInline):
+class WebhookDeliveryInline(admin.TabularInline[WebhookDelivery, Job]):
     model = WebhookDelivery
     fields = ["event", "status", "attempts", "last_status_code", "last_error", "created_at"]
-    readonly_fields = fields
+    readonly_fields = ["event", "status", "attempts", "last_status_code", "last_error", "created_at"]
     extra = 0
     can_delete = False
     max_num = 0

@@ -25,7 +25,6 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
-from rest_framework import serializers
 
 from accounts.models import Account, Plan
 from billing.services import job_hold_place, job_hold_release, job_page_charge, prices_of
@@ -40,9 +39,10 @@ from jobs.models import (
     WebhookDelivery,
 )
 from jobs.selectors import schema_columns
+from project.egress_allow import IPAddress
 from project.exceptions import ApplicationError, InvalidInput
-from sessions.action_specs import check_navigation_target
 from sessions.services import account_browsers_in_use
+from sessions.url_policy import navigation_url
 
 logger = logging.getLogger(__name__)
 
@@ -96,24 +96,18 @@ def normalise_url(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), host, parts.path or "/", parts.query, ""))
 
 
-def _url_problem(url: Any, checked_hosts: dict[tuple[str, str, int | None], str | None]) -> str | None:
-    """Why the URL cannot be visited (the same policy as `navigate`), or None."""
+def _checked_url(url: Any, resolved: dict[tuple[str, int], list[IPAddress]]) -> tuple[str, str | None]:
+    """(the URL the browser will load, None) or ("", why it cannot be visited).
+
+    The same policy as `navigate` (sessions/url_policy.py): the WHATWG serialisation is what the
+    browser loads; each host is resolved once per submit.
+    """
     if not isinstance(url, str) or not url.strip():
-        return "not a URL"
+        return "", "not a URL."
     try:
-        parts = urlsplit(url.strip())
-        origin = (parts.scheme, (parts.hostname or "").lower(), parts.port)
-    except ValueError as exc:
-        return str(exc)
-    # The policy resolves the host name: once per origin, not once per URL.
-    if origin not in checked_hosts:
-        try:
-            check_navigation_target(url)
-            checked_hosts[origin] = None
-        except serializers.ValidationError as exc:
-            detail = exc.detail[0] if isinstance(exc.detail, list) and exc.detail else exc.detail
-            checked_hosts[origin] = str(detail)
-    return checked_hosts[origin]
+        return navigation_url(url, resolved=resolved), None
+    except InvalidInput as exc:
+        return "", exc.detail
 
 
 def page_price(*, screenshot: bool) -> int:
@@ -222,28 +216,27 @@ def _job_for_key(account: Account, key: str, request_hash: str) -> Job | None:
 
 
 def _prepare_items(spec: JobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    checked: dict[tuple[str, str, int | None], str | None] = {}
+    resolved: dict[tuple[str, int], list[IPAddress]] = {}
     items: list[dict[str, Any]] = []
     invalid: list[dict[str, Any]] = []
     duplicates: list[str] = []
     seen: set[str] = set()
     for index, raw in enumerate(spec.items):
-        url = raw.get("url")
-        problem = _url_problem(url, checked)
+        given = raw.get("url")
+        url, problem = _checked_url(given, resolved)
         if problem is not None:
             if not spec.ignore_invalid_urls:
                 raise InvalidInput(
-                    f"URL {index} ({str(url)[:200]!r}) cannot be visited: {problem} "
+                    f"URL {index} ({str(given)[:200]!r}) cannot be visited: {problem} "
                     "Set ignore_invalid_urls to skip such URLs.",
                     code="invalid_url",
-                    extra={"url": url, "index": index},
+                    extra={"url": given, "index": index},
                 )
-            invalid.append({"url": url, "index": index, "reason": problem})
+            invalid.append({"url": given, "index": index, "reason": problem})
             continue
-        url = url.strip()
         key = raw.get("key") or normalise_url(url)
         if key in seen:
-            duplicates.append(url)
+            duplicates.append(str(given))
             continue
         seen.add(key)
         items.append(
@@ -469,7 +462,7 @@ def retry_delay(*, attempt: int, retry_after: float | None) -> float:
     exponential backoff from JOB_RETRY_BACKOFF_SECONDS."""
     if retry_after is not None:
         return min(max(retry_after, 0.0), float(settings.JOB_RETRY_AFTER_MAX_SECONDS))
-    return min(settings.JOB_RETRY_BACKOFF_SECONDS * 2 ** max(attempt - 1, 0), 60.0)
+    return min(float(settings.JOB_RETRY_BACKOFF_SECONDS) * 2.0 ** max(attempt - 1, 0), 60.0)
 
 
 def item_record(*, item_id: int, job_id: str, browser_id: str, outcome: PageOutcome) -> str | None:

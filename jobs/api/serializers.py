@@ -6,20 +6,20 @@ from rest_framework import serializers
 
 from jobs.models import Job, JobItem
 from jobs.selectors import JobProgress
-from project.fields import StrictBooleanField, StrictCharField, StrictIntegerField
-from sessions.action_specs import check_navigation_target, normalize_action
-from sessions.api.serializers import iso
+from project.fields import StrictBooleanField, StrictCharField, StrictIntegerField, iso
+from sessions.action_specs import normalize_action
+from sessions.url_policy import navigation_url
 
 MAX_ITEMS_PER_REQUEST = 100_000
 WEBHOOK_EVENTS = ("page", "page_failed", "completed", "cancelled")
 
 
-class WaitForInput(serializers.Serializer):
+class WaitForInput(serializers.Serializer[Any]):
     selector = StrictCharField(max_length=1000)
     timeout_ms = StrictIntegerField(min_value=0, max_value=60_000, required=False, default=10_000)
 
 
-class WebhookInput(serializers.Serializer):
+class WebhookInput(serializers.Serializer[Any]):
     url = StrictCharField(max_length=2048)
     secret = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
     events = serializers.ListField(
@@ -28,10 +28,10 @@ class WebhookInput(serializers.Serializer):
 
     def validate_url(self, value: str) -> str:
         # Deliveries go where browsers may go: the same private-network policy applies.
-        return check_navigation_target(value)
+        return navigation_url(value)
 
 
-class JobCreateInput(serializers.Serializer):
+class JobCreateInput(serializers.Serializer[Any]):
     # Lists are checked by hand: a field per URL would cost seconds on 100,000 URLs.
     urls = serializers.JSONField(required=False)
     items = serializers.JSONField(required=False)

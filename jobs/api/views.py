@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import request_account
 from jobs import selectors, services
 from jobs.api.serializers import JobCreateInput, item_output, job_output
 from jobs.models import Job, JobItem
@@ -31,7 +32,9 @@ def _job_body(job: Job) -> dict[str, Any]:
 
 class JobListCreateView(APIView):
     def get(self, request: Request) -> Response:
-        jobs = selectors.job_list(account=request.user, status=request.query_params.get("status") or None)
+        jobs = selectors.job_list(
+            account=request_account(request), status=request.query_params.get("status") or None
+        )
         page = paginate(request, jobs)
         return Response({"results": [_job_body(job) for job in page.pop("items")], **page})
 
@@ -43,7 +46,7 @@ class JobListCreateView(APIView):
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         job, created = services.job_submit(
-            account=request.user,
+            account=request_account(request),
             spec=services.JobSpec(**data),
             idempotency_key=key,
             request_hash=services.request_fingerprint(request.data) if key else "",
@@ -53,12 +56,12 @@ class JobListCreateView(APIView):
 
 class JobDetailView(APIView):
     def get(self, request: Request, job_id: str) -> Response:
-        return Response(_job_body(selectors.job_get(account=request.user, job_id=job_id)))
+        return Response(_job_body(selectors.job_get(account=request_account(request), job_id=job_id)))
 
 
 class JobCancelView(APIView):
     def post(self, request: Request, job_id: str) -> Response:
-        job = services.job_cancel(job=selectors.job_get(account=request.user, job_id=job_id))
+        job = services.job_cancel(job=selectors.job_get(account=request_account(request), job_id=job_id))
         return Response(_job_body(job), status=status.HTTP_202_ACCEPTED)
 
 
@@ -81,7 +84,7 @@ class JobResultsView(_PlainJsonNegotiation, APIView):
     """?format=json (cursor pages) | jsonl | csv (the whole set, streamed) &status= &cursor= &limit="""
 
     def get(self, request: Request, job_id: str) -> Any:
-        job = selectors.job_get(account=request.user, job_id=job_id)
+        job = selectors.job_get(account=request_account(request), job_id=job_id)
         fmt = request.query_params.get("format", "json")
         item_status = request.query_params.get("status") or None
         if fmt == "json":

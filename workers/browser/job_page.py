@@ -17,68 +17,21 @@ from typing import Any
 
 import urllib3
 from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.webdriver.remote.remote_connection import RemoteConnection
 
-from workers.browser.actions import SCRAPE_MAX_CHARS, SCRAPE_MAX_LIST_ITEMS, _from_webdriver
+from workers.browser import page_scripts
 from workers.browser.base import BrowserHandle, Display
-from workers.browser.driver import AttachedDriver
+from workers.browser.driver import AttachedDriver, EgressRefused
 from workers.browser.errors import BrowserError, BrowserGone
-from workers.browser.page_scripts import SCRAPE
+from workers.browser.executor.failures import from_webdriver
+from workers.browser.executor.page import SCRAPE_MAX_CHARS, SCRAPE_MAX_LIST_ITEMS
 
 # HTTP answers worth another try (Scrapy's RETRY_HTTP_CODES, with 429).
 TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504, 522, 524}
 
-# Everything after the load in one script (each WebDriver round trip costs milliseconds): the
-# main document's HTTP status (Chromium fills Navigation Timing's responseStatus), Chromium's
-# own error page, the wait for a selector, then the `scrape` action's extraction script itself.
-_AFTER_LOAD = (
-    """
-const opts = arguments[0], waitFor = arguments[1];
-const nav = performance.getEntriesByType('navigation')[0];
-const page = {url: location.href, title: document.title,
-              status: nav && nav.responseStatus ? nav.responseStatus : null};
-if (page.url.startsWith('chrome-error://')) {
-  const e = document.querySelector('.error-code');
-  page.errorCode = e ? e.textContent.trim() : '';
-  return page;
-}
-if (page.status && page.status >= 400) return page;
-const scrape = () => {
-  try {
-    page.scrape = (function () {
-"""
-    + SCRAPE
-    + """
-    }).apply(null, [opts]);
-  } catch (e) {
-    page.scrapeError = String((e && e.message) || e);
-  }
-  return page;
-};
-if (!waitFor) return scrape();
-const deadline = Date.now() + waitFor.timeout_ms;
-return new Promise((resolve) => {
-  const look = () => {
-    let found;
-    try { found = document.querySelector(waitFor.selector); } catch (e) {
-      page.waitFor = 'bad_selector'; resolve(page); return;
-    }
-    if (found) resolve(scrape());
-    else if (Date.now() >= deadline) { page.waitFor = 'timeout'; resolve(page); }
-    else setTimeout(look, 50);
-  };
-  look();
-});
-"""
-)
-
-# Navigation Timing has no headers: ask the same URL again for its Retry-After, with a HEAD from
-# the page itself (same origin, same cookies). Only after a 429 or 503.
-_RETRY_AFTER = """
-const ctl = new AbortController();
-setTimeout(() => ctl.abort(), 5000);
-return fetch(location.href, {method: 'HEAD', cache: 'no-store', credentials: 'include', signal: ctl.signal})
-  .then(r => r.headers.get('retry-after')).catch(() => null);
-"""
+# Everything after the load in one script, and the Retry-After probe: scripts/job_*.js.
+_AFTER_LOAD = page_scripts.JOB_AFTER_LOAD
+_RETRY_AFTER = page_scripts.JOB_RETRY_AFTER
 
 
 @dataclass
@@ -119,9 +72,10 @@ class JobPageBrowser:
             webdriver_url=handle.webdriver_url, webdriver_session_id=handle.webdriver_session_id
         )
         # The browser times the page out first; the client waits a little longer for its answer.
-        self.driver.command_executor._client_config.timeout = urllib3.Timeout(  # type: ignore[attr-defined]
-            connect=5.0, read=float(page_timeout + 15)
-        )
+        executor = self.driver.command_executor
+        assert isinstance(executor, RemoteConnection)  # AttachedDriver always builds one
+        # Selenium passes the timeout to urllib3 as is; a Timeout object splits connect from read.
+        executor._client_config.timeout = urllib3.Timeout(connect=5.0, read=float(page_timeout + 15))
         self._call(lambda: self.driver.set_page_load_timeout(page_timeout))
         self._call(lambda: self.driver.set_script_timeout(25))
 
@@ -134,7 +88,7 @@ class JobPageBrowser:
         try:
             return fn()
         except WebDriverException as exc:
-            error = _from_webdriver(exc, self.handle)
+            error = from_webdriver(exc, self.handle)
             raise error from exc
         except urllib3.exceptions.HTTPError as exc:
             raise BrowserGone(f"The job browser's driver does not answer: {exc}") from exc
@@ -145,6 +99,10 @@ class JobPageBrowser:
         """Raises BrowserGone when the browser died (the page is not the cause: retry it)."""
         try:
             self.driver.get(url)
+        except EgressRefused as exc:
+            # A redirect to, or a name that now resolves to, an address browsers may not reach:
+            # the egress filter answered instead of the site. Final, and not charged.
+            return PageVisit(ok=False, error_code=exc.error_code, error_message=str(exc.msg or exc))
         except TimeoutException:
             return PageVisit(
                 ok=False,
@@ -153,7 +111,7 @@ class JobPageBrowser:
                 error_message=f"The page did not finish loading within {self.page_timeout} s.",
             )
         except WebDriverException as exc:
-            error = _from_webdriver(exc, self.handle)
+            error = from_webdriver(exc, self.handle)
             if isinstance(error, BrowserGone):
                 raise error from exc
             return PageVisit(

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0003_seed_prices'),
+        ('billing', '0004_ledgerentry_add_credits_permission'),
     ]
 
     operations = [
