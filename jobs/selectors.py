@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +33,12 @@ def live_job_webdriver_ids() -> set[str]:
     )
 
 
+_JOB_ID = re.compile(r"job_[0-9a-f]{1,36}")
+
+
 def job_get(*, account: Account, job_id: str) -> Job:
     """The account's job; another account's job is exactly as missing as no job."""
-    job = Job.objects.filter(pk=job_id, account=account).first()
+    job = Job.objects.filter(pk=job_id, account=account).first() if _JOB_ID.fullmatch(job_id) else None
     if job is None:
         raise NotFound(f"Job {job_id!r} not found.", code="job_not_found")
     return job
@@ -127,7 +131,9 @@ def job_results_page(
         try:
             after = int(cursor)
         except ValueError:
-            raise InvalidInput("cursor must be a next_cursor from an earlier page.") from None
+            after = -2
+        if not -1 <= after < 2**31:
+            raise InvalidInput("cursor must be a next_cursor from an earlier page.")
         items = items.filter(seq__gt=after)
     rows = list(items[: limit + 1])
     next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None

@@ -191,6 +191,8 @@ SPECTACULAR_SETTINGS = {
         "ErrorStatus": ["error"],
         "ActionResultStatus": ["success", "error", "pending"],
         "StepStatus": ["success", "error"],
+        "JobStatus": ["queued", "running", "cancelling", "completed", "failed", "cancelled"],
+        "JobItemStatus": ["queued", "running", "succeeded", "failed", "skipped", "cancelled"],
     },
 }
 

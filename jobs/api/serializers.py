@@ -53,6 +53,7 @@ class JobCreateInput(serializers.Serializer[Any]):
         return {key: action[key] for key in ("schema", "selector", "format") if key in action}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        _refuse_nul(attrs)
         urls, items = attrs.pop("urls", None), attrs.pop("items", None)
         if (urls is None) == (items is None):
             raise serializers.ValidationError("Give either `urls` or `items`.")
@@ -82,6 +83,21 @@ class JobCreateInput(serializers.Serializer[Any]):
         if "scrape" not in attrs:
             attrs["scrape"] = self.validate_scrape({})
         return attrs
+
+
+def _refuse_nul(value: Any) -> None:
+    """PostgreSQL text and jsonb cannot hold U+0000: refuse it anywhere in the body (400, not 500)."""
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, str):
+            if "\x00" in current:
+                raise serializers.ValidationError("Text may not contain the NUL character (U+0000).")
+        elif isinstance(current, dict):
+            stack.extend(current.keys())
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)
 
 
 def job_output(job: Job, progress: JobProgress) -> dict[str, Any]:

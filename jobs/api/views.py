@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import request_account
 from jobs import selectors, services
+from jobs.api import schema
 from jobs.api.serializers import JobCreateInput, item_output, job_output
 from jobs.models import Job, JobItem
 from jobs.screenshots import job_screenshot_path_of, job_screenshot_token
@@ -31,6 +32,7 @@ def _job_body(job: Job) -> dict[str, Any]:
 
 
 class JobListCreateView(APIView):
+    @schema.job_list_schema
     def get(self, request: Request) -> Response:
         jobs = selectors.job_list(
             account=request_account(request), status=request.query_params.get("status") or None
@@ -38,6 +40,7 @@ class JobListCreateView(APIView):
         page = paginate(request, jobs)
         return Response({"results": [_job_body(job) for job in page.pop("items")], **page})
 
+    @schema.job_create_schema
     def post(self, request: Request) -> Response:
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > 200:
@@ -55,11 +58,13 @@ class JobListCreateView(APIView):
 
 
 class JobDetailView(APIView):
+    @schema.job_retrieve_schema
     def get(self, request: Request, job_id: str) -> Response:
         return Response(_job_body(selectors.job_get(account=request_account(request), job_id=job_id)))
 
 
 class JobCancelView(APIView):
+    @schema.job_cancel_schema
     def post(self, request: Request, job_id: str) -> Response:
         job = services.job_cancel(job=selectors.job_get(account=request_account(request), job_id=job_id))
         return Response(_job_body(job), status=status.HTTP_202_ACCEPTED)
@@ -83,6 +88,7 @@ def _screenshot_url(request: Request, item: JobItem) -> str | None:
 class JobResultsView(_PlainJsonNegotiation, APIView):
     """?format=json (cursor pages) | jsonl | csv (the whole set, streamed) &status= &cursor= &limit="""
 
+    @schema.job_results_schema
     def get(self, request: Request, job_id: str) -> Any:
         job = selectors.job_get(account=request_account(request), job_id=job_id)
         fmt = request.query_params.get("format", "json")
@@ -180,6 +186,7 @@ class JobScreenshotView(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @schema.job_screenshot_schema
     def get(self, request: Request, token: str) -> FileResponse:
         path = job_screenshot_path_of(token, max_age=settings.SCREENSHOT_URL_TTL_SECONDS)
         if path is None or not default_storage.exists(path):
