@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from jobs.models import Job, JobItem
 from jobs.selectors import JobProgress
+from project.exceptions import InvalidInput
 from project.fields import StrictBooleanField, StrictCharField, StrictIntegerField, iso
 from sessions.action_specs import normalize_action
 from sessions.url_policy import navigation_url
@@ -28,7 +29,10 @@ class WebhookInput(serializers.Serializer[Any]):
 
     def validate_url(self, value: str) -> str:
         # Deliveries go where browsers may go: the same private-network policy applies.
-        return navigation_url(value)
+        try:
+            return navigation_url(value)
+        except InvalidInput as exc:  # named as the field: `webhook.url: ...`
+            raise serializers.ValidationError(exc.detail, code=exc.code) from None
 
 
 class JobCreateInput(serializers.Serializer[Any]):
