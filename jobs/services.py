@@ -48,9 +48,12 @@ logger = logging.getLogger(__name__)
 
 
 class Conflict(ApplicationError):
+    """A final 409 (a finished job, a reused Idempotency-Key): sending it again cannot succeed."""
+
     status_code = 409
     code = "conflict"
     default_detail = "Conflict."
+    retryable = False
 
 
 def send_job_task(name: str, *args: Any, **options: Any) -> None:

@@ -258,7 +258,7 @@ job_create_schema = extend_schema(
     responses={
         201: OpenApiResponse(_job(), description="The job was created."),
         200: OpenApiResponse(_job(), description="The job this Idempotency-Key created before."),
-        409: _error("This Idempotency-Key was used with another body."),
+        409: _error("This Idempotency-Key was used with another body; final: `x-should-retry: false`."),
         **errors(402, 413),
     },
     examples=[
@@ -290,7 +290,7 @@ job_cancel_schema = extend_schema(
     request=None,
     responses={
         202: OpenApiResponse(_job(), description="Cancelling (or cancelled): results so far stay."),
-        409: _error("The job has already ended (`job_finished`)."),
+        409: _error("The job has already ended (`job_finished`); final: `x-should-retry: false`."),
         **errors(404),
     },
 )

@@ -2,8 +2,8 @@
 
 Routes: /p/<n> (a product page; ?ms= delays the answer), /status/<code>, /flaky/<name> (500
 the first time, then a page), /limited/<name> (429 with Retry-After: 1 the first time), /hang (never
-finishes loading), /noprice/<n> (no .price element), and POST /hook/<name> (records deliveries;
-/hook/fail-<n>-<name> answers 500 to the first n).
+finishes loading), /noprice/<n> (no .price element), /redirect/<name>?to=URL (302 to URL), and
+POST /hook/<name> (records deliveries; /hook/fail-<n>-<name> answers 500 to the first n).
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(429, b"<html><body>slow down</body></html>", {"Retry-After": "1"})
             else:
                 self._send(200, _product(name))
+        elif kind == "redirect":
+            self._send(302, b"", {"Location": query["to"][0]})
         elif kind == "hang":
             # Headers and the start of a body, then nothing: the page never finishes loading.
             self.send_response(200)

@@ -205,6 +205,7 @@ def test_cancel_mid_run_keeps_results_and_charges_nothing_after_it(client, site)
     assert client.get("/v1/account").json()["balance"] == 100_000 - done["credits_used"]
     again = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert again.status_code == 409 and again.json()["code"] == "job_finished"
+    assert again.headers["x-should-retry"] == "false"  # final: the SDK must not send it again
 
 
 def test_a_job_stops_at_its_budget(client, site):
@@ -343,3 +344,41 @@ def test_per_domain_concurrency_bounds_requests_to_one_site(client, site):
     assert site.most_in_flight == 1
     # One domain at one page at a time: a second browser would only wait.
     assert JobBrowser.objects.filter(job_id=job["id"]).count() == 1
+
+
+def test_private_targets_are_refused_at_submit_and_by_the_egress_filter_after_a_redirect(client, site):
+    # 127.0.0.2 stands for an internal host (tests/support/test_env.py allows 127.0.0.1 only).
+    internal = f"http://127.0.0.2:{site.url.rsplit(':', 1)[1]}/p/1"
+    refused = client.post("/v1/jobs", {"urls": [internal]})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["code"] == "invalid_url" and "private" in refused.json()["detail"]
+
+    # The submit check sees only the first URL; the redirect is the egress filter's to refuse.
+    sneaky = f"{site.url}/redirect/internal?to={internal}"
+    job = submit(client, {"urls": [sneaky, f"{site.url}/p/2"], "max_retries": 2})
+    done = wait_job(client, job["id"])
+    rows = results(client, job["id"])
+    assert rows[0]["status"] == "failed" and rows[0]["error"]["code"] == "blocked_address", rows[0]
+    assert rows[0]["attempts"] == 1 and rows[0]["credits"] == 0  # final at once, and not charged
+    assert rows[1]["status"] == "succeeded"
+    assert done["credits_used"] == SCRAPE_PRICE
+
+
+def test_the_browser_loads_the_url_as_the_whatwg_parser_serialises_it(client, site):
+    given = site.url.replace("http://", "HTTP://") + "/p/3"
+    job = submit(client, {"urls": [given]})
+    wait_job(client, job["id"])
+    [row] = results(client, job["id"])
+    assert row["url"] == f"{site.url}/p/3"  # scheme lower-cased: the URL the browser was given
+    assert row["status"] == "succeeded" and row["data"]["name"] == "Product 3"
+
+
+def test_a_job_submit_may_be_larger_than_other_requests(client, site, settings):
+    settings.API_MAX_BODY_BYTES = 4096  # every other request: 413 above this
+    padding = "x" * 8000  # an unknown field, ignored: only the body's size matters here
+    assert client.post("/v1/computers", {"pad": padding}).status_code == 413
+    job = submit(client, {"urls": [f"{site.url}/p/4"], "pad": padding})
+    wait_job(client, job["id"])
+    settings.JOB_MAX_BODY_BYTES = 4096
+    refused = client.post("/v1/jobs", {"urls": [f"{site.url}/p/4"], "pad": padding})
+    assert refused.status_code == 413 and refused.json()["limit"] == 4096
