@@ -246,8 +246,7 @@ CELERY_TASK_ROUTES = {
     "workers.job_tasks.jobs_purge": {"queue": "lifecycle"},
     "workers.job_tasks.webhook_deliver": {"queue": "webhooks"},
 }
-# workers/tasks.py is found by autodiscovery; the job tasks live in their own module.
-CELERY_IMPORTS = ["workers.job_tasks"]
+# workers/tasks.py is found by autodiscovery and imports the job tasks (workers/job_tasks.py).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes every database connection before and after each task unless
 # this is set: a new PostgreSQL connection per action cost ~8 ms (bench/action_roundtrip.py).

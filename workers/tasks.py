@@ -15,9 +15,12 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 
 from sessions import screenshots, time_billing
 from sessions import services as session_services
-from workers import action_runner, services
+from workers import action_runner, job_tasks, services  # noqa: F401  (job_tasks: see below)
 from workers.browser import TransientBrowserError
 from workers.browser.local import become_subreaper
+
+# The batch job tasks live in workers/job_tasks.py; importing it above registers them wherever
+# these tasks are discovered (workers, Beat, and the checks in tests/sessions/test_dispatch.py).
 
 _START_LIMIT = settings.BROWSER_START_TIMEOUT_SECONDS + 15
 
