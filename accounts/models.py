@@ -9,6 +9,9 @@ class Plan(models.Model):
     max_concurrent_sessions = models.PositiveIntegerField(null=True, blank=True)
     max_lifetime_seconds = models.PositiveIntegerField()
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # Batch jobs: URLs in one job, and jobs running at once (None: unlimited).
+    max_job_urls = models.PositiveIntegerField(default=100)
+    max_running_jobs = models.PositiveIntegerField(null=True, blank=True, default=1)
 
     def __str__(self) -> str:
         return self.name

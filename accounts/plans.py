@@ -16,23 +16,33 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "max_concurrent_sessions": 2,
         "max_lifetime_seconds": 1 * HOUR,
         "requests_per_minute": 300,
+        "max_job_urls": 100,
+        "max_running_jobs": 1,
     },
     {
         "name": "pro",
         "max_concurrent_sessions": 10,
         "max_lifetime_seconds": 4 * HOUR,
         "requests_per_minute": 1200,
+        "max_job_urls": 10_000,
+        "max_running_jobs": 5,
     },
     {
         "name": "enterprise",
         "max_concurrent_sessions": None,
         "max_lifetime_seconds": 24 * HOUR,
         "requests_per_minute": 6000,
+        "max_job_urls": 100_000,
+        "max_running_jobs": None,
     },
 ]
 
 
 def seed_plans(plan_model: Any) -> None:
     """Create the default plans that are missing; never overwrite an operator's edits."""
+    # An early migration's historical model lacks later fields; a later migration fills them.
+    known = {field.name for field in plan_model._meta.get_fields()}
     for plan in DEFAULT_PLANS:
-        plan_model.objects.get_or_create(name=plan["name"], defaults=plan)
+        plan_model.objects.get_or_create(
+            name=plan["name"], defaults={name: value for name, value in plan.items() if name in known}
+        )

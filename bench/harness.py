@@ -355,12 +355,14 @@ def running_stack(
     redis_url: str | None = None,
     worker_concurrency: int = WORKER_CONCURRENCY,
     action_threads: int = ACTION_THREADS,
+    jobs_worker_concurrency: int = 0,
     supervised: bool = False,
 ) -> Iterator[Stack]:
     """The whole service, isolated; see the module docstring.
 
     `worker_concurrency` is the lifecycle worker's `-c` (LIFECYCLE_CONCURRENCY), `action_threads`
     the actions worker's (ACTION_THREADS).
+    `jobs_worker_concurrency` above 0 also runs `bin/dev jobs-worker` (batch jobs) with that `-c`.
     `redis_url` points the stack at a Redis server of the caller's own (the fault tests') instead
     of a database of the shared one; `env_overrides` can do the same for PostgreSQL
     (`POSTGRES_PORT`). `supervised` runs each process under `bin/dev supervise`, as
@@ -435,25 +437,42 @@ def running_stack(
                 },
                 log_file=worker_log,
             )
+            jobs_log = workdir / "jobs-worker.log"
+            if jobs_worker_concurrency > 0:
+                processes["jobs-worker"] = _start(
+                    [str(REPO / "bin" / "dev"), *run, "jobs-worker"],
+                    env={
+                        **env,
+                        "JOBS_WORKER_CONCURRENCY": str(jobs_worker_concurrency),
+                        "JOBS_WORKER_NAME": f"bench-jobs-{name}@%h",
+                    },
+                    log_file=jobs_log,
+                )
             processes["beat"] = _start(
                 [str(REPO / "bin" / "dev"), *run, "beat"],
                 env={**env, "BEAT_SCHEDULE": str(workdir / "celerybeat-schedule")},
                 log_file=beat_log,
             )
             started = time.monotonic()
-            _wait_ready(
-                {
-                    "web": (processes["web"], web_log, _http_answers(base_url)),
-                    # Both Celery workers (lifecycle and actions) log "ready." into this log.
-                    "worker": (processes["worker"], worker_log, _log_contains(worker_log, "ready.", 2)),
-                    "beat": (processes["beat"], beat_log, _log_contains(beat_log, "beat: Starting")),
-                    **(
-                        {"egress": (processes["egress"], workdir / "egress.log",
-                                    _egress_answers(int(env["BROWSER_EGRESS_PORT"])))}
-                        if "egress" in processes else {}
-                    ),
-                }
-            )  # fmt: skip
+            checks = {
+                "web": (processes["web"], web_log, _http_answers(base_url)),
+                # Both Celery workers (lifecycle and actions) log "ready." into this log.
+                "worker": (processes["worker"], worker_log, _log_contains(worker_log, "ready.", 2)),
+                "beat": (processes["beat"], beat_log, _log_contains(beat_log, "beat: Starting")),
+            }
+            if "jobs-worker" in processes:
+                checks["jobs-worker"] = (
+                    processes["jobs-worker"],
+                    jobs_log,
+                    _log_contains(jobs_log, "ready."),
+                )
+            if "egress" in processes:
+                checks["egress"] = (
+                    processes["egress"],
+                    workdir / "egress.log",
+                    _egress_answers(int(env["BROWSER_EGRESS_PORT"])),
+                )
+            _wait_ready(checks)
             log(f"stack ready at {base_url} in {time.monotonic() - started:.1f}s")
             db = _connect(env, database)
             stack = Stack(
@@ -487,7 +506,7 @@ def _teardown(
             _end_live_sessions(stack)
         except Exception as exc:
             log(f"could not end live sessions through the service: {exc}")
-    for label in ("beat", "web", "worker", "egress"):
+    for label in ("beat", "web", "jobs-worker", "worker", "egress"):
         if label in processes:
             try:
                 _stop(processes[label], label)

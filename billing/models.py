@@ -31,6 +31,11 @@ class LedgerEntry(models.Model):
         SESSION_TIME = "session_time"
         REFUND = "refund"
         ADJUSTMENT = "adjustment"
+        # Batch jobs: credits held at submit, given back page by page as each page is charged
+        # (job_page) and at the end for what was not used. Held credits are out of the balance.
+        JOB_HOLD = "job_hold"
+        JOB_RELEASE = "job_release"
+        JOB_PAGE = "job_page"
 
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="ledger")
     kind = models.CharField(max_length=16, choices=Kind.choices)

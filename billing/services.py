@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 from billing.ledger import ledger_post
 from billing.models import LedgerEntry, Price
+from project.exceptions import InsufficientCredits
 
 logger = logging.getLogger(__name__)
 
@@ -119,3 +120,68 @@ def session_time_refund(*, session_id: str, account_id: int) -> None:
             reason="the browser did not start",
             session_id=session_id,
         )
+
+
+# Batch jobs ----------------------------------------------------------------------------------
+# A job holds its maximum cost at submit (one job_hold line), so that no other spending can make
+# it fail mid-way. Each charged page moves its price out of the hold and into a job_page charge
+# (two lines in one transaction: the balance does not move), and the end releases the rest.
+# The job row (jobs app) tracks how much of the hold is left; billing only moves credits.
+
+
+def job_hold_place(*, account_id: int, job_id: str, amount: int) -> None:
+    """Take the job's maximum cost out of the balance; InsufficientCredits (402) if it is short."""
+    if amount <= 0:
+        return
+    try:
+        ledger_post(
+            account_id=account_id,
+            amount=-amount,
+            kind=LedgerEntry.Kind.JOB_HOLD,
+            idempotency_key=f"job_hold:{job_id}",
+            reason=f"held for job {job_id}",
+        )
+    except InsufficientCredits as exc:
+        raise InsufficientCredits(
+            f"This job can cost up to {amount} credits and the balance is {exc.extra['balance']}. "
+            "Top up, submit fewer pages, or set max_credits.",
+            extra=exc.extra,
+        ) from None
+
+
+def job_page_charge(*, account_id: int, job_id: str, item_id: int, amount: int, reason: str) -> bool:
+    """Charge one page from the job's hold, once per item (whatever the attempt).
+
+    False when the item was charged before (nothing moved).
+    """
+    if amount <= 0:
+        return False
+    with transaction.atomic():
+        released = ledger_post(
+            account_id=account_id,
+            amount=amount,
+            kind=LedgerEntry.Kind.JOB_RELEASE,
+            idempotency_key=f"job_item:{item_id}:hold",
+            reason=f"job {job_id}: page taken from the hold",
+        )
+        charged = ledger_post(
+            account_id=account_id,
+            amount=-amount,
+            kind=LedgerEntry.Kind.JOB_PAGE,
+            idempotency_key=f"job_item:{item_id}",
+            reason=reason[:255],
+        )
+    return released.created and charged.created
+
+
+def job_hold_release(*, account_id: int, job_id: str, amount: int) -> None:
+    """Give back what the finished job did not use; once per job."""
+    if amount <= 0:
+        return
+    ledger_post(
+        account_id=account_id,
+        amount=amount,
+        kind=LedgerEntry.Kind.JOB_RELEASE,
+        idempotency_key=f"job_release:{job_id}",
+        reason=f"job {job_id} ended: unused hold released",
+    )

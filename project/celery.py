@@ -52,3 +52,14 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         sender.signature("workers.tasks.screenshots_purge", options={"expires": 600}),
         name="purge expired screenshots",
     )
+    tick = settings.JOB_TICK_INTERVAL_SECONDS
+    sender.add_periodic_task(
+        float(tick),
+        sender.signature("workers.job_tasks.jobs_tick", options={"expires": tick}),
+        name="batch jobs: lost pages, idle jobs, waiting jobs",
+    )
+    sender.add_periodic_task(
+        600.0,
+        sender.signature("workers.job_tasks.jobs_purge", options={"expires": 600}),
+        name="batch jobs: purge expired results",
+    )

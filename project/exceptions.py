@@ -30,6 +30,8 @@ class ApplicationError(Exception):
     status_code = 400
     code = "bad_request"
     default_detail = "Bad request."
+    # False: `x-should-retry: false` even on a status the SDK retries (a 409 that is final).
+    retryable: bool | None = None
 
     def __init__(
         self,
@@ -211,6 +213,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None  # a bug: Django logs it and handler500 answers in JSON
     set_rollback()
     headers.update(retry_headers(status_code))
+    if isinstance(exc, ApplicationError) and exc.retryable is False:
+        headers["x-should-retry"] = "false"
     body = error_body(status_code=status_code, code=code, detail=detail, **extra)
     return Response(body, status=status_code, headers=headers)
 

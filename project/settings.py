@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "sessions.apps.BrowserSessionsConfig",
+    "jobs.apps.JobsConfig",
     "workers",
     "ops",
 ]
@@ -192,6 +193,8 @@ SPECTACULAR_SETTINGS = {
         "ErrorStatus": ["error"],
         "ActionResultStatus": ["success", "error", "pending"],
         "StepStatus": ["success", "error"],
+        "JobStatus": ["queued", "running", "cancelling", "completed", "failed", "cancelled"],
+        "JobItemStatus": ["queued", "running", "succeeded", "failed", "skipped", "cancelled"],
     },
 }
 
@@ -242,7 +245,15 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.host_reconcile": {"queue": "lifecycle"},
     "workers.tasks.hosts_check": {"queue": "lifecycle"},
     "workers.tasks.sessions_bill_time": {"queue": "lifecycle"},
+    # Batch jobs: their own queues, so that bulk scraping never delays actions.
+    "workers.job_tasks.job_browser_run": {"queue": "jobs"},
+    # Short bookkeeping: never stuck behind job browsers that fill the jobs queue's workers.
+    "workers.job_tasks.jobs_dispatch": {"queue": "lifecycle"},
+    "workers.job_tasks.jobs_tick": {"queue": "lifecycle"},
+    "workers.job_tasks.jobs_purge": {"queue": "lifecycle"},
+    "workers.job_tasks.webhook_deliver": {"queue": "webhooks"},
 }
+# workers/tasks.py is found by autodiscovery and imports the job tasks (workers/job_tasks.py).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes every database connection before and after each task unless
 # this is set: a new PostgreSQL connection per action cost ~8 ms (bench/action_roundtrip.py).
@@ -346,10 +357,37 @@ HTML_MAX_BYTES = env_int("HTML_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
 ACTION_RESULT_MAX_BYTES = env_int("ACTION_RESULT_MAX_BYTES", 8 * 1024 * 1024, minimum=64 * 1024)
 SCREENSHOT_URL_TTL_SECONDS = env_int("SCREENSHOT_URL_TTL_SECONDS", 3600, minimum=60)
 
+# --- Batch jobs ------------------------------------------------------------------------------
+# Results (rows and screenshots) are deleted this many days after a job ends.
+JOB_RESULTS_TTL_DAYS = env_int("JOB_RESULTS_TTL_DAYS", 7, minimum=1)
+# A page's lease; a heartbeat renews it every third of this. A lost worker's pages are queued
+# again within this plus JOB_TICK_INTERVAL_SECONDS.
+JOB_ITEM_LEASE_SECONDS = env_int("JOB_ITEM_LEASE_SECONDS", 20, minimum=3)
+# A working job browser's lease (renewed by its heartbeat). One whose task waits in the queue
+# holds its slot up to the broker's visibility timeout, after which Redis redelivers the task.
+JOB_BROWSER_LEASE_SECONDS = env_int("JOB_BROWSER_LEASE_SECONDS", 60, minimum=10)
+JOB_BROWSER_QUEUED_LEASE_SECONDS = CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+JOB_TICK_INTERVAL_SECONDS = env_int("JOB_TICK_INTERVAL_SECONDS", 5, minimum=1)
+# A job browser restarts after this many pages (bounds what a long job's browser accumulates).
+JOB_BROWSER_RECYCLE_PAGES = env_int("JOB_BROWSER_RECYCLE_PAGES", 200, minimum=1)
+# A job task works this long, then queues itself again (keeping its browser) and frees the slot.
+JOB_TASK_SLICE_SECONDS = env_int("JOB_TASK_SLICE_SECONDS", 60, minimum=5)
+JOB_RETRY_BACKOFF_SECONDS = env_int("JOB_RETRY_BACKOFF_SECONDS", 2, minimum=0)
+# The longest Retry-After a target site may impose on one page before we retry anyway.
+JOB_RETRY_AFTER_MAX_SECONDS = env_int("JOB_RETRY_AFTER_MAX_SECONDS", 120, minimum=0)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+WEBHOOK_RETRY_BACKOFF_SECONDS = env_int("WEBHOOK_RETRY_BACKOFF_SECONDS", 5, minimum=0)
+# A job of 100,000 URLs is a few MB of JSON: a job submit (POST /v1/jobs) may be this large,
+# every other request API_MAX_BODY_BYTES (project/middleware.py).
+JOB_MAX_BODY_BYTES = env_int("JOB_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024 * 1024)
+
 # --- Security ---------------------------------------------------------------------------------
 # Largest JSON body the API reads (413 above). A batch of 100 actions fits easily.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Django's own cap, behind the middleware's per-route one (a body without Content-Length is
+# never read), so the larger of the two.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, JOB_MAX_BODY_BYTES)
 # Requests of one account that may wait for a result at once (action waits, creates); more get
 # 429 with Retry-After, so one account cannot hold every web thread (0: no limit).
 ACCOUNT_MAX_INFLIGHT_REQUESTS = env_int("ACCOUNT_MAX_INFLIGHT_REQUESTS", 8, minimum=0)

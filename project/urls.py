@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from jobs.api import urls as job_urls
+from jobs.api import views as job_views
 from ops import metrics, probes
 from ops import urls as ops_urls
 from project.openapi import DocsView, SchemaJsonView, SchemaYamlView
@@ -29,5 +31,7 @@ urlpatterns = [
         include((computer_urls.urlpatterns + computer_urls.v1_only_urlpatterns, "computers"), namespace="v1"),
     ),
     path("v1/", include((reports_api.urlpatterns, "billing"), namespace="billing")),
+    path("v1/job-screenshots/<str:token>.png", job_views.JobScreenshotView.as_view(), name="job-screenshot"),
+    path("v1/", include((job_urls.urlpatterns, "jobs"), namespace="jobs")),
     path("", include((computer_urls.urlpatterns, "computers"), namespace="root")),
 ]

@@ -61,6 +61,7 @@ usage_schema = extend_schema(
                 "credits_by_kind": serializers.DictField(child=serializers.IntegerField()),
                 "credits_by_action_type": serializers.DictField(child=serializers.IntegerField()),
                 "session_minutes": serializers.IntegerField(),
+                "job_pages": serializers.IntegerField(help_text="Batch job pages charged."),
                 "sessions": serializers.IntegerField(),
                 "actions": serializers.IntegerField(),
                 "buckets": inline_serializer(
@@ -87,6 +88,7 @@ usage_schema = extend_schema(
                 "credits_by_kind": {"action": 3, "session_time": 1},
                 "credits_by_action_type": {"html": 2, "wait": 1},
                 "session_minutes": 1,
+                "job_pages": 0,
                 "sessions": 1,
                 "actions": 2,
                 "buckets": [{"start": "2026-11-01T00:00:00Z", "credits": 4, "session_minutes": 1}],

@@ -25,8 +25,14 @@ def usage_report(*, account_id: int, start: datetime, end: datetime, group_by: s
             for row in qs.values("kind").annotate(total=Sum("amount")).order_by("kind")
         }
 
+    # Job holds and their releases move credits aside, they are not spending; job pages are.
     charges = entries.filter(
-        kind__in=[LedgerEntry.Kind.ACTION, LedgerEntry.Kind.SESSION_TIME, LedgerEntry.Kind.REFUND]
+        kind__in=[
+            LedgerEntry.Kind.ACTION,
+            LedgerEntry.Kind.SESSION_TIME,
+            LedgerEntry.Kind.REFUND,
+            LedgerEntry.Kind.JOB_PAGE,
+        ]
     )
     by_action_type = {
         row["action__type"]: -row["total"]
@@ -57,6 +63,7 @@ def usage_report(*, account_id: int, start: datetime, end: datetime, group_by: s
         "credits_by_kind": _by_kind(charges),
         "credits_by_action_type": by_action_type,
         "session_minutes": charges.filter(kind=LedgerEntry.Kind.SESSION_TIME).count(),
+        "job_pages": charges.filter(kind=LedgerEntry.Kind.JOB_PAGE).count(),
         "sessions": BrowserSession.objects.filter(
             account_id=account_id, created_at__gte=start, created_at__lt=end
         ).count(),

@@ -9,6 +9,7 @@ sweeps and redelivered tasks each change a session at most once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +33,17 @@ from project.exceptions import (
 )
 from sessions import dispatch, fleet
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
+
+# Browsers an account runs outside sessions (a batch job's) count against the same plan limit.
+# Higher layers register a counter (account id -> live browsers) here, so that sessions never
+# imports them (jobs/apps.py).
+extra_browser_counters: list[Callable[[int], int]] = []
+
+
+def account_browsers_in_use(*, account_id: int) -> int:
+    """Live sessions plus other live browsers of the account (what the plan limit counts)."""
+    live = BrowserSession.objects.filter(account_id=account_id, status__in=LIVE_STATUSES).count()
+    return live + sum(counter(account_id) for counter in extra_browser_counters)
 
 
 @dataclass(frozen=True)
@@ -107,10 +119,12 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
         limit = plan.max_concurrent_sessions
         if limit is not None:
             live = list(BrowserSession.objects.filter(account=account, status__in=LIVE_STATUSES))
-            if len(live) >= limit:
+            in_use = len(live) + sum(counter(account.pk) for counter in extra_browser_counters)
+            if in_use >= limit:
                 raise TooManyRequests(
-                    f"The {plan.name} plan allows {limit} concurrent sessions and {len(live)} are "
-                    "running; end one (DELETE /computers/{id}) or wait for one to expire.",
+                    f"The {plan.name} plan allows {limit} concurrent sessions and {in_use} are "
+                    "running (batch job browsers included); end one (DELETE /computers/{id}) or wait "
+                    "for one to expire.",
                     code="concurrency_limit",
                     retry_after=_seconds_until_a_slot_frees(live, now),
                     extra={"limit": limit},

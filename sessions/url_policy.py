@@ -92,10 +92,12 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
-def navigation_url(raw: str) -> str:
+def navigation_url(raw: str, *, resolved: dict[tuple[str, int], list[IPAddress]] | None = None) -> str:
     """The URL to hand the browser for the client's `raw` URL; raises InvalidURL or BlockedAddress.
 
     Every address the host resolves to must be allowed, since the browser may use any of them.
+    `resolved` is a cache the caller keeps across many URLs (a batch job's): each host and port
+    is looked up once.
     """
     url = raw.strip(" ")
     _refuse_raw(url)
@@ -126,7 +128,15 @@ def navigation_url(raw: str) -> str:
         return href
     if literal is None and policy.host_allowed(host, port):
         return href
-    for address in [literal] if literal is not None else _resolve(host, port):
+    if literal is not None:
+        addresses = [literal]
+    elif resolved is None:
+        addresses = _resolve(host, port)
+    else:
+        if (host, port) not in resolved:
+            resolved[(host, port)] = _resolve(host, port)
+        addresses = resolved[(host, port)]
+    for address in addresses:
         reason = _literal_refusal(address) if literal is not None else None
         if reason is None:
             if policy.address_allowed(address, port):

@@ -90,6 +90,31 @@ def celery_worker_process(
     logs = tmp_path_factory.mktemp("celery")
     workers = start_worker_host(host=settings.WORKER_HOST, env=service_env, logs=logs)
     try:
+        # Batch jobs run in their own worker, as in production, so they never hold action slots.
+        jobs_worker = start_celery(
+            [
+                "worker",
+                "-Q",
+                "jobs,webhooks",
+                "-c",
+                "3",
+                "-l",
+                "info",
+                "-n",
+                "test-jobs@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env=service_env,
+            log=logs / "jobs-worker.log",
+            ready_marker="ready.",
+        )
+    except BaseException:
+        for worker in workers:  # a jobs worker that fails to start must not leave the others running
+            stop_process(worker)
+        raise
+    try:
         beat = start_celery(
             ["beat", "-l", "info", "-s", str(logs / "beat-schedule")],
             env=service_env,
@@ -97,11 +122,13 @@ def celery_worker_process(
             ready_marker="beat: Starting",
         )
     except BaseException:
-        for worker in workers:  # a Beat that fails to start must not leave the workers running
+        stop_process(jobs_worker)  # a Beat that fails to start must not leave the workers running
+        for worker in workers:
             stop_process(worker)
         raise
     yield
     stop_process(beat)
+    stop_process(jobs_worker)
     for worker in workers:
         stop_process(worker)
     # Nothing may outlive the sessions: every browser the suite started must be gone.
@@ -120,6 +147,7 @@ def plans(transactional_db: None, celery_worker_process: None) -> Iterator[None]
     seed_prices(Price)
     yield
     # Before the flush: a worker still writing while tables are truncated could deadlock it.
+    _end_all_jobs()
     _end_all_sessions()
 
 
@@ -159,6 +187,7 @@ def make_client(live_server: Any, plans: None, celery_worker_process: None) -> I
         return client
 
     yield make
+    _end_all_jobs()
     _end_all_sessions()
     _assert_balances_match_ledgers()
 
@@ -179,6 +208,36 @@ def _end_all_sessions() -> None:
         timeout=30,
         message="browsers of ended sessions to be released",
     )
+
+
+def _end_all_jobs() -> None:
+    """Cancel what a test left running and wait until its browsers are stopped."""
+    from jobs.models import ACTIVE_JOB_STATUSES, Job, JobBrowser
+    from jobs.services import job_cancel
+
+    for job in Job.objects.filter(status__in=ACTIVE_JOB_STATUSES):
+        if job.status != "cancelling":
+            job_cancel(job=job)
+    try:
+        wait_until(
+            lambda: (
+                not Job.objects.filter(status__in=ACTIVE_JOB_STATUSES).exists()
+                and not JobBrowser.objects.filter(browser_released_at__isnull=True)
+                .exclude(webdriver_session_id="")
+                .exists()
+                and not JobBrowser.objects.filter(is_live=True).exists()
+            ),
+            timeout=90,
+            message="jobs to end and their browsers to be stopped",
+        )
+    except AssertionError as exc:
+        jobs = list(Job.objects.values("pk", "status", "credits_pending"))
+        browsers = list(
+            JobBrowser.objects.values(
+                "pk", "job_id", "is_live", "webdriver_session_id", "browser_released_at"
+            )
+        )
+        raise AssertionError(f"{exc}: jobs {jobs}, browsers {browsers}") from None
 
 
 def _assert_balances_match_ledgers() -> None:

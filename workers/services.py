@@ -13,6 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
 from sessions import dispatch, fleet
 from sessions.browser_state import (
     BrowserLocation,
@@ -182,7 +183,7 @@ def pool_forget(*, host: str) -> None:
 
 def _live_browser_names() -> set[str]:
     """Ids in the profile paths of browsers that must live: live sessions (a claimed warm
-    browser keeps its pool id in its paths) and pool rows."""
+    browser keeps its pool id in its paths), pool rows and batch jobs' browsers (`job-...`)."""
     names: set[str] = set()
     for session_id, profile_dir in BrowserSession.objects.filter(status__in=LIVE_STATUSES).values_list(
         "pk", "profile_dir"
@@ -191,6 +192,7 @@ def _live_browser_names() -> set[str]:
         if profile_dir:
             names.add(Path(profile_dir).name)
     names.update(WarmBrowser.objects.values_list("pk", flat=True))
+    names |= live_job_browser_ids()
     return names
 
 
@@ -277,10 +279,11 @@ def browsers_reconcile() -> dict[str, int]:
         # Re-read: sessions may have started or ended while we checked.
         live = BrowserSession.objects.filter(status__in=LIVE_STATUSES)
         killed = backend.kill_orphans(
-            live_session_ids=set(live.values_list("pk", flat=True)),
+            live_session_ids=set(live.values_list("pk", flat=True)) | live_job_browser_ids(),
             live_webdriver_ids=set(
                 live.exclude(webdriver_session_id="").values_list("webdriver_session_id", flat=True)
-            ),
+            )
+            | live_job_webdriver_ids(),
         )
         if killed:
             logger.warning(

@@ -99,7 +99,11 @@ def test_every_operation_answers_as_described_and_never_5xx(
     doomed = client.post("/v1/computers", {}).json()["id"]
     shot = client.post(f"/v1/computers/{live}/screenshot", {}).json()
     token = shot["result"]["screenshot_url"].rsplit("/", 1)[1].removesuffix(".png")
-    known = {"action_id": shot["action_id"], "token": token}
+    # A real batch job, so that the job-scoped operations act on it (a finished one answers 409
+    # to a cancel, as described).
+    job = client.post("/v1/jobs", {"urls": [page], "scrape": {"format": "text"}})
+    assert job.status_code == 201, job.text
+    known = {"action_id": shot["action_id"], "token": token, "job_id": job.json()["id"]}
 
     schema = schemathesis.openapi.from_url(live_server.url + "/v1/openapi.json")
     http = requests.Session()

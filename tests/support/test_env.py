@@ -22,6 +22,16 @@ os.environ.setdefault("BROWSER_POOL_SIZE", "0")
 os.environ.setdefault("HOST_HEARTBEAT_SECONDS", "1")
 # Generous on a loaded machine: a heartbeat late by seconds must not end a host's sessions.
 os.environ.setdefault("HOST_DEAD_AFTER_SECONDS", "8")
+# Batch jobs: a quick Beat tick and short leases, so lost pages come back within seconds.
+os.environ.setdefault("JOB_TICK_INTERVAL_SECONDS", "1")
+os.environ.setdefault("JOB_ITEM_LEASE_SECONDS", "6")
+os.environ.setdefault("JOB_BROWSER_LEASE_SECONDS", "10")
+os.environ.setdefault("JOB_RETRY_BACKOFF_SECONDS", "1")
+# Short slices, so that jobs in tests go through the queue-again path.
+os.environ.setdefault("JOB_TASK_SLICE_SECONDS", "5")
+os.environ.setdefault("WEBHOOK_RETRY_BACKOFF_SECONDS", "1")
+os.environ.setdefault("WEBHOOK_MAX_ATTEMPTS", "3")
+os.environ.setdefault("WEBHOOK_TIMEOUT_SECONDS", "3")
 os.environ.pop("SELENIUM_GRID_URL", None)
 os.environ.pop("BROWSER_BACKEND", None)
 

@@ -30,3 +30,7 @@ URL_AND_TITLE = _read("url_and_title.js")
 OBSERVE = _HELPERS + _read("observe.js")
 STEP_FIND = _HELPERS + _read("step_find.js")
 SCRAPE = _read("markdown.js") + _read("scrape.js")
+# A batch job's page (workers/browser/job_page.py): everything after the load in one script,
+# the `scrape` extraction inlined as a function body.
+JOB_AFTER_LOAD = _read("job_after_load.js").replace("/*SCRAPE_BODY*/", SCRAPE)
+JOB_RETRY_AFTER = _read("job_retry_after.js")

@@ -1,0 +1,245 @@
+"""The worker side of batch jobs: a job browser working through its job's pages.
+
+One Celery task per job browser runs a slice: it claims the next page (jobs.services.item_claim),
+loads and scrapes it in the browser, records the outcome (which charges the page once), and goes
+on with the next, reusing the browser. After JOB_TASK_SLICE_SECONDS it queues itself again and
+returns, keeping the browser (its handle is on the row), so that a long job never holds a
+worker process for long and other jobs get their turn. A heartbeat thread renews the browser's
+lease and the current page's, so a worker that dies loses its pages back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict
+
+from django.conf import settings
+from django.db import connection
+
+from jobs import services as jobs
+from jobs.models import Job, JobBrowser, JobItem, JobStatus
+from jobs.screenshots import job_screenshot_save
+from workers.browser import BrowserError, BrowserGone, BrowserHandle, BrowserStartError, Display, get_backend
+from workers.browser.job_page import JobPageBrowser, PageVisit
+
+logger = logging.getLogger(__name__)
+
+
+def _handle(browser: JobBrowser) -> BrowserHandle:
+    return BrowserHandle(
+        backend=browser.backend,
+        webdriver_url=browser.webdriver_url,
+        webdriver_session_id=browser.webdriver_session_id,
+        host=browser.host,
+        pid=browser.browser_pid,
+        profile_dir=browser.profile_dir,
+    )
+
+
+def handle_from_dict(data: dict[str, object]) -> BrowserHandle:
+    return BrowserHandle(
+        backend=str(data.get("backend") or ""),
+        webdriver_url=str(data.get("webdriver_url") or ""),
+        webdriver_session_id=str(data.get("webdriver_session_id") or ""),
+        host=str(data.get("host") or ""),
+        pid=data.get("pid") if isinstance(data.get("pid"), int) else None,  # type: ignore[arg-type]
+        profile_dir=str(data.get("profile_dir") or ""),
+    )
+
+
+def job_browser_stop(*, browser_id: str, handle: BrowserHandle) -> None:
+    """Stop a job browser and free everything it held; safe to call twice."""
+    if handle.webdriver_session_id:
+        get_backend(handle.backend or None).stop(handle, session_id=browser_id)
+    jobs.job_browser_released(browser_id=browser_id)
+
+
+class _Heartbeat:
+    """Renews the browser's lease and the current page's while a page takes its time."""
+
+    def __init__(self, browser_id: str) -> None:
+        self.browser_id = browser_id
+        self.item_id: int | None = None
+        self.alive = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{browser_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        interval = max(1.0, settings.JOB_ITEM_LEASE_SECONDS / 3)
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    self.alive = jobs.job_browser_renew(browser_id=self.browser_id, item_id=self.item_id)
+                except Exception:  # a database blip: the next beat tries again
+                    logger.exception("job browser %s: heartbeat failed", self.browser_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+
+class _Browser:
+    """The job browser process: started on demand, restarted after a crash or N pages."""
+
+    def __init__(self, row: JobBrowser, page_timeout: int) -> None:
+        self.id = row.pk
+        self.page_timeout = page_timeout
+        self.backend = get_backend()
+        self.handle: BrowserHandle | None = None
+        self.page: JobPageBrowser | None = None
+        self.pages = row.pages_on_browser
+        self.start_failed = False
+        if row.webdriver_session_id:
+            handle = _handle(row)
+            same_machine = handle.backend != "local" or handle.host == getattr(self.backend, "host", None)
+            if same_machine and get_backend(handle.backend).is_alive(handle):
+                self.handle = handle
+            elif same_machine:
+                job_browser_stop(browser_id=self.id, handle=handle)
+
+    def ready(self) -> JobPageBrowser:
+        if self.page is None:
+            if self.handle is None:
+                handle = self.backend.start(session_id=self.id, display=Display())
+                if not jobs.job_browser_attached(
+                    browser_id=self.id,
+                    handle={
+                        "backend": handle.backend,
+                        "webdriver_url": handle.webdriver_url,
+                        "webdriver_session_id": handle.webdriver_session_id,
+                        "host": handle.host,
+                        "browser_pid": handle.pid,
+                        "profile_dir": handle.profile_dir,
+                    },
+                ):
+                    self.backend.stop(handle, session_id=self.id)
+                    raise BrowserGone("the job browser was ended while it started")
+                self.handle = handle
+                self.pages = 0
+            self.page = JobPageBrowser(self.handle, page_timeout=self.page_timeout)
+        return self.page
+
+    def restart(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.page is not None:
+            self.page.close()
+            self.page = None
+        if self.handle is not None:
+            job_browser_stop(browser_id=self.id, handle=self.handle)
+            self.handle = None
+
+    def detach(self) -> None:
+        """Leave the browser running for the next slice."""
+        if self.page is not None:
+            self.page.close()
+            self.page = None
+
+
+def job_browser_work(*, browser_id: str) -> bool:
+    """Work one slice for this job browser; True if it should run again (queued by the caller)."""
+    row = JobBrowser.objects.filter(pk=browser_id).first()
+    if row is None:
+        return False
+    if not row.is_live:
+        if row.webdriver_session_id and row.browser_released_at is None:
+            job_browser_stop(browser_id=browser_id, handle=_handle(row))
+        return False
+    job = Job.objects.filter(pk=row.job_id).only("pk", "spec", "status").first()
+    if job is None or job.status != JobStatus.RUNNING:
+        _end(row, None)
+        return False
+    spec = job.spec
+    # Working now: from here a lost worker is noticed within JOB_BROWSER_LEASE_SECONDS.
+    if not jobs.job_browser_renew(browser_id=browser_id, item_id=None):
+        _end(row, None)  # ended since we looked
+        return False
+    browser = _Browser(row, page_timeout=int(spec.get("page_timeout_seconds") or 30))
+    deadline = time.monotonic() + settings.JOB_TASK_SLICE_SECONDS
+    again = False
+    with _Heartbeat(browser_id) as heartbeat:
+        try:
+            while heartbeat.alive:
+                if time.monotonic() > deadline:
+                    again = True
+                    break
+                claim = jobs.item_claim(job_id=job.pk, browser_id=browser_id)
+                if claim.state == "wait":
+                    time.sleep(claim.wait_seconds)
+                    continue
+                if claim.state != "claimed" or claim.item is None:
+                    break
+                heartbeat.item_id = claim.item.pk
+                try:
+                    visit = _visit(browser, claim.item, spec)
+                finally:
+                    heartbeat.item_id = None
+                jobs.item_record(
+                    item_id=claim.item.pk, job_id=job.pk, browser_id=browser_id, outcome=_outcome(visit)
+                )
+                browser.pages += 1
+                if browser.start_failed:
+                    break  # the page goes back to the queue; the next tick tries another browser
+                if browser.pages >= settings.JOB_BROWSER_RECYCLE_PAGES:
+                    browser.restart()  # a fresh process: bounds what a long job's browser accumulates
+        finally:
+            if again:
+                browser.detach()
+            else:
+                browser.stop()
+                jobs.job_browser_end(browser_id=browser_id, released=True)
+    if again:
+        # After the heartbeat stopped: the task waits in the queue behind other jobs' browsers.
+        if jobs.job_browser_renew(
+            browser_id=browser_id, item_id=None, seconds=settings.JOB_BROWSER_QUEUED_LEASE_SECONDS
+        ):
+            return True
+        browser.stop()  # ended meanwhile (cancel, job over)
+    jobs.job_finish_if_done(job_id=job.pk)
+    return False
+
+
+def _end(row: JobBrowser, browser: _Browser | None) -> None:
+    if browser is not None:
+        browser.stop()
+    elif row.webdriver_session_id and row.browser_released_at is None:
+        job_browser_stop(browser_id=row.pk, handle=_handle(row))
+    jobs.job_browser_end(browser_id=row.pk, released=True)
+
+
+def _visit(browser: _Browser, item: JobItem, spec: dict[str, object]) -> PageVisit:
+    try:
+        page = browser.ready()
+        return page.visit(
+            item.url,
+            scrape=dict(spec.get("scrape") or {}),  # type: ignore[call-overload]
+            wait_for=spec.get("wait_for") or None,  # type: ignore[arg-type]
+            screenshot=bool(spec.get("screenshot")),
+        )
+    except BrowserStartError as exc:
+        logger.warning("job browser %s could not start: %s", browser.id, exc)
+        browser.start_failed = True
+        return PageVisit(ok=False, transient=True, error_code="browser_start_failed", error_message=str(exc))
+    except BrowserGone as exc:
+        logger.warning("job browser %s is gone (%s); starting another", browser.id, exc)
+        browser.restart()
+        return PageVisit(ok=False, transient=True, error_code="browser_crashed", error_message=str(exc))
+    except BrowserError as exc:
+        # Something between us and the page (a script timeout, a busy driver): ours, not billed.
+        return PageVisit(ok=False, transient=True, error_code="browser_error", error_message=str(exc))
+
+
+def _outcome(visit: PageVisit) -> jobs.PageOutcome:
+    fields = asdict(visit)
+    png = fields.pop("screenshot_png")
+    shot = job_screenshot_save(png) if png else ""
+    return jobs.PageOutcome(**fields, screenshot=shot)
