@@ -126,7 +126,7 @@ def test_operator_watches_and_steers_the_fleet_from_the_dashboard(
     assert _tile(browser, "actions-per-minute") == str(round(4 / 15, 1))
     assert _tile(browser, "error-rate") == "25.0%"  # the failed click, of four finished
     assert int(_tile(browser, "workers")) >= 1
-    assert browser.find_elements(By.CSS_SELECTOR, '[data-tile="workers"] [data-worker^="test@"]')
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-tile="workers"] [data-worker^="lifecycle-"]')
     for queue in ("actions", "lifecycle"):
         assert _tile(browser, f"queue-{queue}").isdigit()
 
