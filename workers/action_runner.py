@@ -65,6 +65,10 @@ def actions_drain(*, session_id: str) -> None:
     lock = get_redis().lock(
         lock_key(session_id), timeout=lock_ttl_seconds(), blocking=False, thread_local=False
     )
+    # The actions worker runs a threads pool, where Celery's time limits do not apply: the drain
+    # checks its own limit between actions (an action itself is bounded by the batch budget, the
+    # wait caps and the WebDriver timeouts). Under prefork the soft limit below also fires.
+    deadline = time.monotonic() + settings.ACTION_DRAIN_TIME_LIMIT_SECONDS
     while True:
         if not lock.acquire(blocking=False):
             return  # the holder runs our action, and re-checks the queue when it is done
@@ -81,6 +85,8 @@ def actions_drain(*, session_id: str) -> None:
                     continue
                 with _heartbeat(action, lock):
                     _run_one(action, rearm=lock.reacquire)
+                if time.monotonic() > deadline and action_has_queued(session_id=session_id):
+                    raise SoftTimeLimitExceeded()  # hand the rest of the queue on, as below
         except SoftTimeLimitExceeded:
             # The drain ran ACTION_DRAIN_TIME_LIMIT_SECONDS; the action it was in has ended. A new
             # task takes the rest of the queue (after the lock is released below).
