@@ -76,6 +76,10 @@ def plain_loop(urls: list[str], workdir: str) -> dict[str, Any]:
     options = webdriver.ChromeOptions()
     for arg in CHROMIUM_ARGS:
         options.add_argument(arg)
+    if os.geteuid() == 0:
+        # Chromium refuses its sandbox as root; the service runs browsers as their own uid
+        # (workers/browser/sandbox.py), this baseline simply goes without.
+        options.add_argument("--no-sandbox")
     # Outside the stack's BROWSER_PROFILE_ROOT: reconcile would kill it as an orphan (with this
     # script, which shares its process group).
     options.add_argument(f"--user-data-dir={workdir}/plain-loop-profile")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -54,7 +55,10 @@ def raw_cold_start() -> float:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     with tempfile.TemporaryDirectory(prefix="bf-bench-raw-") as profile:
-        for arg in [*CHROMIUM_ARGS, "--window-size=1024,768", f"--user-data-dir={profile}"]:
+        # As root Chromium refuses its sandbox: the raw baseline goes without (the service runs
+        # each browser as its own uid instead, workers/browser/sandbox.py).
+        extra = ["--no-sandbox"] if os.geteuid() == 0 else []
+        for arg in [*CHROMIUM_ARGS, *extra, "--window-size=1024,768", f"--user-data-dir={profile}"]:
             options.add_argument(arg)
         started = time.perf_counter()
         driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
