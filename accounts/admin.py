@@ -22,7 +22,13 @@ from project.exceptions import InsufficientCredits
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin[Plan]):
-    list_display = ["name", "max_concurrent_sessions", "max_lifetime_seconds", "requests_per_minute"]
+    list_display = [
+        "name",
+        "max_concurrent_sessions",
+        "max_lifetime_seconds",
+        "requests_per_minute",
+        "max_waiting_requests",
+    ]
 
 
 class ApiKeyInline(admin.TabularInline[ApiKey, Account]):

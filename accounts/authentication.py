@@ -20,7 +20,8 @@ _LAST_USED_RESOLUTION = timedelta(seconds=60)
 # Every request runs this: one plain query for key, account and plan, no ORM round.
 _KEY_ACCOUNT_PLAN = """
     SELECT k.id, k.last_used_at, a.id, a.name, a.created_at,
-           p.id, p.name, p.max_concurrent_sessions, p.max_lifetime_seconds, p.requests_per_minute
+           p.id, p.name, p.max_concurrent_sessions, p.max_lifetime_seconds, p.requests_per_minute,
+           p.max_waiting_requests
     FROM accounts_apikey k
     JOIN accounts_account a ON a.id = k.account_id
     JOIN accounts_plan p ON p.id = a.plan_id
@@ -35,7 +36,19 @@ def account_for_key(raw_key: str) -> tuple[Account, int, datetime | None] | None
         row = cursor.fetchone()
     if row is None:
         return None
-    key_id, last_used_at, account_id, name, created_at, plan_id, plan_name, concurrent, lifetime, rpm = row
+    (
+        key_id,
+        last_used_at,
+        account_id,
+        name,
+        created_at,
+        plan_id,
+        plan_name,
+        concurrent,
+        lifetime,
+        rpm,
+        waiting,
+    ) = row
     plan = as_loaded(
         Plan(
             id=plan_id,
@@ -43,6 +56,7 @@ def account_for_key(raw_key: str) -> tuple[Account, int, datetime | None] | None
             max_concurrent_sessions=concurrent,
             max_lifetime_seconds=lifetime,
             requests_per_minute=rpm,
+            max_waiting_requests=waiting,
         )
     )
     account = as_loaded(

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 
+from accounts.models import Account
 from project.exceptions import TooManyRequests
 from project.redis import get_redis
 
@@ -23,9 +24,14 @@ def _key(account_id: int) -> str:
     return f"bf:inflight:{account_id}"
 
 
-def inflight_slot_take(*, account_id: int, slot_ttl: float) -> str | None:
-    """Take one of the account's ACCOUNT_MAX_INFLIGHT_REQUESTS slots; None when all are held."""
-    limit = settings.ACCOUNT_MAX_INFLIGHT_REQUESTS
+def inflight_limit(account: Account) -> int:
+    """The account's plan's `max_waiting_requests`, else ACCOUNT_MAX_INFLIGHT_REQUESTS (0: none)."""
+    limit = account.plan.max_waiting_requests
+    return settings.ACCOUNT_MAX_INFLIGHT_REQUESTS if limit is None else limit
+
+
+def inflight_slot_take(*, account_id: int, limit: int, slot_ttl: float) -> str | None:
+    """Take one of the account's `limit` slots; None when all are held."""
     if limit <= 0:
         return ""  # no limit
     key, token, now = _key(account_id), uuid.uuid4().hex, time.time()
@@ -47,12 +53,12 @@ def inflight_slot_release(*, account_id: int, token: str) -> None:
 
 
 @contextmanager
-def inflight_slot(*, account_id: int, wait_seconds: float) -> Iterator[None]:
+def inflight_slot(*, account: Account, wait_seconds: float) -> Iterator[None]:
     """Hold a slot while the request waits up to `wait_seconds`; 429 with Retry-After when the
-    account already has ACCOUNT_MAX_INFLIGHT_REQUESTS waiting requests."""
-    token = inflight_slot_take(account_id=account_id, slot_ttl=wait_seconds + 30)
+    account already has its plan's number of waiting requests (inflight_limit)."""
+    limit = inflight_limit(account)
+    token = inflight_slot_take(account_id=account.pk, limit=limit, slot_ttl=wait_seconds + 30)
     if token is None:
-        limit = settings.ACCOUNT_MAX_INFLIGHT_REQUESTS
         raise TooManyRequests(
             f"This account already has {limit} requests waiting for results; wait for one to answer "
             "(or send actions with ?wait=false and poll them).",
@@ -63,4 +69,4 @@ def inflight_slot(*, account_id: int, wait_seconds: float) -> Iterator[None]:
     try:
         yield
     finally:
-        inflight_slot_release(account_id=account_id, token=token)
+        inflight_slot_release(account_id=account.pk, token=token)

@@ -45,20 +45,39 @@ def _session(key: str) -> requests.Session:
     return http
 
 
-def raw_cold_start() -> float:
-    """One `webdriver.Chrome()` as a user would write it, with our flags; seconds to ready."""
+FULL_CHROMIUM = "/usr/bin/chromium"
+
+
+def service_binary(stack: Stack) -> str:
+    """The browser binary the stack's workers start (CHROMIUM_BINARY, project/settings.py)."""
+    out = stack.manage("shell", "-c", "from django.conf import settings; print(settings.CHROMIUM_BINARY)")
+    return out.split()[-1]
+
+
+def raw_cold_start(binary: str) -> float:
+    """One `webdriver.Chrome()` as a user would write it, with our flags; seconds to ready.
+    The headless shell goes through the same one-line launcher the service uses (it opens no tab
+    without a URL on its command line)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    from workers.browser.options import CHROMIUM_ARGS
+    from workers.browser.options import CHROMIUM_ARGS, headless_shell_launcher, is_headless_shell
 
     options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
+    shell = is_headless_shell(binary)
     with tempfile.TemporaryDirectory(prefix="bf-bench-raw-") as profile:
+        if shell:
+            launcher = Path(profile) / "chromium"
+            launcher.write_text(headless_shell_launcher(binary))
+            launcher.chmod(0o700)
+            options.binary_location = str(launcher)
+        else:
+            options.binary_location = binary
         # As root Chromium refuses its sandbox: the raw baseline goes without (the service runs
         # each browser as its own uid instead, workers/browser/sandbox.py).
         extra = ["--no-sandbox"] if os.geteuid() == 0 else []
-        for arg in [*CHROMIUM_ARGS, *extra, "--window-size=1024,768", f"--user-data-dir={profile}"]:
+        args = [a for a in CHROMIUM_ARGS if not (shell and a.startswith("--headless"))]
+        for arg in [*args, *extra, "--window-size=1024,768", f"--user-data-dir={profile}/p"]:
             options.add_argument(arg)
         started = time.perf_counter()
         driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
@@ -114,7 +133,8 @@ def delete(http: requests.Session, stack: Stack, session_id: str) -> None:
 
 def warm_phase(stack: Stack, *, creates: int, pool: int) -> dict[str, Any]:
     http = _session(stack.make_account())
-    warm, raw, claimed, failures = [], [], 0, []
+    warm, raw, raw_full, claimed, failures = [], [], [], 0, []
+    binary = service_binary(stack)
     for _ in range(creates):
         wait_pool(stack, pool)
         time.sleep(0.5)  # the refill's CPU settles
@@ -128,19 +148,26 @@ def warm_phase(stack: Stack, *, creates: int, pool: int) -> dict[str, Any]:
         )
         claimed += Path(profile[0][0]).name.startswith("pool_")
         delete(http, stack, session_id)
-        raw.append(raw_cold_start())
-        log(f"warm create {elapsed:.3f}s, raw cold start {raw[-1]:.3f}s")
+        raw.append(raw_cold_start(binary))
+        raw_full.append(raw_cold_start(FULL_CHROMIUM) if binary != FULL_CHROMIUM else raw[-1])
+        log(f"warm create {elapsed:.3f}s, raw cold start {raw[-1]:.3f}s (full Chromium {raw_full[-1]:.3f}s)")
     wait_pool(stack, pool)
     pool_pss = [
         pss_kb(row[0]) for row in stack.db_query("SELECT profile_dir FROM browser_sessions_warmbrowser")
     ]
     return {
         "create_seconds": summary(warm),
+        "browser_binary": binary,
         "raw_cold_start_seconds": summary(raw),
+        "raw_full_chromium_cold_start_seconds": summary(raw_full),
         "claimed_a_pool_browser": claimed,
         "failures": failures,
         "pool_browser_pss_mb": summary([p / 1024 for p in pool_pss]),
-        "samples": {"create": [round(x, 4) for x in warm], "raw": [round(x, 4) for x in raw]},
+        "samples": {
+            "create": [round(x, 4) for x in warm],
+            "raw": [round(x, 4) for x in raw],
+            "raw_full_chromium": [round(x, 4) for x in raw_full],
+        },
     }
 
 

@@ -273,6 +273,11 @@ if BROWSER_BACKEND not in {"local", "grid"}:
     raise ValueError(f"BROWSER_BACKEND must be local or grid, not {BROWSER_BACKEND!r}")
 if BROWSER_BACKEND == "grid" and not SELENIUM_GRID_URL:
     raise ValueError("BROWSER_BACKEND=grid needs SELENIUM_GRID_URL")
+# The browser the local backend starts. Full Chromium (default) in --headless=new, or Chromium's
+# headless shell (/usr/lib/chromium/chromium-headless-shell, Debian's chromium-headless-shell,
+# installed by bin/dev): the same engine without the desktop browser around it, started in about
+# a fifth of the CPU time, but pages cannot open windows and failed loads carry no net error code
+# (README "Browser flavours", workers/browser/options.py).
 CHROMIUM_BINARY = env_str("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER_BINARY = env_str("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver")
 BROWSER_PROFILE_ROOT = Path(env_str("BROWSER_PROFILE_ROOT", str(BASE_DIR / "var" / "browsers")))

@@ -152,7 +152,7 @@ def submit(request: Request, session_id: str, build: Any) -> Response:
     else:
         budget = client_wait_budget(request, settings.ACTION_WAIT_SECONDS)
         # Taken before the accept: a 429 means nothing was charged or queued.
-        with inflight_slot(account_id=account.pk, wait_seconds=budget):
+        with inflight_slot(account=account, wait_seconds=budget):
             action = action_submit(session_id=session_id, account=account, action=spec)
             action = action_wait(action=action, timeout=budget)
     if not action.is_finished:

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import request_account
-from accounts.inflight import inflight_slot, inflight_slot_release, inflight_slot_take
+from accounts.inflight import inflight_limit, inflight_slot, inflight_slot_release, inflight_slot_take
 from project.exceptions import InvalidInput, ServiceUnavailable
 from sessions import selectors, services
 from sessions.api import schema
@@ -80,7 +80,7 @@ class ComputerListCreateView(APIView):
             request, settings.SESSION_CREATE_WAIT_SECONDS, floor=settings.SESSION_CREATE_MIN_WAIT_SECONDS
         )
         # Taken before the create: a 429 means no session and no charge.
-        with inflight_slot(account_id=account.pk, wait_seconds=budget):
+        with inflight_slot(account=account, wait_seconds=budget):
             session = services.session_create(account=account, spec=spec)
             try:
                 session = services.session_wait_until_started(session=session, timeout=budget)
@@ -109,10 +109,11 @@ class ComputerDetailView(APIView):
         if session.status != SessionStatus.TERMINATED:
             services.session_terminate(session_id=session.pk, reason=EndedReason.USER)
             session.refresh_from_db()
-        account_id = request_account(request).pk
+        account = request_account(request)
+        account_id = account.pk
         budget = client_wait_budget(request, settings.SESSION_STOP_WAIT_SECONDS)
         # The end is recorded already: an account with every wait slot held gets it without waiting.
-        slot = inflight_slot_take(account_id=account_id, slot_ttl=budget + 30)
+        slot = inflight_slot_take(account_id=account_id, limit=inflight_limit(account), slot_ttl=budget + 30)
         if slot is not None:
             try:
                 session = services.session_wait_released(session=session, timeout=budget)

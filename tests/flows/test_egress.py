@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -94,6 +95,19 @@ def attack_pages(
             ws.onopen = () => log("ws:open");
             ws.onclose = () => log("ws:closed");
             </script>""",
+        # ICE candidate gathering against a STUN server whose port is in the query string.
+        "/webrtc": """<title>webrtc</title><div id=log></div><script>
+            const log = (line) => document.getElementById("log").append(line + ";");
+            const port = new URLSearchParams(location.search).get("port");
+            const pc = new RTCPeerConnection({iceServers: [{urls: "stun:127.0.0.2:" + port}]});
+            pc.createDataChannel("x");
+            pc.onicegatheringstatechange = () => {
+                if (pc.iceGatheringState === "complete") log("ice:complete");
+            };
+            pc.onicecandidate = (e) => { if (e.candidate) log("candidate:" + e.candidate.type); };
+            pc.createOffer().then((offer) => pc.setLocalDescription(offer)).then(
+                () => log("offer:set"), () => log("offer:failed"));
+            </script>""",
     }
 
     class Handler(BaseHTTPRequestHandler):
@@ -104,7 +118,7 @@ def attack_pages(
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            body = pages.get(self.path, "").encode()
+            body = pages.get(self.path.split("?", 1)[0], "").encode()
             self.send_response(200 if body else 404)
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(body)))
@@ -195,3 +209,51 @@ def test_images_fetch_and_websockets_never_reach_private_addresses(
     assert set(outcomes.split(";")) == {"img:failed", "fetch:failed", "fetch3:failed", "ws:closed"}
     assert forbidden[0].connections == 0 and forbidden[0].requests == []
     assert forbidden_ws[0].connections == 0 and forbidden_ws[0].requests == []
+
+
+@pytest.fixture
+def forbidden_udp() -> Iterator[tuple[list[bytes], int]]:
+    """A STUN-like UDP listener on 127.0.0.2 that keeps every datagram it receives."""
+    received: list[bytes] = []
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.2", 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def listen() -> None:
+        while not stop.is_set():
+            try:
+                received.append(sock.recv(2048))
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    yield received, sock.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    sock.close()
+
+
+def test_webrtc_sends_no_udp_of_its_own(
+    client: Any, session_id: str, attack_pages: str, forbidden_udp: tuple[list[bytes], int]
+) -> None:
+    """UDP cannot go through the HTTP filter, so WebRTC may not send any: a page that gathers ICE
+    candidates against a STUN server on a forbidden address reaches nothing."""
+    received, port = forbidden_udp
+    page = f"{attack_pages}/webrtc?port={port}"
+    loaded = client.post(f"/v1/computers/{session_id}/navigate", {"url": page}).json()
+    assert loaded["status"] == "success", loaded
+    outcomes = wait_until(
+        lambda: (lambda log: log if "offer:" in log else None)(_page_log(client, session_id)),
+        timeout=15,
+        message="the page to start gathering ICE candidates",
+    )
+    assert "offer:set" in outcomes, outcomes
+    # Binding requests go out within milliseconds of setLocalDescription; give them seconds.
+    time.sleep(3)
+    assert received == []
+    outcomes = _page_log(client, session_id)
+    assert "candidate:srflx" not in outcomes and "candidate:host" not in outcomes, outcomes

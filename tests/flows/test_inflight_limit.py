@@ -1,11 +1,13 @@
 """One account cannot hold every web thread: requests that wait for a result are capped per
-account (ACCOUNT_MAX_INFLIGHT_REQUESTS); over the cap is 429 with Retry-After, and nothing runs."""
+account (its plan's max_waiting_requests, else ACCOUNT_MAX_INFLIGHT_REQUESTS); over the cap is 429
+with Retry-After, and nothing runs."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
+from accounts.models import Plan
 from billing.selectors import balance_of
 from project.redis import get_redis
 from sessions.models import Action
@@ -20,6 +22,7 @@ def test_waiting_requests_over_the_accounts_cap_are_429_and_charge_nothing(
     make_client: Any, settings: Any
 ) -> None:
     settings.ACCOUNT_MAX_INFLIGHT_REQUESTS = 2
+    Plan.objects.filter(name="pro").update(max_waiting_requests=None)  # the setting's cap
     client = make_client(plan="pro")
     other = make_client(plan="pro", name="other")
     session_id = client.post("/v1/computers", {}).json()["id"]
@@ -61,3 +64,40 @@ def test_waiting_requests_over_the_accounts_cap_are_429_and_charge_nothing(
     assert answers == [200, 200]
     assert _held(client.account.pk) == 0
     assert client.post(f"/v1/computers/{session_id}/wait", {"ms": 1}).status_code == 200
+
+
+def test_the_cap_follows_the_plan(make_client: Any, settings: Any) -> None:
+    """A plan's max_waiting_requests wins over the setting; each account counts its own."""
+    settings.ACCOUNT_MAX_INFLIGHT_REQUESTS = 1
+    Plan.objects.filter(name="enterprise").update(max_waiting_requests=3)
+    Plan.objects.filter(name="free").update(max_waiting_requests=None)
+    big = make_client(plan="enterprise")
+    small = make_client(plan="free", name="small")
+    big_session = big.post("/v1/computers", {}).json()["id"]
+    small_session = small.post("/v1/computers", {}).json()["id"]
+
+    answers: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda sid=sid, c=c: answers.append(
+                c.post(f"/v1/computers/{sid}/execute", {"action": {"type": "wait", "ms": 1500}}).status_code
+            )
+        )
+        for c, sid in [(big, big_session)] * 3 + [(small, small_session)]
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(
+            lambda: _held(big.account.pk) == 3 and _held(small.account.pk) == 1,
+            timeout=10,
+            message="three enterprise requests and one free request waiting",
+        )
+        assert big.post(f"/v1/computers/{big_session}/wait", {"ms": 1}).status_code == 429
+        refused = small.post(f"/v1/computers/{small_session}/wait", {"ms": 1})
+        assert refused.status_code == 429
+        assert refused.json()["limit"] == 1
+    finally:
+        for thread in threads:
+            thread.join(timeout=30)
+    assert sorted(answers) == [200, 200, 200, 200]

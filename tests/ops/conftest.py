@@ -15,6 +15,8 @@ from django.conf import settings
 from tests.conftest import free_port
 from tests.support.processes import stop_process, wait_until
 
+FULL_CHROMIUM = "/usr/bin/chromium"
+
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:

@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 
 from sessions.action_specs import MAX_TABS
+from tests.workers.conftest import SECRET_MARKER
 from tests.workers.test_actions_executor import Browser, _start, _stop
 from workers.browser.base import Display, webdriver_request
 from workers.browser.local import LocalBackend
-
-SECRET_MARKER = "bf-secret-marker-7f3a9c"
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +30,6 @@ def browser() -> Iterator[Browser]:
     started = _start(Display(800, 600, 1.0))
     yield started
     _stop(started)
-
-
-@pytest.fixture
-def host_file() -> Iterator[str]:
-    # Readable by anyone, the browser's own uid included: the fill path, not file permissions,
-    # must keep it out of the page.
-    folder = Path(tempfile.mkdtemp(prefix="bf-host-file-"))
-    folder.chmod(0o755)
-    path = folder / "host-secret.txt"
-    path.write_text(f"{SECRET_MARKER}\n")
-    path.chmod(0o644)
-    yield str(path)
-    shutil.rmtree(folder)
 
 
 def _trap_attached(browser: Browser) -> int:

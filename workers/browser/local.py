@@ -31,7 +31,7 @@ from workers.browser.base import (
     webdriver_session_alive,
 )
 from workers.browser.errors import BrowserError, BrowserStartError
-from workers.browser.options import chrome_capabilities
+from workers.browser.options import chrome_capabilities, headless_shell_launcher, is_headless_shell
 from workers.browser.sandbox import sandbox_prepare
 
 # Popen objects of chromedrivers this process started, so that they are reaped, not left zombies.
@@ -151,9 +151,10 @@ class LocalBackend:
             self._wait_for_driver(url, process)
             capabilities = chrome_capabilities(
                 display=display,
-                binary=settings.CHROMIUM_BINARY,
+                binary=self._launcher(session_dir, plan.uid),
                 profile_dir=session_dir / "profile",
                 sandbox=plan.sandbox,
+                headless_shell=is_headless_shell(settings.CHROMIUM_BINARY),
             )
             reply = webdriver_request(
                 "POST",
@@ -175,6 +176,20 @@ class LocalBackend:
             pid=process.pid,
             profile_dir=str(session_dir),
         )
+
+    @staticmethod
+    def _launcher(session_dir: Path, uid: int | None) -> str:
+        """What chromedriver starts: the full browser itself, or the headless shell through a
+        launcher in the session's directory (readable by the session's uid, removed with it)."""
+        binary = str(settings.CHROMIUM_BINARY)
+        if not is_headless_shell(binary):
+            return binary
+        launcher = session_dir / "chromium"
+        launcher.write_text(headless_shell_launcher(binary))
+        launcher.chmod(0o500)
+        if uid is not None:
+            os.chown(launcher, uid, uid)
+        return str(launcher)
 
     def _wait_for_driver(self, url: str, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + settings.BROWSER_START_TIMEOUT_SECONDS

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,37 @@ BROWSER_PREFS: dict[str, Any] = {
 }
 
 
+def is_headless_shell(binary: str) -> bool:
+    """Chromium's headless shell (Debian's chromium-headless-shell, Chrome for Testing's
+    chrome-headless-shell): always headless, no --headless switch."""
+    name = Path(binary).name
+    return "headless-shell" in name or "headless_shell" in name
+
+
+def headless_shell_launcher(binary: str) -> str:
+    """A launcher script for the headless shell. The shell opens no tab unless given a URL on
+    its command line, and chromedriver passes none (it then fails with "unable to discover open
+    pages"); the full browser opens a blank tab by itself. One exec, no process left behind."""
+    return f'#!/bin/sh\nexec {shlex.quote(binary)} "$@" about:blank\n'
+
+
 def chrome_capabilities(
-    *, display: Display, binary: str | None, profile_dir: Path | None, sandbox: bool = False
+    *,
+    display: Display,
+    binary: str | None,
+    profile_dir: Path | None,
+    sandbox: bool = False,
+    headless_shell: bool = False,
 ) -> dict[str, Any]:
     """`sandbox`: Chromium's own sandbox can start (workers/browser/sandbox.py); without it the
-    browser needs --no-sandbox (as root, or where user namespaces are not allowed)."""
+    browser needs --no-sandbox (as root, or where user namespaces are not allowed).
+    `headless_shell`: `binary` launches the headless shell (no --headless switch)."""
     args = [
-        *CHROMIUM_ARGS,
+        *(arg for arg in CHROMIUM_ARGS if not (headless_shell and arg.startswith("--headless"))),
+        # The shell has no popup blocker: a page could open windows without end from a timer.
+        # There, pages open none at all (window.open returns null, target=_blank links stay
+        # put); the API's tab actions still open tabs (WebDriver's New Window).
+        *(["--block-new-web-contents"] if headless_shell else []),
         *([] if sandbox else ["--no-sandbox"]),
         f"--window-size={display.width},{display.height}",
         f"--force-device-scale-factor={display.scale}",
