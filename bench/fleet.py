@@ -29,6 +29,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,34 @@ from harness import REPO, Stack, _stop, log, running_stack
 from session_lifecycle import loadavg, machine_info, percentile, summary
 
 HTTP = 60
+
+# What the live sessions load: navigate accepts http(s) only, so the bench serves it on loopback.
+BUTTON_PAGE = b"<title>bench</title><button style='width:300px;height:300px'>go</button>"
+
+
+class _PageHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(BUTTON_PAGE)))
+        self.end_headers()
+        self.wfile.write(BUTTON_PAGE)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve_page() -> str:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PageHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def navigate(http: requests.Session, stack: Stack, session_id: str, url: str) -> None:
+    reply = http.post(f"{stack.base_url}/v1/computers/{session_id}/navigate", json={"url": url}, timeout=HTTP)
+    body = reply.json() if reply.status_code == 200 else {}
+    if body.get("status") != "success":
+        log(f"navigate failed: {reply.status_code} {reply.text[:160]}")
 
 
 def _session(key: str) -> requests.Session:
@@ -87,13 +116,25 @@ def raw_cold_start(binary: str) -> float:
 
 
 def pss_kb(marker: str) -> int:
-    """Summed PSS of the processes whose command line contains `marker` (a profile path)."""
+    """Summed PSS of the process groups of the processes whose command line contains `marker` (a
+    profile path): the headless shell's helpers do not carry the path, but share the group that
+    chromedriver started (workers/browser/local.py)."""
     from tests.support.processes import browser_processes
 
-    total = 0
+    groups = set()
     for pid, _ in browser_processes(marker):
         try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            groups.add(os.getpgid(pid))
+        except ProcessLookupError:
+            continue
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) not in groups:
+                continue
+            for line in Path(f"/proc/{entry.name}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
                     total += int(line.split()[1])
         except OSError:
@@ -171,11 +212,10 @@ def warm_phase(stack: Stack, *, creates: int, pool: int) -> dict[str, Any]:
     }
 
 
-def session_pss(stack: Stack, http: requests.Session, count: int) -> dict[str, Any]:
+def session_pss(stack: Stack, http: requests.Session, count: int, page: str) -> dict[str, Any]:
     ids = [sid for _, sid, _ in (create(http, stack) for _ in range(count)) if sid]
-    page = "data:text/html,<h1>hello</h1><button>go</button>"
     for sid in ids:
-        http.post(f"{stack.base_url}/v1/computers/{sid}/navigate", json={"url": page}, timeout=HTTP)
+        navigate(http, stack, sid, page)
     time.sleep(2)
     rows = stack.db_query("SELECT profile_dir FROM browser_sessions_browsersession WHERE id = ANY(%s)", [ids])
     values = [pss_kb(r[0]) / 1024 for r in rows]
@@ -215,9 +255,8 @@ def burst_phase(stack: Stack, *, total: int, parallel: int) -> dict[str, Any]:
     }
 
 
-def load_phase(stack: Stack, *, live: int, more: int, period: float = 5.0) -> dict[str, Any]:
+def load_phase(stack: Stack, *, live: int, more: int, page: str, period: float = 5.0) -> dict[str, Any]:
     http = _session(stack.make_account())
-    page = "data:text/html,<button style='width:300px;height:300px'>go</button>"
     ids: list[str] = []
     with ThreadPoolExecutor(8) as pool:
         for _, sid, error in pool.map(lambda _: create(http, stack), range(live)):
@@ -226,7 +265,7 @@ def load_phase(stack: Stack, *, live: int, more: int, period: float = 5.0) -> di
             else:
                 log(f"live session create failed: {error}")
     for sid in ids:
-        http.post(f"{stack.base_url}/v1/computers/{sid}/navigate", json={"url": page}, timeout=HTTP)
+        navigate(http, stack, sid, page)
     latencies: list[float] = []
     errors: list[str] = []
     stop = threading.Event()
@@ -361,6 +400,12 @@ def main() -> int:
     parser.add_argument(
         "--skip", default="", help="comma-separated phases to skip: warm,cold,burst,load,idle,sweep"
     )
+    parser.add_argument(
+        "--chromium-binary",
+        default="",
+        help="CHROMIUM_BINARY of the stacks (default: the service's, full Chromium);"
+        " /usr/lib/chromium/chromium-headless-shell for the headless shell",
+    )
     parser.add_argument("--redis-db", type=int, default=13, help="Redis database of the stacks (13)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "fleet.json")
     args = parser.parse_args()
@@ -374,6 +419,9 @@ def main() -> int:
         "leaked": [],
     }
     common = {"BROWSERS_PER_HOST": "200", "LOG_LEVEL": "WARNING"}
+    if args.chromium_binary:
+        common["CHROMIUM_BINARY"] = args.chromium_binary
+    page = serve_page()
     if "warm" not in skip:
         with running_stack(
             name="fleet_warm",
@@ -382,7 +430,7 @@ def main() -> int:
         ) as stack:
             results["warm"] = warm_phase(stack, creates=args.creates, pool=args.pool)
             results["live_session_pss_mb"] = session_pss(
-                stack, _session(stack.make_account()), args.pss_sessions
+                stack, _session(stack.make_account()), args.pss_sessions, page
             )
             results["warm"]["loadavg"] = loadavg()
         results["leaked"] += stack.leaked
@@ -392,7 +440,7 @@ def main() -> int:
         for phase, run in (
             ("cold", lambda: cold_phase(stack, creates=args.creates)),
             ("burst", lambda: burst_phase(stack, total=args.burst, parallel=args.burst_parallel)),
-            ("load", lambda: load_phase(stack, live=args.live, more=args.more)),
+            ("load", lambda: load_phase(stack, live=args.live, more=args.more, page=page)),
             ("idle", lambda: idle_phase(stack, sessions=args.idle)),
             ("sweep", lambda: sweep_phase(stack, rows=args.rows, expired=args.expired)),
         ):

@@ -374,6 +374,9 @@ def running_stack(
         raise ValueError("worker_concurrency must be at least 1")
     database = f"browserfleet_bench_{name}"
     workdir = Path(tempfile.mkdtemp(prefix=f"bf-bench-{name}-"))
+    # mkdtemp's 0700 would keep each browser's own uid out of its profile, and the worker would
+    # fall back to running browsers as root without Chromium's sandbox: not what a service runs.
+    workdir.chmod(0o711)
     profile_root = workdir / "browsers"
     profile_root.mkdir()
     env = {

@@ -20,7 +20,7 @@ from django.test import override_settings
 
 from sessions.action_specs import MAX_TABS
 from tests.conftest import free_port
-from tests.support.processes import browser_processes
+from tests.support.processes import browser_processes, wait_until
 from tests.workers.conftest import SECRET_MARKER
 from tests.workers.test_actions_executor import Browser, _png_size, _start, _stop
 from tests.workers.test_browser_isolation import _handles, _trap_attached
@@ -104,3 +104,33 @@ def test_a_failed_load_is_an_action_failure_and_the_browser_carries_on(
     with pytest.raises(ActionFailed, match=r"Could not load http://127\.0\.0\.1:\d+/nothing-listens-here: "):
         shell.act("navigate", url=refused)
     assert shell.act("navigate", url=f"{pages_server}/tabs.html").result["url"].endswith("/tabs.html")
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    members.append(int(entry.name))
+            except ProcessLookupError:
+                continue
+    return members
+
+
+def test_stopping_a_shell_leaves_no_process() -> None:
+    """Only the shell's main process carries the profile path in its command line (its helpers
+    do not, unlike full Chromium's): stopping must still end every one of them. They all stay in
+    chromedriver's process group, which the stop kills."""
+    with override_settings(CHROMIUM_BINARY=SHELL):
+        browser = _start(Display(800, 600, 1.0))
+    pgid = os.getpgid(browser.handle.pid)
+    members = _group_members(pgid)
+    helpers = [
+        pid
+        for pid in members
+        if "--type=" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    ]
+    assert len(helpers) >= 2, members  # renderer, network service, zygotes...
+    _stop(browser)
+    assert wait_until(lambda: not _group_members(pgid), timeout=10, message="the browser's group to exit")
