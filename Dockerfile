@@ -1,5 +1,6 @@
 # Image for web, worker and beat. Browsers run on the Selenium Grid node in docker-compose.yml;
-# for the local backend in one container, add: apt-get install chromium chromium-driver.
+# for the local backend in one container, add: apt-get install chromium chromium-driver (and
+# chromium-headless-shell for CHROMIUM_BINARY=/usr/lib/chromium/chromium-headless-shell).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

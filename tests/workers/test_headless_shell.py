@@ -23,7 +23,7 @@ from tests.conftest import free_port
 from tests.support.processes import browser_processes, wait_until
 from tests.workers.conftest import SECRET_MARKER
 from tests.workers.test_actions_executor import Browser, _png_size, _start, _stop
-from tests.workers.test_browser_isolation import _handles, _trap_attached
+from tests.workers.test_browser_isolation import _group_processes, _handles, _trap_attached
 from workers.browser.base import Display
 from workers.browser.executor import ActionFailed
 
@@ -106,18 +106,6 @@ def test_a_failed_load_is_an_action_failure_and_the_browser_carries_on(
     assert shell.act("navigate", url=f"{pages_server}/tabs.html").result["url"].endswith("/tabs.html")
 
 
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    members.append(int(entry.name))
-            except ProcessLookupError:
-                continue
-    return members
-
-
 def test_stopping_a_shell_leaves_no_process() -> None:
     """Only the shell's main process carries the profile path in its command line (its helpers
     do not, unlike full Chromium's): stopping must still end every one of them. They all stay in
@@ -125,7 +113,7 @@ def test_stopping_a_shell_leaves_no_process() -> None:
     with override_settings(CHROMIUM_BINARY=SHELL):
         browser = _start(Display(800, 600, 1.0))
     pgid = os.getpgid(browser.handle.pid)
-    members = _group_members(pgid)
+    members = _group_processes(pgid)
     helpers = [
         pid
         for pid in members
@@ -133,4 +121,4 @@ def test_stopping_a_shell_leaves_no_process() -> None:
     ]
     assert len(helpers) >= 2, members  # renderer, network service, zygotes...
     _stop(browser)
-    assert wait_until(lambda: not _group_members(pgid), timeout=10, message="the browser's group to exit")
+    assert wait_until(lambda: not _group_processes(pgid), timeout=10, message="the browser's group to exit")
