@@ -289,6 +289,14 @@ if BROWSER_SANDBOX not in {"auto", "on", "off"}:
     raise ImproperlyConfigured(f"BROWSER_SANDBOX must be auto, on or off, not {BROWSER_SANDBOX!r}")
 BROWSER_SANDBOX_UID_BASE = env_int("BROWSER_SANDBOX_UID_BASE", 200_000, minimum=1000)
 BROWSER_START_TIMEOUT_SECONDS = env_int("BROWSER_START_TIMEOUT_SECONDS", 20, minimum=1)
+# A browser start is CPU-bound batch work; live sessions' clicks are not. A starting browser runs
+# at this nice value (its process group and, where the kernel groups sessions, its autogroup)
+# until BROWSER_START_NICE_SECONDS after it answers, then at 0 like every live browser (lowering
+# it again needs root or CAP_SYS_NICE; without, browsers stay at this value). 0: off.
+BROWSER_START_NICE = env_int("BROWSER_START_NICE", 10, minimum=0)
+if BROWSER_START_NICE > 19:
+    raise ImproperlyConfigured(f"BROWSER_START_NICE must be 0 to 19, not {BROWSER_START_NICE}")
+BROWSER_START_NICE_SECONDS = env_int("BROWSER_START_NICE_SECONDS", 2, minimum=0)
 # Every browser sends all its traffic through the egress filter (workers/egress, one per worker
 # host), which refuses private, loopback, link-local and metadata addresses unless
 # BROWSER_EGRESS_ALLOW (project/netpolicy.py) lists them. A browser never starts without it.

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,36 @@ from workers.browser.sandbox import sandbox_prepare
 
 # Popen objects of chromedrivers this process started, so that they are reaped, not left zombies.
 _children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _set_group_nice(pgid: int, nice: int) -> bool:
+    """Set the nice value of a browser's process group and of its autogroup (with
+    sched_autogroup_enabled, the kernel shares CPU between sessions first, and each browser is a
+    session of its own: only the autogroup's nice weighs it against the others). False when this
+    process may not (raising priority needs root or CAP_SYS_NICE)."""
+    try:
+        os.setpriority(os.PRIO_PGRP, pgid, nice)
+    except (PermissionError, ProcessLookupError):
+        return False
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pgid}/autogroup").write_text(str(nice))
+    return True
+
+
+def _start_niced(pgid: int) -> None:
+    """A start is batch work: it yields the CPU to live sessions while it runs."""
+    if settings.BROWSER_START_NICE:
+        _set_group_nice(pgid, settings.BROWSER_START_NICE)
+
+
+def _start_done(pgid: int) -> None:
+    """Back to nice 0 a little after the start (Chromium's own start-up work goes on for about a
+    second after it answers), from a timer thread: the start does not wait for it."""
+    if not settings.BROWSER_START_NICE:
+        return
+    timer = threading.Timer(settings.BROWSER_START_NICE_SECONDS, _set_group_nice, args=(pgid, 0))
+    timer.daemon = True
+    timer.start()
 
 
 def _free_port() -> int:
@@ -147,6 +178,8 @@ class LocalBackend:
             extra_groups=None if plan.uid is None else [],
         )
         _children[process.pid] = process
+        # Before chromedriver starts Chromium (on the new-session request below), which inherits it.
+        _start_niced(process.pid)
         try:
             self._wait_for_driver(url, process)
             capabilities = chrome_capabilities(
@@ -168,6 +201,7 @@ class LocalBackend:
             _kill_group(process.pid)
             shutil.rmtree(session_dir, ignore_errors=True)
             raise BrowserStartError(f"Chromium did not start: {exc}") from exc
+        _start_done(process.pid)
         return BrowserHandle(
             backend=self.name,
             webdriver_url=url,
