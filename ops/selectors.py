@@ -20,9 +20,15 @@ from django.utils import timezone
 
 from accounts.models import Account, ApiKey
 from billing.models import LedgerEntry
+from jobs.models import ACTIVE_JOB_STATUSES, JobStatus
 from project.heartbeat import heartbeats_read
 from project.redis import get_redis
-from sessions.models import FINISHED_ACTION_STATUSES, LIVE_STATUSES, BrowserSession
+from sessions.models import (
+    FINISHED_ACTION_STATUSES,
+    LIVE_STATUSES,
+    BrowserSession,
+    WarmBrowserState,
+)
 
 # Ledger kinds that are not spending: money in, and operators' corrections.
 NOT_SPEND_KINDS = ["grant", "topup", "adjustment"]
@@ -101,10 +107,51 @@ class Tile:
     detail: str = ""
 
 
-# Tiles for parts that do not exist yet. A batch-jobs or warm-pool app adds one selector here
-# (one SQL statement, returning None when its model is not installed); nothing is shown for it
-# until then: the dashboard never shows a number it cannot read.
-OPTIONAL_TILES: list[Callable[[], Tile | None]] = []
+def warm_pool_tile() -> Tile | None:
+    """Warm browsers ready to be claimed, per host, and the oldest one's age (one statement)."""
+    rows = _rows(
+        "SELECT host, count(*) FILTER (WHERE state = %(ready)s), count(*) FILTER (WHERE state <> %(ready)s),"
+        " min(ready_at) FROM browser_sessions_warmbrowser GROUP BY host ORDER BY host",
+        {"ready": str(WarmBrowserState.READY)},
+    )
+    if not rows and not settings.BROWSER_POOL_SIZE:
+        return None  # no pool configured, none left over: nothing to show
+    ready = sum(row[1] for row in rows)
+    starting = sum(row[2] for row in rows)
+    oldest = min((row[3] for row in rows if row[3] is not None), default=None)
+    parts = [", ".join(f"{host} {count}" for host, count, _, _ in rows) or "no host has one"]
+    if starting:
+        parts.append(f"{starting} starting")
+    if oldest is not None:
+        parts.append(f"oldest {int((timezone.now() - oldest).total_seconds())} s")
+    return Tile(
+        key="warm-pool",
+        label=f"Warm browsers (pool of {settings.BROWSER_POOL_SIZE} per host)",
+        value=ready,
+        detail="; ".join(parts),
+    )
+
+
+def jobs_tile() -> Tile:
+    """Batch jobs running and waiting (one statement)."""
+    [(running, queued, cancelling)] = _rows(
+        "SELECT count(*) FILTER (WHERE status = %(running)s), count(*) FILTER (WHERE status = %(queued)s),"
+        " count(*) FILTER (WHERE status = %(cancelling)s) FROM jobs_job"
+        " WHERE status = ANY(%(active)s)",
+        {
+            "running": str(JobStatus.RUNNING),
+            "queued": str(JobStatus.QUEUED),
+            "cancelling": str(JobStatus.CANCELLING),
+            "active": [str(status) for status in ACTIVE_JOB_STATUSES],
+        },
+    )
+    detail = f"{queued} queued" + (f", {cancelling} cancelling" if cancelling else "")
+    return Tile(key="jobs", label="Batch jobs running", value=running, detail=detail)
+
+
+# Tiles that other parts contribute: one SQL statement each; a provider returns None when it has
+# nothing to show (the dashboard never shows a number it cannot read).
+OPTIONAL_TILES: list[Callable[[], Tile | None]] = [warm_pool_tile, jobs_tile]
 
 
 def queue_names() -> list[str]:

@@ -15,9 +15,9 @@ from accounts.services import account_create
 from billing.models import LedgerEntry
 from sessions.models import Action, BrowserSession
 
-# Admin session, user and permissions (4), tiles (2), charts (6), live table (1):
+# Admin session, user and permissions (4), tiles (2 + warm pool + jobs), charts (6), live table (1):
 # the same count with 3 sessions and with 40, so nothing is read per row.
-DASHBOARD_MAX_QUERIES = 13
+DASHBOARD_MAX_QUERIES = 15
 SESSION_PAGE_MAX_QUERIES = 7
 ACCOUNT_PAGE_MAX_QUERIES = 10
 
@@ -149,3 +149,41 @@ def test_long_range_charts_are_kept_for_a_while_and_24h_never(staff, settings, d
     assert second == first - 6  # the six chart statements
     assert queries("/admin/ops/?range=24h") == queries("/admin/ops/?range=24h") == first
     get_redis().delete("bf:ops:charts:30d")
+
+
+def _tile(html: str, key: str) -> tuple[str, str]:
+    match = re.search(
+        rf'data-tile="{key}">\s*<div[^>]*>[^<]*</div>\s*<div class="ops-tile-value">([^<]*)</div>\s*'
+        r'<div class="ops-tile-detail">([^<]*)</div>',
+        html,
+    )
+    assert match, f"no {key} tile"
+    return match.group(1), match.group(2)
+
+
+def test_the_warm_pool_and_jobs_have_tiles(staff, settings):
+    from jobs.models import Job
+    from sessions.models import WarmBrowser
+
+    settings.BROWSER_POOL_SIZE = 2
+    now = timezone.now()
+    WarmBrowser.objects.bulk_create(
+        [
+            WarmBrowser(host="host-a", state="ready", created_at=now, ready_at=now - timedelta(seconds=90)),
+            WarmBrowser(host="host-a", state="ready", created_at=now, ready_at=now),
+            WarmBrowser(host="host-b", state="starting", created_at=now),
+        ]
+    )
+    account = account_create(name="jobs", plan_name="pro", credits=1000)[0]
+    Job.objects.bulk_create(
+        [
+            Job(account=account, status=status, page_price=1)
+            for status in ("running", "queued", "queued", "completed")
+        ]
+    )
+    html = staff.get("/admin/ops/").content.decode()
+    value, detail = _tile(html, "warm-pool")
+    assert value == "2"
+    assert "host-a 2" in detail and "host-b 0" in detail and "1 starting" in detail
+    assert re.search(r"oldest (89|9\d) s", detail), detail
+    assert _tile(html, "jobs") == ("1", "2 queued")
