@@ -83,10 +83,17 @@ def service_binary(stack: Stack) -> str:
     return out.split()[-1]
 
 
-def raw_cold_start(binary: str) -> float:
+# The uid raw sandboxed baselines run as (the service takes one per session from 200000 on).
+RAW_UID = 199_999
+
+
+def raw_cold_start(binary: str, *, sandboxed: bool = False) -> float:
     """One `webdriver.Chrome()` as a user would write it, with our flags; seconds to ready.
-    The headless shell goes through the same one-line launcher the service uses (it opens no tab
-    without a URL on its command line)."""
+
+    As root Chromium refuses its sandbox: unsandboxed, the baseline runs as root with
+    --no-sandbox; sandboxed, chromedriver and Chromium run as RAW_UID with Chromium's sandbox, as
+    a user who is not root runs them and as the service runs every browser. The headless shell
+    goes through the same one-line launcher the service uses (it opens no tab without a URL)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -94,22 +101,33 @@ def raw_cold_start(binary: str) -> float:
 
     options = webdriver.ChromeOptions()
     shell = is_headless_shell(binary)
+    as_uid = sandboxed and os.geteuid() == 0
     with tempfile.TemporaryDirectory(prefix="bf-bench-raw-") as profile:
+        if as_uid:
+            Path(profile).chmod(0o711)  # the uid passes through to its home, lists nothing
+            home = Path(profile) / "home"
+            home.mkdir()
+            os.chown(home, RAW_UID, RAW_UID)
+            profile = str(home)
         if shell:
             launcher = Path(profile) / "chromium"
             launcher.write_text(headless_shell_launcher(binary))
-            launcher.chmod(0o700)
+            launcher.chmod(0o755)
             options.binary_location = str(launcher)
         else:
             options.binary_location = binary
-        # As root Chromium refuses its sandbox: the raw baseline goes without (the service runs
-        # each browser as its own uid instead, workers/browser/sandbox.py).
-        extra = ["--no-sandbox"] if os.geteuid() == 0 else []
+        extra = ["--no-sandbox"] if os.geteuid() == 0 and not as_uid else []
         args = [a for a in CHROMIUM_ARGS if not (shell and a.startswith("--headless"))]
         for arg in [*args, *extra, "--window-size=1024,768", f"--user-data-dir={profile}/p"]:
             options.add_argument(arg)
+        service_kw: dict[str, Any] = {}
+        if as_uid:
+            service_kw = {
+                "env": {"PATH": "/usr/bin:/bin", "HOME": profile},
+                "popen_kw": {"user": RAW_UID, "group": RAW_UID, "extra_groups": []},
+            }
         started = time.perf_counter()
-        driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+        driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver", **service_kw))
         elapsed = time.perf_counter() - started
         driver.quit()
     return elapsed
@@ -174,7 +192,7 @@ def delete(http: requests.Session, stack: Stack, session_id: str) -> None:
 
 def warm_phase(stack: Stack, *, creates: int, pool: int) -> dict[str, Any]:
     http = _session(stack.make_account())
-    warm, raw, raw_full, claimed, failures = [], [], [], 0, []
+    warm, raw, raw_sandboxed, raw_full, claimed, failures = [], [], [], [], 0, []
     binary = service_binary(stack)
     for _ in range(creates):
         wait_pool(stack, pool)
@@ -190,8 +208,12 @@ def warm_phase(stack: Stack, *, creates: int, pool: int) -> dict[str, Any]:
         claimed += Path(profile[0][0]).name.startswith("pool_")
         delete(http, stack, session_id)
         raw.append(raw_cold_start(binary))
+        raw_sandboxed.append(raw_cold_start(binary, sandboxed=True))
         raw_full.append(raw_cold_start(FULL_CHROMIUM) if binary != FULL_CHROMIUM else raw[-1])
-        log(f"warm create {elapsed:.3f}s, raw cold start {raw[-1]:.3f}s (full Chromium {raw_full[-1]:.3f}s)")
+        log(
+            f"warm create {elapsed:.3f}s, raw cold start {raw[-1]:.3f}s, sandboxed {raw_sandboxed[-1]:.3f}s"
+            f" (full Chromium {raw_full[-1]:.3f}s)"
+        )
     wait_pool(stack, pool)
     pool_pss = [
         pss_kb(row[0]) for row in stack.db_query("SELECT profile_dir FROM browser_sessions_warmbrowser")
@@ -200,6 +222,7 @@ def warm_phase(stack: Stack, *, creates: int, pool: int) -> dict[str, Any]:
         "create_seconds": summary(warm),
         "browser_binary": binary,
         "raw_cold_start_seconds": summary(raw),
+        "raw_sandboxed_cold_start_seconds": summary(raw_sandboxed),
         "raw_full_chromium_cold_start_seconds": summary(raw_full),
         "claimed_a_pool_browser": claimed,
         "failures": failures,
@@ -207,6 +230,7 @@ def warm_phase(stack: Stack, *, creates: int, pool: int) -> dict[str, Any]:
         "samples": {
             "create": [round(x, 4) for x in warm],
             "raw": [round(x, 4) for x in raw],
+            "raw_sandboxed": [round(x, 4) for x in raw_sandboxed],
             "raw_full_chromium": [round(x, 4) for x in raw_full],
         },
     }
