@@ -2,8 +2,10 @@
 
 `host-a` and `host-b` run as `bin/dev worker` does (a prefork lifecycle worker on `lifecycle`
 and `host.<name>`, a threads actions worker on `actions` and `actions.<name>`), next to the
-suite's own host. Each test starts from full pools (the table flush between tests forgets them,
-reconcile kills the orphans and the hosts refill). The last test kills host-b.
+suite's own host. host-b runs Chromium's headless shell (README "Browser flavours"), so a fleet
+of both flavours goes through pool claims, displays, pinning and a host's death. Each test starts
+from full pools (the table flush between tests forgets them, reconcile kills the orphans and the
+hosts refill). The last test kills host-b.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from sessions.models import Action, BrowserSession, WarmBrowser, WorkerHost
 from tests.support.processes import browser_processes, start_worker_host, stop_process, wait_until
 
 POOLS = {"host-a": 2, "host-b": 1}
+BINARIES = {"host-a": "/usr/bin/chromium", "host-b": "/usr/lib/chromium/chromium-headless-shell"}
+# What runs (Debian's /usr/bin/chromium is a script that execs the first).
+EXECUTABLES = {
+    "host-a": "/usr/lib/chromium/chromium ",
+    "host-b": "/usr/lib/chromium/chromium-headless-shell ",
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +48,12 @@ def fleet(
     try:
         for name, pool in POOLS.items():
             root = tmp_path_factory.mktemp(f"browsers-{name}")
-            env = {**service_env, "BROWSER_PROFILE_ROOT": str(root), "BROWSER_POOL_SIZE": str(pool)}
+            env = {
+                **service_env,
+                "BROWSER_PROFILE_ROOT": str(root),
+                "BROWSER_POOL_SIZE": str(pool),
+                "CHROMIUM_BINARY": BINARIES[name],
+            }
             logs = tmp_path_factory.mktemp(f"logs-{name}")
             hosts[name] = {
                 "root": root,
@@ -215,6 +228,9 @@ def test_sessions_are_pinned_to_their_host_and_their_actions_run_there(api, flee
     for host in ("host-a", "host-b"):
         row = _row(by_host[host])
         assert row.profile_dir.startswith(str(fleet[host]["root"]))  # the browser runs there
+        # ... and is the host's flavour (the shell's main process carries the profile path).
+        commands = [cmd for _, cmd in browser_processes(row.profile_dir)]
+        assert any(cmd.startswith(EXECUTABLES[host]) for cmd in commands), commands
     # host-a's actions worker is paused: host-b's session acts, host-a's action waits for it
     # (no other worker takes it, though the suite's own worker consumes `actions`).
     paused = _actions_worker(fleet, "host-a")
