@@ -97,6 +97,20 @@ def start_worker_host(
     return [lifecycle, actions]
 
 
+def with_sigint_default(argv: list[str]) -> list[str]:
+    """`argv`, run with SIGINT back at its default disposition, for a test that sends it SIGINT.
+
+    An ignored SIGINT is inherited across exec: a suite started as a background job (`cmd &`,
+    `nohup`) hands it to every child, and Python then installs no KeyboardInterrupt handler, so
+    the child would never see the Ctrl-C the test sends. A small Python step resets it and execs
+    `argv` (no `preexec_fn`: not safe in a process with threads, as the suite's is)."""
+    reset = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL);"
+        " os.execvp(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", reset, *argv]
+
+
 def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 20) -> None:
     if process.poll() is not None:
         return
