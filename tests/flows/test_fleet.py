@@ -201,7 +201,7 @@ def _create_with_every_host_full(key: str) -> None:
         raise _Undo(response)
 
 
-def test_no_capacity_is_503_with_retry_after(transactional_db, plans, fleet):
+def test_no_capacity_is_503_with_retry_after(live_worker, fleet):
     from accounts.services import account_create
 
     _, key = account_create(name="full", plan_name="enterprise", credits=10**6)

@@ -24,6 +24,9 @@ from tests.workers.test_actions_executor import Browser, _start, _stop
 from workers.browser.base import Display, webdriver_request
 from workers.browser.local import LocalBackend
 
+# Starts browsers of its own, through the suite's egress filter (the stack tier).
+pytestmark = pytest.mark.usefixtures("egress_filter")
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:

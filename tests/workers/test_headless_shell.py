@@ -27,6 +27,9 @@ from tests.workers.test_browser_isolation import _group_processes, _handles, _tr
 from workers.browser.base import Display
 from workers.browser.executor import ActionFailed
 
+# Starts browsers of its own, through the suite's egress filter (the stack tier).
+pytestmark = pytest.mark.usefixtures("egress_filter")
+
 SHELL = "/usr/lib/chromium/chromium-headless-shell"
 
 
