@@ -242,6 +242,9 @@ def test_sessions_are_pinned_to_their_host_and_their_actions_run_there(api, flee
         assert waiting.status_code == 202, waiting.text
         done = api.post(f"/v1/computers/{by_host['host-b']}/navigate", {"url": pages_server + "/flow.html"})
         assert done.json()["status"] == "success", done.text
+        # Proves a negative: no other host's worker takes it. host-b just ran an action end to end
+        # in less than this, and the idle workers poll their queues continuously, so a message
+        # routed anywhere else would be running within 1 s.
         time.sleep(1)
         assert Action.objects.get(public_id=waiting.json()["action_id"]).status == "queued"
     finally:
