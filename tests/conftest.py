@@ -32,6 +32,7 @@ from accounts.models import Account
 from accounts.plans import seed_plans
 from tests.support.processes import (
     browser_processes,
+    pool_args,
     start_celery,
     start_egress,
     start_worker_host,
@@ -113,8 +114,7 @@ def celery_worker_process(
         jobs_worker = start_celery(
             [
                 "worker",
-                "-Q",
-                "jobs,webhooks",
+                *pool_args("jobs"),
                 "-c",
                 "3",
                 "-l",

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from project.queues import POOLS, worker_queues
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -69,15 +71,20 @@ def start_egress(*, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"the egress filter did not become ready:\n{log.read_text()[-4000:]}")
 
 
+def pool_args(pool: str, host: str = "") -> list[str]:
+    """The `-Q` and `--pool` of one of project/queues.py's worker pools."""
+    return ["-Q", worker_queues(pool, host), "--pool", POOLS[pool].pool]
+
+
 def start_worker_host(
     *, host: str, env: dict[str, str], logs: Path, lifecycle_concurrency: int = 2, action_threads: int = 8
 ) -> list[subprocess.Popen[bytes]]:
-    """One worker host, as `bin/dev worker` runs it: a prefork lifecycle worker (shared queue and
-    `host.<host>`) and a threads actions worker (`actions`, `actions.<host>`)."""
+    """One worker host, as `bin/dev worker` runs it: a prefork lifecycle worker and a threads
+    actions worker, on the queues project/queues.py declares."""
     env = {**env, "WORKER_HOST": host}
     common = ["-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     lifecycle = start_celery(
-        ["worker", "-Q", f"lifecycle,host.{host}", "--pool", "prefork", "-c", str(lifecycle_concurrency),
+        ["worker", *pool_args("lifecycle", host), "-c", str(lifecycle_concurrency),
          "-n", f"lifecycle-{host}@%h", *common],
         env=env,
         log=logs / f"lifecycle-{host}.log",
@@ -85,7 +92,7 @@ def start_worker_host(
     )  # fmt: skip
     try:
         actions = start_celery(
-            ["worker", "-Q", f"actions,actions.{host}", "--pool", "threads", "-c", str(action_threads),
+            ["worker", *pool_args("actions", host), "-c", str(action_threads),
              "-n", f"actions-{host}@%h", *common],
             env=env,
             log=logs / f"actions-{host}.log",
