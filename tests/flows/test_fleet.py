@@ -2,7 +2,7 @@
 
 `host-a` and `host-b` run as `bin/dev worker` does (a prefork lifecycle worker on `lifecycle`
 and `host.<name>`, a threads actions worker on `actions` and `actions.<name>`), next to the
-suite's own host. host-b runs Chromium's headless shell (README "Browser flavours"), so a fleet
+suite's own host. host-b runs Chromium's headless shell (docs/operations.md "Browser flavours"), so a fleet
 of both flavours goes through pool claims, displays, pinning and a host's death. Each test starts
 from full pools (the table flush between tests forgets them, reconcile kills the orphans and the
 hosts refill). The last test kills host-b.
