@@ -1,6 +1,6 @@
 """Strict helpers for reading configuration from the environment.
 
-Every variable read here is documented in README.md and .env.example.
+Every variable read here is documented in docs/configuration.md and .env.example.
 A malformed value is an error at start-up, never a silent default.
 """
 

@@ -1,6 +1,6 @@
 """Django settings for Browserfleet: one module, driven by the environment.
 
-Every variable is listed with its meaning in README.md ("Configuration") and .env.example.
+Every variable is listed with its meaning in docs/configuration.md and .env.example.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ if BROWSER_BACKEND == "grid" and not SELENIUM_GRID_URL:
 # headless shell (/usr/lib/chromium/chromium-headless-shell, Debian's chromium-headless-shell,
 # installed by bin/dev): the same engine without the desktop browser around it, started in about
 # a fifth of the CPU time, but pages cannot open windows and failed loads carry no net error code
-# (README "Browser flavours", workers/browser/options.py).
+# (docs/operations.md "Browser flavours", workers/browser/options.py).
 CHROMIUM_BINARY = env_str("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER_BINARY = env_str("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver")
 BROWSER_PROFILE_ROOT = Path(env_str("BROWSER_PROFILE_ROOT", str(BASE_DIR / "var" / "browsers")))

@@ -1,8 +1,14 @@
 """Fixtures that run the real thing: PostgreSQL, Redis, a Celery worker and Beat, Chromium.
 
-The worker and Beat are separate processes on the pytest-django test database. Tests that
-cross the process boundary use `transactional_db` (through `live_server` or directly), so the
-worker sees what they commit.
+Two tiers (CONTRIBUTING.md, "Tests"):
+- the fast tier: PostgreSQL and Redis only. `plans` seeds the plans and prices, `make_api_client`
+  talks HTTP to the live server, services and tasks are called as functions,
+  `tests/support/rows.py` builds rows. `bin/dev test --fast` runs it.
+- the stack tier (marker `stack`, set here from the fixtures a test uses): the Celery worker and
+  Beat (`live_worker`, `make_client`), the egress filter, a browser, a Selenium Grid. The worker
+  and Beat are separate processes on the pytest-django test database; tests that cross the
+  process boundary use `transactional_db` (through `live_server` or directly), so the worker
+  sees what they commit.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from accounts.models import Account
 from accounts.plans import seed_plans
 from tests.support.processes import (
     browser_processes,
+    pool_args,
     start_celery,
     start_egress,
     start_worker_host,
@@ -69,11 +76,24 @@ def service_env(
     }
 
 
-@pytest.fixture(scope="session", autouse=True)
+# A test whose fixtures include one of these needs the stack: it gets the `stack` marker, which
+# `bin/dev test --fast` (-m "not stack") leaves out. A module that starts browsers or services
+# without them says so itself (pytestmark).
+STACK_FIXTURES = frozenset({"celery_worker_process", "egress_filter", "grid_url", "browser"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("faults"):
+            item.add_marker(pytest.mark.stack)
+
+
+@pytest.fixture(scope="session")
 def egress_filter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """One egress filter for the whole run (as on a worker host): every browser, the Celery
     worker's and the ones tests start themselves, goes through it. Its port is in the env
-    (tests/support/test_env.py), so the worker inherits it."""
+    (tests/support/test_env.py), so the worker inherits it. The worker fixture starts it; a
+    module that starts browsers itself asks for it (pytestmark usefixtures)."""
     logs = tmp_path_factory.mktemp("egress")
     process = start_egress(env={**os.environ, "PYTHONUNBUFFERED": "1"}, log=logs / "egress.log")
     yield settings.BROWSER_EGRESS_PORT
@@ -94,8 +114,7 @@ def celery_worker_process(
         jobs_worker = start_celery(
             [
                 "worker",
-                "-Q",
-                "jobs,webhooks",
+                *pool_args("jobs"),
                 "-c",
                 "3",
                 "-l",
@@ -137,14 +156,21 @@ def celery_worker_process(
 
 
 @pytest.fixture
-def plans(transactional_db: None, celery_worker_process: None) -> Iterator[None]:
-    # transactional_db truncates tables after each test, seeded ones included.
+def plans(db: None) -> None:
+    """The plans and prices, seeded (no worker: the fast tier). Under `transactional_db` the
+    flush after the test empties them again."""
     from accounts.models import Plan
     from billing.models import Price
     from billing.prices import seed_prices
 
     seed_plans(Plan)
     seed_prices(Price)
+
+
+@pytest.fixture
+def live_worker(transactional_db: None, plans: None, celery_worker_process: None) -> Iterator[None]:
+    """The suite's worker host, jobs worker, Beat and egress filter, for a test whose point is
+    them. At the end, what the test left running is ended before the tables are flushed."""
     yield
     # Before the flush: a worker still writing while tables are truncated could deadlock it.
     _end_all_jobs()
@@ -175,21 +201,24 @@ class Client:
 
 
 @pytest.fixture
-def make_client(live_server: Any, plans: None, celery_worker_process: None) -> Iterator[Any]:
+def make_api_client(live_server: Any, plans: None) -> Iterator[Any]:
+    """Accounts with a key, over HTTP to the live server, without a worker (the fast tier): for
+    what the web answers by itself (auth, validation, accounts, usage). Sessions it creates
+    stay `starting`."""
     from accounts.services import account_create
-
-    made: list[Client] = []
 
     def make(*, plan: str = "free", credits: int = 100_000, name: str = "test") -> Client:
         account, key = account_create(name=name, plan_name=plan, credits=credits)
-        client = Client(base_url=live_server.url, account=account, key=key, http=requests.Session())
-        made.append(client)
-        return client
+        return Client(base_url=live_server.url, account=account, key=key, http=requests.Session())
 
     yield make
-    _end_all_jobs()
-    _end_all_sessions()
     _assert_balances_match_ledgers()
+
+
+@pytest.fixture
+def make_client(make_api_client: Any, live_worker: None) -> Any:
+    """Accounts over HTTP with the whole stack behind the live server (the stack tier)."""
+    return make_api_client
 
 
 def _end_all_sessions() -> None:
@@ -244,6 +273,11 @@ def _assert_balances_match_ledgers() -> None:
     from billing.selectors import balances_mismatched
 
     assert balances_mismatched() == []
+
+
+@pytest.fixture
+def api_client(make_api_client: Any) -> Client:
+    return make_api_client(plan="pro")
 
 
 @pytest.fixture

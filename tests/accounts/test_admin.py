@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from accounts.services import account_create
 from billing.models import Balance, LedgerEntry
+from tests.support.rows import session_row
 
 
 @pytest.fixture
@@ -135,24 +136,12 @@ def test_weak_operator_passwords_are_refused(operator):
 
 
 def test_typed_text_is_not_shown_in_full_in_the_admin(operator):
-    from datetime import timedelta
-
     from django.utils import timezone
 
-    from sessions.models import Action, BrowserSession
+    from sessions.models import Action
 
     account = account_create(name="acme", plan_name="pro", credits=10)[0]
-    now = timezone.now()
-    session = BrowserSession.objects.create(
-        account=account,
-        status="terminated",
-        browser_released_at=now,
-        created_at=now,
-        last_activity_at=now,
-        expires_at=now + timedelta(hours=1),
-        max_lifetime_seconds=3600,
-        inactivity_timeout_seconds=120,
-    )
+    session = session_row(account, status="terminated", browser_released_at=timezone.now())
     secret = "hunter2-Secret-Passw0rd"
     rows = [
         Action.objects.create(session=session, account=account, type=kind, params=params, status="succeeded")

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 import requests
 from django.core.management import call_command
 from requests.adapters import HTTPAdapter
@@ -7,6 +10,12 @@ from requests.adapters import HTTPAdapter
 from accounts.models import ApiKey
 from accounts.services import api_key_revoke
 from project.redis import get_redis
+
+
+@pytest.fixture
+def client(api_client: Any) -> Any:
+    """The web answers all of these by itself: no worker (the fast tier)."""
+    return api_client
 
 
 class _FromAddress(HTTPAdapter):
@@ -137,7 +146,7 @@ def test_key_is_stored_only_as_hash_with_visible_prefix(client):
     assert client.key.startswith(key.prefix) and len(key.prefix) < 16
 
 
-def test_create_account_prints_a_working_key_last(plans, capsys, live_server, celery_worker_process):
+def test_create_account_prints_a_working_key_last(plans, capsys, live_server):
     call_command("create_account", "acme", "--plan", "pro", "--credits", "50")
     raw_key = capsys.readouterr().out.strip().splitlines()[-1]
     response = requests.get(

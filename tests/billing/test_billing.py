@@ -17,6 +17,7 @@ from accounts.models import Plan
 from billing.models import Balance, LedgerEntry, Price
 from sessions.models import Action, ActionStatus, BrowserSession
 from sessions.time_billing import session_time_bill, sessions_bill_time
+from tests.support.rows import session_row
 from workers.action_runner import actions_drain
 
 
@@ -226,7 +227,8 @@ def test_account_usage_ledger_and_session_cost(client):
     assert naive.json()["from"] == "2026-01-01T00:00:00Z"
 
 
-def test_plan_rate_limit_and_plan_changes_apply_at_once(free_client):
+def test_plan_rate_limit_and_plan_changes_apply_at_once(make_api_client):
+    free_client = make_api_client(plan="free")
     Plan.objects.filter(name="free").update(requests_per_minute=5)
     codes = [free_client.get("/v1/account").status_code for _ in range(6)]
     assert codes[:5] == [200] * 5 and codes[5] == 429
@@ -237,12 +239,12 @@ def test_plan_rate_limit_and_plan_changes_apply_at_once(free_client):
     assert free_client.get("/v1/account").json()["plan"]["name"] == "enterprise"
 
 
-def test_check_balances_reports_a_balance_that_left_its_ledger(client):
+def test_check_balances_reports_a_balance_that_left_its_ledger(api_client):
     call_command("check_balances")
-    Balance.objects.filter(account=client.account).update(credits=5)
+    Balance.objects.filter(account=api_client.account).update(credits=5)
     with pytest.raises(CommandError):
         call_command("check_balances")
-    Balance.objects.filter(account=client.account).update(credits=100_000)
+    Balance.objects.filter(account=api_client.account).update(credits=100_000)
 
 
 def test_prices_are_editable_and_apply_to_the_next_action(client):
@@ -271,21 +273,13 @@ def test_a_browser_that_never_started_is_not_billed(plans, settings):
     from workers.services import session_browser_start, session_browser_stop
 
     account = account_create(name="nostart", plan_name="pro", credits=10)[0]
-    now = timezone.now()
     # The row and first-minute charge a create makes, without queueing the start: this
     # process plays the worker, so that the start fails here and nowhere else.
-    session = BrowserSession.objects.create(
-        account=account,
-        created_at=now,
-        last_activity_at=now,
-        expires_at=now + timedelta(hours=1),
-        max_lifetime_seconds=3600,
-        inactivity_timeout_seconds=120,
-        billed_minutes=1,
-    )
+    session = session_row(account, billed_minutes=1)
     session_minute_charge(account_id=account.pk, session_id=session.pk, minute=0)
     assert Balance.objects.get(account=account).credits == 9
     settings.CHROMEDRIVER_BINARY = "/bin/false"
+    settings.BROWSER_EGRESS_ENABLED = False  # the start must fail at chromedriver, not for want of a filter
     session_browser_start(session_id=session.pk)
     session.refresh_from_db()
     assert session.status == "terminated" and session.ended_reason == "start_failed"

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def client(api_client: Any) -> Any:
+    """The web answers all of these by itself: no worker (the fast tier)."""
+    return api_client
+
 
 def test_usage_reads_a_naive_date_time_as_utc(client):
     response = client.get("/v1/usage?from=2026-11-01T00:00:00&to=2026-11-02T12:30:00")

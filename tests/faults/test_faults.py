@@ -109,7 +109,7 @@ def _create(api: Api) -> str:
         response = api.call("POST", "/v1/computers", {})
         if response.status_code != 503 or response.json().get("code") != "service_unavailable":
             break
-        time.sleep(float(response.headers["Retry-After"]))
+        time.sleep(float(response.headers["Retry-After"]))  # what the SDK does: not a wait on us
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
@@ -189,15 +189,22 @@ def test_postgres_restart_gives_no_500(stack: Stack, api: Api, private_postgres:
             statuses[response.status_code] += 1
             if response.status_code >= 500 and response.status_code != 503:
                 errors.append(f"{kind}: {response.status_code} {response.text[:200]}")
-            time.sleep(0.05)
+            time.sleep(0.05)  # pacing: steady traffic, not a flood of the web's threads
+
+    def answered(status: int, at_least: int) -> bool:
+        return statuses[status] >= at_least
 
     threads = [threading.Thread(target=traffic, args=(kind,)) for kind in ("read", "read", "action")]
     for thread in threads:
         thread.start()
     try:
-        time.sleep(1.5)
+        wait_until(lambda: answered(200, 10), timeout=30, message="traffic to flow before the restart")
         private_postgres.restart()
-        time.sleep(3)
+        # Traffic through the restart until it is answered again: 10 more 200s after it.
+        served = statuses[200]
+        wait_until(
+            lambda: answered(200, served + 10), timeout=60, message="traffic to flow after the restart"
+        )
     finally:
         stop.set()
         for thread in threads:
@@ -215,10 +222,10 @@ def test_worker_survives_a_redis_restart_with_unacknowledged_messages(
     running = _action(api, session_id, {"type": "wait", "ms": 4000}, wait=False)
     assert running.status_code == 202, running.text
     action_id = running.json()["action_id"]
-    time.sleep(1)  # the worker holds the task, unacknowledged (acks late)
+    _wait_running(stack, action_id)  # the worker holds the task, unacknowledged (acks late)
     workers_before = _worker_pids(stack)
     private_redis.stop()
-    time.sleep(4)
+    time.sleep(4)  # the outage itself: long enough for the worker to see its broker gone and retry
     private_redis.start()
 
     # The same worker is still there and still consuming.
@@ -317,7 +324,10 @@ def test_an_action_whose_worker_is_killed_settles_within_30_s_refunded_once(stac
     )
     assert response.json()["status"] == "success", response.text
     assert api.call("GET", f"/v1/computers/{session_id}").json()["status"] != "terminated"
-    time.sleep(2)
+    # Proves a negative: no second refund. The settle that refunded it runs on Beat's sweep
+    # (SESSION_SWEEP_INTERVAL_SECONDS=2 here), so 2.5 s holds at least one more sweep that would
+    # refund it again.
+    time.sleep(2.5)
     assert _refunds_of(stack, action_id) == 1  # and never again
 
 

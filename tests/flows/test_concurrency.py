@@ -68,7 +68,7 @@ def test_one_account_acting_creating_stopping_and_billing_at_once_never_deadlock
             )
             sessions_bill_time()
             statuses["billing runs"] += 1
-            time.sleep(0.2)
+            time.sleep(0.2)  # pacing: a billing run five times a second, against the traffic
         connection.close()
 
     threads = [threading.Thread(target=act, args=(sid,)) for sid in session_ids]
@@ -76,7 +76,7 @@ def test_one_account_acting_creating_stopping_and_billing_at_once_never_deadlock
     threads.append(threading.Thread(target=bill))
     for thread in threads:
         thread.start()
-    time.sleep(SECONDS)
+    time.sleep(SECONDS)  # the length of the load, not a wait for something
     stop.set()
     for thread in threads:
         thread.join(timeout=90)

@@ -252,7 +252,9 @@ def test_webrtc_sends_no_udp_of_its_own(
         message="the page to start gathering ICE candidates",
     )
     assert "offer:set" in outcomes, outcomes
-    # Binding requests go out within milliseconds of setLocalDescription; give them seconds.
+    # Proves a negative: nothing reaches the forbidden address. Binding requests go out within
+    # milliseconds of setLocalDescription (seen when WebRTC was not held to the proxy), so 3 s is
+    # a thousand times that.
     time.sleep(3)
     assert received == []
     outcomes = _page_log(client, session_id)

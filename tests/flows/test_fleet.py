@@ -2,7 +2,7 @@
 
 `host-a` and `host-b` run as `bin/dev worker` does (a prefork lifecycle worker on `lifecycle`
 and `host.<name>`, a threads actions worker on `actions` and `actions.<name>`), next to the
-suite's own host. host-b runs Chromium's headless shell (README "Browser flavours"), so a fleet
+suite's own host. host-b runs Chromium's headless shell (docs/operations.md "Browser flavours"), so a fleet
 of both flavours goes through pool claims, displays, pinning and a host's death. Each test starts
 from full pools (the table flush between tests forgets them, reconcile kills the orphans and the
 hosts refill). The last test kills host-b.
@@ -201,7 +201,7 @@ def _create_with_every_host_full(key: str) -> None:
         raise _Undo(response)
 
 
-def test_no_capacity_is_503_with_retry_after(transactional_db, plans, fleet):
+def test_no_capacity_is_503_with_retry_after(live_worker, fleet):
     from accounts.services import account_create
 
     _, key = account_create(name="full", plan_name="enterprise", credits=10**6)
@@ -242,6 +242,9 @@ def test_sessions_are_pinned_to_their_host_and_their_actions_run_there(api, flee
         assert waiting.status_code == 202, waiting.text
         done = api.post(f"/v1/computers/{by_host['host-b']}/navigate", {"url": pages_server + "/flow.html"})
         assert done.json()["status"] == "success", done.text
+        # Proves a negative: no other host's worker takes it. host-b just ran an action end to end
+        # in less than this, and the idle workers poll their queues continuously, so a message
+        # routed anywhere else would be running within 1 s.
         time.sleep(1)
         assert Action.objects.get(public_id=waiting.json()["action_id"]).status == "queued"
     finally:

@@ -9,24 +9,24 @@ from sessions.input_limits import MAX_DRAG_POINTS
 from sessions.models import Action, BrowserSession
 
 
-def test_an_oversized_body_is_413_before_anything_runs(client, settings):
+def test_an_oversized_body_is_413_before_anything_runs(api_client, settings):
     settings.API_MAX_BODY_BYTES = 4096
-    response = client.post("/v1/computers", {"pad": "x" * 5000})
+    response = api_client.post("/v1/computers", {"pad": "x" * 5000})
     assert response.status_code == 413, response.text
     assert response.json()["code"] == "payload_too_large"
     assert response.json()["limit"] == 4096
     assert not BrowserSession.objects.exists()
 
 
-def test_the_default_body_cap_holds_for_a_body_without_fields_we_read(client):
+def test_the_default_body_cap_holds_for_a_body_without_fields_we_read(api_client):
     # Unknown fields are ignored, so without a cap this was a 201 after decoding 3 MB of JSON.
-    response = client.post("/v1/computers", {"pad": "x" * (3 * 1024 * 1024)})
+    response = api_client.post("/v1/computers", {"pad": "x" * (3 * 1024 * 1024)})
     assert response.status_code == 413, response.text
     assert not BrowserSession.objects.exists()
 
 
-def test_a_create_asking_for_too_many_pixels_is_400(client):
-    response = client.post("/v1/computers", {"display": {"width": 3840, "height": 2160, "scale": 4}})
+def test_a_create_asking_for_too_many_pixels_is_400(api_client):
+    response = api_client.post("/v1/computers", {"display": {"width": 3840, "height": 2160, "scale": 4}})
     assert response.status_code == 400, response.text
     assert "device pixels" in response.json()["detail"]
     assert not BrowserSession.objects.exists()

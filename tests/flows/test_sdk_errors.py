@@ -90,9 +90,9 @@ def test_a_lifetime_that_ends_before_the_browser_is_up_is_a_terminated_session_n
     assert client.post(f"/v1/computers/{body['id']}/wait", {"ms": 1500}).status_code in (200, 410)
 
 
-def test_a_body_over_the_upload_limit_is_413_json(client):
+def test_a_body_over_the_upload_limit_is_413_json(api_client):
     big = {"text": "x" * (3 * 1024 * 1024)}
-    response = client.post("/v1/computers/comp_missing/type", big)
+    response = api_client.post("/v1/computers/comp_missing/type", big)
     assert response.status_code == 413, response.text
     assert response.json()["code"] == "payload_too_large"
     assert response.headers["x-should-retry"] == "false"

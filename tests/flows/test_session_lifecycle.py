@@ -105,22 +105,22 @@ def test_create_accepts_tzafon_and_notexai_aliases_and_echoes_unsupported_option
         ["not", "an", "object"],
     ],
 )
-def test_bad_create_input_is_400_and_creates_nothing(client, payload):
-    response = client.post("/v1/computers", payload)
+def test_bad_create_input_is_400_and_creates_nothing(api_client, payload):
+    response = api_client.post("/v1/computers", payload)
     assert response.status_code == 400, response.text
     body = response.json()
     assert body["status"] == "error" and body["code"] and body["detail"] == body["error_message"]
     assert not BrowserSession.objects.exists()
 
 
-def test_malformed_json_is_400(client):
-    response = client.post("/v1/computers", data="{nope", headers={"Content-Type": "application/json"})
+def test_malformed_json_is_400(api_client):
+    response = api_client.post("/v1/computers", data="{nope", headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert response.json()["code"] == "invalid"
 
 
-def test_lifetime_above_plan_maximum_names_the_maximum(free_client):
-    client = free_client
+def test_lifetime_above_plan_maximum_names_the_maximum(make_api_client):
+    client = make_api_client(plan="free")
     response = client.post("/v1/computers", {"max_lifetime_seconds": 3601})
     assert response.status_code == 400
     body = response.json()
@@ -195,7 +195,7 @@ def test_keepalive_postpones_idle_expiry(client):
 
     session_id = client.post("/v1/computers", {"inactivity_timeout_seconds": 3}).json()["id"]
     for _ in range(4):  # 4.8 s in all, well past the 3 s idle timeout
-        time.sleep(1.2)
+        time.sleep(1.2)  # the client's pace, under the timeout: what the test is about
         response = client.post(f"/v1/computers/{session_id}/keepalive")
         assert response.status_code == 200, response.text
     assert BrowserSession.objects.get(pk=session_id).status == "running"
@@ -289,11 +289,11 @@ def test_the_create_wait_budget(rf, settings):
     assert client_wait_budget(rf.post("/x", HTTP_X_STAINLESS_READ_TIMEOUT="2"), 3, floor=5) == 3
 
 
-def test_no_trailing_slash_redirects(client):
-    response = client.http.post(
-        client.base_url + "/computers/",
+def test_no_trailing_slash_redirects(api_client):
+    response = api_client.http.post(
+        api_client.base_url + "/computers/",
         json={},
-        headers={"Authorization": f"Bearer {client.key}"},
+        headers={"Authorization": f"Bearer {api_client.key}"},
         allow_redirects=False,
     )
     assert response.status_code == 404

@@ -84,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
             with self.site.lock:
                 self.site.in_flight += 1
                 self.site.most_in_flight = max(self.site.most_in_flight, self.site.in_flight)
-            time.sleep(delay / 1000)
+            time.sleep(delay / 1000)  # the slow page a test asked for (?ms=)
             with self.site.lock:
                 self.site.in_flight -= 1
         segments = path.strip("/").split("/")

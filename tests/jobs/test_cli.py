@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.jobs.conftest import SCHEMA, wait_job
-from tests.support.processes import REPO, wait_until
+from tests.support.processes import REPO, wait_until, with_sigint_default
 
 BF = str(REPO / "bin" / "bf")
 
@@ -85,7 +85,7 @@ def test_ctrl_c_while_watching_leaves_the_job_running(client, site, tmp_path):
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
     watcher = subprocess.Popen(
-        [BF, "jobs", "watch", job_id],
+        with_sigint_default([BF, "jobs", "watch", job_id]),
         env=_env(client),
         cwd=tmp_path,
         stdout=subprocess.PIPE,

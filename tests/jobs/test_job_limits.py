@@ -48,7 +48,10 @@ def test_job_browsers_count_against_the_session_limit(free_client, site):
 def test_a_job_waits_queued_while_sessions_hold_every_slot(free_client, site):
     sessions = [free_client.post("/v1/computers", {}).json()["id"] for _ in range(2)]
     job = submit(free_client, {"urls": [f"{site.url}/p/1"]})
-    time.sleep(2.5)  # a few Beat ticks (1 s in tests) that could wrongly start it
+    # Proves a negative: nothing starts it. Beat's job tick runs every second here
+    # (JOB_TICK_INTERVAL_SECONDS=1, tests/support/test_env.py) and starts a queued job on the
+    # tick that finds a free slot, so 2.5 s holds two ticks that would have started it.
+    time.sleep(2.5)
     assert free_client.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
     assert free_client.delete(f"/v1/computers/{sessions[0]}").status_code in (200, 204)
     done = wait_job(free_client, job["id"])

@@ -30,7 +30,7 @@ return Object.fromEntries(Object.entries(window.opsCharts || {}).map(([key, char
 
 
 def _save(browser: Any, name: str, tmp_path: Path) -> None:
-    """The whole page, for the README when SAVE_DOCS_SCREENSHOTS=1, else into the test's tmp dir."""
+    """The whole page, for docs/operations.md when SAVE_DOCS_SCREENSHOTS=1, else into the test's tmp dir."""
     size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000), "scale": 1}
     shot = browser.execute_cdp_cmd(

@@ -13,11 +13,8 @@ from project.db import retry_on_conflict
 
 
 @pytest.fixture
-def plans_seeded(transactional_db: None) -> None:
-    from accounts.models import Plan
-    from accounts.plans import seed_plans
-
-    seed_plans(Plan)
+def accounts_committed(transactional_db: None, plans: None) -> None:
+    """Committed rows: the transactions below run in threads, on connections of their own."""
 
 
 def _lock_both(first: int, second: int, barrier: threading.Barrier, calls: list[str], name: str) -> None:
@@ -29,7 +26,7 @@ def _lock_both(first: int, second: int, barrier: threading.Barrier, calls: list[
         Balance.objects.select_for_update().get(account_id=second)
 
 
-def test_a_transaction_that_loses_a_deadlock_runs_again_and_succeeds(plans_seeded):
+def test_a_transaction_that_loses_a_deadlock_runs_again_and_succeeds(accounts_committed):
     a = account_create(name="a", plan_name="free", credits=1)[0].pk
     b = account_create(name="b", plan_name="free", credits=1)[0].pk
     barrier = threading.Barrier(2)
@@ -57,7 +54,7 @@ def test_a_transaction_that_loses_a_deadlock_runs_again_and_succeeds(plans_seede
     assert len(calls) == 3, calls  # both once, and the loser of the deadlock once more
 
 
-def test_inside_an_outer_transaction_the_conflict_goes_up_unchanged(plans_seeded):
+def test_inside_an_outer_transaction_the_conflict_goes_up_unchanged(accounts_committed):
     attempts = []
 
     @retry_on_conflict

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from billing.models import Balance, LedgerEntry
 from sessions.models import Action, BrowserSession
+from tests.support.rows import session_row
 
 WAIT = {"action": {"type": "wait", "ms": 0}}
 
@@ -58,20 +59,12 @@ def test_an_expired_session_is_410_ends_there_and_writes_nothing_else(client):
     assert row.status == "terminated" and row.ended_reason == "max_lifetime"  # the one write
 
 
-def test_a_starting_session_is_409_and_writes_nothing(client):
-    now = timezone.now()
-    # The row a create writes before a worker starts its browser (no start is queued here).
-    session = BrowserSession.objects.create(
-        account=client.account,
-        created_at=now,
-        last_activity_at=now,
-        expires_at=now + timedelta(hours=1),
-        max_lifetime_seconds=3600,
-        inactivity_timeout_seconds=120,
-    )
-    _refused(client, session.pk, 409, "session_starting")
+def test_a_starting_session_is_409_and_writes_nothing(api_client):
+    # The row a create writes before a worker starts its browser (no worker: the fast tier).
+    session = session_row(api_client.account)
+    _refused(api_client, session.pk, 409, "session_starting")
     row = BrowserSession.objects.get(pk=session.pk)
-    assert row.status == "starting" and row.last_activity_at == now
+    assert row.status == "starting" and row.last_activity_at == session.last_activity_at
 
 
 def test_a_short_balance_is_402_and_writes_nothing(make_client):

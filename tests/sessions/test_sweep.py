@@ -12,26 +12,17 @@ from django.utils import timezone
 from accounts.services import account_create
 from sessions.models import BrowserSession
 from sessions.services import sessions_sweep
-
-
-def _row(account, *, expires_in: float, idle_in: float | None, status: str = "ready") -> BrowserSession:
-    now = timezone.now()
-    return BrowserSession.objects.create(
-        account=account,
-        status=status,
-        created_at=now,
-        last_activity_at=now,
-        expires_at=now + timedelta(seconds=expires_in),
-        idle_expires_at=None if idle_in is None else now + timedelta(seconds=idle_in),
-        idle_timeout_enabled=idle_in is not None,
-        max_lifetime_seconds=3600,
-        inactivity_timeout_seconds=120,
-    )
+from tests.support.rows import session_row
 
 
 @pytest.fixture
-def account(plans):
+def account(transactional_db, plans):
+    # Committed rows: the sweeps below run in threads, on connections of their own.
     return account_create(name="sweep", plan_name="enterprise")[0]
+
+
+def _row(account, *, expires_in: float, idle_in: float | None, status: str = "ready") -> BrowserSession:
+    return session_row(account, status=status, expires_in=expires_in, idle_in=idle_in)
 
 
 def test_two_concurrent_sweeps_end_each_session_once(account):

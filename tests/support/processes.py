@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from project.queues import POOLS, worker_queues
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -69,15 +71,20 @@ def start_egress(*, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"the egress filter did not become ready:\n{log.read_text()[-4000:]}")
 
 
+def pool_args(pool: str, host: str = "") -> list[str]:
+    """The `-Q` and `--pool` of one of project/queues.py's worker pools."""
+    return ["-Q", worker_queues(pool, host), "--pool", POOLS[pool].pool]
+
+
 def start_worker_host(
     *, host: str, env: dict[str, str], logs: Path, lifecycle_concurrency: int = 2, action_threads: int = 8
 ) -> list[subprocess.Popen[bytes]]:
-    """One worker host, as `bin/dev worker` runs it: a prefork lifecycle worker (shared queue and
-    `host.<host>`) and a threads actions worker (`actions`, `actions.<host>`)."""
+    """One worker host, as `bin/dev worker` runs it: a prefork lifecycle worker and a threads
+    actions worker, on the queues project/queues.py declares."""
     env = {**env, "WORKER_HOST": host}
     common = ["-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     lifecycle = start_celery(
-        ["worker", "-Q", f"lifecycle,host.{host}", "--pool", "prefork", "-c", str(lifecycle_concurrency),
+        ["worker", *pool_args("lifecycle", host), "-c", str(lifecycle_concurrency),
          "-n", f"lifecycle-{host}@%h", *common],
         env=env,
         log=logs / f"lifecycle-{host}.log",
@@ -85,7 +92,7 @@ def start_worker_host(
     )  # fmt: skip
     try:
         actions = start_celery(
-            ["worker", "-Q", f"actions,actions.{host}", "--pool", "threads", "-c", str(action_threads),
+            ["worker", *pool_args("actions", host), "-c", str(action_threads),
              "-n", f"actions-{host}@%h", *common],
             env=env,
             log=logs / f"actions-{host}.log",
@@ -95,6 +102,20 @@ def start_worker_host(
         stop_process(lifecycle)
         raise
     return [lifecycle, actions]
+
+
+def with_sigint_default(argv: list[str]) -> list[str]:
+    """`argv`, run with SIGINT back at its default disposition, for a test that sends it SIGINT.
+
+    An ignored SIGINT is inherited across exec: a suite started as a background job (`cmd &`,
+    `nohup`) hands it to every child, and Python then installs no KeyboardInterrupt handler, so
+    the child would never see the Ctrl-C the test sends. A small Python step resets it and execs
+    `argv` (no `preexec_fn`: not safe in a process with threads, as the suite's is)."""
+    reset = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL);"
+        " os.execvp(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", reset, *argv]
 
 
 def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 20) -> None:

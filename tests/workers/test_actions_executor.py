@@ -33,6 +33,9 @@ from workers.browser.executor import ActionFailed, ActionOutcome, run_action
 from workers.browser.grid import GridBackend
 from workers.browser.local import LocalBackend
 
+# Starts browsers of its own, through the suite's egress filter (the stack tier).
+pytestmark = pytest.mark.usefixtures("egress_filter")
+
 
 @dataclass
 class Browser:

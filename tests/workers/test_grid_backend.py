@@ -7,12 +7,12 @@ with the grid backend configured, so the whole start/attach/reconcile/stop path 
 from __future__ import annotations
 
 import pytest
-from django.utils import timezone
 
 from accounts.services import account_create
 from sessions.models import BrowserSession
 from sessions.services import session_terminate
 from tests.support.processes import wait_until
+from tests.support.rows import session_row
 from workers.browser.base import webdriver_request
 from workers.browser.grid import GridBackend
 from workers.services import browsers_reconcile, session_browser_start, session_browser_stop
@@ -29,19 +29,10 @@ def grid_settings(settings, grid_url):
 
 
 def _starting_session(account, **fields) -> BrowserSession:
-    now = timezone.now()
-    return BrowserSession.objects.create(
-        account=account,
-        created_at=now,
-        last_activity_at=now,
-        expires_at=now + timezone.timedelta(hours=1),
-        max_lifetime_seconds=3600,
-        inactivity_timeout_seconds=120,
-        **fields,
-    )
+    return session_row(account, **fields)
 
 
-def test_grid_session_starts_attaches_reconciles_and_stops(plans, grid_settings, grid_url):
+def test_grid_session_starts_attaches_reconciles_and_stops(live_worker, grid_settings, grid_url):
     account = account_create(name="grid", plan_name="pro")[0]
     session = _starting_session(account, display_width=800, display_height=600, display_scale=2.0)
     session_browser_start(session_id=session.pk)
@@ -88,7 +79,7 @@ def test_grid_session_starts_attaches_reconciles_and_stops(plans, grid_settings,
     assert BrowserSession.objects.get(pk=session.pk).browser_released_at is not None
 
 
-def test_grid_session_whose_browser_vanished_is_reconciled_as_crashed(plans, grid_settings, grid_url):
+def test_grid_session_whose_browser_vanished_is_reconciled_as_crashed(live_worker, grid_settings, grid_url):
     account = account_create(name="grid2", plan_name="pro")[0]
     session = _starting_session(account)
     session_browser_start(session_id=session.pk)

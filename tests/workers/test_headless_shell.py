@@ -27,6 +27,9 @@ from tests.workers.test_browser_isolation import _group_processes, _handles, _tr
 from workers.browser.base import Display
 from workers.browser.executor import ActionFailed
 
+# Starts browsers of its own, through the suite's egress filter (the stack tier).
+pytestmark = pytest.mark.usefixtures("egress_filter")
+
 SHELL = "/usr/lib/chromium/chromium-headless-shell"
 
 
@@ -67,6 +70,8 @@ def test_pages_open_no_windows_but_the_tab_actions_work(shell: Browser, pages_se
     main = shell.act("navigate", url=f"{pages_server}/popups.html").main_tab
     assert shell.js("return window.opened") is False  # window.open returned null
     shell.act("step", action="click", target={"selector": "#many"}, main_tab=main)
+    # Proves a negative: no window opens. window.open runs inside the click handler, which has
+    # returned when the step does; a window it opened is a handle at once, so 0.5 s is plenty.
     time.sleep(0.5)
     assert _handles(shell) == [main]  # not even on a gesture
     opened = [shell.act("new_tab", main_tab=main).result["tab_id"] for _ in range(MAX_TABS - 1)]
@@ -83,6 +88,7 @@ def test_pages_open_no_windows_but_the_tab_actions_work(shell: Browser, pages_se
 def test_downloads_and_file_choosers_stay_refused(shell: Browser, pages_server: str, host_file: str) -> None:
     shell.act("navigate", url=f"{pages_server}/popups.html")
     shell.act("step", action="click", target={"selector": "#download"})
+    # Proves a negative, as in test_browser_isolation.py: a download landed within a few hundred ms.
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         found = list(Path(shell.handle.profile_dir).rglob("bf-download*"))

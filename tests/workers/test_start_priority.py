@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from django.test import override_settings
 
 from tests.support.processes import wait_until
 from tests.workers.test_actions_executor import _start, _stop
 from tests.workers.test_browser_isolation import _group_processes
 from workers.browser.base import Display
+
+# Starts browsers of its own, through the suite's egress filter (the stack tier).
+pytestmark = pytest.mark.usefixtures("egress_filter")
 
 
 def _nices(pgid: int) -> set[int]:
