@@ -39,10 +39,9 @@ from jobs.models import (
     WebhookDelivery,
 )
 from jobs.selectors import schema_columns
-from project.exceptions import ApplicationError, InvalidInput
-from project.netpolicy import IPAddress
+from project.exceptions import ApplicationError, InvalidInput, PayloadTooLarge
 from sessions.services import account_browsers_in_use
-from sessions.url_policy import navigation_url
+from sessions.url_policy import Resolved, lookup_needed, navigation_url, resolve_hosts
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ def normalise_url(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), host, parts.path or "/", parts.query, ""))
 
 
-def _checked_url(url: Any, resolved: dict[tuple[str, int], list[IPAddress]]) -> tuple[str, str | None]:
+def _checked_url(url: Any, resolved: Resolved) -> tuple[str, str | None]:
     """(the URL the browser will load, None) or ("", why it cannot be visited).
 
     The same policy as `navigate` (sessions/url_policy.py): the WHATWG serialisation is what the
@@ -117,6 +116,48 @@ def page_price(*, screenshot: bool) -> int:
     return sum(prices_of(["scrape", "screenshot"] if screenshot else ["scrape"]))
 
 
+# Most bytes one item may take in a submit body: url, key and metadata at their caps, plus JSON.
+ITEM_MAX_BODY_BYTES = 4096 + 2048 + 4096 + 256
+# The rest of the body (scrape schema, webhook, options).
+SPEC_MAX_BODY_BYTES = 256 * 1024
+
+
+def job_submit_plan(*, account: Account, body_bytes: int) -> Plan:
+    """The account's plan, once a submit of `body_bytes` (its Content-Length, unread) could fit it.
+
+    Runs before the body is parsed: a body larger than the plan's `max_job_urls` items could take
+    is refused (413) without reading it, so a free plan's 100,000-URL body costs one query.
+    """
+    plan = Plan.objects.only("name", "max_job_urls").get(pk=account.plan_id)
+    limit = min(settings.JOB_MAX_BODY_BYTES, plan.max_job_urls * ITEM_MAX_BODY_BYTES + SPEC_MAX_BODY_BYTES)
+    if body_bytes > limit:
+        raise PayloadTooLarge(
+            f"The request body is larger than {limit} bytes, the most a job of the {plan.name} "
+            f"plan's {plan.max_job_urls} URLs may take.",
+            extra={"limit": limit},
+        )
+    return plan
+
+
+def job_submit_count_check(*, plan: Plan, body: Any) -> None:
+    """400 `job_too_large` when the body lists more URLs than the plan allows; before any URL is
+    parsed or looked up."""
+    if not isinstance(body, dict):
+        return
+    for name in ("urls", "items"):
+        given = body.get(name)
+        if isinstance(given, list) and len(given) > plan.max_job_urls:
+            raise _too_large(plan, len(given))
+
+
+def _too_large(plan: Plan, urls: int) -> InvalidInput:
+    return InvalidInput(
+        f"The {plan.name} plan allows {plan.max_job_urls} URLs per job and this job has {urls}.",
+        code="job_too_large",
+        extra={"limit": plan.max_job_urls, "urls": urls},
+    )
+
+
 def job_submit(
     *, account: Account, spec: JobSpec, idempotency_key: str = "", request_hash: str = ""
 ) -> tuple[Job, bool]:
@@ -131,13 +172,9 @@ def job_submit(
             return existing, False
     # Read afresh: the account that authentication builds carries only the plan's hot fields.
     plan = Plan.objects.get(pk=account.plan_id)
+    if len(spec.items) > plan.max_job_urls:
+        raise _too_large(plan, len(spec.items))
     items, invalid, duplicates = _prepare_items(spec)
-    if len(items) > plan.max_job_urls:
-        raise InvalidInput(
-            f"The {plan.name} plan allows {plan.max_job_urls} URLs per job and this job has {len(items)}.",
-            code="job_too_large",
-            extra={"limit": plan.max_job_urls, "urls": len(items)},
-        )
     if not items:
         raise InvalidInput(
             "The job has no valid URL to visit.", code="no_valid_urls", extra={"invalid_urls": invalid}
@@ -219,7 +256,13 @@ def _job_for_key(account: Account, key: str, request_hash: str) -> Job | None:
 
 
 def _prepare_items(spec: JobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    resolved: dict[tuple[str, int], list[IPAddress]] = {}
+    # Every host first, looked up at once with a deadline, then each URL judged from the answers:
+    # a submit never waits on DNS longer than JOB_SUBMIT_RESOLVE_SECONDS (issue 19, item 2).
+    resolved = resolve_hosts(
+        {key for raw in spec.items if isinstance(raw.get("url"), str) and (key := lookup_needed(raw["url"]))},
+        concurrency=settings.JOB_SUBMIT_RESOLVE_CONCURRENCY,
+        deadline_seconds=settings.JOB_SUBMIT_RESOLVE_SECONDS,
+    )
     items: list[dict[str, Any]] = []
     invalid: list[dict[str, Any]] = []
     duplicates: list[str] = []
@@ -233,7 +276,7 @@ def _prepare_items(spec: JobSpec) -> tuple[list[dict[str, Any]], list[dict[str, 
                     f"URL {index} ({str(given)[:200]!r}) cannot be visited: {problem} "
                     "Set ignore_invalid_urls to skip such URLs.",
                     code="invalid_url",
-                    extra={"url": given, "index": index},
+                    extra={"url": str(given)[:200], "index": index},
                 )
             invalid.append({"url": given, "index": index, "reason": problem})
             continue

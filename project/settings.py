@@ -394,6 +394,10 @@ WEBHOOK_RETRY_BACKOFF_SECONDS = env_int("WEBHOOK_RETRY_BACKOFF_SECONDS", 5, mini
 # A job of 100,000 URLs is a few MB of JSON: a job submit (POST /v1/jobs) may be this large,
 # every other request API_MAX_BODY_BYTES (project/middleware.py).
 JOB_MAX_BODY_BYTES = env_int("JOB_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024 * 1024)
+# A submit looks its URLs' hosts up in the web thread: this many at once, for at most this long
+# in all; a host not answered by then is refused as not resolving (jobs/services.py).
+JOB_SUBMIT_RESOLVE_SECONDS = env_int("JOB_SUBMIT_RESOLVE_SECONDS", 10, minimum=1)
+JOB_SUBMIT_RESOLVE_CONCURRENCY = env_int("JOB_SUBMIT_RESOLVE_CONCURRENCY", 16, minimum=1)
 
 # --- Security ---------------------------------------------------------------------------------
 # Largest JSON body the API reads (413 above). A batch of 100 actions fits easily.

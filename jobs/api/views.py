@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import request_account
+from accounts.inflight import inflight_slot
 from jobs import selectors, services
 from jobs.api import schema
 from jobs.api.serializers import JobCreateInput, item_output, job_output
@@ -45,15 +46,25 @@ class JobListCreateView(APIView):
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > 200:
             raise InvalidInput("Idempotency-Key is at most 200 characters.")
-        serializer = JobCreateInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        job, created = services.job_submit(
-            account=request_account(request),
-            spec=services.JobSpec(**data),
-            idempotency_key=key,
-            request_hash=services.request_fingerprint(request.data) if key else "",
-        )
+        account = request_account(request)
+        # Cheap refusals first, before the body is parsed or any host looked up (issue 19 item 2).
+        try:
+            body_bytes = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            body_bytes = 0
+        plan = services.job_submit_plan(account=account, body_bytes=body_bytes)
+        # A submit holds a web thread while its hosts are looked up: it counts in the cap.
+        with inflight_slot(account=account, wait_seconds=settings.JOB_SUBMIT_RESOLVE_SECONDS):
+            services.job_submit_count_check(plan=plan, body=request.data)
+            serializer = JobCreateInput(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = dict(serializer.validated_data)
+            job, created = services.job_submit(
+                account=account,
+                spec=services.JobSpec(**data),
+                idempotency_key=key,
+                request_hash=services.request_fingerprint(request.data) if key else "",
+            )
         return Response(_job_body(job), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
