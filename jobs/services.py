@@ -322,7 +322,13 @@ def _admit_account(account_id: int) -> list[str]:
     new: list[str] = []
     with transaction.atomic():
         # The account lock serializes this with session creates, which count the same slots.
-        account = Account.objects.select_for_update().select_related("plan").get(pk=account_id)
+        # The plan row is read, not locked (of=): every account of a plan would wait on it.
+        account = (
+            Account.objects.select_for_update(of=("self",))
+            .select_related("plan")
+            .only("id", "plan__name", "plan__max_concurrent_sessions", "plan__max_running_jobs")
+            .get(pk=account_id)
+        )
         plan = account.plan
         free = (
             None
