@@ -84,6 +84,18 @@ def request_fingerprint(body: Any) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+MAX_URL_CHARS = 4096  # JobItem.url
+MAX_KEY_CHARS = 2048  # JobItem.key
+
+
+def item_key(url: str) -> str:
+    """An item's default key: its normalised URL, or a digest of it when that is too long."""
+    key = normalise_url(url)
+    if len(key) > MAX_KEY_CHARS:
+        return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
+
+
 def normalise_url(url: str) -> str:
     """The de-duplication key of a URL: scheme and host lower-cased, default port and fragment
     dropped, an empty path as "/"."""
@@ -106,10 +118,15 @@ def _checked_url(url: Any, resolved: Resolved) -> tuple[str, str | None]:
     """
     if not isinstance(url, str) or not url.strip():
         return "", "not a URL."
+    if len(url) > MAX_URL_CHARS:
+        return "", f"The URL is longer than {MAX_URL_CHARS} characters."
     try:
-        return navigation_url(url, resolved=resolved), None
+        href = navigation_url(url, resolved=resolved)
     except InvalidInput as exc:
         return "", exc.detail
+    if len(href) > MAX_URL_CHARS:  # percent-encoding made it longer
+        return "", f"The URL is longer than {MAX_URL_CHARS} characters once encoded."
+    return href, None
 
 
 def page_price(*, screenshot: bool) -> int:
@@ -280,7 +297,7 @@ def _prepare_items(spec: JobSpec) -> tuple[list[dict[str, Any]], list[dict[str, 
                 )
             invalid.append({"url": given, "index": index, "reason": problem})
             continue
-        key = raw.get("key") or normalise_url(url)
+        key = raw.get("key") or item_key(url)
         if key in seen:
             duplicates.append(str(given))
             continue

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +17,7 @@ from rest_framework.views import APIView
 from accounts.authentication import request_account
 from accounts.inflight import inflight_slot
 from jobs import selectors, services
-from jobs.api import schema
+from jobs.api import exports, schema
 from jobs.api.serializers import JobCreateInput, item_output, job_output
 from jobs.models import Job, JobItem
 from jobs.screenshots import job_screenshot_path_of, job_screenshot_token
@@ -125,70 +122,16 @@ class JobResultsView(_PlainJsonNegotiation, APIView):
         if fmt not in ("jsonl", "csv"):
             raise InvalidInput("format must be json, jsonl or csv.")
         rows = selectors.job_results_iter(job=job, status=item_status)
+        shot = partial(_screenshot_url, request)
         if fmt == "jsonl":
-            lines = (
-                json.dumps(item_output(item, _screenshot_url(request, item)), separators=(",", ":")) + "\n"
-                for item in rows
+            response = StreamingHttpResponse(
+                exports.jsonl_lines(rows, shot), content_type="application/x-ndjson"
             )
-            response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
         else:
             columns = job.spec.get("columns") or selectors.schema_columns(job.spec.get("scrape") or {})
-            response = StreamingHttpResponse(_csv_lines(request, rows, columns), content_type="text/csv")
+            response = StreamingHttpResponse(exports.csv_lines(rows, columns, shot), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="{job.pk}.{fmt}"'
         return response
-
-
-_CSV_HEAD = ["item_id", "key", "url", "final_url", "status", "http_status"]
-_CSV_TAIL = ["screenshot_url", "error_code", "error_message", "attempts", "credits", "finished_at"]
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list | bool):
-        return json.dumps(value, ensure_ascii=False)
-    return value
-
-
-def _data_cells(data: Any, columns: list[str]) -> list[Any]:
-    if isinstance(data, dict):
-        return [_cell(data.get(name)) for name in columns]
-    if isinstance(data, list):  # a schema with list: true at the top: one JSON list per field
-        return [_cell([row.get(name) if isinstance(row, dict) else None for row in data]) for name in columns]
-    return [""] * len(columns)
-
-
-def _csv_lines(request: Request, rows: Iterator[JobItem], columns: list[str]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def flush() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    writer.writerow(_CSV_HEAD + columns + _CSV_TAIL)
-    yield flush()
-    for item in rows:
-        writer.writerow(
-            [
-                item.pk,
-                item.key,
-                item.url,
-                item.final_url,
-                item.status,
-                _cell(item.http_status),
-                *_data_cells(item.data, columns),
-                _screenshot_url(request, item) or "",
-                item.error_code,
-                item.error_message,
-                item.attempts,
-                item.credits,
-                item.finished_at.isoformat().replace("+00:00", "Z") if item.finished_at else "",
-            ]
-        )
-        yield flush()
 
 
 class JobScreenshotView(APIView):

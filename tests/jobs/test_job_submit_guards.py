@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 
 from accounts.inflight import inflight_limit, inflight_slot_release, inflight_slot_take
 from jobs.models import Job
+from tests.jobs.conftest import api_for
 
 _real_getaddrinfo = socket.getaddrinfo
 
@@ -58,28 +59,8 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Resolver]:
     fake.release.set()
 
 
-@pytest.fixture
-def seeded(transactional_db: None) -> None:
-    from accounts.models import Plan
-    from accounts.plans import seed_plans
-    from billing.models import Price
-    from billing.prices import seed_prices
-
-    seed_plans(Plan)
-    seed_prices(Price)
-
-
-def _api(plan: str) -> tuple[APIClient, Any]:
-    from accounts.services import account_create
-
-    account, key = account_create(name=f"submit-{plan}", plan_name=plan, credits=10_000_000)
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return api, account
-
-
 def test_a_100000_url_free_plan_submit_is_refused_before_any_lookup(seeded, resolver):
-    api, _ = _api("free")
+    api, _ = api_for("free")
     urls = [f"http://h{n}.never.invalid/p" for n in range(100_000)]
     response = api.post("/v1/jobs", {"urls": urls}, format="json")
     assert response.status_code in (400, 413), response.content[:300]
@@ -90,7 +71,7 @@ def test_a_100000_url_free_plan_submit_is_refused_before_any_lookup(seeded, reso
 
 def test_a_submit_over_the_plans_url_count_is_refused_before_any_lookup(seeded, resolver):
     # Small enough to pass the size check: the count is what refuses it.
-    api, _ = _api("free")
+    api, _ = api_for("free")
     response = api.post("/v1/jobs", {"urls": [f"http://h{n}.a.invalid/" for n in range(101)]}, format="json")
     assert response.status_code == 400 and response.json()["code"] == "job_too_large"
     assert response.json()["limit"] == 100
@@ -113,7 +94,7 @@ def _post_in_thread(api: APIClient, body: dict[str, Any]) -> tuple[threading.Thr
 def test_never_resolving_hosts_are_refused_at_the_lookup_deadline(seeded, resolver, settings):
     settings.JOB_SUBMIT_RESOLVE_SECONDS = 1
     settings.JOB_SUBMIT_RESOLVE_CONCURRENCY = 4
-    api, _ = _api("pro")
+    api, _ = api_for("pro")
     thread, out = _post_in_thread(
         api, {"urls": [f"http://h{n}.never.invalid/" for n in range(50)], "ignore_invalid_urls": True}
     )
@@ -130,7 +111,7 @@ def test_never_resolving_hosts_are_refused_at_the_lookup_deadline(seeded, resolv
 
 def test_a_host_that_does_not_resolve_in_time_is_named_in_the_refusal(seeded, resolver, settings):
     settings.JOB_SUBMIT_RESOLVE_SECONDS = 1
-    api, _ = _api("pro")
+    api, _ = api_for("pro")
     thread, out = _post_in_thread(api, {"urls": ["http://slow.never.invalid/"]})
     thread.join(timeout=20)
     assert not thread.is_alive(), "the submit is still waiting for DNS"
@@ -140,7 +121,7 @@ def test_a_host_that_does_not_resolve_in_time_is_named_in_the_refusal(seeded, re
 
 
 def test_job_submits_count_in_the_accounts_in_flight_cap(seeded, resolver):
-    api, account = _api("free")
+    api, account = api_for("free")
     limit = inflight_limit(account)
     tokens = [inflight_slot_take(account_id=account.pk, limit=limit, slot_ttl=60) for _ in range(limit)]
     try:

@@ -20,17 +20,6 @@ from accounts.models import Account
 from accounts.services import account_create
 
 
-@pytest.fixture
-def seeded(transactional_db: None) -> None:
-    from accounts.models import Plan
-    from accounts.plans import seed_plans
-    from billing.models import Price
-    from billing.prices import seed_prices
-
-    seed_plans(Plan)
-    seed_prices(Price)
-
-
 @contextmanager
 def held(sql: str, *params: object) -> Iterator[None]:
     """Another connection holds the row lock `sql` takes until the block ends."""
