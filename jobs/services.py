@@ -276,7 +276,11 @@ def _prepare_items(spec: JobSpec) -> tuple[list[dict[str, Any]], list[dict[str, 
     # Every host first, looked up at once with a deadline, then each URL judged from the answers:
     # a submit never waits on DNS longer than JOB_SUBMIT_RESOLVE_SECONDS (issue 19, item 2).
     resolved = resolve_hosts(
-        {key for raw in spec.items if isinstance(raw.get("url"), str) and (key := lookup_needed(raw["url"]))},
+        {
+            host
+            for raw in spec.items
+            if isinstance(raw.get("url"), str) and (host := lookup_needed(raw["url"]))
+        },
         concurrency=settings.JOB_SUBMIT_RESOLVE_CONCURRENCY,
         deadline_seconds=settings.JOB_SUBMIT_RESOLVE_SECONDS,
     )

@@ -120,8 +120,10 @@ class _Target:
     @property
     def needs_lookup(self) -> bool:
         """Whether judging this URL takes a DNS lookup (see navigation_url)."""
-        return not self.policy.allow_private and self.literal is None and not self.policy.host_allowed(
-            self.host, self.port
+        return (
+            not self.policy.allow_private
+            and self.literal is None
+            and not self.policy.host_allowed(self.host, self.port)
         )
 
 
@@ -175,7 +177,9 @@ def resolve_hosts(hosts: Iterable[tuple[str, int]], *, concurrency: int, deadlin
     out: Resolved = {}
     if not wanted:
         return out
-    executor = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(wanted))), thread_name_prefix="resolve")
+    executor = ThreadPoolExecutor(
+        max_workers=max(1, min(concurrency, len(wanted))), thread_name_prefix="resolve"
+    )
     futures = {executor.submit(_resolve, host, port): (host, port) for host, port in wanted}
     done, _ = futures_wait(futures, timeout=deadline_seconds)
     executor.shutdown(wait=False, cancel_futures=True)

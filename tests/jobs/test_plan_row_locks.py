@@ -24,16 +24,18 @@ from accounts.services import account_create
 def held(sql: str, *params: object) -> Iterator[None]:
     """Another connection holds the row lock `sql` takes until the block ends."""
     settings = connection.settings_dict
-    with psycopg.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        password=settings["PASSWORD"] or None,
-        host=settings["HOST"],
-        port=settings["PORT"] or 5432,
-    ) as other:
-        with other.transaction():
-            assert other.execute(sql, params).fetchall(), "the lock holder found no row"
-            yield
+    with (
+        psycopg.connect(
+            dbname=settings["NAME"],
+            user=settings["USER"],
+            password=settings["PASSWORD"] or None,
+            host=settings["HOST"],
+            port=settings["PORT"] or 5432,
+        ) as other,
+        other.transaction(),
+    ):
+        assert other.execute(sql, params).fetchall(), "the lock holder found no row"
+        yield
 
 
 @contextmanager
