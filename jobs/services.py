@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,7 +39,7 @@ from jobs.models import (
     WebhookDelivery,
 )
 from jobs.selectors import schema_columns
-from project.exceptions import ApplicationError, InvalidInput, PayloadTooLarge
+from project.exceptions import ApplicationError, InvalidInput, PayloadTooLarge, TooManyRequests
 from sessions.services import account_browsers_in_use
 from sessions.url_policy import Resolved, lookup_needed, navigation_url, resolve_hosts
 
@@ -83,6 +83,12 @@ class JobSpec:
 def request_fingerprint(body: Any) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
+
+# What a job keeps of the URLs it skipped (invalid or duplicate): the first 100 of each, as an
+# index, a reason and the start of the URL, so what a tenant sends is never stored whole.
+LISTED_PROBLEMS_MAX = 100
+LISTED_URL_CHARS = 200
+LISTED_REASON_CHARS = 300
 
 MAX_URL_CHARS = 4096  # JobItem.url
 MAX_KEY_CHARS = 2048  # JobItem.key
@@ -234,6 +240,7 @@ def job_submit(
     )
     try:
         with transaction.atomic():
+            _queued_jobs_check(account.pk, plan)
             job.save(force_insert=True)
             JobItem.objects.bulk_create(
                 [
@@ -259,6 +266,23 @@ def job_submit(
                 return existing, False
         raise
     return job, True
+
+
+def _queued_jobs_check(account_id: int, plan: Plan) -> None:
+    """429 when the account already has its plan's `max_queued_jobs` waiting; under the account
+    row lock (the first lock of the order), so two submits cannot both take the last place."""
+    if plan.max_queued_jobs is None:
+        return
+    Account.objects.select_for_update(no_key=True).only("pk").get(pk=account_id)
+    queued = Job.objects.filter(account_id=account_id, status=JobStatus.QUEUED).count()
+    if queued >= plan.max_queued_jobs:
+        raise TooManyRequests(
+            f"The {plan.name} plan allows {plan.max_queued_jobs} queued jobs and {queued} are waiting; "
+            "wait for one to start or cancel one.",
+            code="too_many_queued_jobs",
+            retry_after=settings.JOB_TICK_INTERVAL_SECONDS,
+            extra={"limit": plan.max_queued_jobs},
+        )
 
 
 def _job_for_key(account: Account, key: str, request_hash: str) -> Job | None:
@@ -299,11 +323,19 @@ def _prepare_items(spec: JobSpec) -> tuple[list[dict[str, Any]], list[dict[str, 
                     code="invalid_url",
                     extra={"url": str(given)[:200], "index": index},
                 )
-            invalid.append({"url": given, "index": index, "reason": problem})
+            if len(invalid) < LISTED_PROBLEMS_MAX:
+                invalid.append(
+                    {
+                        "url": str(given)[:LISTED_URL_CHARS],
+                        "index": index,
+                        "reason": problem[:LISTED_REASON_CHARS],
+                    }
+                )
             continue
         key = raw.get("key") or item_key(url)
         if key in seen:
-            duplicates.append(str(given))
+            if len(duplicates) < LISTED_PROBLEMS_MAX:
+                duplicates.append(str(given)[:LISTED_URL_CHARS])
             continue
         seen.add(key)
         items.append(
@@ -359,9 +391,12 @@ def _admit_account(account_id: int) -> list[str]:
         running_jobs = Job.objects.filter(
             account_id=account_id, status__in=(JobStatus.RUNNING, JobStatus.CANCELLING)
         ).count()
-        for job in Job.objects.filter(
-            account_id=account_id, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
-        ).order_by("created_at"):
+        # Only the columns admission reads: never the tenant's spec, webhook or skipped URLs.
+        for job in (
+            Job.objects.filter(account_id=account_id, status__in=(JobStatus.QUEUED, JobStatus.RUNNING))
+            .only("pk", "status", "max_concurrency", "per_domain_concurrency", "created_at")
+            .order_by("created_at")
+        ):
             if free is not None and free <= 0:
                 break
             if job.status == JobStatus.QUEUED and (
@@ -558,6 +593,7 @@ def item_record(*, item_id: int, job_id: str, browser_id: str, outcome: PageOutc
         )
         if item is None:
             return None
+        outcome = _within_data_cap(outcome)
         job_update: dict[str, Any] = {"credits_pending": F("credits_pending") - job.page_price}
         item.leased_by = ""
         item.lease_expires_at = None
@@ -595,6 +631,28 @@ def item_record(*, item_id: int, job_id: str, browser_id: str, outcome: PageOutc
         for event, done in events:
             _webhook_queue(job, event, _item_event(done))
     return item.status
+
+
+def _within_data_cap(outcome: PageOutcome) -> PageOutcome:
+    """A page whose data is larger than JOB_ITEM_DATA_MAX_BYTES (as JSON) keeps none of it: the
+    item fails `result_too_large`, charged (the page was loaded and processed)."""
+    if not outcome.ok or outcome.data is None:
+        return outcome
+    size = len(json.dumps(outcome.data, ensure_ascii=False, separators=(",", ":")).encode())
+    if size <= settings.JOB_ITEM_DATA_MAX_BYTES:
+        return outcome
+    return replace(
+        outcome,
+        ok=False,
+        transient=False,
+        chargeable=True,
+        data=None,
+        error_code="result_too_large",
+        error_message=(
+            f"The page's data is {size} bytes of JSON, more than the {settings.JOB_ITEM_DATA_MAX_BYTES} "
+            "an item keeps; narrow the scrape (a selector or a schema)."
+        ),
+    )
 
 
 def _fill(item: JobItem, outcome: PageOutcome) -> None:

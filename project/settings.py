@@ -398,6 +398,10 @@ JOB_MAX_BODY_BYTES = env_int("JOB_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=102
 # in all; a host not answered by then is refused as not resolving (jobs/services.py).
 JOB_SUBMIT_RESOLVE_SECONDS = env_int("JOB_SUBMIT_RESOLVE_SECONDS", 10, minimum=1)
 JOB_SUBMIT_RESOLVE_CONCURRENCY = env_int("JOB_SUBMIT_RESOLVE_CONCURRENCY", 16, minimum=1)
+# The most JSON one job item's data keeps (a larger page's item fails `result_too_large`), and
+# the most stored bytes an export reads at once.
+JOB_ITEM_DATA_MAX_BYTES = env_int("JOB_ITEM_DATA_MAX_BYTES", 2 * 1024 * 1024, minimum=16 * 1024)
+JOB_EXPORT_CHUNK_BYTES = env_int("JOB_EXPORT_CHUNK_BYTES", 8 * 1024 * 1024, minimum=1024)
 
 # --- Security ---------------------------------------------------------------------------------
 # Largest JSON body the API reads (413 above). A batch of 100 actions fits easily.

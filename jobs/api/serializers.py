@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rest_framework import serializers
@@ -12,6 +13,8 @@ from sessions.action_specs import normalize_action
 from sessions.url_policy import navigation_url
 
 MAX_ITEMS_PER_REQUEST = 100_000
+# An item's metadata is stored and returned with each of its results: small, by design.
+ITEM_METADATA_MAX_BYTES = 4096
 WEBHOOK_EVENTS = ("page", "page_failed", "completed", "cancelled")
 
 
@@ -77,9 +80,16 @@ class JobCreateInput(serializers.Serializer[Any]):
                         {"items": f"item {index}: unknown fields {sorted(unknown)}."}
                     )
                 key = item.get("key")
-                if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 2048):
+                if key is not None and (not isinstance(key, str) or not 0 < len(key.encode()) <= 2048):
                     raise serializers.ValidationError(
-                        {"items": f"item {index}: key must be a string of 1-2048 characters."}
+                        {"items": f"item {index}: key must be a string of 1-2048 bytes (UTF-8)."}
+                    )
+                if "metadata" in item and _json_bytes(item["metadata"]) > ITEM_METADATA_MAX_BYTES:
+                    raise serializers.ValidationError(
+                        {
+                            "items": f"item {index}: metadata is at most {ITEM_METADATA_MAX_BYTES} bytes"
+                            " of JSON."
+                        }
                     )
         if len(items) > MAX_ITEMS_PER_REQUEST:
             raise serializers.ValidationError(f"A job holds at most {MAX_ITEMS_PER_REQUEST} URLs.")
@@ -87,6 +97,10 @@ class JobCreateInput(serializers.Serializer[Any]):
         if "scrape" not in attrs:
             attrs["scrape"] = self.validate_scrape({})
         return attrs
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def _refuse_nul(value: Any) -> None:
@@ -104,7 +118,9 @@ def _refuse_nul(value: Any) -> None:
             stack.extend(current)
 
 
-def job_output(job: Job, progress: JobProgress) -> dict[str, Any]:
+def job_output(job: Job, progress: JobProgress, *, listed: bool = False) -> dict[str, Any]:
+    """A job; `listed` (in GET /v1/jobs) without the skipped URLs, which only the job's own
+    page carries (their columns are not even read for a list)."""
     counts = progress.counts
     return {
         "id": job.pk,
@@ -131,8 +147,8 @@ def job_output(job: Job, progress: JobProgress) -> dict[str, Any]:
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "expires_at": iso(job.expires_at),
-        "invalid_urls": job.invalid_urls,
-        "duplicate_urls": job.duplicate_urls,
+        "invalid_urls": None if listed else job.invalid_urls,
+        "duplicate_urls": None if listed else job.duplicate_urls,
         "webhook": (
             {
                 "url": job.webhook["url"],

@@ -25,8 +25,8 @@ from project.exceptions import InvalidInput, NotFound
 from project.pagination import paginate
 
 
-def _job_body(job: Job) -> dict[str, Any]:
-    return job_output(job, selectors.job_progress(job=job))
+def _job_body(job: Job, *, listed: bool = False) -> dict[str, Any]:
+    return job_output(job, selectors.job_progress(job=job), listed=listed)
 
 
 class JobListCreateView(APIView):
@@ -36,7 +36,7 @@ class JobListCreateView(APIView):
             account=request_account(request), status=request.query_params.get("status") or None
         )
         page = paginate(request, jobs)
-        return Response({"results": [_job_body(job) for job in page.pop("items")], **page})
+        return Response({"results": [_job_body(job, listed=True) for job in page.pop("items")], **page})
 
     @schema.job_create_schema
     def post(self, request: Request) -> Response:
