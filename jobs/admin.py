@@ -64,7 +64,7 @@ class JobAdmin(_ReadOnly):
             return "-"
         shown = {key: value for key, value in job.webhook.items() if key != "secret"}
         if job.webhook.get("secret"):
-            shown["secret"] = "(set, not shown)"
+            shown["secret"] = "(set, not shown)"  # noqa: S105 (a label, not a password)
         return json.dumps(shown)
 
     # Acting on a tenant's job takes the change permission; view-only staff only look.

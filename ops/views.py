@@ -16,14 +16,14 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from ops import selectors
+from sessions.models import EndedReason
+from sessions.screenshots import screenshot_path_of
+from sessions.services import session_terminate
 
 # Staff see these pages with the view permission on sessions and act (terminate) with the change
 # permission: a read-only operator account cannot end a tenant's session.
 _can_view = permission_required("browser_sessions.view_browsersession", raise_exception=True)
 _can_act = permission_required("browser_sessions.change_browsersession", raise_exception=True)
-from sessions.models import EndedReason
-from sessions.screenshots import screenshot_path_of
-from sessions.services import session_terminate
 
 
 def _range_key(request: HttpRequest, default: str) -> str:

@@ -12,7 +12,10 @@ from jobs.models import Job
 from jobs.services import JobSpec, job_submit
 from sessions.models import BrowserSession
 from sessions.services import SessionSpec, session_create
-from tests.jobs.conftest import api_for, seeded  # noqa: F401  (a fixture)
+from tests.jobs import conftest as jobs_fixtures
+from tests.jobs.conftest import api_for
+
+seeded = jobs_fixtures.seeded  # plans and prices, database only
 
 SECRET = "whsec-do-not-show-7f3a"
 
