@@ -2,8 +2,9 @@
 
 A screenshot URL needs no API key: its signed token is the credential, and it sits in the path
 (`/v1/screenshots/<token>.png`, a job's `/v1/job-screenshots/<token>.png`). Access logs are read
-and shipped more widely than the data they describe, so the token is replaced before a line is written: by gunicorn's access log
-(`--logger-class project.access_log.RedactingLogger`) and by Django's request log.
+and shipped more widely than the data they describe, so the token is replaced before a line is
+written: by gunicorn's access log (`--logger-class project.access_log.RedactingLogger`) and by
+Django's request log.
 """
 
 from __future__ import annotations
