@@ -203,7 +203,8 @@ def job_submit(
             "The job has no valid URL to visit.", code="no_valid_urls", extra={"invalid_urls": invalid}
         )
     price = page_price(screenshot=spec.screenshot)
-    hold = len(items) * price
+    # Each try is charged (OUR_FAILURES aside): the hold covers every try of every page.
+    hold = len(items) * price * (spec.max_retries + 1)
     if spec.max_credits is not None:
         if spec.max_credits < price:
             raise InvalidInput(
@@ -547,6 +548,12 @@ def item_claim(*, job_id: str, browser_id: str) -> Claim:
     return Claim("claimed", item=JobItem(pk=item_id, url=url, job_id=job_id_taken))
 
 
+# Failures of our own browsers (not the page's): such a try costs nothing. Every other try is
+# charged the page's price, whatever its outcome (timeouts, connection errors, refusals included):
+# a page that never loads would otherwise run the tenant's JavaScript for free, retry after retry.
+OUR_FAILURES = frozenset({"browser_start_failed", "browser_crashed", "browser_error", "worker_lost"})
+
+
 @dataclass
 class PageOutcome:
     ok: bool
@@ -601,28 +608,31 @@ def item_record(*, item_id: int, job_id: str, browser_id: str, outcome: PageOutc
         if job.status != JobStatus.RUNNING:
             item.status = ItemStatus.CANCELLED
             item.finished_at = now
-        elif not outcome.ok and outcome.transient and tries <= job.max_retries:
-            item.status = ItemStatus.QUEUED
-            item.not_before = now + timedelta(
-                seconds=retry_delay(attempt=tries, retry_after=outcome.retry_after)
-            )
-            _fill(item, outcome)
         else:
-            item.status = ItemStatus.SUCCEEDED if outcome.ok else ItemStatus.FAILED
-            item.finished_at = now
-            _fill(item, outcome)
-            if outcome.chargeable:
+            if outcome.ok or outcome.error_code not in OUR_FAILURES:
+                # Browser time, whatever the outcome: each try once (keyed by its number).
                 job_page_charge(
                     account_id=job.account_id,
                     job_id=job.pk,
                     item_id=item.pk,
+                    attempt=item.attempts,
                     amount=job.page_price,
                     reason=f"job {job.pk}: {item.url[:200]}",
                 )
-                item.credits = job.page_price
+                item.credits += job.page_price
                 job_update["credits_held"] = F("credits_held") - job.page_price
                 job_update["credits_used"] = F("credits_used") + job.page_price
-            events.append(("page" if outcome.ok else "page_failed", item))
+            if not outcome.ok and outcome.transient and tries <= job.max_retries:
+                item.status = ItemStatus.QUEUED
+                item.not_before = now + timedelta(
+                    seconds=retry_delay(attempt=tries, retry_after=outcome.retry_after)
+                )
+                _fill(item, outcome)
+            else:
+                item.status = ItemStatus.SUCCEEDED if outcome.ok else ItemStatus.FAILED
+                item.finished_at = now
+                _fill(item, outcome)
+                events.append(("page" if outcome.ok else "page_failed", item))
         item.save()
         Job.objects.filter(pk=job.pk).update(**job_update)
         JobBrowser.objects.filter(pk=browser_id).update(

@@ -13,6 +13,8 @@ from sessions.action_specs import normalize_action
 from sessions.url_policy import navigation_url
 
 MAX_ITEMS_PER_REQUEST = 100_000
+# The most browser time one page may take over all its tries.
+MAX_SECONDS_PER_PAGE = 600
 # An item's metadata is stored and returned with each of its results: small, by design.
 ITEM_METADATA_MAX_BYTES = 4096
 WEBHOOK_EVENTS = ("page", "page_failed", "completed", "cancelled")
@@ -61,6 +63,19 @@ class JobCreateInput(serializers.Serializer[Any]):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         _refuse_nul(attrs)
+        timeout, retries = attrs.get("page_timeout_seconds", 30), attrs.get("max_retries", 2)
+        if timeout * (retries + 1) > MAX_SECONDS_PER_PAGE:
+            raise serializers.ValidationError(
+                {
+                    "max_retries": "(max_retries + 1) x page_timeout_seconds is at most "
+                    f"{MAX_SECONDS_PER_PAGE} seconds a page; this job asks {timeout * (retries + 1)}."
+                }
+            )
+        wait_for = attrs.get("wait_for")
+        if wait_for and wait_for.get("timeout_ms", 10_000) > timeout * 1000:
+            raise serializers.ValidationError(
+                {"wait_for": "timeout_ms may not be longer than page_timeout_seconds."}
+            )
         urls, items = attrs.pop("urls", None), attrs.pop("items", None)
         if (urls is None) == (items is None):
             raise serializers.ValidationError("Give either `urls` or `items`.")
