@@ -51,7 +51,3 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.account})"
-
-    @property
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None

@@ -8,7 +8,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from jobs.models import Job, JobBrowser, JobItem, WebhookDelivery
-from jobs.services import Conflict, job_cancel
+from jobs.services import job_cancel
+from project.exceptions import Conflict
 
 
 class _ReadOnly(admin.ModelAdmin[Any]):

@@ -64,6 +64,15 @@ class PayloadTooLarge(ApplicationError):
     retryable = False
 
 
+class Conflict(ApplicationError):
+    """A final 409 (a finished job, a reused Idempotency-Key): sending it again cannot succeed."""
+
+    status_code = 409
+    code = "conflict"
+    default_detail = "Conflict."
+    retryable = False
+
+
 class NotFound(ApplicationError):
     status_code = 404
     code = "not_found"

@@ -243,7 +243,6 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.session_adopt": {"queue": "actions"},
     "workers.tasks.pool_refill": {"queue": "lifecycle"},
     "workers.tasks.host_reconcile": {"queue": "lifecycle"},
-    "workers.tasks.hosts_check": {"queue": "lifecycle"},
     "workers.tasks.sessions_bill_time": {"queue": "lifecycle"},
     # Batch jobs: their own queues, so that bulk scraping never delays actions.
     "workers.job_tasks.job_browser_run": {"queue": "jobs"},
@@ -395,7 +394,7 @@ WEBHOOK_RETRY_BACKOFF_SECONDS = env_int("WEBHOOK_RETRY_BACKOFF_SECONDS", 5, mini
 # every other request API_MAX_BODY_BYTES (project/middleware.py).
 JOB_MAX_BODY_BYTES = env_int("JOB_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024 * 1024)
 # A submit looks its URLs' hosts up in the web thread: this many at once, for at most this long
-# in all; a host not answered by then is refused as not resolving (jobs/services.py).
+# in all; a host not answered by then is refused as not resolving (jobs/services/submit.py).
 JOB_SUBMIT_RESOLVE_SECONDS = env_int("JOB_SUBMIT_RESOLVE_SECONDS", 10, minimum=1)
 JOB_SUBMIT_RESOLVE_CONCURRENCY = env_int("JOB_SUBMIT_RESOLVE_CONCURRENCY", 16, minimum=1)
 # The most JSON one job item's data keeps (a larger page's item fails `result_too_large`), and

@@ -8,7 +8,8 @@ from typing import Any
 
 from billing.models import LedgerEntry
 from jobs.models import Job, JobItem
-from jobs.services import JobSpec, PageOutcome, _admit_account, item_claim, item_record, job_submit
+from jobs.services import JobSpec, PageOutcome, item_claim, item_record, job_submit
+from jobs.services.admission import _admit_account
 from tests.jobs.conftest import api_for
 
 

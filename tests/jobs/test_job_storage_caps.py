@@ -9,7 +9,8 @@ from django.test.utils import CaptureQueriesContext
 
 from jobs import selectors
 from jobs.models import ItemStatus, Job, JobItem
-from jobs.services import JobSpec, PageOutcome, _admit_account, item_claim, item_record, job_submit
+from jobs.services import JobSpec, PageOutcome, item_claim, item_record, job_submit
+from jobs.services.admission import _admit_account
 from tests.jobs.conftest import api_for
 
 

@@ -84,7 +84,8 @@ def test_a_create_does_not_wait_on_another_accounts_create_of_the_same_plan(two_
 
 
 def test_job_admission_does_not_wait_on_a_lock_held_on_the_plans_row(two_free_accounts):
-    from jobs.services import JobSpec, _admit_account, job_submit
+    from jobs.services import JobSpec, job_submit
+    from jobs.services.admission import _admit_account
 
     _, second = two_free_accounts
     job, _ = job_submit(account=second, spec=JobSpec(items=[{"url": "http://127.0.0.1:9/"}], scrape={}))
