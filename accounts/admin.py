@@ -28,6 +28,9 @@ class PlanAdmin(admin.ModelAdmin[Plan]):
         "max_lifetime_seconds",
         "requests_per_minute",
         "max_waiting_requests",
+        "max_job_urls",
+        "max_running_jobs",
+        "max_queued_jobs",
     ]
 
 

@@ -12,6 +12,9 @@ class Plan(models.Model):
     # Batch jobs: URLs in one job, and jobs running at once (None: unlimited).
     max_job_urls = models.PositiveIntegerField(default=100)
     max_running_jobs = models.PositiveIntegerField(null=True, blank=True, default=1)
+    # Jobs of one account waiting to start at once (None: unlimited): each is rows a tenant made
+    # the service keep and every admission pass reads.
+    max_queued_jobs = models.PositiveIntegerField(null=True, blank=True)
     # Requests of one account that may wait for a result at once (action waits, browser starts),
     # each holding a web thread (accounts/inflight.py). None: ACCOUNT_MAX_INFLIGHT_REQUESTS.
     max_waiting_requests = models.PositiveIntegerField(null=True, blank=True)
@@ -48,7 +51,3 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.account})"
-
-    @property
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None

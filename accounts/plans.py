@@ -18,6 +18,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "requests_per_minute": 300,
         "max_job_urls": 100,
         "max_running_jobs": 1,
+        "max_queued_jobs": 5,
         "max_waiting_requests": 4,
     },
     {
@@ -27,6 +28,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "requests_per_minute": 1200,
         "max_job_urls": 10_000,
         "max_running_jobs": 5,
+        "max_queued_jobs": 50,
         "max_waiting_requests": 16,
     },
     {
@@ -36,6 +38,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "requests_per_minute": 6000,
         "max_job_urls": 100_000,
         "max_running_jobs": None,
+        "max_queued_jobs": 500,
         # Below the web's threads (WEB_WORKERS x WEB_THREADS, 64 by default): one account never
         # holds every thread.
         "max_waiting_requests": 32,

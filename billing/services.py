@@ -149,26 +149,30 @@ def job_hold_place(*, account_id: int, job_id: str, amount: int) -> None:
         ) from None
 
 
-def job_page_charge(*, account_id: int, job_id: str, item_id: int, amount: int, reason: str) -> bool:
-    """Charge one page from the job's hold, once per item (whatever the attempt).
+def job_page_charge(
+    *, account_id: int, job_id: str, item_id: int, amount: int, reason: str, attempt: int = 1
+) -> bool:
+    """Charge one try of a page from the job's hold, once per item and try number.
 
-    False when the item was charged before (nothing moved).
+    False when that try was charged before (nothing moved).
     """
     if amount <= 0:
         return False
+    # The first try keeps the key it always had; later tries get their own.
+    key = f"job_item:{item_id}" if attempt <= 1 else f"job_item:{item_id}:try:{attempt}"
     with transaction.atomic():
         released = ledger_post(
             account_id=account_id,
             amount=amount,
             kind=LedgerEntry.Kind.JOB_RELEASE,
-            idempotency_key=f"job_item:{item_id}:hold",
+            idempotency_key=f"{key}:hold",
             reason=f"job {job_id}: page taken from the hold",
         )
         charged = ledger_post(
             account_id=account_id,
             amount=-amount,
             kind=LedgerEntry.Kind.JOB_PAGE,
-            idempotency_key=f"job_item:{item_id}",
+            idempotency_key=key,
             reason=reason[:255],
         )
     return released.created and charged.created

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin, messages
@@ -7,7 +8,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from jobs.models import Job, JobBrowser, JobItem, WebhookDelivery
-from jobs.services import Conflict, job_cancel
+from jobs.services import job_cancel
+from project.exceptions import Conflict
 
 
 class _ReadOnly(admin.ModelAdmin[Any]):
@@ -49,8 +51,25 @@ class JobAdmin(_ReadOnly):
     date_hierarchy = "created_at"
     inlines = [WebhookDeliveryInline]
     actions = ["cancel"]
+    # The webhook's signing secret is the tenant's: shown without it (webhook_shown).
+    exclude = ["webhook"]
 
-    @admin.action(description="Cancel the selected jobs (results so far stay)")
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [name for name in super().get_readonly_fields(request, obj) if name != "webhook"] + [
+            "webhook_shown"
+        ]
+
+    @admin.display(description="webhook")
+    def webhook_shown(self, job: Job) -> str:
+        if not job.webhook:
+            return "-"
+        shown = {key: value for key, value in job.webhook.items() if key != "secret"}
+        if job.webhook.get("secret"):
+            shown["secret"] = "(set, not shown)"  # noqa: S105 (a label, not a password)
+        return json.dumps(shown)
+
+    # Acting on a tenant's job takes the change permission; view-only staff only look.
+    @admin.action(description="Cancel the selected jobs (results so far stay)", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         cancelled = 0
         for job in queryset:

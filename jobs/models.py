@@ -2,7 +2,7 @@
 
 The rows are the truth; Celery carries ids only. Items are claimed under the job's row lock
 with a lease that a heartbeat renews, so a lost worker's items go back to the queue when the
-lease expires (see jobs/services.py).
+lease expires (see jobs/services/).
 """
 
 from __future__ import annotations

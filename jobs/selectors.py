@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.models import Account
@@ -55,7 +57,8 @@ def job_list(*, account: Account, status: str | None = None) -> QuerySet[Job]:
         jobs = (
             jobs.filter(status__in=ACTIVE_JOB_STATUSES) if status == "active" else jobs.filter(status=status)
         )
-    return jobs.order_by("-created_at", "-pk")
+    # Lists never read the skipped URLs (jobs/api/serializers.py job_output(listed=True)).
+    return jobs.defer("invalid_urls", "duplicate_urls").order_by("-created_at", "-pk")
 
 
 @dataclass(frozen=True)
@@ -140,16 +143,40 @@ def job_results_page(
     return rows[:limit], next_cursor
 
 
+# A row's tenant-sized columns, in bytes of text (as they will be in memory, not as PostgreSQL
+# may have compressed them).
+_ROW_BYTES = RawSQL(
+    "coalesce(octet_length(data::text), 0) + coalesce(octet_length(metadata::text), 0)"
+    " + octet_length(url) + octet_length(key) + octet_length(error_message)",
+    (),
+)
+
+
 def job_results_iter(*, job: Job, status: str | None, chunk: int = 500) -> Iterator[JobItem]:
-    """Every finished item, in submit order, read in keyset chunks (for streamed exports)."""
+    """Every finished item, in submit order, read in keyset chunks (for streamed exports).
+
+    A chunk is at most `chunk` rows and JOB_EXPORT_CHUNK_BYTES of stored data (at least one row):
+    the sizes are read first, without the data, so 500 rows of a few MB each are never in memory.
+    """
     after = -1
     base = _results_queryset(job=job, status=status)
+    budget = settings.JOB_EXPORT_CHUNK_BYTES
     while True:
-        rows = list(base.filter(seq__gt=after)[:chunk])
-        yield from rows
-        if len(rows) < chunk:
+        sizes = list(
+            base.filter(seq__gt=after).annotate(row_bytes=_ROW_BYTES).values_list("seq", "row_bytes")[:chunk]
+        )
+        if not sizes:
             return
-        after = rows[-1].seq
+        last, total = sizes[0][0], 0
+        for seq, size in sizes:
+            total += size
+            if total > budget and seq != sizes[0][0]:
+                break
+            last = seq
+        yield from base.filter(seq__gt=after, seq__lte=last)
+        if last == sizes[-1][0] and len(sizes) < chunk:
+            return
+        after = last
 
 
 def schema_columns(scrape: dict[str, Any]) -> list[str]:

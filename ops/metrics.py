@@ -256,6 +256,11 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress
     return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
 
 
+def metrics_reader(request: HttpRequest) -> bool:
+    """Whether the request may read metrics (and /readyz's details): the token or an allowed CIDR."""
+    return _refusal(request) is None
+
+
 def _refusal(request: HttpRequest) -> JsonResponse | None:
     """None when the request may read metrics; else the 401/403 answer."""
     token = settings.METRICS_TOKEN

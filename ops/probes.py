@@ -1,7 +1,8 @@
 """Liveness and readiness probes for load balancers, Docker and Kubernetes.
 
 Plain Django views: no API key, no lockout, no session. /healthz answers while the process can
-answer at all; /readyz checks what a request needs: PostgreSQL, Redis and a live worker.
+answer at all; /readyz checks what a request needs: PostgreSQL, Redis and a live worker, and
+says which failed (and the workers' names) only to a metrics reader.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from ops.metrics import metrics_reader
 from project.exceptions import error_body
 from project.heartbeat import heartbeats_read
 
@@ -77,9 +79,17 @@ def readiness_check() -> dict[str, Any]:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
+    """Public: only ready or not. With the metrics credential (METRICS_TOKEN or
+    METRICS_ALLOW_CIDRS): each check, the workers' names and the errors' text, which name hosts
+    and ports an outsider has no business learning."""
     started = time.monotonic()
     result = readiness_check()
     elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+    if not metrics_reader(request):
+        if result["failed"]:
+            body = error_body(status_code=503, code="not_ready", detail="Not ready.")
+            return JsonResponse(body, status=503)
+        return JsonResponse({"status": "ok"})
     if result["failed"]:
         body = error_body(
             status_code=503,

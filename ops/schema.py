@@ -47,6 +47,11 @@ def describe_probes(result: dict[str, Any], generator: Any, request: Any, public
             "operationId": "readyz",
             "tags": ["operations"],
             "summary": "Readiness: PostgreSQL, Redis and a recent worker heartbeat",
+            "description": (
+                'Anyone gets `{"status": "ok"}` or a 503 `not_ready`. `checks`, `failed` and'
+                " `elapsed_ms` come only with the metrics credential (METRICS_TOKEN as a Bearer"
+                " token, or an address in METRICS_ALLOW_CIDRS)."
+            ),
             "security": [],
             "responses": {
                 "200": _json("Ready.", _READY_BODY),

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth.decorators import permission_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -18,6 +19,11 @@ from ops import selectors
 from sessions.models import EndedReason
 from sessions.screenshots import screenshot_path_of
 from sessions.services import session_terminate
+
+# Staff see these pages with the view permission on sessions and act (terminate) with the change
+# permission: a read-only operator account cannot end a tenant's session.
+_can_view = permission_required("browser_sessions.view_browsersession", raise_exception=True)
+_can_act = permission_required("browser_sessions.change_browsersession", raise_exception=True)
 
 
 def _range_key(request: HttpRequest, default: str) -> str:
@@ -87,6 +93,7 @@ def chart_tables(charts: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+@_can_view
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     range_key = _range_key(request, "24h")
@@ -112,6 +119,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "admin/ops/dashboard.html", context)
 
 
+@_can_view
 def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     found = selectors.session_timeline_read(session_id=session_id)
     if found is None:
@@ -139,6 +147,7 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     return TemplateResponse(request, "admin/ops/session.html", context)
 
 
+@_can_view
 def account_detail(request: HttpRequest, account_id: int) -> HttpResponse:
     range_key = _range_key(request, "30d")
     found = selectors.account_overview_read(account_id=account_id, range_key=range_key)
@@ -162,6 +171,7 @@ def account_detail(request: HttpRequest, account_id: int) -> HttpResponse:
 
 
 @require_POST
+@_can_act
 def session_terminate_view(request: HttpRequest, session_id: str) -> HttpResponse:
     ended = session_terminate(session_id=session_id, reason=EndedReason.ADMIN)
     if ended:

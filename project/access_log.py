@@ -1,9 +1,10 @@
 """Logs without screenshot tokens.
 
 A screenshot URL needs no API key: its signed token is the credential, and it sits in the path
-(`/v1/screenshots/<token>.png`). Access logs are read and shipped more widely than the data
-they describe, so the token is replaced before a line is written: by gunicorn's access log
-(`--logger-class project.access_log.RedactingLogger`) and by Django's request log.
+(`/v1/screenshots/<token>.png`, a job's `/v1/job-screenshots/<token>.png`). Access logs are read
+and shipped more widely than the data they describe, so the token is replaced before a line is
+written: by gunicorn's access log (`--logger-class project.access_log.RedactingLogger`) and by
+Django's request log.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 
 from gunicorn.glogging import Logger  # type: ignore[import-untyped]  # gunicorn ships no types
 
-_TOKEN = re.compile(r"(/screenshots/)[^/?#\s\"'.]+")
+# Action screenshots (/v1/screenshots/) and job screenshots (/v1/job-screenshots/): the whole
+# path segment, whatever characters the token is made of, up to its `.png`.
+_TOKEN = re.compile(r"(/(?:job-)?screenshots/)[^/?#\s\"']+?(\.png)?(?=[/?#\s\"']|$)")
 
 
 def redact(text: str) -> str:
-    return _TOKEN.sub(r"\1<redacted>", text) if "/screenshots/" in text else text
+    return _TOKEN.sub(r"\1<redacted>\2", text) if "screenshots/" in text else text
 
 
 class RedactingLogger(Logger):  # type: ignore[misc]  # untyped base class
@@ -30,6 +33,6 @@ class RedactingLogger(Logger):  # type: ignore[misc]  # untyped base class
 class RedactScreenshotTokens(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "/screenshots/" in message:
+        if "screenshots/" in message:
             record.msg, record.args = redact(message), None
         return True

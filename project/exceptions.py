@@ -55,6 +55,24 @@ class InvalidInput(ApplicationError):
     default_detail = "Invalid input."
 
 
+class PayloadTooLarge(ApplicationError):
+    """Final: the same body is refused again (`x-should-retry: false`)."""
+
+    status_code = 413
+    code = "payload_too_large"
+    default_detail = "The request body is too large."
+    retryable = False
+
+
+class Conflict(ApplicationError):
+    """A final 409 (a finished job, a reused Idempotency-Key): sending it again cannot succeed."""
+
+    status_code = 409
+    code = "conflict"
+    default_detail = "Conflict."
+    retryable = False
+
+
 class NotFound(ApplicationError):
     status_code = 404
     code = "not_found"

@@ -243,7 +243,6 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.session_adopt": {"queue": "actions"},
     "workers.tasks.pool_refill": {"queue": "lifecycle"},
     "workers.tasks.host_reconcile": {"queue": "lifecycle"},
-    "workers.tasks.hosts_check": {"queue": "lifecycle"},
     "workers.tasks.sessions_bill_time": {"queue": "lifecycle"},
     # Batch jobs: their own queues, so that bulk scraping never delays actions.
     "workers.job_tasks.job_browser_run": {"queue": "jobs"},
@@ -394,6 +393,14 @@ WEBHOOK_RETRY_BACKOFF_SECONDS = env_int("WEBHOOK_RETRY_BACKOFF_SECONDS", 5, mini
 # A job of 100,000 URLs is a few MB of JSON: a job submit (POST /v1/jobs) may be this large,
 # every other request API_MAX_BODY_BYTES (project/middleware.py).
 JOB_MAX_BODY_BYTES = env_int("JOB_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024 * 1024)
+# A submit looks its URLs' hosts up in the web thread: this many at once, for at most this long
+# in all; a host not answered by then is refused as not resolving (jobs/services/submit.py).
+JOB_SUBMIT_RESOLVE_SECONDS = env_int("JOB_SUBMIT_RESOLVE_SECONDS", 10, minimum=1)
+JOB_SUBMIT_RESOLVE_CONCURRENCY = env_int("JOB_SUBMIT_RESOLVE_CONCURRENCY", 16, minimum=1)
+# The most JSON one job item's data keeps (a larger page's item fails `result_too_large`), and
+# the most stored bytes an export reads at once.
+JOB_ITEM_DATA_MAX_BYTES = env_int("JOB_ITEM_DATA_MAX_BYTES", 2 * 1024 * 1024, minimum=16 * 1024)
+JOB_EXPORT_CHUNK_BYTES = env_int("JOB_EXPORT_CHUNK_BYTES", 8 * 1024 * 1024, minimum=1024)
 
 # --- Security ---------------------------------------------------------------------------------
 # Largest JSON body the API reads (413 above). A batch of 100 actions fits easily.

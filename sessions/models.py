@@ -99,10 +99,6 @@ class BrowserSession(models.Model):
     def is_live(self) -> bool:
         return self.status in LIVE_STATUSES
 
-    @property
-    def has_browser(self) -> bool:
-        return bool(self.webdriver_session_id)
-
     def expiry_reason(self, now: datetime) -> str | None:
         """Why this live session must end at `now`, or None while it may go on."""
         if not self.is_live:

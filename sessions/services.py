@@ -105,7 +105,13 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
         )
     now = timezone.now()
     with transaction.atomic():
-        account = Account.objects.select_for_update(no_key=True).select_related("plan").get(pk=account.pk)
+        # of=("self",): the plan is read, not locked; locking it would queue every tenant of a
+        # plan behind the others (tests/jobs/test_plan_row_locks.py).
+        account = (
+            Account.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("plan")
+            .get(pk=account.pk)
+        )
         plan = account.plan
         lifetime = spec.max_lifetime_seconds or plan.max_lifetime_seconds
         if lifetime > plan.max_lifetime_seconds:

@@ -17,6 +17,10 @@ import functools
 import ipaddress
 import socket
 import unicodedata
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
+from dataclasses import dataclass
 
 import ada_url
 from django.conf import settings
@@ -34,7 +38,16 @@ from project.netpolicy import (
 
 DEFAULT_PORTS = {"http:": 80, "https:": 443}
 
-__all__ = ["METADATA_ADDRESSES", "BlockedAddress", "InvalidURL", "address_refusal", "navigation_url"]
+__all__ = [
+    "METADATA_ADDRESSES",
+    "BlockedAddress",
+    "InvalidURL",
+    "Resolved",
+    "address_refusal",
+    "lookup_needed",
+    "navigation_url",
+    "resolve_hosts",
+]
 
 
 class InvalidURL(InvalidInput):
@@ -92,13 +105,29 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
-def navigation_url(raw: str, *, resolved: dict[tuple[str, int], list[IPAddress]] | None = None) -> str:
-    """The URL to hand the browser for the client's `raw` URL; raises InvalidURL or BlockedAddress.
+# A host's addresses, or why it has none; kept by a caller across many URLs (a batch job's).
+Resolved = dict[tuple[str, int], list[IPAddress] | InvalidURL]
 
-    Every address the host resolves to must be allowed, since the browser may use any of them.
-    `resolved` is a cache the caller keeps across many URLs (a batch job's): each host and port
-    is looked up once.
-    """
+
+@dataclass(frozen=True)
+class _Target:
+    href: str
+    host: str
+    port: int
+    literal: IPAddress | None
+    policy: EgressPolicy
+
+    @property
+    def needs_lookup(self) -> bool:
+        """Whether judging this URL takes a DNS lookup (see navigation_url)."""
+        return (
+            not self.policy.allow_private
+            and self.literal is None
+            and not self.policy.host_allowed(self.host, self.port)
+        )
+
+
+def _target(raw: str) -> _Target:
     url = raw.strip(" ")
     _refuse_raw(url)
     try:
@@ -111,22 +140,78 @@ def navigation_url(raw: str, *, resolved: dict[tuple[str, int], list[IPAddress]]
     authority = authority.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
     if parsed.username or parsed.password or "@" in authority:
         raise InvalidURL("URLs with a user name or password (user@host) are not allowed.")
-    href = parsed.href
     host = parsed.hostname
-    port = int(parsed.port) if parsed.port else DEFAULT_PORTS[parsed.protocol]
     literal: IPAddress | None = None
     if parsed.host_type == ada_url.HostType.IPV6:
         literal = ipaddress.IPv6Address(host.strip("[]"))
     elif parsed.host_type == ada_url.HostType.IPV4:
         literal = ipaddress.IPv4Address(host)
-    policy = _policy(tuple(settings.BROWSER_EGRESS_ALLOW), bool(settings.ALLOW_PRIVATE_NETWORK_TARGETS))
+    return _Target(
+        href=parsed.href,
+        host=host,
+        port=int(parsed.port) if parsed.port else DEFAULT_PORTS[parsed.protocol],
+        literal=literal,
+        policy=_policy(tuple(settings.BROWSER_EGRESS_ALLOW), bool(settings.ALLOW_PRIVATE_NETWORK_TARGETS)),
+    )
+
+
+def lookup_needed(raw: str) -> tuple[str, int] | None:
+    """The (host, port) that navigation_url would look up for `raw`; None when it looks nothing
+    up (an address literal, an allowed name, development mode) or refuses the URL unread."""
+    try:
+        target = _target(raw)
+    except InvalidInput:
+        return None
+    return (target.host, target.port) if target.needs_lookup else None
+
+
+def resolve_hosts(hosts: Iterable[tuple[str, int]], *, concurrency: int, deadline_seconds: float) -> Resolved:
+    """Look many hosts up at once, at most `concurrency` at a time, for at most `deadline_seconds`.
+
+    A host whose lookup has not answered by the deadline is refused ("did not resolve in time"),
+    and lookups not yet started never start. getaddrinfo cannot be interrupted: the (at most
+    `concurrency`) lookups still running finish in the background, within the system resolver's
+    own timeout (resolv.conf), and their answers are dropped.
+    """
+    wanted = list(dict.fromkeys(hosts))
+    out: Resolved = {}
+    if not wanted:
+        return out
+    executor = ThreadPoolExecutor(
+        max_workers=max(1, min(concurrency, len(wanted))), thread_name_prefix="resolve"
+    )
+    futures = {executor.submit(_resolve, host, port): (host, port) for host, port in wanted}
+    done, _ = futures_wait(futures, timeout=deadline_seconds)
+    executor.shutdown(wait=False, cancel_futures=True)
+    for future, (host, port) in futures.items():
+        if future not in done:
+            out[(host, port)] = InvalidURL(
+                f"The host {host!r} did not resolve within {deadline_seconds:g} s.", code="host_not_found"
+            )
+            continue
+        try:
+            out[(host, port)] = future.result()
+        except InvalidURL as exc:
+            out[(host, port)] = exc
+    return out
+
+
+def navigation_url(raw: str, *, resolved: Resolved | None = None) -> str:
+    """The URL to hand the browser for the client's `raw` URL; raises InvalidURL or BlockedAddress.
+
+    Every address the host resolves to must be allowed, since the browser may use any of them.
+    `resolved` is a cache the caller keeps across many URLs (a batch job's, filled by
+    resolve_hosts): each host and port is looked up once.
+    """
+    target = _target(raw)
+    href, host, port, literal, policy = target.href, target.host, target.port, target.literal, target.policy
     if policy.allow_private:
         # Development: anything goes but the metadata service named by address (names are not
         # resolved here; the egress filter checks what they resolve to).
         if literal is not None and is_metadata(literal) and not policy.address_allowed(literal, port):
             raise BlockedAddress(f"{host} is a cloud metadata address; this server does not browse it.")
         return href
-    if literal is None and policy.host_allowed(host, port):
+    if not target.needs_lookup and literal is None:
         return href
     if literal is not None:
         addresses = [literal]
@@ -135,7 +220,10 @@ def navigation_url(raw: str, *, resolved: dict[tuple[str, int], list[IPAddress]]
     else:
         if (host, port) not in resolved:
             resolved[(host, port)] = _resolve(host, port)
-        addresses = resolved[(host, port)]
+        entry = resolved[(host, port)]
+        if isinstance(entry, InvalidURL):
+            raise InvalidURL(entry.detail, code=entry.code)
+        addresses = entry
     for address in addresses:
         reason = _literal_refusal(address) if literal is not None else None
         if reason is None:

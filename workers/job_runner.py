@@ -23,6 +23,7 @@ from jobs.models import Job, JobBrowser, JobItem, JobStatus
 from jobs.screenshots import job_screenshot_save
 from workers.browser import BrowserError, BrowserGone, BrowserHandle, BrowserStartError, Display, get_backend
 from workers.browser.job_page import JobPageBrowser, PageVisit
+from workers.error_text import tenant_error_text
 
 logger = logging.getLogger(__name__)
 
@@ -217,9 +218,12 @@ def _end(row: JobBrowser, browser: _Browser | None) -> None:
 
 
 def _visit(browser: _Browser, item: JobItem, spec: dict[str, object]) -> PageVisit:
+    """Load and scrape one page. The error text is what the tenant reads (results, webhooks):
+    failures of our own browsers say what happened, the details stay in our log, and any text
+    that came from the driver has its address and session id replaced (tenant_error_text)."""
     try:
         page = browser.ready()
-        return page.visit(
+        visit = page.visit(
             item.url,
             scrape=dict(spec.get("scrape") or {}),  # type: ignore[call-overload]
             wait_for=spec.get("wait_for") or None,  # type: ignore[arg-type]
@@ -228,14 +232,37 @@ def _visit(browser: _Browser, item: JobItem, spec: dict[str, object]) -> PageVis
     except BrowserStartError as exc:
         logger.warning("job browser %s could not start: %s", browser.id, exc)
         browser.start_failed = True
-        return PageVisit(ok=False, transient=True, error_code="browser_start_failed", error_message=str(exc))
+        return PageVisit(
+            ok=False,
+            transient=True,
+            error_code="browser_start_failed",
+            error_message="The browser for this page could not be started.",
+        )
     except BrowserGone as exc:
         logger.warning("job browser %s is gone (%s); starting another", browser.id, exc)
         browser.restart()
-        return PageVisit(ok=False, transient=True, error_code="browser_crashed", error_message=str(exc))
+        return PageVisit(
+            ok=False,
+            transient=True,
+            error_code="browser_crashed",
+            error_message="The browser stopped while it worked on this page.",
+        )
     except BrowserError as exc:
         # Something between us and the page (a script timeout, a busy driver): ours, not billed.
-        return PageVisit(ok=False, transient=True, error_code="browser_error", error_message=str(exc))
+        logger.warning("job browser %s: %s", browser.id, exc)
+        return PageVisit(
+            ok=False,
+            transient=True,
+            error_code="browser_error",
+            error_message="The browser did not answer in time while it worked on this page.",
+        )
+    if visit.error_message and browser.handle is not None:
+        visit.error_message = tenant_error_text(
+            visit.error_message,
+            webdriver_url=browser.handle.webdriver_url,
+            webdriver_session_id=browser.handle.webdriver_session_id,
+        )
+    return visit
 
 
 def _outcome(visit: PageVisit) -> jobs.PageOutcome:

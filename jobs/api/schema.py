@@ -139,16 +139,18 @@ _JOB_FIELDS = {
     "started_at": serializers.CharField(allow_null=True),
     "finished_at": serializers.CharField(allow_null=True),
     "expires_at": serializers.CharField(allow_null=True),
+    # The first 100 skipped URLs (their first 200 characters); null in GET /v1/jobs lists.
     "invalid_urls": inline_serializer(
         "JobInvalidUrl",
         {
-            "url": serializers.JSONField(),
+            "url": serializers.CharField(),
             "index": serializers.IntegerField(),
             "reason": serializers.CharField(),
         },
         many=True,
+        allow_null=True,
     ),
-    "duplicate_urls": serializers.ListField(child=serializers.CharField()),
+    "duplicate_urls": serializers.ListField(child=serializers.CharField(), allow_null=True),
     "webhook": inline_serializer(
         "JobWebhook",
         {

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rest_framework import serializers
@@ -12,6 +13,10 @@ from sessions.action_specs import normalize_action
 from sessions.url_policy import navigation_url
 
 MAX_ITEMS_PER_REQUEST = 100_000
+# The most browser time one page may take over all its tries.
+MAX_SECONDS_PER_PAGE = 600
+# An item's metadata is stored and returned with each of its results: small, by design.
+ITEM_METADATA_MAX_BYTES = 4096
 WEBHOOK_EVENTS = ("page", "page_failed", "completed", "cancelled")
 
 
@@ -58,6 +63,19 @@ class JobCreateInput(serializers.Serializer[Any]):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         _refuse_nul(attrs)
+        timeout, retries = attrs.get("page_timeout_seconds", 30), attrs.get("max_retries", 2)
+        if timeout * (retries + 1) > MAX_SECONDS_PER_PAGE:
+            raise serializers.ValidationError(
+                {
+                    "max_retries": "(max_retries + 1) x page_timeout_seconds is at most "
+                    f"{MAX_SECONDS_PER_PAGE} seconds a page; this job asks {timeout * (retries + 1)}."
+                }
+            )
+        wait_for = attrs.get("wait_for")
+        if wait_for and wait_for.get("timeout_ms", 10_000) > timeout * 1000:
+            raise serializers.ValidationError(
+                {"wait_for": "timeout_ms may not be longer than page_timeout_seconds."}
+            )
         urls, items = attrs.pop("urls", None), attrs.pop("items", None)
         if (urls is None) == (items is None):
             raise serializers.ValidationError("Give either `urls` or `items`.")
@@ -77,9 +95,16 @@ class JobCreateInput(serializers.Serializer[Any]):
                         {"items": f"item {index}: unknown fields {sorted(unknown)}."}
                     )
                 key = item.get("key")
-                if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 2048):
+                if key is not None and (not isinstance(key, str) or not 0 < len(key.encode()) <= 2048):
                     raise serializers.ValidationError(
-                        {"items": f"item {index}: key must be a string of 1-2048 characters."}
+                        {"items": f"item {index}: key must be a string of 1-2048 bytes (UTF-8)."}
+                    )
+                if "metadata" in item and _json_bytes(item["metadata"]) > ITEM_METADATA_MAX_BYTES:
+                    raise serializers.ValidationError(
+                        {
+                            "items": f"item {index}: metadata is at most {ITEM_METADATA_MAX_BYTES} bytes"
+                            " of JSON."
+                        }
                     )
         if len(items) > MAX_ITEMS_PER_REQUEST:
             raise serializers.ValidationError(f"A job holds at most {MAX_ITEMS_PER_REQUEST} URLs.")
@@ -87,6 +112,10 @@ class JobCreateInput(serializers.Serializer[Any]):
         if "scrape" not in attrs:
             attrs["scrape"] = self.validate_scrape({})
         return attrs
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def _refuse_nul(value: Any) -> None:
@@ -104,7 +133,9 @@ def _refuse_nul(value: Any) -> None:
             stack.extend(current)
 
 
-def job_output(job: Job, progress: JobProgress) -> dict[str, Any]:
+def job_output(job: Job, progress: JobProgress, *, listed: bool = False) -> dict[str, Any]:
+    """A job; `listed` (in GET /v1/jobs) without the skipped URLs, which only the job's own
+    page carries (their columns are not even read for a list)."""
     counts = progress.counts
     return {
         "id": job.pk,
@@ -131,8 +162,8 @@ def job_output(job: Job, progress: JobProgress) -> dict[str, Any]:
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "expires_at": iso(job.expires_at),
-        "invalid_urls": job.invalid_urls,
-        "duplicate_urls": job.duplicate_urls,
+        "invalid_urls": None if listed else job.invalid_urls,
+        "duplicate_urls": None if listed else job.duplicate_urls,
         "webhook": (
             {
                 "url": job.webhook["url"],

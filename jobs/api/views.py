@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -18,8 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import request_account
+from accounts.inflight import inflight_slot
 from jobs import selectors, services
-from jobs.api import schema
+from jobs.api import exports, schema
 from jobs.api.serializers import JobCreateInput, item_output, job_output
 from jobs.models import Job, JobItem
 from jobs.screenshots import job_screenshot_path_of, job_screenshot_token
@@ -27,8 +25,8 @@ from project.exceptions import InvalidInput, NotFound
 from project.pagination import paginate
 
 
-def _job_body(job: Job) -> dict[str, Any]:
-    return job_output(job, selectors.job_progress(job=job))
+def _job_body(job: Job, *, listed: bool = False) -> dict[str, Any]:
+    return job_output(job, selectors.job_progress(job=job), listed=listed)
 
 
 class JobListCreateView(APIView):
@@ -38,22 +36,32 @@ class JobListCreateView(APIView):
             account=request_account(request), status=request.query_params.get("status") or None
         )
         page = paginate(request, jobs)
-        return Response({"results": [_job_body(job) for job in page.pop("items")], **page})
+        return Response({"results": [_job_body(job, listed=True) for job in page.pop("items")], **page})
 
     @schema.job_create_schema
     def post(self, request: Request) -> Response:
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > 200:
             raise InvalidInput("Idempotency-Key is at most 200 characters.")
-        serializer = JobCreateInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        job, created = services.job_submit(
-            account=request_account(request),
-            spec=services.JobSpec(**data),
-            idempotency_key=key,
-            request_hash=services.request_fingerprint(request.data) if key else "",
-        )
+        account = request_account(request)
+        # Cheap refusals first, before the body is parsed or any host looked up (issue 19 item 2).
+        try:
+            body_bytes = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            body_bytes = 0
+        plan = services.job_submit_plan(account=account, body_bytes=body_bytes)
+        # A submit holds a web thread while its hosts are looked up: it counts in the cap.
+        with inflight_slot(account=account, wait_seconds=settings.JOB_SUBMIT_RESOLVE_SECONDS):
+            services.job_submit_count_check(plan=plan, body=request.data)
+            serializer = JobCreateInput(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = dict(serializer.validated_data)
+            job, created = services.job_submit(
+                account=account,
+                spec=services.JobSpec(**data),
+                idempotency_key=key,
+                request_hash=services.request_fingerprint(request.data) if key else "",
+            )
         return Response(_job_body(job), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -114,70 +122,16 @@ class JobResultsView(_PlainJsonNegotiation, APIView):
         if fmt not in ("jsonl", "csv"):
             raise InvalidInput("format must be json, jsonl or csv.")
         rows = selectors.job_results_iter(job=job, status=item_status)
+        shot = partial(_screenshot_url, request)
         if fmt == "jsonl":
-            lines = (
-                json.dumps(item_output(item, _screenshot_url(request, item)), separators=(",", ":")) + "\n"
-                for item in rows
+            response = StreamingHttpResponse(
+                exports.jsonl_lines(rows, shot), content_type="application/x-ndjson"
             )
-            response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
         else:
             columns = job.spec.get("columns") or selectors.schema_columns(job.spec.get("scrape") or {})
-            response = StreamingHttpResponse(_csv_lines(request, rows, columns), content_type="text/csv")
+            response = StreamingHttpResponse(exports.csv_lines(rows, columns, shot), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="{job.pk}.{fmt}"'
         return response
-
-
-_CSV_HEAD = ["item_id", "key", "url", "final_url", "status", "http_status"]
-_CSV_TAIL = ["screenshot_url", "error_code", "error_message", "attempts", "credits", "finished_at"]
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list | bool):
-        return json.dumps(value, ensure_ascii=False)
-    return value
-
-
-def _data_cells(data: Any, columns: list[str]) -> list[Any]:
-    if isinstance(data, dict):
-        return [_cell(data.get(name)) for name in columns]
-    if isinstance(data, list):  # a schema with list: true at the top: one JSON list per field
-        return [_cell([row.get(name) if isinstance(row, dict) else None for row in data]) for name in columns]
-    return [""] * len(columns)
-
-
-def _csv_lines(request: Request, rows: Iterator[JobItem], columns: list[str]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def flush() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    writer.writerow(_CSV_HEAD + columns + _CSV_TAIL)
-    yield flush()
-    for item in rows:
-        writer.writerow(
-            [
-                item.pk,
-                item.key,
-                item.url,
-                item.final_url,
-                item.status,
-                _cell(item.http_status),
-                *_data_cells(item.data, columns),
-                _screenshot_url(request, item) or "",
-                item.error_code,
-                item.error_message,
-                item.attempts,
-                item.credits,
-                item.finished_at.isoformat().replace("+00:00", "Z") if item.finished_at else "",
-            ]
-        )
-        yield flush()
 
 
 class JobScreenshotView(APIView):

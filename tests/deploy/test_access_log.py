@@ -40,11 +40,16 @@ def test_screenshot_tokens_are_not_written_to_the_logs(tmp_path: Path):
                 assert web.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.2)
         forged = "forged" + "x" * 40  # a 404, which Django's request log writes too
-        for name, status in ((token, 200), (forged, 404)):
-            url = f"{base}/v1/screenshots/{name}.png"
+        job_forged = "jobforged" + "y" * 40  # a job's screenshot URL (issue 19 item 11)
+        for path, status in (
+            (f"/v1/screenshots/{token}.png", 200),
+            (f"/v1/screenshots/{forged}.png", 404),
+            (f"/v1/job-screenshots/{job_forged}.png", 404),
+        ):
+            url = base + path
             assert requests.get(url, headers={"Referer": url}, timeout=10).status_code == status
         deadline = time.monotonic() + 10
-        while log.read_text().count("/v1/screenshots/") < 2 and time.monotonic() < deadline:
+        while log.read_text().count("screenshots/") < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         stop_process(web)
@@ -53,4 +58,5 @@ def test_screenshot_tokens_are_not_written_to_the_logs(tmp_path: Path):
             default_storage.delete(path)
     text = log.read_text()
     assert text.count("GET /v1/screenshots/<redacted>.png") == 2, text
-    assert token not in text and forged not in text, text
+    assert text.count("GET /v1/job-screenshots/<redacted>.png") == 1, text
+    assert token not in text and forged not in text and job_forged not in text, text

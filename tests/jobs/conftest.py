@@ -194,3 +194,29 @@ def ledger(account_id: int) -> list[tuple[str, int]]:
 
 def json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line]
+
+
+# Database-only tests (no worker, no browser): plans and prices seeded, the API called in-process.
+
+
+@pytest.fixture
+def seeded(transactional_db: None) -> None:
+    from accounts.models import Plan
+    from accounts.plans import seed_plans
+    from billing.models import Price
+    from billing.prices import seed_prices
+
+    seed_plans(Plan)
+    seed_prices(Price)
+
+
+def api_for(plan: str, *, credits: int = 10_000_000) -> tuple[Any, Any]:
+    """(an in-process API client logged in as a new account of `plan`, the account)."""
+    from rest_framework.test import APIClient
+
+    from accounts.services import account_create
+
+    account, key = account_create(name=f"db-{plan}", plan_name=plan, credits=credits)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return api, account

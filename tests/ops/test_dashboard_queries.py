@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
@@ -74,6 +74,8 @@ def _seed(*, sessions: int, actions_per_session: int) -> tuple[int, str]:
 def staff(db, settings):
     settings.OPS_CHARTS_CACHE_SECONDS = 0  # every page reads its own rows
     user = User.objects.create_user("ops", password="pw", is_staff=True)
+    # The pages need the view permission on sessions (tests/ops/test_admin_permissions.py).
+    user.user_permissions.set(Permission.objects.filter(codename="view_browsersession"))
     client = Client()
     client.force_login(user)
     return client

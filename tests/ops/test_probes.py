@@ -43,9 +43,12 @@ def test_probes_answer_whatever_the_host_header(db, http, settings):
     assert refused.status_code == 405 and refused.json()["code"] == "method_not_allowed"
 
 
-def test_readyz_is_ready_with_the_suite_worker(transactional_db, celery_worker_process, http):
+def test_readyz_is_ready_with_the_suite_worker(transactional_db, celery_worker_process, http, settings):
+    settings.METRICS_TOKEN = "t"  # the details are for a metrics reader (tests/ops/test_readyz_public.py)
     response = wait_until(
-        lambda: (r := http.get("/readyz")).status_code == 200 and r, timeout=30, message="readyz 200"
+        lambda: (r := http.get("/readyz", HTTP_AUTHORIZATION="Bearer t")).status_code == 200 and r,
+        timeout=30,
+        message="readyz 200",
     )
     body = response.json()
     assert body["failed"] == []
@@ -60,6 +63,8 @@ def test_readyz_turns_503_when_redis_stops_and_200_when_it_is_back(
     makes it 503 naming redis; after a restart the worker's next beat makes it 200 again."""
     settings.REDIS_URL = private_redis.url
     settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS = 5
+    settings.METRICS_TOKEN = "t"  # the details are for a metrics reader
+    http = Client(HTTP_AUTHORIZATION="Bearer t")
     no_worker = http.get("/readyz")
     assert no_worker.status_code == 503
     assert no_worker.json()["failed"] == ["workers"]
