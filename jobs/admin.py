@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from jobs.models import Job, JobBrowser, JobItem, WebhookDelivery
+from jobs.models import Job, JobBrowser, JobItem
 from jobs.services import Conflict, job_cancel
 
 
@@ -19,15 +19,6 @@ class _ReadOnly(admin.ModelAdmin[Any]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-class WebhookDeliveryInline(admin.TabularInline[WebhookDelivery, Job]):
-    model = WebhookDelivery
-    fields = ["event", "status", "attempts", "last_status_code", "last_error", "created_at"]
-    readonly_fields = ["event", "status", "attempts", "last_status_code", "last_error", "created_at"]
-    extra = 0
-    can_delete = False
-    max_num = 0
 
 
 @admin.register(Job)
@@ -47,7 +38,6 @@ class JobAdmin(_ReadOnly):
     search_fields = ["id", "account__name"]
     list_select_related = ["account"]
     date_hierarchy = "created_at"
-    inlines = [WebhookDeliveryInline]
     actions = ["cancel"]
 
     @admin.action(description="Cancel the selected jobs (results so far stay)")
