@@ -19,6 +19,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "max_job_urls": 100,
         "max_running_jobs": 1,
         "max_waiting_requests": 4,
+        "max_webhook_endpoints": 2,
     },
     {
         "name": "pro",
@@ -28,6 +29,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "max_job_urls": 10_000,
         "max_running_jobs": 5,
         "max_waiting_requests": 16,
+        "max_webhook_endpoints": 10,
     },
     {
         "name": "enterprise",
@@ -39,6 +41,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         # Below the web's threads (WEB_WORKERS x WEB_THREADS, 64 by default): one account never
         # holds every thread.
         "max_waiting_requests": 32,
+        "max_webhook_endpoints": 50,
     },
 ]
 
