@@ -157,7 +157,8 @@ def delivery_claim(*, delivery_id: int) -> Attempt | None:
         if delivery is None:
             return None
         endpoint = delivery.endpoint
-        if not endpoint.enabled or delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+        disabled = not endpoint.enabled and delivery.event.type != WEBHOOK_TEST  # a ping goes anyway
+        if disabled or delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
             # Disabled meanwhile, or its last attempt's worker died: given up.
             delivery.status = DeliveryStatus.FAILED
             delivery.last_error = delivery.last_error or "failed"
