@@ -304,8 +304,12 @@ def _check_url(url: str) -> str:
     url = url.strip()
     if len(url) > URL_MAX_LENGTH:
         raise InvalidInput(f"url: at most {URL_MAX_LENGTH} characters.", code="invalid_url")
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unclosed [IPv6 literal
+        raise InvalidInput("url: not a URL.", code="invalid_url") from None
+    if parts.scheme not in {"http", "https"} or not hostname:
         raise InvalidInput("url: an http or https URL with a host.", code="invalid_url")
     if parts.username or parts.password:
         raise InvalidInput(
@@ -316,7 +320,7 @@ def _check_url(url: str) -> str:
     except ValueError:
         raise InvalidInput("url: the port is not a number from 1 to 65535.", code="invalid_url") from None
     try:
-        address = parse_address(parts.hostname)
+        address = parse_address(hostname)
     except ValueError:
         address = None  # a name: checked, and pinned, by the egress filter at each delivery
     if address is not None and not policy().address_allowed(address, port):
@@ -327,8 +331,8 @@ def _check_url(url: str) -> str:
 
 
 def _check_events(events: list[str]) -> list[str]:
-    if events == [ALL_EVENTS]:
-        return events
+    if ALL_EVENTS in events:
+        return [ALL_EVENTS]
     unknown = sorted(set(events) - set(EVENT_TYPES))
     if unknown or not events:
         raise InvalidInput(
@@ -438,6 +442,8 @@ def endpoint_test(*, account_id: int, endpoint_id: str) -> str:
 
 def delivery_redeliver(*, account_id: int, delivery_id: int) -> Delivery:
     """Send a delivery again from its first attempt (same event id), whatever its status."""
+    if not 0 < delivery_id < 2**63:
+        raise NotFound("No such delivery.")
     with transaction.atomic():
         delivery = (
             Delivery.objects.select_for_update(of=("self",))

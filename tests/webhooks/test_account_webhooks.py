@@ -82,6 +82,7 @@ def test_endpoint_crud_shows_the_secret_once(client, receiver):
         {"url": "http://127.0.0.1/x", "events": []},
         {"url": "http://127.0.0.1/x", "description": "d" * 501},
         {"url": "http://127.0.0.1:99999/x"},
+        {"url": "http://[::1/x"},
         {},
     ],
 )
@@ -90,6 +91,14 @@ def test_bad_endpoints_are_400_and_create_nothing(client, body):
     assert response.status_code == 400, response.text
     assert response.json()["code"]
     assert client.get("/v1/webhooks").json()["results"] == []
+
+
+def test_ids_out_of_range_are_4xx(client, receiver):
+    endpoint = _create(client, f"{receiver.url}/ok-range")
+    huge = str(2**70)
+    assert client.post(f"/v1/webhooks/deliveries/{huge}/redeliver").status_code == 404
+    assert client.get(f"/v1/webhooks/{endpoint['id']}/deliveries", params={"cursor": huge}).status_code == 400
+    assert client.get(f"/v1/webhooks/{'x' * 300}").status_code == 404
 
 
 def test_endpoints_are_capped_per_plan_and_private_to_their_account(free_client, make_client, receiver):

@@ -169,7 +169,7 @@ class DeliveryListView(APIView):
             before = int(cursor) if cursor else None
         except ValueError:
             raise InvalidInput("limit and cursor must be integers.") from None
-        if not 1 <= limit <= 100 or (before is not None and before < 1):
+        if not 1 <= limit <= 100 or (before is not None and not 0 < before < 2**63):
             raise InvalidInput("limit must be 1-100; cursor a next_cursor.")
         deliveries = selectors.deliveries_of(endpoint_id=endpoint.pk)
         if before is not None:
