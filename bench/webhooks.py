@@ -123,7 +123,10 @@ def run(*, events: int, actions: int, workers: int, receiver_ms: int) -> dict[st
         account_id = stack.db_query("SELECT account_id FROM webhooks_endpoint WHERE id = %s", [endpoint_id])[
             0
         ][0]
-        created = http.post(f"{base}/v1/computers", json={}, timeout=HTTP_TIMEOUT)
+        for _ in range(5):  # a browser that cannot start on a loaded machine is a 503 to retry
+            created = http.post(f"{base}/v1/computers", json={}, timeout=HTTP_TIMEOUT)
+            if created.status_code != 503:
+                break
         if created.status_code != 201:
             raise RuntimeError(f"create: {created.status_code} {created.text[:300]}")
         session_id = created.json()["id"]

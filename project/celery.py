@@ -70,6 +70,11 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         name="webhooks: send due deliveries",
     )
     sender.add_periodic_task(
+        float(hooks),
+        sender.signature("workers.webhook_tasks.sessions_expiring", options={"expires": hooks}),
+        name="webhooks: session.expiring a minute before a session ends",
+    )
+    sender.add_periodic_task(
         3600.0,
         sender.signature("workers.webhook_tasks.webhooks_purge", options={"expires": 3600}),
         name="webhooks: purge the delivery log",

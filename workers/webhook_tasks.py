@@ -16,6 +16,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from sessions.expiry_warnings import sessions_warn_expiring
 from webhooks import delivery as http
 from webhooks import dispatch
 from webhooks import services as webhooks
@@ -52,6 +53,12 @@ def webhooks_sweep() -> int:
     for delivery_id in ids:
         webhook_deliver.apply_async((delivery_id,))
     return len(ids)
+
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+def sessions_expiring() -> int:
+    """Beat: session.expiring for sessions that end within a minute (accounts with webhooks)."""
+    return sessions_warn_expiring()
 
 
 @shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
