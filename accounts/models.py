@@ -18,6 +18,8 @@ class Plan(models.Model):
     # Requests of one account that may wait for a result at once (action waits, browser starts),
     # each holding a web thread (accounts/inflight.py). None: ACCOUNT_MAX_INFLIGHT_REQUESTS.
     max_waiting_requests = models.PositiveIntegerField(null=True, blank=True)
+    # Webhook endpoints an account may have (/v1/webhooks).
+    max_webhook_endpoints = models.PositiveIntegerField(default=10)
 
     def __str__(self) -> str:
         return self.name

@@ -20,6 +20,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "max_running_jobs": 1,
         "max_queued_jobs": 5,
         "max_waiting_requests": 4,
+        "max_webhook_endpoints": 2,
     },
     {
         "name": "pro",
@@ -30,6 +31,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "max_running_jobs": 5,
         "max_queued_jobs": 50,
         "max_waiting_requests": 16,
+        "max_webhook_endpoints": 10,
     },
     {
         "name": "enterprise",
@@ -42,6 +44,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         # Below the web's threads (WEB_WORKERS x WEB_THREADS, 64 by default): one account never
         # holds every thread.
         "max_waiting_requests": 32,
+        "max_webhook_endpoints": 50,
     },
 ]
 

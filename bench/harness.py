@@ -356,13 +356,15 @@ def running_stack(
     worker_concurrency: int = WORKER_CONCURRENCY,
     action_threads: int = ACTION_THREADS,
     jobs_worker_concurrency: int = 0,
+    webhooks_worker_concurrency: int = 0,
     supervised: bool = False,
 ) -> Iterator[Stack]:
     """The whole service, isolated; see the module docstring.
 
     `worker_concurrency` is the lifecycle worker's `-c` (LIFECYCLE_CONCURRENCY), `action_threads`
     the actions worker's (ACTION_THREADS).
-    `jobs_worker_concurrency` above 0 also runs `bin/dev jobs-worker` (batch jobs) with that `-c`.
+    `jobs_worker_concurrency` above 0 also runs `bin/dev jobs-worker` (batch jobs) with that `-c`,
+    `webhooks_worker_concurrency` `bin/dev webhooks-worker` (webhook deliveries).
     `redis_url` points the stack at a Redis server of the caller's own (the fault tests') instead
     of a database of the shared one; `env_overrides` can do the same for PostgreSQL
     (`POSTGRES_PORT`). `supervised` runs each process under `bin/dev supervise`, as
@@ -451,6 +453,17 @@ def running_stack(
                     },
                     log_file=jobs_log,
                 )
+            hooks_log = workdir / "webhooks-worker.log"
+            if webhooks_worker_concurrency > 0:
+                processes["webhooks-worker"] = _start(
+                    [str(REPO / "bin" / "dev"), *run, "webhooks-worker"],
+                    env={
+                        **env,
+                        "WEBHOOKS_WORKER_CONCURRENCY": str(webhooks_worker_concurrency),
+                        "WEBHOOKS_WORKER_NAME": f"bench-webhooks-{name}@%h",
+                    },
+                    log_file=hooks_log,
+                )
             processes["beat"] = _start(
                 [str(REPO / "bin" / "dev"), *run, "beat"],
                 env={**env, "BEAT_SCHEDULE": str(workdir / "celerybeat-schedule")},
@@ -468,6 +481,12 @@ def running_stack(
                     processes["jobs-worker"],
                     jobs_log,
                     _log_contains(jobs_log, "ready."),
+                )
+            if "webhooks-worker" in processes:
+                checks["webhooks-worker"] = (
+                    processes["webhooks-worker"],
+                    hooks_log,
+                    _log_contains(hooks_log, "ready."),
                 )
             if "egress" in processes:
                 checks["egress"] = (
@@ -509,7 +528,7 @@ def _teardown(
             _end_live_sessions(stack)
         except Exception as exc:
             log(f"could not end live sessions through the service: {exc}")
-    for label in ("beat", "web", "jobs-worker", "worker", "egress"):
+    for label in ("beat", "web", "jobs-worker", "webhooks-worker", "worker", "egress"):
         if label in processes:
             try:
                 _stop(processes[label], label)

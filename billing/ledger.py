@@ -15,11 +15,13 @@ from django.db import connection, transaction
 
 from billing.models import Balance, LedgerEntry
 from project.exceptions import InsufficientCredits
+from webhooks import events as webhook_events
+from webhooks.services import event_emit
 
 _DEBIT = """
     UPDATE billing_balance SET credits = credits + %s, updated_at = now()
     WHERE account_id = %s AND credits + %s >= 0
-    RETURNING credits
+    RETURNING credits, low_threshold
 """
 _APPEND = """
     INSERT INTO billing_ledgerentry
@@ -76,9 +78,33 @@ def ledger_post(
             inserted = cursor.fetchone()
             if inserted is None:
                 raise _AlreadyPosted  # undoes the balance update above
+            if amount < 0:
+                _balance_events(
+                    account_id, int(inserted[0]), before=row[0] - amount, after=row[0], low=row[1]
+                )
     except _AlreadyPosted:
         return Posted(entry_id=None, created=False)
     return Posted(entry_id=int(inserted[0]), created=True)
+
+
+def _balance_events(account_id: int, entry_id: int, *, before: int, after: int, low: int) -> None:
+    """credits.low when a charge crosses the account's threshold, credits.exhausted when it
+    empties the balance: in the charge's transaction (the webhook outbox), rare by nature."""
+    data = {"account_id": account_id, "balance": after, "threshold": low}
+    if low > 0 and before >= low > after:
+        event_emit(
+            account_id=account_id,
+            type=webhook_events.CREDITS_LOW,
+            data=data,
+            idempotency_key=f"credits.low:{entry_id}",
+        )
+    if after == 0:
+        event_emit(
+            account_id=account_id,
+            type=webhook_events.CREDITS_EXHAUSTED,
+            data=data,
+            idempotency_key=f"credits.exhausted:{entry_id}",
+        )
 
 
 def balance_open(*, account_id: int, grant: int = 0, reason: str = "initial grant") -> None:

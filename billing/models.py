@@ -12,6 +12,9 @@ class Balance(models.Model):
         "accounts.Account", on_delete=models.CASCADE, primary_key=True, related_name="balance"
     )
     credits = models.BigIntegerField(default=0)
+    # A charge that takes the balance from this or above to below it sends `credits.low` to the
+    # account's webhooks (0: never).
+    low_threshold = models.BigIntegerField(default=1000)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from jobs.models import Job, JobBrowser, JobItem, WebhookDelivery
+from jobs.models import Job, JobBrowser, JobItem
 from jobs.services import job_cancel
 from project.exceptions import Conflict
 
@@ -21,15 +21,6 @@ class _ReadOnly(admin.ModelAdmin[Any]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-class WebhookDeliveryInline(admin.TabularInline[WebhookDelivery, Job]):
-    model = WebhookDelivery
-    fields = ["event", "status", "attempts", "last_status_code", "last_error", "created_at"]
-    readonly_fields = ["event", "status", "attempts", "last_status_code", "last_error", "created_at"]
-    extra = 0
-    can_delete = False
-    max_num = 0
 
 
 @admin.register(Job)
@@ -49,7 +40,6 @@ class JobAdmin(_ReadOnly):
     search_fields = ["id", "account__name"]
     list_select_related = ["account"]
     date_hierarchy = "created_at"
-    inlines = [WebhookDeliveryInline]
     actions = ["cancel"]
     # The webhook's signing secret is the tenant's: shown without it (webhook_shown).
     exclude = ["webhook"]

@@ -12,9 +12,8 @@ from django.db import transaction
 from project.celery import app
 
 JOBS_DISPATCH = "workers.job_tasks.jobs_dispatch"
-WEBHOOK_DELIVER = "workers.job_tasks.webhook_deliver"
 
-TASK_NAMES = (JOBS_DISPATCH, WEBHOOK_DELIVER)
+TASK_NAMES = (JOBS_DISPATCH,)
 
 
 def _send_after_commit(name: str, *args: object) -> None:
@@ -25,7 +24,3 @@ def jobs_dispatch() -> None:
     """Have a worker give active jobs their browsers (jobs.services.jobs_admit) and start them."""
     _send_after_commit(JOBS_DISPATCH)
 
-
-def webhook_deliver(delivery_id: int) -> None:
-    """Have the webhooks worker deliver one webhook event."""
-    _send_after_commit(WEBHOOK_DELIVER, delivery_id)

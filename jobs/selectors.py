@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.models import Account
-from jobs.models import ACTIVE_JOB_STATUSES, ItemStatus, Job, JobBrowser, JobItem, WebhookDelivery
+from jobs.models import ACTIVE_JOB_STATUSES, ItemStatus, Job, JobBrowser, JobItem
 from project.exceptions import InvalidInput, NotFound
+from webhooks.selectors import JobWebhookSummary, job_webhook_summary
 
 
 def live_job_browser_count(account_id: int) -> int:
@@ -92,23 +93,14 @@ def job_progress(*, job: Job) -> JobProgress:
             eta = int(remaining / rate * 60) if rate > 0 else None
     if job.is_finished:
         eta = 0
-    webhooks = WebhookDelivery.objects.filter(job_id=job.pk).aggregate(
-        failed=Count("id", filter=Q(status=WebhookDelivery.Status.FAILED))
-    )
-    last_error = (
-        WebhookDelivery.objects.filter(job_id=job.pk)
-        .exclude(last_error="")
-        .order_by("-pk")
-        .values_list("last_error", flat=True)
-        .first()
-    )
+    webhook = job_webhook_summary(job_id=job.pk) if job.webhook else JobWebhookSummary(0, "")
     return JobProgress(
         counts=counts,
         done=done,
         pages_per_minute=rate,
         eta_seconds=eta,
-        webhook_failures=webhooks["failed"],
-        webhook_last_error=last_error or "",
+        webhook_failures=webhook.failures,
+        webhook_last_error=webhook.last_error,
     )
 
 

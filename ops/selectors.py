@@ -149,9 +149,27 @@ def jobs_tile() -> Tile:
     return Tile(key="jobs", label="Batch jobs running", value=running, detail=detail)
 
 
+def webhooks_tile() -> Tile | None:
+    """Webhook deliveries that failed for good in the last 24 h, with what is pending and how
+    many endpoints are failing now (one statement); nothing when no endpoint exists."""
+    [(endpoints, failing, failed, pending, delivered)] = _rows(
+        "SELECT (SELECT count(*) FROM webhooks_endpoint),"
+        " (SELECT count(*) FROM webhooks_endpoint WHERE enabled AND failing_since IS NOT NULL),"
+        " count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'pending'),"
+        " count(*) FILTER (WHERE status = 'delivered')"
+        " FROM webhooks_delivery WHERE created_at >= now() - interval '24 hours'"
+    )
+    if not endpoints:
+        return None
+    settled = failed + delivered
+    rate = f"{failed / settled:.1%} of {settled} settled" if settled else "none settled"
+    detail = f"{rate}; {pending} pending; {failing} endpoints failing"
+    return Tile(key="webhooks", label="Webhook deliveries failed (24 h)", value=failed, detail=detail)
+
+
 # Tiles that other parts contribute: one SQL statement each; a provider returns None when it has
 # nothing to show (the dashboard never shows a number it cannot read).
-OPTIONAL_TILES: list[Callable[[], Tile | None]] = [warm_pool_tile, jobs_tile]
+OPTIONAL_TILES: list[Callable[[], Tile | None]] = [warm_pool_tile, jobs_tile, webhooks_tile]
 
 
 def queue_names() -> list[str]:

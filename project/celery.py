@@ -63,3 +63,19 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         sender.signature("workers.job_tasks.jobs_purge", options={"expires": 600}),
         name="batch jobs: purge expired results",
     )
+    hooks = settings.WEBHOOK_SWEEP_INTERVAL_SECONDS
+    sender.add_periodic_task(
+        float(hooks),
+        sender.signature("workers.webhook_tasks.webhooks_sweep", options={"expires": hooks}),
+        name="webhooks: send due deliveries",
+    )
+    sender.add_periodic_task(
+        float(hooks),
+        sender.signature("workers.webhook_tasks.sessions_expiring", options={"expires": hooks}),
+        name="webhooks: session.expiring a minute before a session ends",
+    )
+    sender.add_periodic_task(
+        3600.0,
+        sender.signature("workers.webhook_tasks.webhooks_purge", options={"expires": 3600}),
+        name="webhooks: purge the delivery log",
+    )

@@ -8,7 +8,7 @@ on these queues, and that every task route (project/settings.py) and host queue
 it as a script, before anything else is imported.
 
 A worker host runs two pools, so that browser starts never hold up actions and the other way
-round; batch jobs and webhook deliveries have a pool of their own (docs/operations.md, "Sizing
+round; batch jobs and webhook deliveries each have a pool of their own (docs/operations.md, "Sizing
 the workers"). `{host}` in a queue name stands for the host's WORKER_HOST.
 """
 
@@ -49,7 +49,9 @@ POOLS: dict[str, Pool] = {
     for pool in (
         Pool("lifecycle", (LIFECYCLE, HOST_LIFECYCLE), pool="prefork", per_host=True),
         Pool("actions", (ACTIONS, HOST_ACTIONS), pool="threads", per_host=True),
-        Pool("jobs", (JOBS, WEBHOOKS), pool="prefork", per_host=False),
+        Pool("jobs", (JOBS,), pool="prefork", per_host=False),
+        # Deliveries have their own pool: a slow receiver never holds a job browser's process.
+        Pool("webhooks", (WEBHOOKS,), pool="prefork", per_host=False),
     )
 }
 

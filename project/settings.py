@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "accounts",
     "billing",
+    "webhooks",
     "sessions.apps.BrowserSessionsConfig",
     "jobs.apps.JobsConfig",
     "workers",
@@ -250,7 +251,12 @@ CELERY_TASK_ROUTES = {
     "workers.job_tasks.jobs_dispatch": {"queue": "lifecycle"},
     "workers.job_tasks.jobs_tick": {"queue": "lifecycle"},
     "workers.job_tasks.jobs_purge": {"queue": "lifecycle"},
-    "workers.job_tasks.webhook_deliver": {"queue": "webhooks"},
+    # Webhook deliveries (webhooks/, workers/webhook_tasks.py): their own queue and worker, so a
+    # slow receiver never holds a job's or an action's process.
+    "workers.webhook_tasks.webhook_deliver": {"queue": "webhooks"},
+    "workers.webhook_tasks.webhooks_sweep": {"queue": "webhooks"},
+    "workers.webhook_tasks.webhooks_purge": {"queue": "webhooks"},
+    "workers.webhook_tasks.sessions_expiring": {"queue": "webhooks"},
 }
 # workers/tasks.py is found by autodiscovery and imports the job tasks (workers/job_tasks.py).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -387,9 +393,6 @@ JOB_TASK_SLICE_SECONDS = env_int("JOB_TASK_SLICE_SECONDS", 60, minimum=5)
 JOB_RETRY_BACKOFF_SECONDS = env_int("JOB_RETRY_BACKOFF_SECONDS", 2, minimum=0)
 # The longest Retry-After a target site may impose on one page before we retry anyway.
 JOB_RETRY_AFTER_MAX_SECONDS = env_int("JOB_RETRY_AFTER_MAX_SECONDS", 120, minimum=0)
-WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
-WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
-WEBHOOK_RETRY_BACKOFF_SECONDS = env_int("WEBHOOK_RETRY_BACKOFF_SECONDS", 5, minimum=0)
 # A job of 100,000 URLs is a few MB of JSON: a job submit (POST /v1/jobs) may be this large,
 # every other request API_MAX_BODY_BYTES (project/middleware.py).
 JOB_MAX_BODY_BYTES = env_int("JOB_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024 * 1024)
@@ -401,6 +404,25 @@ JOB_SUBMIT_RESOLVE_CONCURRENCY = env_int("JOB_SUBMIT_RESOLVE_CONCURRENCY", 16, m
 # the most stored bytes an export reads at once.
 JOB_ITEM_DATA_MAX_BYTES = env_int("JOB_ITEM_DATA_MAX_BYTES", 2 * 1024 * 1024, minimum=16 * 1024)
 JOB_EXPORT_CHUNK_BYTES = env_int("JOB_EXPORT_CHUNK_BYTES", 8 * 1024 * 1024, minimum=1024)
+
+# --- Webhooks (webhooks/, docs/webhooks.md) ----------------------------------------------------
+# One delivery attempt: each read waits this long at most; the attempt's task is killed 15 s later.
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+# Attempts per delivery; retries wait WEBHOOK_RETRY_BACKOFF_SECONDS x 5^(n-1) (+-20 %), at most
+# WEBHOOK_RETRY_MAX_DELAY_SECONDS: with the defaults, about 25 hours of retries.
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 9, minimum=1)
+WEBHOOK_RETRY_BACKOFF_SECONDS = env_int("WEBHOOK_RETRY_BACKOFF_SECONDS", 5, minimum=0)
+WEBHOOK_RETRY_MAX_DELAY_SECONDS = env_int("WEBHOOK_RETRY_MAX_DELAY_SECONDS", 10 * 3600, minimum=1)
+# Beat sends due deliveries (retries, and sends lost to a crash) this often.
+WEBHOOK_SWEEP_INTERVAL_SECONDS = env_int("WEBHOOK_SWEEP_INTERVAL_SECONDS", 5, minimum=1)
+# A delivery sent to the queue is not sent again by the sweep for this long.
+WEBHOOK_QUEUED_LEASE_SECONDS = env_int("WEBHOOK_QUEUED_LEASE_SECONDS", 600, minimum=10)
+# Events and their delivery log are kept this long.
+WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 7, minimum=1)
+# After a rotation the old secret signs alongside the new one this long.
+WEBHOOK_SECRET_OVERLAP_SECONDS = env_int("WEBHOOK_SECRET_OVERLAP_SECONDS", 24 * 3600, minimum=0)
+# An endpoint that has not accepted one delivery for this long is disabled.
+WEBHOOK_DISABLE_AFTER_DAYS = env_int("WEBHOOK_DISABLE_AFTER_DAYS", 3, minimum=1)
 
 # --- Security ---------------------------------------------------------------------------------
 # Largest JSON body the API reads (413 above). A batch of 100 actions fits easily.

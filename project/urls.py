@@ -9,6 +9,7 @@ from project.openapi import DocsView, SchemaJsonView, SchemaYamlView
 from reports import api as reports_api
 from sessions.api import action_views
 from sessions.api import urls as computer_urls
+from webhooks.api import urls as webhook_urls
 
 handler400 = "project.exceptions.json_400"
 handler403 = "project.exceptions.json_403"
@@ -33,5 +34,6 @@ urlpatterns = [
     path("v1/", include((reports_api.urlpatterns, "billing"), namespace="billing")),
     path("v1/job-screenshots/<str:token>.png", job_views.JobScreenshotView.as_view(), name="job-screenshot"),
     path("v1/", include((job_urls.urlpatterns, "jobs"), namespace="jobs")),
+    path("v1/", include((webhook_urls.urlpatterns, "webhooks"), namespace="webhooks")),
     path("", include((computer_urls.urlpatterns, "computers"), namespace="root")),
 ]

@@ -11,13 +11,17 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import transaction
 from django.utils import timezone
 
+from billing.selectors import session_cost
 from billing.services import session_time_refund
 from project.completion import completion_publish
 from sessions.models import BrowserSession, EndedReason, SessionStatus
 from sessions.services import session_terminate, started_event
 from sessions.time_billing import session_time_bill
+from webhooks import events as webhook_events
+from webhooks.services import event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -41,18 +45,30 @@ def session_browser_ready(*, session: BrowserSession, location: BrowserLocation)
     calls session_browser_start_abandoned.
     """
     now = timezone.now()
-    started = BrowserSession.objects.filter(pk=session.pk, status=SessionStatus.STARTING).update(
-        status=SessionStatus.READY,
-        started_at=now,
-        last_activity_at=now,
-        idle_expires_at=session.idle_deadline(now),
-        backend=location.backend,
-        webdriver_url=location.webdriver_url,
-        webdriver_session_id=location.webdriver_session_id,
-        host=location.host,
-        browser_pid=location.browser_pid,
-        profile_dir=location.profile_dir,
-    )
+    with transaction.atomic():  # the status and its webhook event (the outbox) commit together
+        started = BrowserSession.objects.filter(pk=session.pk, status=SessionStatus.STARTING).update(
+            status=SessionStatus.READY,
+            started_at=now,
+            last_activity_at=now,
+            idle_expires_at=session.idle_deadline(now),
+            backend=location.backend,
+            webdriver_url=location.webdriver_url,
+            webdriver_session_id=location.webdriver_session_id,
+            host=location.host,
+            browser_pid=location.browser_pid,
+            profile_dir=location.profile_dir,
+        )
+        if started:
+            event_emit(
+                account_id=session.account_id,
+                type=webhook_events.SESSION_STARTED,
+                data={
+                    "session_id": session.pk,
+                    "started_at": now.isoformat(),
+                    "expires_at": _iso(session.expires_at),
+                },
+                idempotency_key=f"session.started:{session.pk}",
+            )
     if started:
         completion_publish(started_event(session.pk), {"ok": True})
     return bool(started)
@@ -76,8 +92,48 @@ def session_browser_released(*, session: BrowserSession) -> None:
         session_time_refund(session_id=session.pk, account_id=session.account_id)
     elif not session_time_bill(session_id=session.pk):
         logger.warning("session %s: balance ran out before its last minutes were charged", session.pk)
-    BrowserSession.objects.filter(pk=session.pk, browser_released_at__isnull=True).update(
-        browser_released_at=timezone.now()
+    with transaction.atomic():
+        released = BrowserSession.objects.filter(pk=session.pk, browser_released_at__isnull=True).update(
+            browser_released_at=timezone.now()
+        )
+        if released:
+            _ended_event(session)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _ended_event(session: BrowserSession) -> None:
+    """session.ended (and session.crashed) once its time is settled, so that `credits` is what it
+    cost in all."""
+    session.refresh_from_db(fields=["status", "ended_reason", "started_at", "ended_at"])
+    duration = (
+        (session.ended_at - session.started_at).total_seconds()
+        if session.started_at and session.ended_at
+        else 0.0
+    )
+    data = {
+        "session_id": session.pk,
+        "ended_reason": session.ended_reason,
+        "started_at": _iso(session.started_at),
+        "ended_at": _iso(session.ended_at),
+        "duration_seconds": round(duration, 3),
+        "credits": session_cost(session_id=session.pk),
+    }
+    if session.ended_reason == EndedReason.CRASHED:
+        # Every path to `crashed` (an action's dead browser, reconcile, a dead host) releases here.
+        event_emit(
+            account_id=session.account_id,
+            type=webhook_events.SESSION_CRASHED,
+            data=data,
+            idempotency_key=f"session.crashed:{session.pk}",
+        )
+    event_emit(
+        account_id=session.account_id,
+        type=webhook_events.SESSION_ENDED,
+        data=data,
+        idempotency_key=f"session.ended:{session.pk}",
     )
 
 

@@ -129,6 +129,27 @@ def celery_worker_process(
             log=logs / "jobs-worker.log",
             ready_marker="ready.",
         )
+        # Webhook deliveries have their own worker, as in production (bin/dev webhooks-worker).
+        workers.append(jobs_worker)
+        webhooks_worker = start_celery(
+            [
+                "worker",
+                *pool_args("webhooks"),
+                "-c",
+                "2",
+                "-l",
+                "info",
+                "-n",
+                "test-webhooks@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env=service_env,
+            log=logs / "webhooks-worker.log",
+            ready_marker="ready.",
+        )
+        workers.remove(jobs_worker)
     except BaseException:
         for worker in workers:  # a jobs worker that fails to start must not leave the others running
             stop_process(worker)
@@ -142,11 +163,13 @@ def celery_worker_process(
         )
     except BaseException:
         stop_process(jobs_worker)  # a Beat that fails to start must not leave the workers running
+        stop_process(webhooks_worker)
         for worker in workers:
             stop_process(worker)
         raise
     yield
     stop_process(beat)
+    stop_process(webhooks_worker)
     stop_process(jobs_worker)
     for worker in workers:
         stop_process(worker)

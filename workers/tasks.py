@@ -18,12 +18,13 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 
 from sessions import fleet, screenshots, time_billing
 from sessions import services as session_services
-from workers import action_runner, job_tasks, services  # noqa: F401  (job_tasks: see below)
+from workers import action_runner, job_tasks, services, webhook_tasks  # noqa: F401  (see below)
 from workers import fleet as host_fleet
 from workers.browser import TransientBrowserError
 from workers.browser.local import become_subreaper
 
-# The batch job tasks live in workers/job_tasks.py; importing it above registers them wherever
+# The batch job tasks live in workers/job_tasks.py, the webhook deliveries in
+# workers/webhook_tasks.py; importing them above registers them wherever
 # these tasks are discovered (workers, Beat, and the checks in tests/sessions/test_dispatch.py).
 
 logger = logging.getLogger(__name__)

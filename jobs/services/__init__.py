@@ -37,7 +37,6 @@ from jobs.services.submit import (
     page_price,
     request_fingerprint,
 )
-from jobs.services.webhooks import webhook_attempted, webhook_target
 
 __all__ = [
     "MAX_LOST_ATTEMPTS",
@@ -66,6 +65,4 @@ __all__ = [
     "page_price",
     "request_fingerprint",
     "retry_delay",
-    "webhook_attempted",
-    "webhook_target",
 ]

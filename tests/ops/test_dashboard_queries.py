@@ -15,9 +15,9 @@ from accounts.services import account_create
 from billing.models import LedgerEntry
 from sessions.models import Action, BrowserSession
 
-# Admin session, user and permissions (4), tiles (2 + warm pool + jobs), charts (6), live table (1):
-# the same count with 3 sessions and with 40, so nothing is read per row.
-DASHBOARD_MAX_QUERIES = 15
+# Admin session, user and permissions (4), tiles (2 + warm pool + jobs + webhooks), charts (6), live
+# table (1): the same count with 3 sessions and with 40, so nothing is read per row.
+DASHBOARD_MAX_QUERIES = 16
 SESSION_PAGE_MAX_QUERIES = 7
 ACCOUNT_PAGE_MAX_QUERIES = 10
 
@@ -189,3 +189,20 @@ def test_the_warm_pool_and_jobs_have_tiles(staff, settings):
     assert "host-a 2" in detail and "host-b 0" in detail and "1 starting" in detail
     assert re.search(r"oldest (89|9\d) s", detail), detail
     assert _tile(html, "jobs") == ("1", "2 queued")
+
+
+def test_failing_webhook_deliveries_have_a_tile(staff):
+    from webhooks.models import Delivery, Endpoint, Event
+
+    html = staff.get("/admin/ops/").content.decode()
+    assert 'data-tile="webhooks"' not in html and "Webhook deliveries" not in html  # no endpoint yet
+    account = account_create(name="hooks", plan_name="pro", credits=1000)[0]
+    endpoint = Endpoint.objects.create(
+        account=account, url="http://127.0.0.1/x", failing_since=timezone.now()
+    )
+    now = timezone.now()
+    for n, status in enumerate(("failed", "delivered", "delivered", "delivered", "pending")):
+        event = Event.objects.create(account=account, type="webhook.test", payload={"n": n})
+        Delivery.objects.create(event=event, endpoint=endpoint, status=status, next_attempt_at=now)
+    html = staff.get("/admin/ops/").content.decode()
+    assert _tile(html, "webhooks") == ("1", "25.0% of 4 settled; 1 pending; 1 endpoints failing")

@@ -14,7 +14,12 @@ from project.queues import POOLS, host_actions_queue, host_queue, worker_queues
 from tests.support.processes import REPO
 
 # docker-compose.yml's worker services and the pool each runs.
-COMPOSE_POOLS = {"worker-lifecycle": "lifecycle", "worker-actions": "actions", "jobs-worker": "jobs"}
+COMPOSE_POOLS = {
+    "worker-lifecycle": "lifecycle",
+    "worker-actions": "actions",
+    "jobs-worker": "jobs",
+    "webhooks-worker": "webhooks",
+}
 
 
 def _flag(args: list[str], flag: str, default: str | None = None) -> str | None:
@@ -66,9 +71,10 @@ def test_bin_dev_runs_each_pool_on_its_declared_queues(tmp_path: Path) -> None:
         args = _bin_dev_worker_args(tmp_path, *command)
         assert _flag(args, "-Q") == worker_queues(pool, "host-x"), command
         assert _flag(args, "--pool") == POOLS[pool].pool, command
-    args = _bin_dev_worker_args(tmp_path, "jobs-worker")
-    assert _flag(args, "-Q") == worker_queues("jobs"), args
-    assert _flag(args, "--pool", "prefork") == POOLS["jobs"].pool
+    for command_name, pool in (("jobs-worker", "jobs"), ("webhooks-worker", "webhooks")):
+        args = _bin_dev_worker_args(tmp_path, command_name)
+        assert _flag(args, "-Q") == worker_queues(pool), args
+        assert _flag(args, "--pool", "prefork") == POOLS[pool].pool
 
 
 def test_every_routed_task_lands_on_a_queue_some_pool_consumes() -> None:

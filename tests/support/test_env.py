@@ -32,6 +32,7 @@ os.environ.setdefault("JOB_TASK_SLICE_SECONDS", "5")
 os.environ.setdefault("WEBHOOK_RETRY_BACKOFF_SECONDS", "1")
 os.environ.setdefault("WEBHOOK_MAX_ATTEMPTS", "3")
 os.environ.setdefault("WEBHOOK_TIMEOUT_SECONDS", "3")
+os.environ.setdefault("WEBHOOK_SWEEP_INTERVAL_SECONDS", "1")
 os.environ.pop("SELENIUM_GRID_URL", None)
 os.environ.pop("BROWSER_BACKEND", None)
 
