@@ -23,4 +23,3 @@ def _send_after_commit(name: str, *args: object) -> None:
 def jobs_dispatch() -> None:
     """Have a worker give active jobs their browsers (jobs.services.jobs_admit) and start them."""
     _send_after_commit(JOBS_DISPATCH)
-

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0005_plan_max_waiting_requests'),
+        ('accounts', '0006_plan_max_queued_jobs'),
     ]
 
     operations = [

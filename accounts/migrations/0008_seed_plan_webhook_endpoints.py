@@ -14,6 +14,6 @@ def set_webhook_limits(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("accounts", "0006_plan_max_webhook_endpoints")]
+    dependencies = [("accounts", "0007_plan_max_webhook_endpoints")]
 
     operations = [migrations.RunPython(set_webhook_limits, migrations.RunPython.noop)]
