@@ -57,6 +57,14 @@ def _test_database_droppable(django_db_setup: Any, django_db_blocker: Any) -> It
         )
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """Operators' passwords hashed with MD5 in tests: the production hasher (PBKDF2, ~1 s of CPU
+    per hash here) made each admin test's login cost seconds. What is tested about passwords is
+    the validators, which do not depend on the hasher."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(scope="session")
 def redis_flushed() -> None:
     from project.redis import get_redis
