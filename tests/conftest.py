@@ -94,6 +94,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if STACK_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("faults"):
             item.add_marker(pytest.mark.stack)
+    # The fast tier first (a stable sort: each tier keeps its order). Its failures show within a
+    # minute, and the worker and Beat (session fixtures, started by the first stack test) are
+    # not running yet: no Beat sweep or tick touches the rows a fast test commits.
+    items.sort(key=lambda item: item.get_closest_marker("stack") is not None)
 
 
 @pytest.fixture(scope="session")
