@@ -57,6 +57,14 @@ def _test_database_droppable(django_db_setup: Any, django_db_blocker: Any) -> It
         )
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """Operators' passwords hashed with MD5 in tests: the production hasher (PBKDF2, ~1 s of CPU
+    per hash here) made each admin test's login cost seconds. What is tested about passwords is
+    the validators, which do not depend on the hasher."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(scope="session")
 def redis_flushed() -> None:
     from project.redis import get_redis
@@ -86,6 +94,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if STACK_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("faults"):
             item.add_marker(pytest.mark.stack)
+    # The fast tier first (a stable sort: each tier keeps its order). Its failures show within a
+    # minute, and the worker and Beat (session fixtures, started by the first stack test) are
+    # not running yet: no Beat sweep or tick touches the rows a fast test commits.
+    items.sort(key=lambda item: item.get_closest_marker("stack") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,7 @@ def test_readyz_is_ready_with_the_suite_worker(transactional_db, celery_worker_p
     assert any(name.startswith(("lifecycle-", "actions-")) for name in body["checks"]["workers"]["online"])
 
 
+@pytest.mark.stack  # starts a Celery worker of its own
 def test_readyz_turns_503_when_redis_stops_and_200_when_it_is_back(
     transactional_db, service_env, private_redis, http, settings, tmp_path
 ):
