@@ -21,6 +21,7 @@ from mitmproxy.master import Master
 
 from project.netpolicy import policy
 from workers.egress import DEFAULT_PORT
+from workers.egress.dns import DnsConfig
 from workers.egress.filter import EgressFilter
 
 
@@ -81,6 +82,7 @@ def main() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     policy()  # a malformed BROWSER_EGRESS_ALLOW stops the start here, not at the first request
+    DnsConfig.from_env()  # likewise a malformed EGRESS_DNS_* variable
     # mitmproxy logs every connection at INFO; refusals (ours) are enough.
     logging.getLogger("mitmproxy").setLevel(logging.WARNING)
     print(f"egress filter listening on {args.host}:{args.port}", flush=True)
