@@ -268,6 +268,10 @@ WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 6
 
 # --- Browsers ---------------------------------------------------------------------------------
 SELENIUM_GRID_URL = env_str("SELENIUM_GRID_URL", "").rstrip("/")
+# The hub's basic auth (docker-compose.yml sets SE_ROUTER_USERNAME/SE_ROUTER_PASSWORD on the hub):
+# sent with every request to SELENIUM_GRID_URL, never put in the URL (which is stored per session).
+SELENIUM_GRID_USERNAME = env_str("SELENIUM_GRID_USERNAME", "")
+SELENIUM_GRID_PASSWORD = env_str("SELENIUM_GRID_PASSWORD", "")
 BROWSER_BACKEND = env_str("BROWSER_BACKEND", "grid" if SELENIUM_GRID_URL else "local")
 if BROWSER_BACKEND not in {"local", "grid"}:
     raise ValueError(f"BROWSER_BACKEND must be local or grid, not {BROWSER_BACKEND!r}")
