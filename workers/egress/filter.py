@@ -22,6 +22,8 @@ from __future__ import annotations
 import html
 import ipaddress
 import logging
+from collections import Counter
+from collections.abc import Callable
 
 from mitmproxy import connection, http
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
@@ -30,11 +32,14 @@ from project.netpolicy import EgressPolicy
 from workers.egress import BLOCKED_ELEMENT_ID, BLOCKED_HEADER, BLOCKED_TITLE, HEALTH_BODY, HEALTH_HOST
 from workers.egress.clients import client_key
 from workers.egress.dns import CachingResolver, DnsConfig, DnsLookup, Lookup, LookupFailed
+from workers.egress.upstream import ProxyFailed, Rule, choose, open_tunnel, splice
 
 logger = logging.getLogger(__name__)
 
 # The raw lookup a filter is built with (tests pass a scripted one).
 Resolver = Lookup
+# A client's (browser's) upstream proxy rules, by client key (workers/egress/upstream.py).
+Routes = Callable[[str], list[Rule]]
 
 
 class Refused(Exception):
@@ -46,9 +51,16 @@ class Refused(Exception):
 
 class EgressFilter:
     def __init__(
-        self, policy: EgressPolicy, resolver: Resolver | None = None, dns_config: DnsConfig | None = None
+        self,
+        policy: EgressPolicy,
+        resolver: Resolver | None = None,
+        dns_config: DnsConfig | None = None,
+        routes: Routes | None = None,
     ) -> None:
         self.policy = policy
+        self.routes = routes
+        # Bytes carried through each upstream proxy, by (client key, upstream name).
+        self.proxy_bytes: Counter[tuple[str, str]] = Counter()
         config = dns_config or DnsConfig.from_env()
         self.resolver: Resolver = resolver or DnsLookup(config)
         self.dns = CachingResolver(self.resolver, config)
@@ -116,19 +128,40 @@ class EgressFilter:
             data.server.error = "no destination"
             return
         host, port = data.server.address
-        checked = self._checked.get(data.client.id, {}).pop((str(host), int(port)), None)
-        if checked is not None:
-            # The request or CONNECT of this client connection was just checked: no new lookup.
-            data.server.address = (checked, port)
+        client = self.client(data.client)
+        # The request or CONNECT of this client connection was just checked: no new lookup.
+        address = self._checked.get(data.client.id, {}).pop((str(host), int(port)), None)
+        if address is None:
+            try:
+                address = await self.destination(str(host), int(port), client=client)
+            except Refused as refused:
+                logger.info("refused %s:%s: %s", host, port, refused.detail)
+                data.server.error = f"{refused.code}: {refused.detail}"
+                return
+        upstream = choose(self.routes(client), str(host)) if self.routes else None
+        if upstream is None:
+            # Pin: the socket opens to the address just checked, never to a new lookup.
+            data.server.address = (address, port)
+            return
+        # Through the client's upstream proxy: its own address is checked like any target.
+        try:
+            proxy_address = await self.destination(upstream.host, upstream.port, client=client)
+        except Refused as refused:
+            logger.info("refused proxy %s for %s:%s: %s", upstream.name, host, port, refused.code)
+            data.server.error = f"{refused.code}: the proxy's address is not allowed"
             return
         try:
-            address = await self.destination(str(host), int(port), client=self.client(data.client))
-        except Refused as refused:
-            logger.info("refused %s:%s: %s", host, port, refused.detail)
-            data.server.error = f"{refused.code}: {refused.detail}"
+            tunnel = await open_tunnel(upstream, proxy_address, (str(host), int(port)))
+        except ProxyFailed as exc:
+            logger.info("proxy failed for %s:%s: %s", host, port, exc)
+            data.server.error = f"proxy_error: {exc}"
             return
-        # Pin: the socket opens to the address just checked, never to a new lookup.
-        data.server.address = (address, port)
+        key = (client, upstream.name)
+
+        def count(size: int) -> None:
+            self.proxy_bytes[key] += size
+
+        data.server.address = ("127.0.0.1", await splice(tunnel, count=count))
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._clients.pop(client.id, None)
