@@ -7,20 +7,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
+import os
 import socket
 import socketserver
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
 
 from project.netpolicy import EgressPolicy
 from tests.conftest import free_port
-from tests.support.processes import wait_until
+from tests.support.processes import start_egress, stop_process, wait_until
 from workers.egress import BLOCKED_HEADER
 from workers.egress.dns import DnsConfig
 from workers.egress.filter import EgressFilter
@@ -291,3 +294,62 @@ def test_a_malformed_proxy_url_is_an_error_without_its_credentials(url: str) -> 
     with pytest.raises(ValueError) as error:
         Upstream.parse(url.replace("//", "//user:pw-secret@", 1) if "//" in url else url)
     assert "pw-secret" not in str(error.value)
+
+
+# The filter process as it runs in production, its routes from EGRESS_ROUTES_DIR -------------
+
+
+@pytest.fixture
+def filter_process(tmp_path) -> Iterator[tuple[int, Path]]:  # type: ignore[no-untyped-def]
+    routes = tmp_path / "routes"
+    routes.mkdir(mode=0o700)
+    port = free_port()
+    env = {
+        **os.environ,
+        "BROWSER_EGRESS_PORT": str(port),
+        "BROWSER_EGRESS_ALLOW": "127.0.0.1/32",
+        "EGRESS_ROUTES_DIR": str(routes),
+    }
+    process = start_egress(env=env, log=tmp_path / "egress.log")
+    yield port, routes
+    stop_process(process)
+    assert "s3cret" not in (tmp_path / "egress.log").read_text()
+
+
+def _write(routes: Path, document: object, mode: int = 0o600) -> None:
+    path = routes / f"uid-{os.geteuid()}.json"
+    path.write_text(json.dumps(document))
+    path.chmod(mode)
+
+
+def test_the_filter_process_routes_each_uid_by_its_file(
+    filter_process: tuple[int, Path], proxies: tuple[_Proxy, _Proxy], page_port: int
+) -> None:
+    port, routes = filter_process
+    a, b = proxies
+    via = {"http": f"http://127.0.0.1:{port}"}
+    target = f"http://127.0.0.1:{page_port}/"
+
+    def get() -> requests.Response:
+        return requests.get(target, proxies=via, timeout=10)
+
+    assert get().status_code == 200 and a.tunnels == []  # no file: direct
+    _write(routes, {"rules": [{"server": f"http://127.0.0.1:{a.port}", "name": "A"}]})
+    assert get().status_code == 200 and len(a.tunnels) == 1
+    # A change of proxy is a new file: the next connection goes through B, with B's credentials.
+    _write(
+        routes,
+        {"rules": [{"server": f"http://127.0.0.1:{b.port}", "username": "alice", "password": "s3cret-pw"}]},
+    )
+    wait_until(lambda: get().status_code == 200 and len(b.tunnels) == 1, timeout=5, message="B")
+    assert len(a.tunnels) == 1
+    # A file anyone else could have written, or one that is not rules: refused, never direct.
+    _write(routes, {"rules": [{"server": "direct"}]}, mode=0o666)
+    with pytest.raises(requests.ConnectionError):
+        get()
+    _write(routes, {"rules": "nonsense"})
+    with pytest.raises(requests.ConnectionError):
+        get()
+    _write(routes, {"rules": [{"server": "direct"}]})
+    assert get().status_code == 200
+    assert len(a.tunnels) == 1 and len(b.tunnels) == 1

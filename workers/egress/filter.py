@@ -138,7 +138,11 @@ class EgressFilter:
                 logger.info("refused %s:%s: %s", host, port, refused.detail)
                 data.server.error = f"{refused.code}: {refused.detail}"
                 return
-        upstream = choose(self.routes(client), str(host)) if self.routes else None
+        try:
+            upstream = choose(self.routes(client), str(host)) if self.routes else None
+        except ProxyFailed as exc:
+            data.server.error = f"proxy_error: {exc}"
+            return
         if upstream is None:
             # Pin: the socket opens to the address just checked, never to a new lookup.
             data.server.address = (address, port)
