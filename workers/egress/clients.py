@@ -10,6 +10,7 @@ worker's own uid (no sandbox uid) shares that key with every other such browser.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import sys
 from pathlib import Path
@@ -36,18 +37,39 @@ def socket_owner(address: str, port: int) -> int | None:
         candidates.add(_kernel_hex(f"::ffff:{ip}", port))
     elif ip.ipv4_mapped is not None:
         candidates.add(_kernel_hex(str(ip.ipv4_mapped), port))
-    for table in _TABLES:
-        try:
-            lines = table.read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 7 and fields[1] in candidates:
-                try:
-                    return int(fields[7])
-                except ValueError:
-                    return None
+    for _ in range(3):  # a socket opened or closed mid-read can make the kernel skip entries
+        for table in _TABLES:
+            uid = _owner_in(table, candidates)
+            if uid is not None:
+                return uid
+    return None
+
+
+def _read_table(table: Path) -> str:
+    """The whole table in as few reads as the kernel allows (each read of a /proc/net file
+    resumes by position, so reading it in small pieces while sockets come and go skips some)."""
+    chunks = []
+    fd = os.open(table, os.O_RDONLY)
+    try:
+        while chunk := os.read(fd, 1 << 22):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _owner_in(table: Path, candidates: set[str]) -> int | None:
+    try:
+        lines = _read_table(table).splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 7 and fields[1] in candidates:
+            try:
+                return int(fields[7])
+            except ValueError:
+                return None
     return None
 
 
@@ -65,4 +87,6 @@ def client_key(peername: tuple[str, int] | tuple[str, int, int, int] | None) -> 
         uid = socket_owner(address, port)
         if uid is not None:
             return f"uid:{uid}"
+        # Not found (the peer already gone): a key no route or limit is shared with.
+        return f"unknown:{address}:{port}"
     return address

@@ -59,6 +59,12 @@ class DirectoryRoutes:
         return self.directory / f"uid-{uid}.json"
 
     def __call__(self, client: str) -> list[Rule]:
+        if client.startswith("unknown:"):
+            # A loopback peer whose uid the kernel did not tell: if any browser here has a
+            # route, this may be it, and it must not go direct.
+            if any(self.directory.glob("uid-*.json")):
+                raise ProxyFailed("this connection's browser cannot be told")
+            return []
         if not client.startswith("uid:"):
             return []
         path = self.path(int(client[4:]))

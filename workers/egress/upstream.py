@@ -159,7 +159,10 @@ async def splice(
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        if taken.is_set() or socket_owner(peer[0], peer[1]) != os.geteuid():
+        owner = socket_owner(peer[0], peer[1])
+        # Refused when the kernel names another uid; a peer it cannot find (gone already, or
+        # missed) is taken: only this process learnt the port, a moment ago.
+        if taken.is_set() or (owner is not None and owner != os.geteuid()):
             writer.close()
             return
         taken.set()
