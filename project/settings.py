@@ -273,6 +273,10 @@ WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 6
 
 # --- Browsers ---------------------------------------------------------------------------------
 SELENIUM_GRID_URL = env_str("SELENIUM_GRID_URL", "").rstrip("/")
+# The hub's basic auth (docker-compose.yml sets SE_ROUTER_USERNAME/SE_ROUTER_PASSWORD on the hub):
+# sent with every request to SELENIUM_GRID_URL, never put in the URL (which is stored per session).
+SELENIUM_GRID_USERNAME = env_str("SELENIUM_GRID_USERNAME", "")
+SELENIUM_GRID_PASSWORD = env_str("SELENIUM_GRID_PASSWORD", "")
 BROWSER_BACKEND = env_str("BROWSER_BACKEND", "grid" if SELENIUM_GRID_URL else "local")
 if BROWSER_BACKEND not in {"local", "grid"}:
     raise ValueError(f"BROWSER_BACKEND must be local or grid, not {BROWSER_BACKEND!r}")
@@ -288,11 +292,20 @@ CHROMEDRIVER_BINARY = env_str("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver")
 BROWSER_PROFILE_ROOT = Path(env_str("BROWSER_PROFILE_ROOT", str(BASE_DIR / "var" / "browsers")))
 # Chromium's sandbox (workers/browser/sandbox.py): auto (where the host allows it), on (or no
 # browser), off (--no-sandbox, as the worker's own user). A root worker runs browsers as uids
-# from BROWSER_SANDBOX_UID_BASE on (one per session, no passwd entry needed).
+# from BROWSER_SANDBOX_UID_BASE on (one per live browser, no passwd entry needed), leased from a
+# per-host free list in BROWSER_SANDBOX_UID_DIR (shared by all worker processes of the host).
 BROWSER_SANDBOX = env_str("BROWSER_SANDBOX", "auto")
 if BROWSER_SANDBOX not in {"auto", "on", "off"}:
     raise ImproperlyConfigured(f"BROWSER_SANDBOX must be auto, on or off, not {BROWSER_SANDBOX!r}")
 BROWSER_SANDBOX_UID_BASE = env_int("BROWSER_SANDBOX_UID_BASE", 200_000, minimum=1000)
+BROWSER_SANDBOX_UID_DIR = Path(env_str("BROWSER_SANDBOX_UID_DIR", "/run/browserfleet/sandbox-uids"))
+# An nftables rule that lets the sandbox uids connect to the egress filter only
+# (workers/browser/firewall.py): auto (where root and nft allow it), on (or no browser), off.
+BROWSER_SANDBOX_FIREWALL = env_str("BROWSER_SANDBOX_FIREWALL", "auto")
+if BROWSER_SANDBOX_FIREWALL not in {"auto", "on", "off"}:
+    raise ImproperlyConfigured(
+        f"BROWSER_SANDBOX_FIREWALL must be auto, on or off, not {BROWSER_SANDBOX_FIREWALL!r}"
+    )
 BROWSER_START_TIMEOUT_SECONDS = env_int("BROWSER_START_TIMEOUT_SECONDS", 20, minimum=1)
 # A browser start is CPU-bound batch work; live sessions' clicks are not. A starting browser runs
 # at this nice value (its process group and, where the kernel groups sessions, its autogroup)

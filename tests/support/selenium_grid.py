@@ -127,6 +127,7 @@ def grid_config(
     max_sessions: int = 2,
     session_timeout: int = SESSION_TIMEOUT,
     browser_version: str | None = None,
+    binary: str = CHROMIUM_BINARY,
 ) -> str:
     """The Grid's TOML config: 127.0.0.1 only, one node driving Debian's Chromium.
 
@@ -137,7 +138,7 @@ def grid_config(
         "browserName": "chrome",
         "platformName": "linux",
         # The node copies this binary into requests that do not name one.
-        "goog:chromeOptions": {"binary": CHROMIUM_BINARY},
+        "goog:chromeOptions": {"binary": binary},
     }
     if browser_version:
         stereotype["browserVersion"] = browser_version
@@ -286,7 +287,18 @@ def _grid_process(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "grid.toml"
-    config.write_text(grid_config(port=port, max_sessions=max_sessions, browser_version=chromium_version()))
+    binary = CHROMIUM_BINARY
+    if os.geteuid() == 0:
+        # Chromium refuses to run as root with its sandbox. Browserfleet never asks a Grid for
+        # --no-sandbox: a node decides, and a node run as root has to (as the official node
+        # image's google-chrome wrapper does for its own reasons).
+        launcher = workdir / "chromium-as-root"
+        launcher.write_text(f'#!/bin/sh\nexec {CHROMIUM_BINARY} --no-sandbox "$@"\n')
+        launcher.chmod(0o755)
+        binary = str(launcher)
+    config.write_text(
+        grid_config(port=port, max_sessions=max_sessions, browser_version=chromium_version(), binary=binary)
+    )
     log = workdir / "grid.log"
     with open(log, "ab") as log_file:
         proc = subprocess.Popen(

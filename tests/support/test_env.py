@@ -33,6 +33,11 @@ os.environ.setdefault("WEBHOOK_RETRY_BACKOFF_SECONDS", "1")
 os.environ.setdefault("WEBHOOK_MAX_ATTEMPTS", "3")
 os.environ.setdefault("WEBHOOK_TIMEOUT_SECONDS", "3")
 os.environ.setdefault("WEBHOOK_SWEEP_INTERVAL_SECONDS", "1")
+# The sandbox firewall matches a whole uid range for the machine: tests whose browsers share this
+# machine with other checkouts' must not install it for the common range (a checkout whose
+# browsers still use a DevTools port would lose it). tests/workers/test_sandbox_firewall.py
+# installs it for a range of its own and removes it.
+os.environ.setdefault("BROWSER_SANDBOX_FIREWALL", "off")
 os.environ.pop("SELENIUM_GRID_URL", None)
 os.environ.pop("BROWSER_BACKEND", None)
 

@@ -27,6 +27,7 @@ from workers.browser.base import Display
 from workers.browser.egress import chromium_args, ensure_ready
 from workers.browser.errors import BrowserStartError
 from workers.egress import BLOCKED_HEADER, HEALTH_HOST
+from workers.egress.dns import DnsConfig
 from workers.egress.filter import EgressFilter
 
 NO_ALLOW = EgressPolicy.parse("")
@@ -131,8 +132,12 @@ class _Resolver:
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
 
+# No cache: each check is a lookup of its own, which is how a rebinding name is modelled.
+NO_CACHE = DnsConfig(timeout=2, cache_seconds=0, negative_seconds=0)
+
+
 def _filter(answers: dict[str, list[list[str]]], allow: str = "127.0.0.1/32") -> EgressFilter:
-    return EgressFilter(EgressPolicy.parse(allow), resolver=_Resolver(answers))
+    return EgressFilter(EgressPolicy.parse(allow), resolver=_Resolver(answers), dns_config=NO_CACHE)
 
 
 def _server_connect(egress: EgressFilter, host: str, port: int) -> ServerConnectionHookData:
@@ -151,7 +156,8 @@ def test_server_connect_pins_the_connection_to_the_address_it_checked() -> None:
 
 
 def test_a_name_that_rebinds_to_a_private_address_after_the_first_check_is_refused() -> None:
-    # First lookup (the request hook) says allowed, the one at connect time says 127.0.0.2.
+    # First lookup (the request hook, another client connection: its decision is not reused)
+    # says allowed, the one at connect time says 127.0.0.2.
     egress = _filter({"rebind.test": [["127.0.0.1"], ["127.0.0.2"]]})
     flow = tflow.tflow()
     flow.request.host, flow.request.port = "rebind.test", 80
@@ -291,7 +297,9 @@ def running_filter(tmp_path) -> Iterator[tuple[int, dict[str, list[list[str]]]]]
         master = build_master(
             host="127.0.0.1",
             port=port,
-            egress_filter=EgressFilter(EgressPolicy.parse("127.0.0.1/32"), resolver=_Resolver(answers)),
+            egress_filter=EgressFilter(
+                EgressPolicy.parse("127.0.0.1/32"), resolver=_Resolver(answers), dns_config=NO_CACHE
+            ),
             confdir=str(tmp_path),
         )
         masters.append(master)
@@ -331,12 +339,14 @@ def test_the_real_filter_connects_to_the_checked_address_and_never_to_a_rebound_
     assert _get_through(port, f"http://pages.test:{target_port}/").text == "hello"
     assert allowed.connections == 1
 
-    # Allowed at the first lookup (the request check), 127.0.0.2 at the one before connecting.
+    # 127.0.0.1 at the request's check, 127.0.0.2 at any later lookup: the connection goes to
+    # the address that check chose (one lookup per request), the next request is refused.
     answers["rebind.test"] = [["127.0.0.1"], ["127.0.0.2"]]
-    with pytest.raises(requests.ConnectionError):
-        _get_through(port, f"http://rebind.test:{target_port}/")
+    assert _get_through(port, f"http://rebind.test:{target_port}/").text == "hello"
+    refused = _get_through(port, f"http://rebind.test:{target_port}/")
+    assert refused.status_code == 403 and refused.headers[BLOCKED_HEADER] == "blocked_address"
     # Straight to the private address: the 403 page, and still nothing reached it.
     blocked = _get_through(port, f"http://127.0.0.2:{target_port}/")
     assert blocked.status_code == 403 and blocked.headers[BLOCKED_HEADER] == "blocked_address"
     assert forbidden.connections == 0
-    assert allowed.connections == 1
+    assert allowed.connections == 2

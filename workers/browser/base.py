@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from django.conf import settings
 
 from workers.browser.errors import BrowserError, BrowserGone
 
@@ -51,6 +54,11 @@ def webdriver_request(
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json; charset=utf-8")
+    grid = settings.SELENIUM_GRID_URL
+    if grid and settings.SELENIUM_GRID_USERNAME and (url == grid or url.startswith(f"{grid}/")):
+        # The hub asks for basic auth (docker-compose.yml); only the hub ever gets the password.
+        pair = f"{settings.SELENIUM_GRID_USERNAME}:{settings.SELENIUM_GRID_PASSWORD}".encode()
+        request.add_header("Authorization", f"Basic {base64.b64encode(pair).decode()}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return dict(json.load(response))

@@ -29,7 +29,9 @@ class GridBackend:
         # Checked from here: the nodes must reach the filter at the same BROWSER_EGRESS_HOST.
         egress.ensure_ready()
         # The node knows where its browser binary is; profiles are the node's own temp dirs.
-        capabilities = chrome_capabilities(display=display, binary=None, profile_dir=None)
+        # No --no-sandbox from us: whether Chrome's sandbox can run is the node's to decide
+        # (docs/egress.md, "Layers on Docker Compose").
+        capabilities = chrome_capabilities(display=display, binary=None, profile_dir=None, sandbox=True)
         try:
             reply = webdriver_request(
                 "POST",

@@ -33,7 +33,7 @@ from workers.browser.base import (
 )
 from workers.browser.errors import BrowserError, BrowserStartError
 from workers.browser.options import chrome_capabilities, headless_shell_launcher, is_headless_shell
-from workers.browser.sandbox import sandbox_prepare
+from workers.browser.sandbox import UidLeases, sandbox_prepare
 
 # Popen objects of chromedrivers this process started, so that they are reaped, not left zombies.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -109,6 +109,52 @@ def become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+def _uid_processes(uid: int) -> list[int]:
+    """Processes whose real or effective uid is `uid`."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status") as status:
+                for line in status:
+                    if line.startswith("Uid:"):
+                        real, effective = line.split()[1:3]
+                        if uid in (int(real), int(effective)):
+                            pids.append(int(entry.name))
+                        break
+        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+            continue
+    return pids
+
+
+def end_uid(uid: int) -> None:
+    """Kill everything running as a sandbox uid and remove what it left at the top of /tmp (a
+    crash handler's or an escaped process's leftovers; Chromium's singleton sockets), so the next
+    browser leased this uid finds nothing of the last one's. Only for leased sandbox uids."""
+    for _ in range(3):  # a process forking while it is killed: look again
+        pids = _uid_processes(uid)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            child = _children.pop(pid, None)
+            if child is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=5)
+    with contextlib.suppress(OSError), os.scandir("/tmp") as entries:  # noqa: S108 - Chromium's /tmp
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -161,6 +207,7 @@ class LocalBackend:
         session_dir = self._session_dir(session_id)
         # A redelivered start may find the browser of its earlier attempt: end that one first.
         self._kill_session_processes(session_id)
+        self._end_lease(session_id)
         shutil.rmtree(session_dir, ignore_errors=True)
         session_dir.mkdir(parents=True)
         plan = sandbox_prepare(session_id=session_id, session_dir=session_dir)
@@ -188,6 +235,9 @@ class LocalBackend:
                 profile_dir=session_dir / "profile",
                 sandbox=plan.sandbox,
                 headless_shell=is_headless_shell(settings.CHROMIUM_BINARY),
+                # With the firewall the browser's uid may open no connection but to the filter,
+                # so chromedriver reaches Chromium over a pipe (and no DevTools port listens).
+                debugging_pipe=plan.firewall,
             )
             reply = webdriver_request(
                 "POST",
@@ -199,6 +249,7 @@ class LocalBackend:
             prepare_first_tab(url, webdriver_session_id, display)
         except (BrowserError, KeyError, TypeError) as exc:
             _kill_group(process.pid)
+            self._end_lease(session_id)
             shutil.rmtree(session_dir, ignore_errors=True)
             raise BrowserStartError(f"Chromium did not start: {exc}") from exc
         _start_done(process.pid)
@@ -255,8 +306,20 @@ class LocalBackend:
         names = {session_id, Path(handle.profile_dir).name if handle.profile_dir else session_id}
         for name in names:
             self._kill_session_processes(name)
+            self._end_lease(name)
             shutil.rmtree(self._session_dir(name), ignore_errors=True)
         _reap_finished_children()
+
+    def _end_lease(self, name: str) -> None:
+        """Kill whatever still runs as the sandbox uid browser `name` holds, then give it back."""
+        if os.geteuid() != 0:
+            return  # only a root worker leases uids
+        leases = UidLeases.configured()
+        holder = str(self._session_dir(name))
+        uid = leases.holder(holder)
+        if uid is not None:
+            end_uid(uid)
+            leases.release(holder)
 
     def is_alive(self, handle: BrowserHandle) -> bool:
         if handle.pid and handle.host == self.host and not _pid_alive(handle.pid):
@@ -304,7 +367,24 @@ class LocalBackend:
                 continue
             for pgid in pgids:
                 _kill_group(pgid)
+            self._end_lease(session_id)
             shutil.rmtree(self._session_dir(session_id), ignore_errors=True)
             killed.append(session_id)
+        if os.geteuid() == 0:
+            # Leases of browsers that are gone altogether (a worker died between start and stop):
+            # no process with the name in its paths, no directory. Starts create the directory
+            # before they lease, so a start in progress is never taken for one.
+            def gone(holder: str) -> bool:
+                path = Path(holder)
+                return (
+                    path.parent == self.root
+                    and path.name.startswith(prefix)
+                    and path.name not in groups
+                    and path.name not in live
+                    and not path.exists()
+                )
+
+            for uid in UidLeases.configured().reclaim(gone):
+                end_uid(uid)
         _reap_finished_children()
         return killed

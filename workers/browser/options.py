@@ -61,10 +61,13 @@ def chrome_capabilities(
     profile_dir: Path | None,
     sandbox: bool = False,
     headless_shell: bool = False,
+    debugging_pipe: bool = False,
 ) -> dict[str, Any]:
     """`sandbox`: Chromium's own sandbox can start (workers/browser/sandbox.py); without it the
     browser needs --no-sandbox (as root, or where user namespaces are not allowed).
-    `headless_shell`: `binary` launches the headless shell (no --headless switch)."""
+    `headless_shell`: `binary` launches the headless shell (no --headless switch).
+    `debugging_pipe`: chromedriver talks to Chromium over a pipe, and Chromium listens on no
+    DevTools port (which any local process could otherwise drive; local backend)."""
     args = [
         *(arg for arg in CHROMIUM_ARGS if not (headless_shell and arg.startswith("--headless"))),
         # The shell has no popup blocker: a page could open windows without end from a timer.
@@ -72,6 +75,7 @@ def chrome_capabilities(
         # put); the API's tab actions still open tabs (WebDriver's New Window).
         *(["--block-new-web-contents"] if headless_shell else []),
         *([] if sandbox else ["--no-sandbox"]),
+        *(["--remote-debugging-pipe"] if debugging_pipe else []),
         f"--window-size={display.width},{display.height}",
         f"--force-device-scale-factor={display.scale}",
         *egress.chromium_args(),

@@ -2,11 +2,16 @@
 
 Chromium refuses its sandbox as root, and its sandbox needs user namespaces (Debian's Chromium
 has no setuid helper). So a worker running as root starts each session's chromedriver and
-Chromium as an unprivileged uid of their own (BROWSER_SANDBOX_UID_BASE plus a number taken from
-the session id: no passwd entry needed), owning the session's directory (mode 0700); a worker
-that is not root runs them as itself. Then, if that uid can create a user namespace, Chromium
-starts with its sandbox (renderers in their own namespaces under seccomp-bpf); if not, with
---no-sandbox.
+Chromium as an unprivileged uid of their own, owning the session's directory (mode 0700); a
+worker that is not root runs them as itself. The uid is leased from a per-host free list
+(`UidLeases`, BROWSER_SANDBOX_UID_DIR: one file per uid in use, naming its browser), so no two
+live browsers ever share one (they did: the uid was sha256(id) mod 50000, about a 9 % chance of
+a shared uid among 100 browsers, and with it each other's profile). Uids are handed out round
+the range (BROWSER_SANDBOX_UID_BASE, UID_SPAN of them), so a freed uid is reused as late as
+possible; at stop everything still running as the uid is killed and what it left in /tmp
+removed (workers/browser/local.py) before the lease goes back. Then, if that uid can create a
+user namespace, Chromium starts with its sandbox (renderers in their own namespaces under
+seccomp-bpf); if not, with --no-sandbox.
 
 Each start probes this for real (a shell as that uid, which enters the session's directory and
 runs `unshare --user true`, a few milliseconds): the answer depends on the kernel
@@ -17,14 +22,17 @@ runtime, and on whether the uid can reach BROWSER_PROFILE_ROOT.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import fcntl
 import os
 import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
+from workers.browser import firewall
 from workers.browser.errors import BrowserStartError
 
 # How many uids sessions are spread over, from BROWSER_SANDBOX_UID_BASE.
@@ -38,11 +46,97 @@ _CANNOT_REACH, _NO_USERNS = 97, 98
 class SandboxPlan:
     uid: int | None  # run chromedriver and Chromium as this uid (None: as this process)
     sandbox: bool  # start Chromium with its sandbox
+    firewall: bool = False  # the uid may connect to the egress filter only (firewall.py)
 
 
-def session_uid(session_id: str) -> int:
-    digest = int(hashlib.sha256(session_id.encode()).hexdigest(), 16)
-    return int(settings.BROWSER_SANDBOX_UID_BASE) + digest % UID_SPAN
+class UidLeases:
+    """A per-host free list of sandbox uids, shared by every worker process of the host.
+
+    One file per leased uid in `directory`, named by the uid and holding the browser's name (the
+    path of its session's directory, unique on the host whatever the profile root); every change
+    under an exclusive flock of `.lock`, so two processes never lease one uid. Leases outlive the
+    process that took them (a browser outlives its task); the one that stops the browser, or
+    reconcile (`reclaim`), gives them back.
+    """
+
+    def __init__(self, directory: Path, *, base: int, span: int = UID_SPAN) -> None:
+        self.directory = Path(directory)
+        self.base = base
+        self.span = span
+
+    @classmethod
+    def configured(cls) -> UidLeases:
+        return cls(Path(settings.BROWSER_SANDBOX_UID_DIR), base=int(settings.BROWSER_SANDBOX_UID_BASE))
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.directory / ".lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _holders(self) -> dict[int, str]:
+        holders = {}
+        for entry in self.directory.iterdir() if self.directory.exists() else ():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    holders[int(entry.name)] = entry.read_text()
+        return holders
+
+    def holders(self) -> dict[int, str]:
+        with self._locked():
+            return self._holders()
+
+    def holder(self, name: str) -> int | None:
+        """The uid `name` holds, or None."""
+        for uid, holder in self.holders().items():
+            if holder == name:
+                return uid
+        return None
+
+    def lease(self, name: str) -> int:
+        """A uid no other live browser holds (the one `name` already holds, if any)."""
+        with self._locked():
+            holders = self._holders()
+            for uid, holder in holders.items():
+                if holder == name:
+                    return uid
+            cursor_file = self.directory / ".next"
+            try:
+                cursor = int(cursor_file.read_text() or 0) % self.span
+            except (OSError, ValueError):
+                cursor = 0
+            for step in range(self.span):
+                offset = (cursor + step) % self.span
+                uid = self.base + offset
+                if uid not in holders:
+                    (self.directory / str(uid)).write_text(name)
+                    cursor_file.write_text(str(offset + 1))
+                    return uid
+        raise RuntimeError(f"no sandbox uid is free ({self.span} browsers on this host)")
+
+    def release(self, name: str) -> int | None:
+        """Give back the uid `name` holds; the uid, or None when it held none."""
+        with self._locked():
+            for uid, holder in self._holders().items():
+                if holder == name:
+                    (self.directory / str(uid)).unlink(missing_ok=True)
+                    return uid
+        return None
+
+    def reclaim(self, gone: Callable[[str], bool]) -> list[int]:
+        """Give back the uids of holders for which `gone(name)` is true (reconcile's cleanup
+        after a worker died between a start and its stop)."""
+        freed = []
+        with self._locked():
+            for uid, holder in self._holders().items():
+                if gone(holder):
+                    (self.directory / str(uid)).unlink(missing_ok=True)
+                    freed.append(uid)
+        return freed
 
 
 def _probe(session_dir: Path, uid: int | None) -> int | None:
@@ -75,8 +169,12 @@ def sandbox_prepare(*, session_id: str, session_dir: Path) -> SandboxPlan:
     if mode == "off":
         return SandboxPlan(uid=None, sandbox=False)
     uid: int | None = None
+    leases = UidLeases.configured()
     if os.geteuid() == 0:
-        uid = session_uid(session_id)
+        try:
+            uid = leases.lease(str(session_dir))
+        except RuntimeError as exc:
+            raise BrowserStartError(str(exc)) from None
         os.chown(session_dir, uid, uid)
         session_dir.chmod(0o700)
         # The uid must be able to pass through the root to its own directory, and no further.
@@ -87,9 +185,21 @@ def sandbox_prepare(*, session_id: str, session_dir: Path) -> SandboxPlan:
         # This process cannot switch to the uid (a container mapping few uids), or the uid cannot
         # reach the directory: run as this process, and as root that means no sandbox.
         os.chown(session_dir, 0, 0)
+        leases.release(str(session_dir))
         uid, status = None, _NO_USERNS
-    plan = SandboxPlan(uid=uid, sandbox=status == 0 and (uid is not None or os.geteuid() != 0))
+    walled = False
+    if uid is not None:
+        try:
+            walled = firewall.ensure(base=leases.base, span=leases.span)
+        except BrowserStartError:
+            leases.release(str(session_dir))
+            raise
+    plan = SandboxPlan(
+        uid=uid, sandbox=status == 0 and (uid is not None or os.geteuid() != 0), firewall=walled
+    )
     if mode == "on" and not plan.sandbox:
+        if uid is not None:
+            leases.release(str(session_dir))
         raise BrowserStartError(
             "BROWSER_SANDBOX=on but Chromium's sandbox cannot start here (the worker must be able to "
             "run browsers as an unprivileged uid that may create user namespaces)"

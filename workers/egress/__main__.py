@@ -1,7 +1,8 @@
 """Run the egress filter: `python -m workers.egress [--host H] [--port P]`.
 
-Reads BROWSER_EGRESS_PORT, BROWSER_EGRESS_ALLOW and ALLOW_PRIVATE_NETWORK_TARGETS (project/netpolicy.py)
-from the environment.
+Reads BROWSER_EGRESS_PORT, BROWSER_EGRESS_ALLOW and ALLOW_PRIVATE_NETWORK_TARGETS (project/netpolicy.py),
+EGRESS_DNS_* (workers/egress/dns.py) and EGRESS_ROUTES_DIR (workers/egress/routes.py) from the
+environment.
 Listens on 127.0.0.1 unless told otherwise (a container serving browsers on other hosts binds
 0.0.0.0 and relies on its network for isolation).
 """
@@ -14,6 +15,7 @@ import logging
 import os
 import signal
 import tempfile
+from pathlib import Path
 
 from mitmproxy import options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
@@ -21,7 +23,9 @@ from mitmproxy.master import Master
 
 from project.netpolicy import policy
 from workers.egress import DEFAULT_PORT
+from workers.egress.dns import DnsConfig
 from workers.egress.filter import EgressFilter
+from workers.egress.routes import DirectoryRoutes
 
 
 def configure(master: Master, *, host: str, port: int) -> None:
@@ -63,7 +67,11 @@ def build_master(*, host: str, port: int, egress_filter: EgressFilter, confdir: 
 async def serve(*, host: str, port: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bf-egress-") as scratch:
         confdir = os.environ.get("BROWSER_EGRESS_CONFDIR") or scratch
-        master = build_master(host=host, port=port, egress_filter=EgressFilter(policy()), confdir=confdir)
+        routes_dir = os.environ.get("EGRESS_ROUTES_DIR", "")
+        egress_filter = EgressFilter(
+            policy(), routes=DirectoryRoutes(Path(routes_dir)) if routes_dir else None
+        )
+        master = build_master(host=host, port=port, egress_filter=egress_filter, confdir=confdir)
         # Supervisors stop it with SIGTERM: shut down cleanly, so the scratch directory goes too.
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, master.shutdown)
@@ -81,6 +89,7 @@ def main() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     policy()  # a malformed BROWSER_EGRESS_ALLOW stops the start here, not at the first request
+    DnsConfig.from_env()  # likewise a malformed EGRESS_DNS_* variable
     # mitmproxy logs every connection at INFO; refusals (ours) are enough.
     logging.getLogger("mitmproxy").setLevel(logging.WARNING)
     print(f"egress filter listening on {args.host}:{args.port}", flush=True)

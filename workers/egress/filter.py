@@ -2,36 +2,44 @@
 
 The check that counts is `server_connect`: mitmproxy is about to open a TCP connection for a
 plain HTTP request or a CONNECT tunnel (HTTPS, WebSockets, anything). The addon resolves the
-name itself (every A and AAAA answer), refuses if any answer is forbidden, and rewrites the
-connection's address to the address it checked, so the socket goes exactly where the check
-said: a DNS answer that changes afterwards (rebinding) is never looked up again. Redirects,
-subresources, meta refresh, fetch and WebSockets are each a request or a tunnel of their own,
-so each passes here.
+name itself (every A and AAAA answer, workers/egress/dns.py), refuses if any answer is
+forbidden, and rewrites the connection's address to the address it checked, so the socket goes
+exactly where the check said: a DNS answer that changes afterwards (rebinding) is never looked
+up again. Redirects, subresources, meta refresh, fetch and WebSockets are each a request or a
+tunnel of their own, so each passes here.
 
-Before that, `request` and `http_connect` run the same check to answer a refusal in a form the
+Before that, `request` and `http_connect` run the check to answer a refusal in a form the
 browser shows: a plain HTTP request gets a 403 page whose title and `X-Browserfleet-Blocked`
 header the worker recognises; a CONNECT gets a 403, which Chromium reports as a failed tunnel.
-TLS is never decrypted: every tunnel is passed through as bytes (ignore_hosts matches all).
+Their decision (the checked address) is kept for that client connection and host:port, and
+`server_connect` uses it: one lookup per CONNECT, not two, and the address pinned is the one
+the first check saw. TLS is never decrypted: every tunnel is passed through as bytes
+(ignore_hosts matches all).
 """
 
 from __future__ import annotations
 
-import asyncio
 import html
 import ipaddress
 import logging
-import socket
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Callable
 
-from mitmproxy import http
+from mitmproxy import connection, http
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
 from project.netpolicy import EgressPolicy
 from workers.egress import BLOCKED_ELEMENT_ID, BLOCKED_HEADER, BLOCKED_TITLE, HEALTH_BODY, HEALTH_HOST
+from workers.egress.clients import client_key
+from workers.egress.dns import CachingResolver, DnsConfig, DnsLookup, Lookup, LookupFailed
+from workers.egress.upstream import ProxyFailed, Rule, choose, open_tunnel, splice
 
 logger = logging.getLogger(__name__)
 
-Resolver = Callable[[str, int], Awaitable[list[str]]]
+# The raw lookup a filter is built with (tests pass a scripted one).
+Resolver = Lookup
+# A client's (browser's) upstream proxy rules, by client key (workers/egress/upstream.py).
+Routes = Callable[[str], list[Rule]]
 
 
 class Refused(Exception):
@@ -41,23 +49,32 @@ class Refused(Exception):
         self.detail = detail
 
 
-async def system_resolver(host: str, port: int) -> list[str]:
-    """Every address the system resolver gives for `host`, in its order of preference."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses: list[str] = []
-    for info in infos:
-        address = str(info[4][0])
-        if address not in addresses:
-            addresses.append(address)
-    return addresses
-
-
 class EgressFilter:
-    def __init__(self, policy: EgressPolicy, resolver: Resolver = system_resolver) -> None:
+    def __init__(
+        self,
+        policy: EgressPolicy,
+        resolver: Resolver | None = None,
+        dns_config: DnsConfig | None = None,
+        routes: Routes | None = None,
+    ) -> None:
         self.policy = policy
-        self.resolver = resolver
+        self.routes = routes
+        # Bytes carried through each upstream proxy, by (client key, upstream name).
+        self.proxy_bytes: Counter[tuple[str, str]] = Counter()
+        config = dns_config or DnsConfig.from_env()
+        self.resolver: Resolver = resolver or DnsLookup(config)
+        self.dns = CachingResolver(self.resolver, config)
+        # Per client connection (its id): who it is, and the addresses its checks chose.
+        self._clients: dict[str, str] = {}
+        self._checked: dict[str, dict[tuple[str, int], str]] = {}
 
-    async def destination(self, host: str, port: int) -> str:
+    def client(self, conn: connection.Client) -> str:
+        key = self._clients.get(conn.id)
+        if key is None:
+            key = self._clients[conn.id] = client_key(conn.peername)
+        return key
+
+    async def destination(self, host: str, port: int, *, client: str = "") -> str:
         """The address to connect to for host:port, checked; raises Refused."""
         try:
             literal = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
@@ -70,9 +87,9 @@ class EgressFilter:
         if self.policy.host_allowed(host, port):
             return host  # the operator vouches for the name, whatever it resolves to
         try:
-            addresses = await self.resolver(host, port)
-        except (OSError, UnicodeError) as exc:
-            raise Refused("unresolvable", f"{host} does not resolve: {exc}") from None
+            addresses = await self.dns.resolve(host, port, client=client)
+        except LookupFailed as exc:
+            raise Refused("unresolvable", str(exc)) from None
         if not addresses:
             raise Refused("unresolvable", f"{host} does not resolve")
         # All answers, not just the first: the browser must not be one retry away from a
@@ -84,19 +101,26 @@ class EgressFilter:
 
     # mitmproxy hooks -------------------------------------------------------------------------
 
+    async def _check(self, flow: http.HTTPFlow) -> Refused | None:
+        host, port = flow.request.host, flow.request.port
+        try:
+            address = await self.destination(host, port, client=self.client(flow.client_conn))
+        except Refused as refused:
+            return refused
+        self._checked.setdefault(flow.client_conn.id, {})[(host, port)] = address
+        return None
+
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.request.host == HEALTH_HOST:
             flow.response = http.Response.make(200, HEALTH_BODY, {"Content-Type": "text/plain"})
             return
-        try:
-            await self.destination(flow.request.host, flow.request.port)
-        except Refused as refused:
+        refused = await self._check(flow)
+        if refused is not None:
             flow.response = blocked_response(refused, flow.request.pretty_url)
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
-        try:
-            await self.destination(flow.request.host, flow.request.port)
-        except Refused as refused:
+        refused = await self._check(flow)
+        if refused is not None:
             flow.response = blocked_response(refused, f"{flow.request.host}:{flow.request.port}")
 
     async def server_connect(self, data: ServerConnectionHookData) -> None:
@@ -104,14 +128,48 @@ class EgressFilter:
             data.server.error = "no destination"
             return
         host, port = data.server.address
+        client = self.client(data.client)
+        # The request or CONNECT of this client connection was just checked: no new lookup.
+        address = self._checked.get(data.client.id, {}).pop((str(host), int(port)), None)
+        if address is None:
+            try:
+                address = await self.destination(str(host), int(port), client=client)
+            except Refused as refused:
+                logger.info("refused %s:%s: %s", host, port, refused.detail)
+                data.server.error = f"{refused.code}: {refused.detail}"
+                return
         try:
-            address = await self.destination(str(host), int(port))
-        except Refused as refused:
-            logger.info("refused %s:%s: %s", host, port, refused.detail)
-            data.server.error = f"{refused.code}: {refused.detail}"
+            upstream = choose(self.routes(client), str(host)) if self.routes else None
+        except ProxyFailed as exc:
+            data.server.error = f"proxy_error: {exc}"
             return
-        # Pin: the socket opens to the address just checked, never to a new lookup.
-        data.server.address = (address, port)
+        if upstream is None:
+            # Pin: the socket opens to the address just checked, never to a new lookup.
+            data.server.address = (address, port)
+            return
+        # Through the client's upstream proxy: its own address is checked like any target.
+        try:
+            proxy_address = await self.destination(upstream.host, upstream.port, client=client)
+        except Refused as refused:
+            logger.info("refused proxy %s for %s:%s: %s", upstream.name, host, port, refused.code)
+            data.server.error = f"{refused.code}: the proxy's address is not allowed"
+            return
+        try:
+            tunnel = await open_tunnel(upstream, proxy_address, (str(host), int(port)))
+        except ProxyFailed as exc:
+            logger.info("proxy failed for %s:%s: %s", host, port, exc)
+            data.server.error = f"proxy_error: {exc}"
+            return
+        key = (client, upstream.name)
+
+        def count(size: int) -> None:
+            self.proxy_bytes[key] += size
+
+        data.server.address = ("127.0.0.1", await splice(tunnel, count=count))
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._clients.pop(client.id, None)
+        self._checked.pop(client.id, None)
 
     def error(self, flow: http.HTTPFlow) -> None:
         # The upstream connection failed (refused, timed out, or refused by server_connect after

@@ -1,0 +1,355 @@
+"""The egress filter chaining to upstream proxies (issue 24's filter side), for real: mitmproxy
+in this process, two upstream proxies of this test's own on loopback that count the tunnels
+they open, a page server on 127.0.0.1, forbidden twins on 127.0.0.2."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import socket
+import socketserver
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from project.netpolicy import EgressPolicy
+from tests.conftest import free_port
+from tests.support.processes import start_egress, stop_process, wait_until
+from workers.egress import BLOCKED_HEADER
+from workers.egress.dns import DnsConfig
+from workers.egress.filter import EgressFilter
+from workers.egress.upstream import Rule, Upstream
+
+
+class _Page(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"hello from " + self.path.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@dataclass
+class _Proxy:
+    """A CONNECT-only upstream proxy: every name is 127.0.0.1 to it; counts what it carried."""
+
+    name: str
+    host: str = "127.0.0.1"
+    credentials: str = ""  # "user:pass" it requires, or none
+    tunnels: list[str] = field(default_factory=list)
+    auth_seen: list[str] = field(default_factory=list)
+    carried: int = 0
+    server: socketserver.ThreadingTCPServer | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.server_address[1])
+
+    def start(self) -> _Proxy:
+        proxy = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = self.request.recv(4096)
+                    if not chunk:
+                        return
+                    head += chunk
+                lines = head.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+                method, authority, _ = lines[0].split(" ", 2)
+                headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+                proxy.auth_seen.append(headers.get("Proxy-Authorization", ""))
+                if proxy.credentials:
+                    expected = "Basic " + base64.b64encode(proxy.credentials.encode()).decode()
+                    if headers.get("Proxy-Authorization") != expected:
+                        self.request.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+                        return
+                assert method == "CONNECT"
+                proxy.tunnels.append(authority)
+                port = int(authority.rsplit(":", 1)[1])
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as upstream:
+                    self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    proxy._splice(self.request, upstream)
+
+        self.server = socketserver.ThreadingTCPServer((self.host, 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def _splice(self, a: socket.socket, b: socket.socket) -> None:
+        def pipe(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while data := src.recv(65536):
+                    self.carried += len(data)
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for sock in (src, dst):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+
+        other = threading.Thread(target=pipe, args=(b, a), daemon=True)
+        other.start()
+        pipe(a, b)
+        other.join(timeout=5)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@pytest.fixture
+def page_port() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def proxies() -> Iterator[tuple[_Proxy, _Proxy]]:
+    a, b = _Proxy("A").start(), _Proxy("B", credentials="alice:s3cret-pw").start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+class _Answers:
+    async def __call__(self, host: str, port: int) -> list[str]:
+        if host.endswith(".test"):
+            return ["127.0.0.2"] if host.startswith("internal") else ["127.0.0.1"]
+        raise OSError("no such name")
+
+
+@dataclass
+class _Filter:
+    port: int
+    egress: EgressFilter
+    rules: list[Rule]
+
+    def get(self, url: str) -> requests.Response:
+        return requests.get(url, proxies={"http": f"http://127.0.0.1:{self.port}"}, timeout=10)
+
+
+@pytest.fixture
+def chained(tmp_path) -> Iterator[_Filter]:  # type: ignore[no-untyped-def]
+    from workers.egress.__main__ import build_master
+
+    rules: list[Rule] = []
+    egress = EgressFilter(
+        EgressPolicy.parse("127.0.0.1/32"),
+        resolver=_Answers(),
+        dns_config=DnsConfig(timeout=2, cache_seconds=0, negative_seconds=0),
+        routes=lambda client: rules,
+    )
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    masters = []
+
+    async def run() -> None:
+        master = build_master(host="127.0.0.1", port=port, egress_filter=egress, confdir=str(tmp_path))
+        masters.append(master)
+        await master.run()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    wait_until(listening, timeout=15, message="the in-process filter to listen")
+    yield _Filter(port=port, egress=egress, rules=rules)
+    loop.call_soon_threadsafe(masters[0].shutdown)
+    thread.join(timeout=10)
+    loop.close()
+
+
+def _connect_through(port: int, target: str, path: str) -> bytes:
+    """A CONNECT tunnel through the filter (what Chromium does for HTTPS), then plain HTTP in it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        reply = sock.recv(4096)
+        if not reply.startswith(b"HTTP/1.1 200"):
+            return reply
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data
+
+
+def test_the_default_rule_sends_everything_through_the_proxy(
+    chained: _Filter, proxies: tuple[_Proxy, _Proxy], page_port: int
+) -> None:
+    a, b = proxies
+    chained.rules[:] = [Rule(Upstream.parse(f"http://127.0.0.1:{a.port}", name="A"))]
+    assert chained.get(f"http://pages.test:{page_port}/one").text == "hello from /one"
+    assert b"hello from /two" in _connect_through(chained.port, f"pages.test:{page_port}", "/two")
+    assert a.tunnels == [f"pages.test:{page_port}"] * 2 and b.tunnels == []
+    # Metering: the filter counted what the proxy carried (both ways), give or take nothing.
+    wait_until(lambda: sum(chained.egress.proxy_bytes.values()) == a.carried, timeout=5, message="counts")
+    assert a.carried > 0
+
+
+def test_a_domain_rule_sends_one_host_to_a_proxy_and_the_rest_direct(
+    chained: _Filter, proxies: tuple[_Proxy, _Proxy], page_port: int
+) -> None:
+    a, _ = proxies
+    chained.rules[:] = [
+        Rule(Upstream.parse(f"http://127.0.0.1:{a.port}"), pattern="*.shop.test"),
+        Rule(None),  # "direct"
+    ]
+    assert chained.get(f"http://www.shop.test:{page_port}/a").status_code == 200
+    assert chained.get(f"http://shop.test:{page_port}/b").status_code == 200
+    assert chained.get(f"http://news.test:{page_port}/c").status_code == 200
+    assert a.tunnels == [f"www.shop.test:{page_port}", f"shop.test:{page_port}"]
+
+
+def test_switching_the_rule_moves_the_next_connection_and_credentials_go_upstream_only(
+    chained: _Filter, proxies: tuple[_Proxy, _Proxy], page_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = proxies
+    chained.rules[:] = [Rule(Upstream.parse(f"http://127.0.0.1:{a.port}"))]
+    assert chained.get(f"http://pages.test:{page_port}/").status_code == 200
+    chained.rules[:] = [Rule(Upstream.parse(f"http://alice:s3cret-pw@127.0.0.1:{b.port}"))]
+    assert chained.get(f"http://pages.test:{page_port}/").status_code == 200
+    assert len(a.tunnels) == 1 and len(b.tunnels) == 1
+    assert b.auth_seen == ["Basic " + base64.b64encode(b"alice:s3cret-pw").decode()]
+    assert a.auth_seen == [""]
+    # Wrong credentials: a 407 upstream is a failed connection whose text names no secret.
+    caplog.set_level(logging.INFO)
+    chained.rules[:] = [
+        Rule(Upstream.parse(f"http://127.0.0.1:{b.port}", username="alice", password="wrong-pw"))
+    ]
+    with pytest.raises(requests.ConnectionError):
+        chained.get(f"http://pages.test:{page_port}/")
+    refused = _connect_through(chained.port, f"pages.test:{page_port}", "/")
+    assert not refused.startswith(b"HTTP/1.1 200")
+    assert "wrong-pw" not in caplog.text and "alice" not in caplog.text
+    assert b"wrong-pw" not in refused
+    assert "407" in caplog.text
+    assert "s3cret" not in repr(chained.rules)
+
+
+def test_a_dead_proxy_fails_the_connection_and_reaches_nothing(
+    chained: _Filter, proxies: tuple[_Proxy, _Proxy], page_port: int
+) -> None:
+    chained.rules[:] = [Rule(Upstream.parse(f"http://127.0.0.1:{free_port()}"))]
+    with pytest.raises(requests.ConnectionError):
+        chained.get(f"http://pages.test:{page_port}/")
+
+
+def test_a_proxy_at_a_forbidden_address_is_never_contacted(
+    chained: _Filter, page_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    internal = _Proxy("internal", host="127.0.0.2").start()
+    try:
+        for proxy_url in (f"http://127.0.0.2:{internal.port}", f"http://internal-proxy.test:{internal.port}"):
+            chained.rules[:] = [Rule(Upstream.parse(proxy_url))]
+            with pytest.raises(requests.ConnectionError):
+                chained.get(f"http://pages.test:{page_port}/")
+        assert internal.tunnels == [] and internal.auth_seen == []
+    finally:
+        internal.stop()
+
+
+def test_a_forbidden_target_is_refused_even_through_a_proxy(
+    chained: _Filter, proxies: tuple[_Proxy, _Proxy], page_port: int
+) -> None:
+    a, _ = proxies
+    chained.rules[:] = [Rule(Upstream.parse(f"http://127.0.0.1:{a.port}"))]
+    for url in (f"http://127.0.0.2:{page_port}/", f"http://internal.test:{page_port}/"):
+        refused = chained.get(url)
+        assert refused.status_code == 403 and refused.headers[BLOCKED_HEADER] == "blocked_address"
+    assert b"403" in _connect_through(chained.port, f"internal.test:{page_port}", "/")
+    assert a.tunnels == []
+
+
+@pytest.mark.parametrize(
+    "url", ["socks5://127.0.0.1:1080", "http://", "http://host:99999", "http://h:1/path", "ftp://h:1"]
+)
+def test_a_malformed_proxy_url_is_an_error_without_its_credentials(url: str) -> None:
+    with pytest.raises(ValueError) as error:
+        Upstream.parse(url.replace("//", "//user:pw-secret@", 1) if "//" in url else url)
+    assert "pw-secret" not in str(error.value)
+
+
+# The filter process as it runs in production, its routes from EGRESS_ROUTES_DIR -------------
+
+
+@pytest.fixture
+def filter_process(tmp_path) -> Iterator[tuple[int, Path]]:  # type: ignore[no-untyped-def]
+    routes = tmp_path / "routes"
+    routes.mkdir(mode=0o700)
+    port = free_port()
+    env = {
+        **os.environ,
+        "BROWSER_EGRESS_PORT": str(port),
+        "BROWSER_EGRESS_ALLOW": "127.0.0.1/32",
+        "EGRESS_ROUTES_DIR": str(routes),
+    }
+    process = start_egress(env=env, log=tmp_path / "egress.log")
+    yield port, routes
+    stop_process(process)
+    assert "s3cret" not in (tmp_path / "egress.log").read_text()
+
+
+def _write(routes: Path, document: object, mode: int = 0o600) -> None:
+    path = routes / f"uid-{os.geteuid()}.json"
+    path.write_text(json.dumps(document))
+    path.chmod(mode)
+
+
+def test_the_filter_process_routes_each_uid_by_its_file(
+    filter_process: tuple[int, Path], proxies: tuple[_Proxy, _Proxy], page_port: int
+) -> None:
+    port, routes = filter_process
+    a, b = proxies
+    via = {"http": f"http://127.0.0.1:{port}"}
+    target = f"http://127.0.0.1:{page_port}/"
+
+    def get() -> requests.Response:
+        return requests.get(target, proxies=via, timeout=10)
+
+    assert get().status_code == 200 and a.tunnels == []  # no file: direct
+    _write(routes, {"rules": [{"server": f"http://127.0.0.1:{a.port}", "name": "A"}]})
+    assert get().status_code == 200 and len(a.tunnels) == 1
+    # A change of proxy is a new file: the next connection goes through B, with B's credentials.
+    _write(
+        routes,
+        {"rules": [{"server": f"http://127.0.0.1:{b.port}", "username": "alice", "password": "s3cret-pw"}]},
+    )
+    wait_until(lambda: get().status_code == 200 and len(b.tunnels) == 1, timeout=5, message="B")
+    assert len(a.tunnels) == 1
+    # A file anyone else could have written, or one that is not rules: refused, never direct.
+    _write(routes, {"rules": [{"server": "direct"}]}, mode=0o666)
+    with pytest.raises(requests.ConnectionError):
+        get()
+    _write(routes, {"rules": "nonsense"})
+    with pytest.raises(requests.ConnectionError):
+        get()
+    _write(routes, {"rules": [{"server": "direct"}]})
+    assert get().status_code == 200
+    assert len(a.tunnels) == 1 and len(b.tunnels) == 1

@@ -1,0 +1,96 @@
+"""Where the filter learns each browser's upstream proxy rules: one file per sandbox uid.
+
+EGRESS_ROUTES_DIR (unset: no browser has an upstream). On a local host every browser runs as a
+leased uid of its own (workers/browser/sandbox.py) and the filter knows a connection's uid
+(workers/egress/clients.py), so the worker that starts a browser (or changes its proxy) writes
+`uid-<uid>.json` there and removes it at stop:
+
+    {"rules": [{"server": "http://host:port" | "direct", "username": "...", "password": "...",
+                "domain_pattern": "*.example.com", "name": "pool:de-1"}]}
+
+The filter reads a file again when it changed (mtime and size), on the next new connection. It
+only trusts files owned by its own uid and writable by no one else (the directory is root's,
+0700; a browser's uid could otherwise choose its own route). A file that cannot be read as
+rules refuses that browser's connections (`proxy_error`): a browser that was meant to go
+through a proxy never silently goes direct. Credentials never appear in a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from workers.egress.upstream import ProxyFailed, Rule, Upstream
+
+logger = logging.getLogger(__name__)
+
+
+def parse_rules(document: Any) -> list[Rule]:
+    """Rules from the file's JSON; ValueError (naming no credential) when malformed."""
+    if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
+        raise ValueError("not {'rules': [...]}")
+    rules = []
+    for item in document["rules"]:
+        if not isinstance(item, dict) or not isinstance(item.get("server"), str):
+            raise ValueError("a rule without a server")
+        pattern = str(item.get("domain_pattern") or "")
+        if item["server"] == "direct":
+            rules.append(Rule(None, pattern))
+            continue
+        upstream = Upstream.parse(
+            item["server"],
+            username=str(item.get("username") or ""),
+            password=str(item.get("password") or ""),
+            name=str(item.get("name") or ""),
+        )
+        rules.append(Rule(upstream, pattern))
+    return rules
+
+
+class DirectoryRoutes:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._cache: dict[str, tuple[tuple[int, int], list[Rule] | None]] = {}
+
+    def path(self, uid: int) -> Path:
+        return self.directory / f"uid-{uid}.json"
+
+    def __call__(self, client: str) -> list[Rule]:
+        if client.startswith("unknown:"):
+            # A loopback peer whose uid the kernel did not tell: if any browser here has a
+            # route, this may be it, and it must not go direct.
+            if any(self.directory.glob("uid-*.json")):
+                raise ProxyFailed("this connection's browser cannot be told")
+            return []
+        if not client.startswith("uid:"):
+            return []
+        path = self.path(int(client[4:]))
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            self._cache.pop(client, None)
+            return []
+        except OSError:
+            raise ProxyFailed("this browser's proxy settings cannot be read") from None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = self._cache.get(client)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, self._load(path, stat))
+            self._cache[client] = cached
+        if cached[1] is None:
+            raise ProxyFailed("this browser's proxy settings cannot be read")
+        return cached[1]
+
+    @staticmethod
+    def _load(path: Path, stat: os.stat_result) -> list[Rule] | None:
+        if stat.st_uid != os.geteuid() or stat.st_mode & 0o022:
+            logger.warning("ignoring %s: not owned by this user alone", path.name)
+            return None
+        try:
+            return parse_rules(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            logger.warning("ignoring %s: %s", path.name, exc)
+            return None

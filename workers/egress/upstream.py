@@ -1,0 +1,185 @@
+"""Chaining to an upstream proxy, chosen per connection (issue 24's foundation).
+
+A browser whose route names an upstream proxy (an operator pool's or a tenant's own) still goes
+through the filter: the filter checks the target as always (a private literal, or a name that
+resolves privately from here, is refused), checks the proxy's own address the same way (a
+tenant cannot name an internal host as its proxy), then opens the tunnel itself: a TCP
+connection to the checked proxy address, `CONNECT target:port` (with Proxy-Authorization when
+the rule has credentials), and on a 2xx answer hands mitmproxy a one-shot loopback splice to
+that tunnel in place of the target's address. mitmproxy then carries the browser's bytes
+exactly as for a direct connection (TLS still never decrypted; plain HTTP goes through the
+tunnel too, in origin form), so every other rule of the filter holds unchanged.
+
+Rules are tried in order; the first whose `pattern` matches the target host wins; a rule with
+no pattern matches every host; `upstream=None` is "direct". Credentials never appear in an
+error text, a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fnmatch
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+from workers.egress.clients import socket_owner
+
+# A proxy that has not answered the CONNECT in this long is a failed connection.
+CONNECT_TIMEOUT_SECONDS = 10.0
+# mitmproxy connects to the splice right after server_connect; a splice nobody takes is closed.
+SPLICE_ACCEPT_SECONDS = 10.0
+_MAX_REPLY_HEAD = 16 * 1024
+_pending: set[asyncio.Future[None]] = set()
+
+
+class ProxyFailed(Exception):
+    """The upstream proxy could not be reached or refused the tunnel (text safe to show)."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    host: str
+    port: int
+    username: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
+    name: str = ""  # an operator pool entry's label, for logs and metering
+
+    @classmethod
+    def parse(cls, url: str, *, username: str = "", password: str = "", name: str = "") -> Upstream:
+        """`http://[user:pass@]host:port`; ValueError (without the credentials) otherwise."""
+        parts = urlsplit(url.strip())
+        if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
+            raise ValueError("a proxy is http://host:port")
+        try:
+            port = parts.port or 80
+        except ValueError:
+            raise ValueError("a proxy's port is a number from 1 to 65535") from None
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=username or unquote(parts.username or ""),
+            password=password or unquote(parts.password or ""),
+            name=name or f"{parts.hostname}:{port}",
+        )
+
+    def authorization(self) -> str | None:
+        if not self.username and not self.password:
+            return None
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return f"Basic {token}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    upstream: Upstream | None  # None: direct
+    pattern: str = ""  # fnmatch on the host (`*.example.com`); empty: every host
+
+    def matches(self, host: str) -> bool:
+        if not self.pattern:
+            return True
+        name = host.lower().rstrip(".")
+        pattern = self.pattern.lower().rstrip(".")
+        return fnmatch.fnmatchcase(name, pattern) or (
+            pattern.startswith("*.") and name == pattern[2:]  # *.example.com covers example.com
+        )
+
+
+def choose(rules: list[Rule], host: str) -> Upstream | None:
+    """The upstream for `host`: the first matching rule's; None (direct) when none matches."""
+    for rule in rules:
+        if rule.matches(host):
+            return rule.upstream
+    return None
+
+
+async def open_tunnel(
+    upstream: Upstream, address: str, target: tuple[str, int], *, timeout: float = CONNECT_TIMEOUT_SECONDS
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A CONNECT tunnel to `target` through `upstream`, reached at the checked `address`."""
+    host, port = target
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, upstream.port), timeout)
+    except (OSError, TimeoutError):
+        raise ProxyFailed(f"the proxy {upstream.name} cannot be reached") from None
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    credentials = upstream.authorization()
+    if credentials:
+        lines.append(f"Proxy-Authorization: {credentials}")
+    try:
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        writer.close()
+        raise ProxyFailed(f"the proxy {upstream.name} did not open the tunnel") from None
+    status_line = head[:_MAX_REPLY_HEAD].split(b"\r\n", 1)[0].decode("latin-1")
+    parts = status_line.split(" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    if not 200 <= status < 300:
+        writer.close()
+        raise ProxyFailed(f"the proxy {upstream.name} answered {status or 'garbage'}")
+    return reader, writer
+
+
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: Callable[[int], None]
+) -> None:
+    try:
+        while chunk := await reader.read(65536):
+            count(len(chunk))
+            writer.write(chunk)
+            await writer.drain()
+    except (OSError, asyncio.CancelledError):
+        pass
+    finally:
+        with contextlib.suppress(OSError, RuntimeError):
+            writer.close()
+
+
+def _uncounted(size: int) -> None:
+    pass
+
+
+async def splice(
+    tunnel: tuple[asyncio.StreamReader, asyncio.StreamWriter], *, count: Callable[[int], None] = _uncounted
+) -> int:
+    """A loopback port whose first connection, from this process's uid, is joined to `tunnel`.
+
+    Only a connection from this process's own uid is taken (the sandbox uids cannot even reach
+    it past the firewall); the listener closes after that one, or after SPLICE_ACCEPT_SECONDS.
+    `count` gets the size of every chunk carried, both ways (metering).
+    """
+    up_reader, up_writer = tunnel
+    taken = asyncio.Event()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        owner = socket_owner(peer[0], peer[1])
+        # Refused when the kernel names another uid; a peer it cannot find (gone already, or
+        # missed) is taken: only this process learnt the port, a moment ago.
+        if taken.is_set() or (owner is not None and owner != os.geteuid()):
+            writer.close()
+            return
+        taken.set()
+        server.close()
+        await asyncio.gather(_pipe(reader, up_writer, count), _pipe(up_reader, writer, count))
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = int(server.sockets[0].getsockname()[1])
+
+    async def expire() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(taken.wait(), SPLICE_ACCEPT_SECONDS)
+        if not taken.is_set():
+            server.close()
+            up_writer.close()
+
+    # Held until done: the event loop keeps only weak references to tasks.
+    _pending.add(task := asyncio.ensure_future(expire()))
+    task.add_done_callback(_pending.discard)
+    return port
