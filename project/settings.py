@@ -196,6 +196,9 @@ SPECTACULAR_SETTINGS = {
         "StepStatus": ["success", "error"],
         "JobStatus": ["queued", "running", "cancelling", "completed", "failed", "cancelled"],
         "JobItemStatus": ["queued", "running", "succeeded", "failed", "skipped", "cancelled"],
+        # Both webhook event lists are named "events"; given by import path so they never drift.
+        "JobWebhookEvent": "jobs.api.serializers.WEBHOOK_EVENTS",
+        "WebhookEventType": "webhooks.api.serializers.EVENT_CHOICES",
     },
 }
 
