@@ -133,3 +133,15 @@ def test_job_submits_count_in_the_accounts_in_flight_cap(seeded, resolver):
     finally:
         for token in tokens:
             inflight_slot_release(account_id=account.pk, token=token or "")
+
+
+def test_a_webhook_host_that_never_resolves_is_refused_at_the_deadline(seeded, resolver, settings):
+    settings.JOB_SUBMIT_RESOLVE_SECONDS = 1
+    api, _ = api_for("pro")
+    thread, out = _post_in_thread(
+        api, {"urls": ["http://127.0.0.1:9/"], "webhook": {"url": "http://hook.never.invalid/h"}}
+    )
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "the submit is still waiting for the webhook host's DNS"
+    assert out["response"].status_code == 400
+    assert "did not resolve" in out["response"].content.decode()
