@@ -61,7 +61,9 @@ usage_schema = extend_schema(
                 "credits_by_kind": serializers.DictField(child=serializers.IntegerField()),
                 "credits_by_action_type": serializers.DictField(child=serializers.IntegerField()),
                 "session_minutes": serializers.IntegerField(),
-                "job_pages": serializers.IntegerField(help_text="Batch job pages charged."),
+                "job_pages": serializers.IntegerField(
+                    help_text="Batch job page tries charged (each try costs the price)."
+                ),
                 "sessions": serializers.IntegerField(),
                 "actions": serializers.IntegerField(),
                 "buckets": inline_serializer(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from rest_framework import serializers
 
 from jobs.models import Job, JobItem
@@ -10,7 +11,7 @@ from jobs.selectors import JobProgress
 from project.exceptions import InvalidInput
 from project.fields import StrictBooleanField, StrictCharField, StrictIntegerField, iso
 from sessions.action_specs import normalize_action
-from sessions.url_policy import navigation_url
+from sessions.url_policy import lookup_needed, navigation_url, resolve_hosts
 
 MAX_ITEMS_PER_REQUEST = 100_000
 # The most browser time one page may take over all its tries.
@@ -33,9 +34,20 @@ class WebhookInput(serializers.Serializer[Any]):
     )
 
     def validate_url(self, value: str) -> str:
-        # Deliveries go where browsers may go: the same private-network policy applies.
+        # Deliveries go where browsers may go: the same private-network policy applies, its host
+        # looked up with the submit's deadline (a never-answering DNS server holds no thread).
+        host = lookup_needed(value)
+        resolved = (
+            resolve_hosts(
+                [host],
+                concurrency=1,
+                deadline_seconds=settings.JOB_SUBMIT_RESOLVE_SECONDS,
+            )
+            if host
+            else None
+        )
         try:
-            return navigation_url(value)
+            return navigation_url(value, resolved=resolved)
         except InvalidInput as exc:  # named as the field: `webhook.url: ...`
             raise serializers.ValidationError(exc.detail, code=exc.code) from None
 

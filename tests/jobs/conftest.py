@@ -199,8 +199,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 # Database-only tests (no worker, no browser): plans and prices seeded, the API called in-process.
 
 
-@pytest.fixture
-def seeded(transactional_db: None) -> None:
+def _seed() -> None:
     from accounts.models import Plan
     from accounts.plans import seed_plans
     from billing.models import Price
@@ -208,6 +207,19 @@ def seeded(transactional_db: None) -> None:
 
     seed_plans(Plan)
     seed_prices(Price)
+
+
+@pytest.fixture
+def seeded(db: None) -> None:
+    """In the test's own transaction, never committed: a worker that another test started sees
+    none of its rows (it would admit and run its jobs) and no task is sent (on_commit)."""
+    _seed()
+
+
+@pytest.fixture
+def seeded_committed(transactional_db: None) -> None:
+    """Committed rows, for tests that need another connection or thread to see them."""
+    _seed()
 
 
 def api_for(plan: str, *, credits: int = 10_000_000) -> tuple[Any, Any]:

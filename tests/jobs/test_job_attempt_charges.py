@@ -14,6 +14,9 @@ from tests.jobs.conftest import api_for
 
 
 def _try(job: Job, browser_id: str, outcome: PageOutcome) -> str | None:
+    # The whole test is one transaction, where SQL's now() stays at its start: a retry's
+    # not_before (backoff 0) would still lie ahead of it.
+    JobItem.objects.filter(job=job).update(not_before=None)
     claim = item_claim(job_id=job.pk, browser_id=browser_id)
     assert claim.state == "claimed" and claim.item is not None, claim
     return item_record(item_id=claim.item.pk, job_id=job.pk, browser_id=browser_id, outcome=outcome)

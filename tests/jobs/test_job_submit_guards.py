@@ -59,7 +59,7 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Resolver]:
     fake.release.set()
 
 
-def test_a_100000_url_free_plan_submit_is_refused_before_any_lookup(seeded, resolver):
+def test_a_100000_url_free_plan_submit_is_refused_before_any_lookup(seeded_committed, resolver):
     api, _ = api_for("free")
     urls = [f"http://h{n}.never.invalid/p" for n in range(100_000)]
     response = api.post("/v1/jobs", {"urls": urls}, format="json")
@@ -69,7 +69,7 @@ def test_a_100000_url_free_plan_submit_is_refused_before_any_lookup(seeded, reso
     assert not Job.objects.exists()
 
 
-def test_a_submit_over_the_plans_url_count_is_refused_before_any_lookup(seeded, resolver):
+def test_a_submit_over_the_plans_url_count_is_refused_before_any_lookup(seeded_committed, resolver):
     # Small enough to pass the size check: the count is what refuses it.
     api, _ = api_for("free")
     response = api.post("/v1/jobs", {"urls": [f"http://h{n}.a.invalid/" for n in range(101)]}, format="json")
@@ -91,7 +91,7 @@ def _post_in_thread(api: APIClient, body: dict[str, Any]) -> tuple[threading.Thr
     return thread, out
 
 
-def test_never_resolving_hosts_are_refused_at_the_lookup_deadline(seeded, resolver, settings):
+def test_never_resolving_hosts_are_refused_at_the_lookup_deadline(seeded_committed, resolver, settings):
     settings.JOB_SUBMIT_RESOLVE_SECONDS = 1
     settings.JOB_SUBMIT_RESOLVE_CONCURRENCY = 4
     api, _ = api_for("pro")
@@ -109,7 +109,7 @@ def test_never_resolving_hosts_are_refused_at_the_lookup_deadline(seeded, resolv
     assert not Job.objects.exists()
 
 
-def test_a_host_that_does_not_resolve_in_time_is_named_in_the_refusal(seeded, resolver, settings):
+def test_a_host_that_does_not_resolve_in_time_is_named_in_the_refusal(seeded_committed, resolver, settings):
     settings.JOB_SUBMIT_RESOLVE_SECONDS = 1
     api, _ = api_for("pro")
     thread, out = _post_in_thread(api, {"urls": ["http://slow.never.invalid/"]})
@@ -120,7 +120,7 @@ def test_a_host_that_does_not_resolve_in_time_is_named_in_the_refusal(seeded, re
     assert "did not resolve" in body["detail"]
 
 
-def test_job_submits_count_in_the_accounts_in_flight_cap(seeded, resolver):
+def test_job_submits_count_in_the_accounts_in_flight_cap(seeded_committed, resolver):
     api, account = api_for("free")
     limit = inflight_limit(account)
     tokens = [inflight_slot_take(account_id=account.pk, limit=limit, slot_ttl=60) for _ in range(limit)]
@@ -133,3 +133,15 @@ def test_job_submits_count_in_the_accounts_in_flight_cap(seeded, resolver):
     finally:
         for token in tokens:
             inflight_slot_release(account_id=account.pk, token=token or "")
+
+
+def test_a_webhook_host_that_never_resolves_is_refused_at_the_deadline(seeded_committed, resolver, settings):
+    settings.JOB_SUBMIT_RESOLVE_SECONDS = 1
+    api, _ = api_for("pro")
+    thread, out = _post_in_thread(
+        api, {"urls": ["http://127.0.0.1:9/"], "webhook": {"url": "http://hook.never.invalid/h"}}
+    )
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "the submit is still waiting for the webhook host's DNS"
+    assert out["response"].status_code == 400
+    assert "did not resolve" in out["response"].content.decode()

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from accounts.models import Account
 from accounts.services import account_create
@@ -49,8 +49,24 @@ def lock_timeout() -> Iterator[None]:
             cursor.execute("SET lock_timeout = 0")
 
 
+class _Rollback(Exception):
+    pass
+
+
+@contextmanager
+def rolled_back() -> Iterator[None]:
+    """Run the block in a transaction that is never committed: the suite's worker, if another test
+    started it, never sees the session or job (nor gets a task to start its browser)."""
+    try:
+        with transaction.atomic():
+            yield
+            raise _Rollback
+    except _Rollback:
+        pass
+
+
 @pytest.fixture
-def two_free_accounts(seeded: None) -> tuple[Account, Account]:
+def two_free_accounts(seeded_committed: None) -> tuple[Account, Account]:
     first, _ = account_create(name="first", plan_name="free", credits=100_000)
     second, _ = account_create(name="second", plan_name="free", credits=100_000)
     assert first.plan_id == second.plan_id
@@ -61,7 +77,11 @@ def test_a_create_does_not_wait_on_a_lock_held_on_its_plans_row(two_free_account
     from sessions.services import SessionSpec, session_create
 
     _, second = two_free_accounts
-    with held("SELECT id FROM accounts_plan WHERE id = %s FOR UPDATE", second.plan_id), lock_timeout():
+    with (
+        held("SELECT id FROM accounts_plan WHERE id = %s FOR UPDATE", second.plan_id),
+        lock_timeout(),
+        rolled_back(),
+    ):
         session = session_create(account=second, spec=SessionSpec())
     assert session.account_id == second.pk
 
@@ -78,6 +98,7 @@ def test_a_create_does_not_wait_on_another_accounts_create_of_the_same_plan(two_
             first.pk,
         ),
         lock_timeout(),
+        rolled_back(),
     ):
         session = session_create(account=second, spec=SessionSpec())
     assert session.account_id == second.pk
@@ -88,9 +109,10 @@ def test_job_admission_does_not_wait_on_a_lock_held_on_the_plans_row(two_free_ac
     from jobs.services.admission import _admit_account
 
     _, second = two_free_accounts
-    job, _ = job_submit(account=second, spec=JobSpec(items=[{"url": "http://127.0.0.1:9/"}], scrape={}))
-    with held("SELECT id FROM accounts_plan WHERE id = %s FOR UPDATE", second.plan_id), lock_timeout():
-        started = _admit_account(second.pk)
-    assert len(started) == 1
-    job.refresh_from_db()
-    assert job.status == "running"
+    with rolled_back():
+        job, _ = job_submit(account=second, spec=JobSpec(items=[{"url": "http://127.0.0.1:9/"}], scrape={}))
+        with held("SELECT id FROM accounts_plan WHERE id = %s FOR UPDATE", second.plan_id), lock_timeout():
+            started = _admit_account(second.pk)
+        assert len(started) == 1
+        job.refresh_from_db()
+        assert job.status == "running"
