@@ -32,8 +32,14 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(Balance)
 class BalanceAdmin(ReadOnlyAdmin):
-    list_display = ["account", "credits", "updated_at"]
+    list_display = ["account", "credits", "low_threshold", "updated_at"]
     search_fields = ["account__name"]
+    # The one editable field is no money: the balance below which `credits.low` is sent.
+    fields = ["account", "credits", "low_threshold", "updated_at"]
+    readonly_fields = ["account", "credits", "updated_at"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("billing.change_balance")
 
 
 @admin.register(Price)

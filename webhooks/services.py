@@ -137,8 +137,9 @@ class Attempt:
 
 
 def _attempt_lease() -> timedelta:
-    # The attempt's hard time limit and a margin: past it, the worker that claimed it is gone.
-    return timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS + 30)
+    # The attempt's hard time limit (workers/webhook_tasks.py: timeout + 15 s) and a margin: past
+    # it, the worker that claimed it is gone.
+    return timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS + 20)
 
 
 def delivery_claim(*, delivery_id: int) -> Attempt | None:

@@ -4,7 +4,7 @@ internal host a delivery must never reach (the test configuration allows only 12
 A receiver's behaviour is in its path: POST /<name> answers 200; /fail-<n>-<name> answers 500 to
 the first n posts; /status-<code>-<name> always answers <code>; /redirect-<name>?to=URL answers
 303 to URL; /slow-<ms>-<name> waits ms before its 200; /trickle-<ms>-<name> sends its headers one line a
-second for ms; /retry-after-<name> answers 429 with
+second for ms; /stall-<ms>-<name> does that the first time only; /retry-after-<name> answers 429 with
 Retry-After: 1 the first time.
 """
 
@@ -72,7 +72,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self._send(int(kind[1]))
             elif kind[0] == "redirect":
                 self._send(303, {"Location": parse_qs(parts.query)["to"][0]})
-            elif kind[0] == "trickle":
+            elif kind[0] == "trickle" or (kind[0] == "stall" and tries == 1):
                 # Headers one line a second: every read is quick, the whole answer is not.
                 self.wfile.write(b"HTTP/1.1 200 OK\r\n")
                 for _ in range(int(kind[1]) // 1000):

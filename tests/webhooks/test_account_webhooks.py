@@ -368,3 +368,44 @@ def test_purge_forgets_old_events_and_keeps_recent_ones(client, receiver):
     Event.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=8))
     assert webhooks_purge() == 1
     assert Event.objects.count() == 1 and Delivery.objects.count() == 1
+
+
+def _webhooks_worker_children() -> list[int]:
+    """The pool processes of this run's webhooks worker (tests/conftest.py starts it)."""
+    import os
+    from pathlib import Path
+
+    def read(pid: str | int, name: str) -> str:
+        return (Path("/proc") / str(pid) / name).read_bytes().decode(errors="replace")
+
+    children = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline, environ = read(pid, "cmdline"), read(pid, "environ").split("\0")
+            ppid = int(read(pid, "stat").rsplit(")", 1)[1].split()[1])
+            mine = "test-webhooks@" in cmdline and f"REDIS_URL={os.environ['REDIS_URL']}" in environ
+            if mine and ppid != 1 and "test-webhooks@" in read(ppid, "cmdline"):
+                children.append(int(pid))
+        except (OSError, ValueError, IndexError):
+            continue
+    return children
+
+
+def test_a_worker_killed_mid_delivery_redelivers(client, receiver):
+    """SIGKILL the webhooks worker's pool processes while an attempt is in flight (the receiver
+    stalls its first answer): the delivery is not lost, not stuck `pending`; once the dead
+    attempt's claim expires it is sent again, with the same event id."""
+    import os
+    import signal
+
+    endpoint = _create(client, f"{receiver.url}/stall-12000-killed")
+    event_id = client.post(f"/v1/webhooks/{endpoint['id']}/test").json()["event_id"]
+    wait_until(lambda: receiver.posts("stall-12000-killed"), timeout=30, message="the first attempt")
+    children = _webhooks_worker_children()
+    assert children, "no webhooks worker pool process found"
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: len(receiver.posts("stall-12000-killed")) >= 2, timeout=90, message="the redelivery")
+    [row] = _settled(client, endpoint["id"])
+    assert row["status"] == "delivered" and row["attempts"] == 2
+    assert {p["headers"]["webhook-id"] for p in receiver.posts("stall-12000-killed")} == {event_id}
