@@ -119,6 +119,33 @@ TEMPLATES = [
     },
 ]
 
+# Each process keeps its database connections in a pool (Django's psycopg pool): at most
+# POSTGRES_POOL_SIZE, whatever its thread count, reused from task to task and request to request
+# (before, the actions worker's threads opened a connection per task). Prefork workers (one
+# thread per process) switch it off for themselves (project/db.py) and keep one persistent
+# connection per process. 0 turns pools off everywhere (POSTGRES_CONN_MAX_AGE applies then).
+# docs/database-connections.md sizes them against max_connections.
+POSTGRES_POOL_SIZE = env_int("POSTGRES_POOL_SIZE", 8, minimum=0)
+# How long a thread waits for a pooled connection before its request or task fails (503, retry).
+# Without a pool (POSTGRES_POOL_SIZE=0, and prefork workers): how long a connection is kept.
+POSTGRES_CONN_MAX_AGE = env_int("POSTGRES_CONN_MAX_AGE", 60, minimum=0)
+POSTGRES_POOL_TIMEOUT_SECONDS = env_int("POSTGRES_POOL_TIMEOUT_SECONDS", 10, minimum=1)
+_DB_POOL = (
+    {"min_size": 1, "max_size": POSTGRES_POOL_SIZE, "timeout": POSTGRES_POOL_TIMEOUT_SECONDS}
+    if POSTGRES_POOL_SIZE
+    else None
+)
+# The connection budget (project/db.py connection_budget, checked when a web or worker process
+# starts): the processes that share this database. bin/dev reads the same variables to start
+# them; docs/database-connections.md.
+WEB_WORKERS = env_int("WEB_WORKERS", 2, minimum=1)  # web processes in all, on every web machine
+WEB_THREADS = env_int("WEB_THREADS", 32, minimum=1)
+ACTION_THREADS = env_int("ACTION_THREADS", 32, minimum=1)
+LIFECYCLE_CONCURRENCY = env_int("LIFECYCLE_CONCURRENCY", os.cpu_count() or 1, minimum=1)
+JOBS_WORKER_CONCURRENCY = env_int("JOBS_WORKER_CONCURRENCY", 4, minimum=1)
+WORKER_HOSTS = env_int("WORKER_HOSTS", 1, minimum=1)  # machines running the workers
+# Connections left for everything else: manage.py, migrations, psql, monitoring.
+POSTGRES_CONNECTION_MARGIN = env_int("POSTGRES_CONNECTION_MARGIN", 10, minimum=0)
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
@@ -127,13 +154,17 @@ DATABASES = {
         "NAME": env_str("POSTGRES_DB", "browserfleet"),
         "USER": env_str("POSTGRES_USER", "postgres"),
         "PASSWORD": env_str("POSTGRES_PASSWORD", ""),
-        "CONN_MAX_AGE": env_int("POSTGRES_CONN_MAX_AGE", 60, minimum=0),
+        # A pool keeps connections itself (Django refuses both).
+        "CONN_MAX_AGE": 0 if _DB_POOL else POSTGRES_CONN_MAX_AGE,
         # Off by default: a health check is one more round trip on every request and task (the
         # action benchmark's hot path); on with flaky networks between app and database.
         "CONN_HEALTH_CHECKS": env_bool("POSTGRES_CONN_HEALTH_CHECKS", False),
         # The hot path's statements (project/rows.py hot_cursor) are prepared on each connection
         # after 5 runs. Turn off behind PgBouncer in transaction pooling mode.
-        "OPTIONS": {"prepare_threshold": 5 if env_bool("POSTGRES_PREPARED_STATEMENTS", True) else None},
+        "OPTIONS": {
+            "prepare_threshold": 5 if env_bool("POSTGRES_PREPARED_STATEMENTS", True) else None,
+            **({"pool": _DB_POOL} if _DB_POOL else {}),
+        },
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
