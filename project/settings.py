@@ -320,6 +320,9 @@ if BROWSER_SANDBOX not in {"auto", "on", "off"}:
     raise ImproperlyConfigured(f"BROWSER_SANDBOX must be auto, on or off, not {BROWSER_SANDBOX!r}")
 BROWSER_SANDBOX_UID_BASE = env_int("BROWSER_SANDBOX_UID_BASE", 200_000, minimum=1000)
 BROWSER_START_TIMEOUT_SECONDS = env_int("BROWSER_START_TIMEOUT_SECONDS", 20, minimum=1)
+# A start that fails (on a CPU-saturated host: Chromium's new-session call times out) is tried
+# again, up to this many attempts in all, while its create still waits for it.
+BROWSER_START_ATTEMPTS = env_int("BROWSER_START_ATTEMPTS", 2, minimum=1)
 # A browser start is CPU-bound batch work; live sessions' clicks are not. A starting browser runs
 # at this nice value (its process group and, where the kernel groups sessions, its autogroup)
 # until BROWSER_START_NICE_SECONDS after it answers, then at 0 like every live browser (lowering

@@ -62,12 +62,27 @@ def session_browser_start(*, session_id: str) -> None:
         return
     backend = get_backend()
     display = Display(session.display_width, session.display_height, session.display_scale)
-    try:
-        handle = backend.start(session_id=session_id, display=display)
-    except BrowserStartError as exc:
-        logger.warning("session %s: browser start failed: %s", session_id, exc)
-        session_browser_start_failed(session_id=session_id, error=str(exc))
-        return
+    attempt = 1
+    while True:
+        try:
+            handle = backend.start(session_id=session_id, display=display)
+            break
+        except BrowserStartError as exc:
+            # Slow down, don't fail: a start that timed out on a saturated host is tried again
+            # while its create still waits (the create gives up at its own budget and ends the
+            # session; the next attempt then is not made).
+            still_starting = BrowserSession.objects.filter(
+                pk=session_id, status=SessionStatus.STARTING
+            ).exists()
+            if attempt < settings.BROWSER_START_ATTEMPTS and still_starting:
+                logger.warning(
+                    "session %s: browser start failed (%s); attempt %d", session_id, exc, attempt + 1
+                )
+                attempt += 1
+                continue
+            logger.warning("session %s: browser start failed: %s", session_id, exc)
+            session_browser_start_failed(session_id=session_id, error=str(exc))
+            return
     location = BrowserLocation(
         backend=handle.backend,
         webdriver_url=handle.webdriver_url,
@@ -314,3 +329,4 @@ def browsers_reconcile() -> dict[str, int]:
         "stops_requeued": len(lost_stops),
         "hosts_forgotten": len(forgotten),
     }
+

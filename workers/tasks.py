@@ -29,7 +29,8 @@ from workers.browser.local import become_subreaper
 
 logger = logging.getLogger(__name__)
 
-_START_LIMIT = settings.BROWSER_START_TIMEOUT_SECONDS + 15
+# Every attempt of a start (workers/services.py session_browser_start) fits in the limits.
+_START_LIMIT = (settings.BROWSER_START_TIMEOUT_SECONDS + 15) * settings.BROWSER_START_ATTEMPTS
 # A database that restarts under a task (it could not read its rows) is transient: sent again,
 # the task finds what is still to do (an action drain claims what is still queued).
 _DB_OUTAGE = (OperationalError, InterfaceError)
