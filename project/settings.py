@@ -263,24 +263,27 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "lifecycle"
 CELERY_TASK_ROUTES = {
+    # Beat's periodic bookkeeping: a queue of its own, consumed by the actions worker's threads,
+    # so that a sweep or a reconcile never waits behind browser starts in the lifecycle worker's
+    # processes (issue 20: an idle session ended 6.8 s late behind two Chromium starts).
+    "workers.tasks.sessions_sweep": {"queue": "maintenance"},
+    "workers.tasks.actions_reconcile": {"queue": "maintenance"},
+    "workers.tasks.browsers_reconcile": {"queue": "maintenance"},
+    "workers.tasks.sessions_bill_time": {"queue": "maintenance"},
+    "workers.job_tasks.jobs_tick": {"queue": "maintenance"},
     "workers.tasks.session_start": {"queue": "lifecycle"},
     "workers.tasks.session_stop": {"queue": "lifecycle"},
     "workers.tasks.sessions_stop": {"queue": "lifecycle"},
-    "workers.tasks.sessions_sweep": {"queue": "lifecycle"},
-    "workers.tasks.browsers_reconcile": {"queue": "lifecycle"},
     "workers.tasks.screenshots_purge": {"queue": "lifecycle"},
     "workers.tasks.actions_run": {"queue": "actions"},
-    "workers.tasks.actions_reconcile": {"queue": "lifecycle"},
     "workers.tasks.session_adopt": {"queue": "actions"},
     "workers.tasks.pool_refill": {"queue": "lifecycle"},
     "workers.tasks.host_reconcile": {"queue": "lifecycle"},
     "workers.tasks.hosts_check": {"queue": "lifecycle"},
-    "workers.tasks.sessions_bill_time": {"queue": "lifecycle"},
     # Batch jobs: their own queues, so that bulk scraping never delays actions.
     "workers.job_tasks.job_browser_run": {"queue": "jobs"},
     # Short bookkeeping: never stuck behind job browsers that fill the jobs queue's workers.
     "workers.job_tasks.jobs_dispatch": {"queue": "lifecycle"},
-    "workers.job_tasks.jobs_tick": {"queue": "lifecycle"},
     "workers.job_tasks.jobs_purge": {"queue": "lifecycle"},
     "workers.job_tasks.webhook_deliver": {"queue": "webhooks"},
 }

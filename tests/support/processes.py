@@ -73,7 +73,7 @@ def start_worker_host(
     *, host: str, env: dict[str, str], logs: Path, lifecycle_concurrency: int = 2, action_threads: int = 8
 ) -> list[subprocess.Popen[bytes]]:
     """One worker host, as `bin/dev worker` runs it: a prefork lifecycle worker (shared queue and
-    `host.<host>`) and a threads actions worker (`actions`, `actions.<host>`)."""
+    `host.<host>`) and a threads actions worker (`actions`, `actions.<host>`, `maintenance`)."""
     env = {**env, "WORKER_HOST": host}
     common = ["-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     lifecycle = start_celery(
@@ -85,8 +85,8 @@ def start_worker_host(
     )  # fmt: skip
     try:
         actions = start_celery(
-            ["worker", "-Q", f"actions,actions.{host}", "--pool", "threads", "-c", str(action_threads),
-             "-n", f"actions-{host}@%h", *common],
+            ["worker", "-Q", f"actions,actions.{host},maintenance", "--pool", "threads",
+             "-c", str(action_threads), "-n", f"actions-{host}@%h", *common],
             env=env,
             log=logs / f"actions-{host}.log",
             ready_marker="ready.",
