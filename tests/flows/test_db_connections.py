@@ -12,6 +12,7 @@ import psycopg
 from django.db import connection
 
 from project.redis import get_redis
+from tests.support.creates import create_session
 from tests.support.processes import wait_until
 from workers.action_runner import lock_key
 
@@ -31,7 +32,7 @@ def _sessions_opened() -> int:
 
 
 def test_actions_on_several_sessions_open_no_connection_each(client):
-    sessions = [client.post("/v1/computers", {}).json()["id"] for _ in range(2)]
+    sessions = [create_session(client) for _ in range(2)]
     for session_id in sessions:  # warm: the worker's pool has its connections
         assert client.post(f"/v1/computers/{session_id}/execute", WAIT0).json()["status"] == "success"
     before = _sessions_opened()
