@@ -11,9 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
+from project.exceptions import is_outage
 from sessions import dispatch, fleet
 from sessions.browser_state import (
     BrowserLocation,
@@ -330,3 +332,26 @@ def browsers_reconcile() -> dict[str, int]:
         "hosts_forgotten": len(forgotten),
     }
 
+
+def host_shutdown(*, host: str, orphans: bool = False) -> dict[str, int]:
+    """The service on `host` stops for good (not a worker restart): end its live sessions
+    (`shutdown`; their time is billed to this moment) and stop their browsers here and now, the
+    workers may be gone already; stop its pool browsers. With `orphans`, then kill every browser
+    left under this host's profile root (batch jobs' too: their pages are taken up again later).
+    """
+    backend = LocalBackend()
+    live = BrowserSession.objects.filter(status__in=LIVE_STATUSES, backend__in=("local", "")).filter(
+        Q(host=host) | Q(host="")
+    )
+    ended = stopped = 0
+    for session_id in list(live.values_list("pk", flat=True)):
+        try:
+            ended += session_terminate(session_id=session_id, reason=EndedReason.SHUTDOWN)
+        except Exception as exc:  # the broker may be gone: the stop below does not need it
+            if not is_outage(exc):
+                raise
+        session_browser_stop(session_id=session_id)
+        stopped += 1
+    _warm_browsers_stop(backend, fleet.warm_browsers_take(host=host))
+    killed = backend.kill_orphans_of(set if orphans else _live_browser_names)
+    return {"ended": ended, "stopped": stopped, "killed": len(killed)}
