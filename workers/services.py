@@ -166,9 +166,16 @@ def pool_refill(*, host: str) -> int:
     old = timezone.now() - timedelta(seconds=settings.BROWSER_POOL_MAX_AGE_SECONDS)
     _warm_browsers_stop(backend, fleet.warm_browsers_take(host=host, older_than=old))
     started = 0
-    for pool_id in fleet.warm_browsers_reserve(
+    reserved = fleet.warm_browsers_reserve(
         host=host, pool_size=settings.BROWSER_POOL_SIZE, capacity=settings.BROWSERS_PER_HOST
-    ):
+    )
+    for index, pool_id in enumerate(reserved):
+        if _creates_waiting(host):
+            # Refills yield to user creates: the rest is given back, and the next heartbeat asks
+            # again once the host's starts are done.
+            fleet.warm_browsers_take(host=host, ids=reserved[index:])
+            logger.info("pool refill on %s: %d starts yield to creates", host, len(reserved[index:]))
+            break
         try:
             handle = backend.start(session_id=pool_id, display=Display())
         except BrowserStartError as exc:
@@ -187,6 +194,15 @@ def pool_refill(*, host: str) -> int:
         else:
             backend.stop(handle, session_id=pool_id)  # forgotten while it started
     return started
+
+
+def _creates_waiting(host: str) -> bool:
+    """A session of this host (or not placed yet) waits for its browser to start."""
+    return (
+        BrowserSession.objects.filter(status=SessionStatus.STARTING, webdriver_session_id="")
+        .filter(Q(host=host) | Q(host=""))
+        .exists()
+    )
 
 
 def pool_forget(*, host: str) -> None:
