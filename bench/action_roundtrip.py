@@ -178,7 +178,11 @@ def run_once(
 
     with running_stack(name="action_roundtrip", env_overrides=env_overrides) as stack:
         api = Api(stack, stack.make_account(plan="enterprise"))
-        created = api.http.post(api.base, json={}, timeout=HTTP_TIMEOUT)
+        for _ in range(4):  # as the SDK does: a 503 (a start timed out on a busy machine) is retried
+            created = api.http.post(api.base, json={}, timeout=HTTP_TIMEOUT)
+            if created.status_code != 503:
+                break
+            time.sleep(float(created.headers.get("Retry-After", "1")))
         if created.status_code != 201:
             raise RuntimeError(f"create: {created.status_code} {created.text[:300]}")
         session_id = created.json()["id"]

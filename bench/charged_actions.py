@@ -172,12 +172,19 @@ def cpu_report(before: dict[str, Any], after: dict[str, Any], actions: int) -> d
 
 
 def _create_session(stack: Stack, key: str) -> str:
-    reply = requests.post(
-        f"{stack.base_url}/v1/computers",
-        json={},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=HTTP_TIMEOUT,
-    )
+    # As the SDK does: a 503 (a browser start that timed out on a machine busy with other work)
+    # is retried after its Retry-After, a few times.
+    for _ in range(4):
+        reply = requests.post(
+            f"{stack.base_url}/v1/computers",
+            json={},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=HTTP_TIMEOUT,
+        )
+        if reply.status_code != 503:
+            break
+        log(f"create: 503 {reply.json().get('code')}; retrying")
+        time.sleep(float(reply.headers.get("Retry-After", "1")))
     if reply.status_code != 201:
         raise RuntimeError(f"create: {reply.status_code} {reply.text[:300]}")
     return str(reply.json()["id"])

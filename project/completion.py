@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from project.db import connection_release
 from project.redis import get_redis
 
 _TTL_SECONDS = 300
@@ -31,6 +32,7 @@ def completion_wait(event: str, *, timeout: float) -> dict[str, Any] | None:
     """The event's payload, or None if it did not come within `timeout` seconds."""
     if timeout <= 0:
         return None
+    connection_release()  # the wait needs no database connection: another thread may use it
     reply = get_redis().blpop([_key(event)], timeout=timeout)
     if reply is None:
         return None

@@ -18,10 +18,13 @@ import sys
 from dataclasses import dataclass
 
 # Shared queues: any worker of the pool may take their tasks.
-LIFECYCLE = "lifecycle"  # browser starts and stops, Beat's tasks (the default queue)
+LIFECYCLE = "lifecycle"  # browser starts and stops, pool refills (the default queue)
 ACTIONS = "actions"  # actions of sessions whose host is not known
 JOBS = "jobs"  # batch job browsers
 WEBHOOKS = "webhooks"  # webhook deliveries
+# Beat's periodic bookkeeping (sweep, reconciles, time billing, the jobs tick): taken by the
+# actions pool's threads, so that it never waits behind a browser start in the lifecycle pool.
+MAINTENANCE = "maintenance"
 
 # One host's own queues: what only the worker holding its browsers can do.
 HOST_LIFECYCLE = "host.{host}"  # starts, stops, warm-pool refills and reconcile on that host
@@ -48,7 +51,7 @@ POOLS: dict[str, Pool] = {
     pool.name: pool
     for pool in (
         Pool("lifecycle", (LIFECYCLE, HOST_LIFECYCLE), pool="prefork", per_host=True),
-        Pool("actions", (ACTIONS, HOST_ACTIONS), pool="threads", per_host=True),
+        Pool("actions", (ACTIONS, HOST_ACTIONS, MAINTENANCE), pool="threads", per_host=True),
         Pool("jobs", (JOBS,), pool="prefork", per_host=False),
         # Deliveries have their own pool: a slow receiver never holds a job browser's process.
         Pool("webhooks", (WEBHOOKS,), pool="prefork", per_host=False),

@@ -120,6 +120,34 @@ TEMPLATES = [
     },
 ]
 
+# Each process keeps its database connections in a pool (Django's psycopg pool): at most
+# POSTGRES_POOL_SIZE, whatever its thread count, reused from task to task and request to request
+# (before, the actions worker's threads opened a connection per task). Prefork workers (one
+# thread per process) switch it off for themselves (project/db.py) and keep one persistent
+# connection per process. 0 turns pools off everywhere (POSTGRES_CONN_MAX_AGE applies then).
+# docs/database-connections.md sizes them against max_connections.
+POSTGRES_POOL_SIZE = env_int("POSTGRES_POOL_SIZE", 8, minimum=0)
+# How long a thread waits for a pooled connection before its request or task fails (503, retry).
+# Without a pool (POSTGRES_POOL_SIZE=0, and prefork workers): how long a connection is kept.
+POSTGRES_CONN_MAX_AGE = env_int("POSTGRES_CONN_MAX_AGE", 60, minimum=0)
+POSTGRES_POOL_TIMEOUT_SECONDS = env_int("POSTGRES_POOL_TIMEOUT_SECONDS", 10, minimum=1)
+_DB_POOL = (
+    {"min_size": 1, "max_size": POSTGRES_POOL_SIZE, "timeout": POSTGRES_POOL_TIMEOUT_SECONDS}
+    if POSTGRES_POOL_SIZE
+    else None
+)
+# The connection budget (project/db.py connection_budget, checked when a web or worker process
+# starts): the processes that share this database. bin/dev reads the same variables to start
+# them; docs/database-connections.md.
+WEB_WORKERS = env_int("WEB_WORKERS", 2, minimum=1)  # web processes in all, on every web machine
+WEB_THREADS = env_int("WEB_THREADS", 32, minimum=1)
+ACTION_THREADS = env_int("ACTION_THREADS", 32, minimum=1)
+LIFECYCLE_CONCURRENCY = env_int("LIFECYCLE_CONCURRENCY", os.cpu_count() or 1, minimum=1)
+JOBS_WORKER_CONCURRENCY = env_int("JOBS_WORKER_CONCURRENCY", 4, minimum=1)
+WEBHOOKS_WORKER_CONCURRENCY = env_int("WEBHOOKS_WORKER_CONCURRENCY", 4, minimum=1)
+WORKER_HOSTS = env_int("WORKER_HOSTS", 1, minimum=1)  # machines running the workers
+# Connections left for everything else: manage.py, migrations, psql, monitoring.
+POSTGRES_CONNECTION_MARGIN = env_int("POSTGRES_CONNECTION_MARGIN", 10, minimum=0)
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
@@ -128,13 +156,17 @@ DATABASES = {
         "NAME": env_str("POSTGRES_DB", "browserfleet"),
         "USER": env_str("POSTGRES_USER", "postgres"),
         "PASSWORD": env_str("POSTGRES_PASSWORD", ""),
-        "CONN_MAX_AGE": env_int("POSTGRES_CONN_MAX_AGE", 60, minimum=0),
+        # A pool keeps connections itself (Django refuses both).
+        "CONN_MAX_AGE": 0 if _DB_POOL else POSTGRES_CONN_MAX_AGE,
         # Off by default: a health check is one more round trip on every request and task (the
         # action benchmark's hot path); on with flaky networks between app and database.
         "CONN_HEALTH_CHECKS": env_bool("POSTGRES_CONN_HEALTH_CHECKS", False),
         # The hot path's statements (project/rows.py hot_cursor) are prepared on each connection
         # after 5 runs. Turn off behind PgBouncer in transaction pooling mode.
-        "OPTIONS": {"prepare_threshold": 5 if env_bool("POSTGRES_PREPARED_STATEMENTS", True) else None},
+        "OPTIONS": {
+            "prepare_threshold": 5 if env_bool("POSTGRES_PREPARED_STATEMENTS", True) else None,
+            **({"pool": _DB_POOL} if _DB_POOL else {}),
+        },
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -236,23 +268,26 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "lifecycle"
 CELERY_TASK_ROUTES = {
+    # Beat's periodic bookkeeping: a queue of its own, consumed by the actions worker's threads,
+    # so that a sweep or a reconcile never waits behind browser starts in the lifecycle worker's
+    # processes (issue 20: an idle session ended 6.8 s late behind two Chromium starts).
+    "workers.tasks.sessions_sweep": {"queue": "maintenance"},
+    "workers.tasks.actions_reconcile": {"queue": "maintenance"},
+    "workers.tasks.browsers_reconcile": {"queue": "maintenance"},
+    "workers.tasks.sessions_bill_time": {"queue": "maintenance"},
+    "workers.job_tasks.jobs_tick": {"queue": "maintenance"},
     "workers.tasks.session_start": {"queue": "lifecycle"},
     "workers.tasks.session_stop": {"queue": "lifecycle"},
     "workers.tasks.sessions_stop": {"queue": "lifecycle"},
-    "workers.tasks.sessions_sweep": {"queue": "lifecycle"},
-    "workers.tasks.browsers_reconcile": {"queue": "lifecycle"},
     "workers.tasks.screenshots_purge": {"queue": "lifecycle"},
     "workers.tasks.actions_run": {"queue": "actions"},
-    "workers.tasks.actions_reconcile": {"queue": "lifecycle"},
     "workers.tasks.session_adopt": {"queue": "actions"},
     "workers.tasks.pool_refill": {"queue": "lifecycle"},
     "workers.tasks.host_reconcile": {"queue": "lifecycle"},
-    "workers.tasks.sessions_bill_time": {"queue": "lifecycle"},
     # Batch jobs: their own queues, so that bulk scraping never delays actions.
     "workers.job_tasks.job_browser_run": {"queue": "jobs"},
     # Short bookkeeping: never stuck behind job browsers that fill the jobs queue's workers.
     "workers.job_tasks.jobs_dispatch": {"queue": "lifecycle"},
-    "workers.job_tasks.jobs_tick": {"queue": "lifecycle"},
     "workers.job_tasks.jobs_purge": {"queue": "lifecycle"},
     # Webhook deliveries (webhooks/, workers/webhook_tasks.py): their own queue and worker, so a
     # slow receiver never holds a job's or an action's process.
@@ -310,6 +345,9 @@ if BROWSER_SANDBOX_FIREWALL not in {"auto", "on", "off"}:
         f"BROWSER_SANDBOX_FIREWALL must be auto, on or off, not {BROWSER_SANDBOX_FIREWALL!r}"
     )
 BROWSER_START_TIMEOUT_SECONDS = env_int("BROWSER_START_TIMEOUT_SECONDS", 20, minimum=1)
+# A start that fails (on a CPU-saturated host: Chromium's new-session call times out) is tried
+# again, up to this many attempts in all, while its create still waits for it.
+BROWSER_START_ATTEMPTS = env_int("BROWSER_START_ATTEMPTS", 2, minimum=1)
 # A browser start is CPU-bound batch work; live sessions' clicks are not. A starting browser runs
 # at this nice value (its process group and, where the kernel groups sessions, its autogroup)
 # until BROWSER_START_NICE_SECONDS after it answers, then at 0 like every live browser (lowering

@@ -260,19 +260,27 @@ def action_claim_next(*, session_id: str) -> tuple[Action, bool] | None:
     return action, claimed
 
 
-_RENEW = f"""
-    UPDATE browser_sessions_action SET lease_expires_at = %s WHERE id = %s AND status = '{_RUNNING}'
-"""  # noqa: S608
-
-
 def action_lease_renew(*, action_id: int) -> bool:
     """The running worker's heartbeat: extend the lease; False if the action is no longer running
     (Beat settled it after a missed heartbeat)."""
+    return action_id in action_leases_renew(action_ids=[action_id])
+
+
+_RENEW_MANY = f"""
+    UPDATE browser_sessions_action SET lease_expires_at = %s
+    WHERE id = ANY(%s) AND status = '{_RUNNING}' RETURNING id
+"""  # noqa: S608
+
+
+def action_leases_renew(*, action_ids: list[int]) -> set[int]:
+    """Extend the leases of the actions a worker process runs, in one statement; returns the ids
+    still running (the others were settled by Beat after a missed heartbeat)."""
+    if not action_ids:
+        return set()
     until = timezone.now() + timedelta(seconds=settings.ACTION_LEASE_SECONDS)
     with hot_cursor() as cursor:
-        cursor.execute(_RENEW, [until, action_id])
-        renewed: bool = cursor.rowcount == 1
-    return renewed
+        cursor.execute(_RENEW_MANY, [until, list(action_ids)])
+        return {row[0] for row in cursor.fetchall()}
 
 
 _LEASE_LOST_ERROR = "The worker running this action was lost; what did not run was not charged. Try again."

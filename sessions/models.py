@@ -30,6 +30,8 @@ class EndedReason(models.TextChoices):
     CRASHED = "crashed"
     ADMIN = "admin"
     START_FAILED = "start_failed"
+    # The service on its host was stopped for good (`bin/dev serve` ended, manage.py host_shutdown).
+    SHUTDOWN = "shutdown"
 
 
 class BrowserSession(models.Model):

@@ -26,14 +26,15 @@ from django.utils import timezone
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
+from project.db import connection_release
 from project.redis import get_redis
 from sessions import dispatch
 from sessions.action_queue import (
     action_claim_next,
     action_finish,
     action_has_queued,
-    action_lease_renew,
     action_leases_expire,
+    action_leases_renew,
     action_progress_record,
     sessions_with_undelivered_actions,
 )
@@ -83,7 +84,7 @@ def actions_drain(*, session_id: str) -> None:
                     )
                     session_main_tab_record(session=action.session, tab_id="")
                     continue
-                with _heartbeat(action, lock):
+                with _leases.hold(action, lock):
                     _run_one(action, rearm=lock.reacquire)
                 if time.monotonic() > deadline and action_has_queued(session_id=session_id):
                     raise SoftTimeLimitExceeded()  # hand the rest of the queue on, as below
@@ -106,31 +107,63 @@ def actions_drain(*, session_id: str) -> None:
             return
 
 
-@contextmanager
-def _heartbeat(action: Action, lock: Lock) -> Iterator[None]:
-    """While the action runs, renew its lease and the session's lock every third of the lease, so
-    a lost worker is noticed within one lease (Beat's actions_reconcile) and a live one never is."""
-    stop = threading.Event()
+class _LeaseKeeper:
+    """One thread per worker process renews the leases of every action the process is running,
+    and re-arms their sessions' locks, every third of the lease: a lost worker is noticed within
+    one lease (Beat's actions_reconcile) and a live one never is.
 
-    def beat() -> None:
+    One UPDATE for all of them per period, on one pooled connection between beats; before, each
+    action started a thread of its own, whose connection was opened and closed with it.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[int, tuple[str, Lock]] = {}
+        self._mutex = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def hold(self, action: Action, lock: Lock) -> Iterator[None]:
+        with self._mutex:
+            self._held[action.pk] = (action.public_id, lock)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="action-leases", daemon=True)
+                self._thread.start()
         try:
-            while not stop.wait(settings.ACTION_LEASE_SECONDS / 3):
-                try:
-                    action_lease_renew(action_id=action.pk)
-                    lock.reacquire()
-                except (LockError, DatabaseError, RedisError) as exc:
-                    # Keep beating: a brief outage must not end a healthy action.
-                    logger.warning("action %s: heartbeat failed: %r", action.public_id, exc)
+            yield
         finally:
-            connection.close()  # this thread's own database connection
+            with self._mutex:
+                self._held.pop(action.pk, None)
 
-    thread = threading.Thread(target=beat, name=f"lease-{action.public_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    def held(self) -> list[int]:
+        with self._mutex:
+            return list(self._held)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(settings.ACTION_LEASE_SECONDS / 3)
+            try:
+                self.beat()
+            finally:
+                connection.close()  # back to the pool between beats
+
+    def beat(self) -> None:
+        with self._mutex:
+            held = dict(self._held)
+        if not held:
+            return
+        try:
+            action_leases_renew(action_ids=list(held))
+        except DatabaseError as exc:
+            # Keep beating: a brief outage must not end a healthy action.
+            logger.warning("action leases: renewal failed: %r", exc)
+        for public_id, lock in held.values():
+            try:
+                lock.reacquire()
+            except (LockError, RedisError) as exc:
+                logger.warning("action %s: lock not re-armed: %r", public_id, exc)
+
+
+_leases = _LeaseKeeper()
 
 
 def _run_one(action: Action, *, rearm: Callable[[], Any]) -> None:
@@ -172,6 +205,8 @@ def _run_step(
     """Run one canonical action; return (status, error, outcome for the row), its result cut to
     `room` bytes of JSON (ACTION_RESULT_MAX_BYTES when not given)."""
     display = Display(session.display_width, session.display_height, session.display_scale)
+    # The browser may take seconds: the pool lends the connection to another thread meanwhile.
+    connection_release()
     try:
         outcome = run_action(
             handle=handle_of(session), display=display, action=action, main_tab=session.main_tab_id

@@ -11,9 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
+from project.exceptions import is_outage
 from sessions import dispatch, fleet
 from sessions.browser_state import (
     BrowserLocation,
@@ -62,12 +64,27 @@ def session_browser_start(*, session_id: str) -> None:
         return
     backend = get_backend()
     display = Display(session.display_width, session.display_height, session.display_scale)
-    try:
-        handle = backend.start(session_id=session_id, display=display)
-    except BrowserStartError as exc:
-        logger.warning("session %s: browser start failed: %s", session_id, exc)
-        session_browser_start_failed(session_id=session_id, error=str(exc))
-        return
+    attempt = 1
+    while True:
+        try:
+            handle = backend.start(session_id=session_id, display=display)
+            break
+        except BrowserStartError as exc:
+            # Slow down, don't fail: a start that timed out on a saturated host is tried again
+            # while its create still waits (the create gives up at its own budget and ends the
+            # session; the next attempt then is not made).
+            still_starting = BrowserSession.objects.filter(
+                pk=session_id, status=SessionStatus.STARTING
+            ).exists()
+            if attempt < settings.BROWSER_START_ATTEMPTS and still_starting:
+                logger.warning(
+                    "session %s: browser start failed (%s); attempt %d", session_id, exc, attempt + 1
+                )
+                attempt += 1
+                continue
+            logger.warning("session %s: browser start failed: %s", session_id, exc)
+            session_browser_start_failed(session_id=session_id, error=str(exc))
+            return
     location = BrowserLocation(
         backend=handle.backend,
         webdriver_url=handle.webdriver_url,
@@ -149,9 +166,16 @@ def pool_refill(*, host: str) -> int:
     old = timezone.now() - timedelta(seconds=settings.BROWSER_POOL_MAX_AGE_SECONDS)
     _warm_browsers_stop(backend, fleet.warm_browsers_take(host=host, older_than=old))
     started = 0
-    for pool_id in fleet.warm_browsers_reserve(
+    reserved = fleet.warm_browsers_reserve(
         host=host, pool_size=settings.BROWSER_POOL_SIZE, capacity=settings.BROWSERS_PER_HOST
-    ):
+    )
+    for index, pool_id in enumerate(reserved):
+        if _creates_waiting(host):
+            # Refills yield to user creates: the rest is given back, and the next heartbeat asks
+            # again once the host's starts are done.
+            fleet.warm_browsers_take(host=host, ids=reserved[index:])
+            logger.info("pool refill on %s: %d starts yield to creates", host, len(reserved[index:]))
+            break
         try:
             handle = backend.start(session_id=pool_id, display=Display())
         except BrowserStartError as exc:
@@ -170,6 +194,15 @@ def pool_refill(*, host: str) -> int:
         else:
             backend.stop(handle, session_id=pool_id)  # forgotten while it started
     return started
+
+
+def _creates_waiting(host: str) -> bool:
+    """A session of this host (or not placed yet) waits for its browser to start."""
+    return (
+        BrowserSession.objects.filter(status=SessionStatus.STARTING, webdriver_session_id="")
+        .filter(Q(host=host) | Q(host=""))
+        .exists()
+    )
 
 
 def pool_forget(*, host: str) -> None:
@@ -314,3 +347,27 @@ def browsers_reconcile() -> dict[str, int]:
         "stops_requeued": len(lost_stops),
         "hosts_forgotten": len(forgotten),
     }
+
+
+def host_shutdown(*, host: str, orphans: bool = False) -> dict[str, int]:
+    """The service on `host` stops for good (not a worker restart): end its live sessions
+    (`shutdown`; their time is billed to this moment) and stop their browsers here and now, the
+    workers may be gone already; stop its pool browsers. With `orphans`, then kill every browser
+    left under this host's profile root (batch jobs' too: their pages are taken up again later).
+    """
+    backend = LocalBackend()
+    live = BrowserSession.objects.filter(status__in=LIVE_STATUSES, backend__in=("local", "")).filter(
+        Q(host=host) | Q(host="")
+    )
+    ended = stopped = 0
+    for session_id in list(live.values_list("pk", flat=True)):
+        try:
+            ended += session_terminate(session_id=session_id, reason=EndedReason.SHUTDOWN)
+        except Exception as exc:  # the broker may be gone: the stop below does not need it
+            if not is_outage(exc):
+                raise
+        session_browser_stop(session_id=session_id)
+        stopped += 1
+    _warm_browsers_stop(backend, fleet.warm_browsers_take(host=host))
+    killed = backend.kill_orphans_of(set if orphans else _live_browser_names)
+    return {"ended": ended, "stopped": stopped, "killed": len(killed)}

@@ -12,10 +12,11 @@ import logging
 import threading
 
 from celery import shared_task
-from celery.signals import task_postrun, task_prerun, worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
+from project.db import ConnectionBudgetExceeded, connection_budget_verify, pool_off_in_this_process
 from sessions import fleet, screenshots, time_billing
 from sessions import services as session_services
 from workers import action_runner, job_tasks, services, webhook_tasks  # noqa: F401  (see below)
@@ -29,7 +30,8 @@ from workers.browser.local import become_subreaper
 
 logger = logging.getLogger(__name__)
 
-_START_LIMIT = settings.BROWSER_START_TIMEOUT_SECONDS + 15
+# Every attempt of a start (workers/services.py session_browser_start) fits in the limits.
+_START_LIMIT = (settings.BROWSER_START_TIMEOUT_SECONDS + 15) * settings.BROWSER_START_ATTEMPTS
 # A database that restarts under a task (it could not read its rows) is transient: sent again,
 # the task finds what is still to do (an action drain claims what is still queued).
 _DB_OUTAGE = (OperationalError, InterfaceError)
@@ -47,8 +49,25 @@ def _retire_or_release_connection(**_: object) -> None:
         close_old_connections()  # prefork: one connection per process, reused across tasks
     else:
         # The actions worker's thread pool: Django connections are per thread, and 32 idle
-        # threads must not hold 32 PostgreSQL connections. A task opens its own and closes it.
+        # threads must not hold 32 PostgreSQL connections. A task gives its connection back to
+        # the process's pool (project/db.py; without a pool this closes it).
         connection.close()
+
+
+@worker_init.connect
+def _pool_per_process_kind(sender: object, **_: object) -> None:
+    # A worker whose configuration could exhaust PostgreSQL's connections does not start
+    # (SystemExit: Celery logs and ignores a signal handler's ordinary exceptions).
+    try:
+        connection_budget_verify()
+    except ConnectionBudgetExceeded as exc:
+        logger.critical("%s", exc)
+        raise SystemExit(78) from exc  # EX_CONFIG
+    # Before a prefork worker forks its children (the pool may still be a name here).
+    pool_cls = getattr(sender, "pool_cls", None)
+    kind = pool_cls if isinstance(pool_cls, str) else getattr(pool_cls, "__module__", "")
+    if "prefork" in kind:
+        pool_off_in_this_process()
 
 
 @worker_process_init.connect
