@@ -103,6 +103,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 WSGI_APPLICATION = "project.wsgi.application"
+ASGI_APPLICATION = "project.asgi.application"
 
 TEMPLATES = [
     {
@@ -202,12 +203,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"no_screenshot_tokens": {"()": "project.access_log.RedactScreenshotTokens"}},
+    "filters": {"no_url_tokens": {"()": "project.access_log.RedactUrlTokens"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["no_screenshot_tokens"],
+            "filters": ["no_url_tokens"],
         }
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
@@ -218,6 +219,21 @@ LOGGING = {
         "celery.app.trace": {"level": "WARNING"},
     },
 }
+
+# --- Web process (ASGI: project/asgi.py) -----------------------------------------------------
+# Threads per web process that run the sync API views (each keeps its database connection).
+# Streams (events, screencast) hold none of them while they wait.
+WEB_THREADS = env_int("WEB_THREADS", 32, minimum=1)
+
+# --- Watching sessions (docs/streams.md) ------------------------------------------------------
+# GET /computers/{id}/events: a session's events kept in Redis (at most this many, for this long
+# after the last one); a client reconnecting with Last-Event-ID gets what is still kept.
+SESSION_EVENTS_MAX_EVENTS = env_int("SESSION_EVENTS_MAX_EVENTS", 1000, minimum=10)
+SESSION_EVENTS_RETENTION_SECONDS = env_int("SESSION_EVENTS_RETENTION_SECONDS", 3600, minimum=60)
+# Streams (events, screencast) one account may hold open at once; more get 429 with Retry-After.
+ACCOUNT_MAX_OPEN_STREAMS = env_int("ACCOUNT_MAX_OPEN_STREAMS", 20, minimum=1)
+# A comment line this often on an open event stream, so proxies and clients see it alive.
+STREAM_KEEPALIVE_SECONDS = env_int("STREAM_KEEPALIVE_SECONDS", 15, minimum=1)
 
 # --- Redis and Celery -------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -51,6 +51,18 @@ def _test_database_droppable(django_db_setup: Any, django_db_blocker: Any) -> It
 
 
 @pytest.fixture(scope="session")
+def live_server() -> Iterator[Any]:
+    """The API under ASGI, as `bin/dev web` serves it (tests/support/asgi_server.py). Same name
+    as pytest-django's fixture, so that its helper still gives each test `transactional_db`."""
+    from tests.support.asgi_server import AsgiLiveServer
+
+    server = AsgiLiveServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def redis_flushed() -> None:
     from project.redis import get_redis
 
