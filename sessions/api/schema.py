@@ -440,8 +440,36 @@ exec_sync_schema = extend_schema(
 )
 stream_schema = extend_schema(
     tags=[ACTIONS],
-    summary="Event / screencast / WebSocket stream: not served (501)",
+    summary="Screencast / WebSocket stream: not served (501)",
     responses={501: error_response(501), **errors(404)},
+)
+events_schema = extend_schema(
+    tags=[ACTIONS],
+    summary="The session's life as server-sent events",
+    description=(
+        "`text/event-stream`. Events: `action_request` (an accepted action: `request_id` = the "
+        "action's id, `type`, `created_at`), `action_response` (it finished: `status` success or "
+        "error, `action_status`, `error_message`, `code`, `created_at`, `started_at`, "
+        "`finished_at`, `queued_ms`, `duration_ms`), `status` (`ready`, `running`, `terminated` "
+        "with `ended_reason`: the stream ends after it), and `error` if the stream cannot go on. "
+        "A `: keepalive` comment comes when nothing happened for a while. Each event has an `id`: "
+        "reconnect with `Last-Event-ID` to get what came after it, as long as it is kept "
+        "(docs/streams.md). Without it, the stream starts with the oldest event kept. Watching "
+        "is not activity: it does not reset the idle timer."
+    ),
+    parameters=[
+        SESSION_ID,
+        OpenApiParameter(
+            "Last-Event-ID",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            description="Resume after this event id.",
+        ),
+    ],
+    responses={
+        (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description="The event stream."),
+        **errors(404, 429),
+    },
 )
 action_detail_schema = extend_schema(
     tags=[ACTIONS],

@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from sessions.api import action_views, views
+from sessions.api import action_views, stream_views, views
 
 urlpatterns = [
     path("computers", views.ComputerListCreateView.as_view(), name="computers"),
@@ -33,9 +33,15 @@ urlpatterns = [
         action_views.ExecUnsupportedView.as_view(),
         name="computer-exec-sync",
     ),
+    # Served by the ASGI stream handler (project/asgi.py STREAM_PATHS): async, no thread held.
+    path(
+        "computers/<str:session_id>/events",
+        stream_views.async_stream_view(stream_views.ComputerEventsView),
+        name="computer-events",
+    ),
     *(
         path(f"computers/<str:session_id>/{stream}", action_views.StreamUnsupportedView.as_view())
-        for stream in ("events", "screencast", "ws")
+        for stream in ("screencast", "ws")
     ),
     path(
         "computers/<str:session_id>/actions",
