@@ -25,6 +25,7 @@ from project.redis import get_async_redis, get_redis
 from project.web_threads import run_in_web_thread
 from sessions.events import STATUS, events_key, session_status_event
 from sessions.models import BrowserSession, SessionStatus
+from sessions.screencast import WATCHER_TTL_SECONDS, frames_key, watchers_key
 
 logger = logging.getLogger(__name__)
 
@@ -155,4 +156,76 @@ async def session_event_stream(
                 if _is_end(event, data):
                     return
     finally:
+        await _slot_release(account_id, slot)
+
+
+SCREENCAST_HEARTBEAT_SECONDS = 30  # Tzafon's contract: a `: heartbeat` comment every 30 s
+_WATCH_REFRESH_SECONDS = 3.0
+_END_CHECK_SECONDS = 5.0
+
+
+def _frame_event(fields: dict[str, str]) -> bytes:
+    # Built by hand: the image is already base64 (JSON-safe), and re-encoding it costs for nothing.
+    image = fields.get("image_data", "")
+    metadata = fields.get("metadata", "{}")
+    return b'data: {"image_data":"' + image.encode() + b'","metadata":' + metadata.encode() + b"}\n\n"
+
+
+async def _latest_id(client: Any, key: str) -> tuple[str, dict[str, str] | None]:
+    latest = await client.xrevrange(key, count=1)
+    return (latest[0][0], latest[0][1]) if latest else ("0-0", None)
+
+
+async def session_screencast_stream(
+    *, session_id: str, account_id: int, slot: str, watcher: str
+) -> AsyncIterator[bytes]:
+    """Frames of the session's page as its host's caster sends them (the latest one first), a
+    heartbeat every 30 s, until the session ends (its `terminated` event, or its row)."""
+    client = get_async_redis()
+    frames, events = frames_key(session_id), events_key(session_id)
+    loop_time = time.monotonic
+    try:
+        yield b": heartbeat\n\n"
+        frame_cursor, latest = await _latest_id(client, frames)
+        if latest is not None:
+            yield _frame_event(latest)
+        event_cursor, last_event = await _latest_id(client, events)
+        if last_event is not None and _is_end(last_event.get("event", ""), last_event.get("data", "")):
+            return
+        beat = refreshed = checked = loop_time()
+        while True:
+            try:
+                reply: Any = await client.xread({frames: frame_cursor, events: event_cursor}, block=1000)
+            except RedisError as exc:
+                logger.warning("screencast of %s: Redis failed (%r)", session_id, exc)
+                yield sse(
+                    event="error",
+                    data={"code": "service_unavailable", "detail": "The stream is briefly unavailable."},
+                )
+                return
+            for key, entries in reply or []:
+                for entry_id, fields in entries:
+                    if key == frames:
+                        frame_cursor = entry_id
+                        yield _frame_event(fields)
+                    else:
+                        event_cursor = entry_id
+                        if _is_end(fields.get("event", ""), fields.get("data", "")):
+                            return
+            now = loop_time()
+            if now - beat >= SCREENCAST_HEARTBEAT_SECONDS:
+                beat = now
+                yield b": heartbeat\n\n"
+            if now - refreshed >= _WATCH_REFRESH_SECONDS:
+                refreshed = now
+                await client.zadd(watchers_key(session_id), {watcher: time.time()})
+                await client.expire(watchers_key(session_id), WATCHER_TTL_SECONDS * 3)
+                await _slot_refresh(account_id, slot)
+            if now - checked >= _END_CHECK_SECONDS:
+                checked = now
+                if await run_in_web_thread(_ended_status, session_id) is not None:
+                    return
+    finally:
+        with contextlib.suppress(RedisError):
+            await client.zrem(watchers_key(session_id), watcher)
         await _slot_release(account_id, slot)

@@ -18,7 +18,12 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 
 from sessions import fleet, screenshots, time_billing
 from sessions import services as session_services
-from workers import action_runner, job_tasks, services  # noqa: F401  (job_tasks: see below)
+from workers import (  # noqa: F401  (job_tasks: see below)
+    action_runner,
+    job_tasks,
+    screencast,
+    services,
+)
 from workers import fleet as host_fleet
 from workers.browser import TransientBrowserError
 from workers.browser.local import become_subreaper

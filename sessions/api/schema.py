@@ -438,9 +438,27 @@ exec_sync_schema = extend_schema(
     request=_EXEC_BODY,
     responses={501: error_response(501), **errors(404)},
 )
+screencast_schema = extend_schema(
+    tags=[ACTIONS],
+    summary="The session's page as a live JPEG screencast (server-sent events)",
+    description=(
+        "`text/event-stream`. Each unnamed event's `data` is "
+        '`{"image_data": <base64 JPEG>, "metadata": {"timestamp", "width", "height", '
+        '"device_width", "device_height", "page_scale_factor", "offset_top", "scroll_offset_x", '
+        '"scroll_offset_y"}}` (`width`/`height`: the JPEG\'s pixels). Frames come when the page '
+        "changes (DevTools' screencast), the latest one first; a `: heartbeat` comment every 30 s. "
+        "The stream ends when the session ends. Watching is not activity: it does not reset the "
+        "idle timer. Local backend only (501 on Grid)."
+    ),
+    parameters=[SESSION_ID],
+    responses={
+        (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description="The frames."),
+        **errors(404, 409, 410, 429, 501),
+    },
+)
 stream_schema = extend_schema(
     tags=[ACTIONS],
-    summary="Screencast / WebSocket stream: not served (501)",
+    summary="WebSocket stream: not served (501)",
     responses={501: error_response(501), **errors(404)},
 )
 events_schema = extend_schema(

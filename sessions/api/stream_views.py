@@ -8,6 +8,7 @@ itself to the event loop, where it holds no thread (project/asgi.py, sessions/st
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -16,12 +17,19 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from accounts.authentication import request_account
+from project.exceptions import NotImplementedByServer
 from project.web_threads import run_in_web_thread
 from sessions import selectors, services
 from sessions.api import schema
 from sessions.api.action_views import _NeverNotAcceptable
 from sessions.models import SessionStatus
-from sessions.streams import last_event_id_of, session_event_stream, stream_slot_take
+from sessions.screencast import screencast_watch
+from sessions.streams import (
+    last_event_id_of,
+    session_event_stream,
+    session_screencast_stream,
+    stream_slot_take,
+)
 
 
 def async_stream_view(view_class: type[APIView]) -> Callable[..., HttpResponseBase]:
@@ -71,5 +79,29 @@ class ComputerEventsView(APIView):
                 slot=slot,
                 after=after,
                 ended=session.status == SessionStatus.TERMINATED,
+            )
+        )
+
+
+class ComputerScreencastView(APIView):
+    content_negotiation_class = _NeverNotAcceptable
+
+    @schema.screencast_schema
+    def get(self, request: Request, session_id: str) -> StreamingHttpResponse:
+        request._request.get_host()  # ALLOWED_HOSTS: the stream handler runs no middleware
+        account = request_account(request)
+        session = selectors.session_get(account=account, session_id=session_id)
+        session = services.session_require_active(session=session)  # 410 ended, 409 starting
+        if session.backend != "local":
+            raise NotImplementedByServer(
+                "The screencast is served for browsers of the local backend only.",
+                code="screencast_not_supported",
+            )
+        slot = stream_slot_take(account_id=account.pk)
+        watcher = uuid.uuid4().hex
+        screencast_watch(session_id=session.pk, host=session.host, token=watcher)
+        return _event_stream_response(
+            session_screencast_stream(
+                session_id=session.pk, account_id=account.pk, slot=slot, watcher=watcher
             )
         )

@@ -39,10 +39,12 @@ urlpatterns = [
         stream_views.async_stream_view(stream_views.ComputerEventsView),
         name="computer-events",
     ),
-    *(
-        path(f"computers/<str:session_id>/{stream}", action_views.StreamUnsupportedView.as_view())
-        for stream in ("screencast", "ws")
+    path(
+        "computers/<str:session_id>/screencast",
+        stream_views.async_stream_view(stream_views.ComputerScreencastView),
+        name="computer-screencast",
     ),
+    path("computers/<str:session_id>/ws", action_views.StreamUnsupportedView.as_view()),
     path(
         "computers/<str:session_id>/actions",
         action_views.SessionActionsView.as_view(),

@@ -1,0 +1,1 @@
+document.getElementById("toggle").addEventListener("click", () => document.body.classList.toggle("on"));
