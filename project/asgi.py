@@ -36,7 +36,19 @@ from project.web_threads import run_in_web_thread  # noqa: E402
 STREAM_PATHS = re.compile(r"^/(?:v1/)?computers/[^/]+/(?:events|screencast)$|^/v1/live/[^/]+/feed$")
 
 
-class ApiHandler(ASGIHandler):
+class _NoThreadPerRequest(ASGIHandler):
+    """Django's ASGIHandler without its per-request ThreadSensitiveContext: that context makes a
+    new thread for each request just to run the request_started/finished signals and
+    `response.close()`; without it those small calls share asgiref's one sync thread, and the
+    views run on the web pool (run_in_web_thread)."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django serves HTTP only, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
+
+class ApiHandler(_NoThreadPerRequest):
     """Django's sync middleware chain and views, one web-pool thread per request."""
 
     def load_middleware(self, is_async: bool = False) -> None:
@@ -46,7 +58,7 @@ class ApiHandler(ASGIHandler):
         return await run_in_web_thread(self.get_response, request)
 
 
-class StreamHandler(ASGIHandler):
+class StreamHandler(_NoThreadPerRequest):
     """Async views only, no middleware: the views check the key and the host themselves."""
 
     def load_middleware(self, is_async: bool = False) -> None:

@@ -234,6 +234,8 @@ SESSION_EVENTS_RETENTION_SECONDS = env_int("SESSION_EVENTS_RETENTION_SECONDS", 3
 ACCOUNT_MAX_OPEN_STREAMS = env_int("ACCOUNT_MAX_OPEN_STREAMS", 20, minimum=1)
 # A comment line this often on an open event stream, so proxies and clients see it alive.
 STREAM_KEEPALIVE_SECONDS = env_int("STREAM_KEEPALIVE_SECONDS", 15, minimum=1)
+# POST /v1/computers/{id}/live: how long a viewer link works (never past the session's end).
+LIVE_VIEWER_TTL_SECONDS = env_int("LIVE_VIEWER_TTL_SECONDS", 900, minimum=30)
 
 # --- Redis and Celery -------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -177,7 +177,7 @@ async def _latest_id(client: Any, key: str) -> tuple[str, dict[str, str] | None]
 
 
 async def session_screencast_stream(
-    *, session_id: str, account_id: int, slot: str, watcher: str
+    *, session_id: str, account_id: int, slot: str, watcher: str, until: float | None = None
 ) -> AsyncIterator[bytes]:
     """Frames of the session's page as its host's caster sends them (the latest one first), a
     heartbeat every 30 s, until the session ends (its `terminated` event, or its row)."""
@@ -213,6 +213,8 @@ async def session_screencast_stream(
                         if _is_end(fields.get("event", ""), fields.get("data", "")):
                             return
             now = loop_time()
+            if until is not None and time.time() >= until:
+                return  # a live viewer's link expired
             if now - beat >= SCREENCAST_HEARTBEAT_SECONDS:
                 beat = now
                 yield b": heartbeat\n\n"

@@ -22,7 +22,7 @@ from project.web_threads import run_in_web_thread
 from sessions import selectors, services
 from sessions.api import schema
 from sessions.api.action_views import _NeverNotAcceptable
-from sessions.models import SessionStatus
+from sessions.models import BrowserSession, SessionStatus
 from sessions.screencast import screencast_watch
 from sessions.streams import (
     last_event_id_of,
@@ -52,6 +52,14 @@ def async_stream_view(view_class: type[APIView]) -> Callable[..., HttpResponseBa
     view.csrf_exempt = True  # type: ignore[attr-defined]
     # Django takes async views; django-stubs' path() types only sync ones.
     return cast(Callable[..., HttpResponseBase], view)
+
+
+def screencast_backend_check(session: BrowserSession) -> None:
+    if session.backend != "local":
+        raise NotImplementedByServer(
+            "The screencast is served for browsers of the local backend only.",
+            code="screencast_not_supported",
+        )
 
 
 def _event_stream_response(stream: Any) -> StreamingHttpResponse:
@@ -92,11 +100,7 @@ class ComputerScreencastView(APIView):
         account = request_account(request)
         session = selectors.session_get(account=account, session_id=session_id)
         session = services.session_require_active(session=session)  # 410 ended, 409 starting
-        if session.backend != "local":
-            raise NotImplementedByServer(
-                "The screencast is served for browsers of the local backend only.",
-                code="screencast_not_supported",
-            )
+        screencast_backend_check(session)
         slot = stream_slot_take(account_id=account.pk)
         watcher = uuid.uuid4().hex
         screencast_watch(session_id=session.pk, host=session.host, token=watcher)

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import requests
 
+from sessions.models import BrowserSession
+from tests.support.processes import wait_until
 from tests.support.sse import SseReader
-from workers.screencast import jpeg_size
+from workers.screencast import devtools_port, jpeg_size
 
 
 def _open(client: Any, session_id: str, *, prefix: str = "/v1") -> requests.Response:
@@ -79,3 +81,31 @@ def test_screencast_of_another_accounts_session_is_404_and_of_an_ended_one_410(m
     owner.delete(f"/v1/computers/{session_id}")
     ended = _open(owner, session_id)
     assert ended.status_code == 410, ended.text
+
+
+def test_a_tenant_page_cannot_reach_its_browsers_devtools_endpoint(
+    make_client: Any, pages_server: str
+) -> None:
+    """The egress filter refuses this host's browsers' DevTools ports even where loopback is
+    allowed (the test configuration allows 127.0.0.1 for its pages)."""
+    client = make_client(plan="pro")
+    session_id = client.post("/v1/computers", {}).json()["id"]
+    port = devtools_port(BrowserSession.objects.get(pk=session_id).profile_dir)
+    assert port is not None
+    refused = client.post(
+        f"/v1/computers/{session_id}/navigate", {"url": f"http://127.0.0.1:{port}/json/version"}
+    )
+    assert refused.status_code == 200
+    assert refused.json()["status"] == "error" and refused.json()["code"] == "blocked_address", refused.text
+
+    probe = client.post(
+        f"/v1/computers/{session_id}/navigate", {"url": f"{pages_server}/devtools_probe.html?port={port}"}
+    )
+    assert probe.json()["status"] == "success", probe.text
+
+    def outcome() -> str:
+        html = client.post(f"/v1/computers/{session_id}/html", {}).json()["result"]["html_content"]
+        return html.split('<pre id="result">', 1)[1].split("</pre>", 1)[0]
+
+    wait_until(lambda: outcome() != "pending", timeout=20, message="the page's WebSocket attempt")
+    assert outcome() == "websocket:error"

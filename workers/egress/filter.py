@@ -12,6 +12,11 @@ Before that, `request` and `http_connect` run the same check to answer a refusal
 browser shows: a plain HTTP request gets a 403 page whose title and `X-Browserfleet-Blocked`
 header the worker recognises; a CONNECT gets a 403, which Chromium reports as a failed tunnel.
 TLS is never decrypted: every tunnel is passed through as bytes (ignore_hosts matches all).
+
+Whatever the allow list says, a loopback connection to the DevTools port of a browser of this
+host is refused (`BrowserPorts`): a page that could reach it could drive every browser here.
+Production refuses loopback anyway; this holds where an operator (or the test configuration)
+allows 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import asyncio
 import html
 import ipaddress
 import logging
+import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from mitmproxy import http
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
@@ -52,10 +60,55 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return addresses
 
 
+class BrowserPorts:
+    """The DevTools ports of this host's browsers: the `DevToolsActivePort` file Chromium writes
+    in each profile under BROWSER_PROFILE_ROOT (sessions' and warm pool's), re-read at most once
+    a second."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        default = Path(__file__).resolve().parents[2] / "var" / "browsers"
+        self.root = root or Path(os.environ.get("BROWSER_PROFILE_ROOT") or default)
+        self._ports: frozenset[int] = frozenset()
+        self._read_at = 0.0
+
+    def __contains__(self, port: object) -> bool:
+        now = time.monotonic()
+        if now - self._read_at > 1.0:
+            ports = set()
+            for path in self.root.glob("*/profile/DevToolsActivePort"):
+                try:
+                    ports.add(int(path.read_text().split("\n", 1)[0]))
+                except (OSError, ValueError):
+                    continue
+            self._ports, self._read_at = frozenset(ports), now
+        return port in self._ports
+
+
+def _is_loopback(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    try:
+        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
 class EgressFilter:
-    def __init__(self, policy: EgressPolicy, resolver: Resolver = system_resolver) -> None:
+    def __init__(
+        self,
+        policy: EgressPolicy,
+        resolver: Resolver = system_resolver,
+        browser_ports: BrowserPorts | None = None,
+    ) -> None:
         self.policy = policy
         self.resolver = resolver
+        self.browser_ports = browser_ports or BrowserPorts()
+
+    def _refuse_browser_port(
+        self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address, port: int
+    ) -> None:
+        if _is_loopback(address) and port in self.browser_ports:
+            raise Refused("blocked_address", f"{address}:{port} is a browser's DevTools endpoint")
 
     async def destination(self, host: str, port: int) -> str:
         """The address to connect to for host:port, checked; raises Refused."""
@@ -64,6 +117,7 @@ class EgressFilter:
         except ValueError:
             literal = None
         if literal is not None:
+            self._refuse_browser_port(literal, port)
             if not self.policy.address_allowed(literal, port):
                 raise Refused("blocked_address", f"{literal} is not a public address")
             return str(literal)
@@ -78,6 +132,7 @@ class EgressFilter:
         # All answers, not just the first: the browser must not be one retry away from a
         # private address, and a name that mixes public and private answers is a rebinding trick.
         for address in addresses:
+            self._refuse_browser_port(address, port)
             if not self.policy.address_allowed(address, port):
                 raise Refused("blocked_address", f"{host} resolves to {address}, not a public address")
         return addresses[0]
