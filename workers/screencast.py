@@ -202,6 +202,7 @@ def supervise_once(host: str) -> None:
         caster = _casters.get(session_id)
         if not screencast_watched(session_id=session_id):
             redis.srem(host_watch_key(host), session_id)
+            _failed_at.pop(session_id, None)
             if caster is not None:
                 caster.stop.set()
             continue
