@@ -405,6 +405,7 @@ def action_finish(
                 prices=prices,
                 ran=ran,
             )
+    # Before the waiter is woken, so that a client's next action's events come after this one's.
     if finished:
         action_finished_publish(
             session_id=action.session_id,
