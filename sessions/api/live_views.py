@@ -26,7 +26,7 @@ from sessions import selectors
 from sessions.action_queue import action_submit
 from sessions.action_specs import normalize_action
 from sessions.api.action_views import _NeverNotAcceptable
-from sessions.api.schema import ACTIONS, COMPUTERS, SESSION_ID
+from sessions.api.schema import ACTIONS, COMPUTERS, SESSION_ID, ServerSentEvent
 from sessions.api.stream_views import _event_stream_response, screencast_backend_check
 from sessions.live_viewer import VIEWER_ACTIONS, live_viewer_resolve, live_viewer_token_create
 from sessions.live_viewer_assets import VIEWER_CSS, VIEWER_JS
@@ -170,7 +170,7 @@ class LiveViewerFeedView(_ViewerView):
         auth=[],
         parameters=[TOKEN],
         responses={
-            (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR),
+            (200, "text/event-stream"): OpenApiResponse(ServerSentEvent, description="As the screencast's."),
             **_viewer_errors(),
             429: error_response(429),
             501: error_response(501),

@@ -281,6 +281,15 @@ def expand_action_endpoints(endpoints: list[tuple[str, str, str, Any]]) -> list[
     return out
 
 
+class ServerSentEvent(serializers.Serializer[Any]):
+    """One event of a `text/event-stream` answer, as an SSE client parses it; `data` is JSON text."""
+
+    event = serializers.CharField(required=False, help_text="The event's name; none: a screencast frame.")
+    data = serializers.CharField(required=False, help_text="JSON text (see the operation's description).")
+    id = serializers.CharField(required=False, help_text="Send it back as Last-Event-ID to resume after it.")
+    retry = serializers.IntegerField(required=False, help_text="Reconnection delay, in milliseconds.")
+
+
 SESSION_ID = OpenApiParameter(
     "session_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The session id, `comp_...`."
 )
@@ -452,7 +461,9 @@ screencast_schema = extend_schema(
     ),
     parameters=[SESSION_ID],
     responses={
-        (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description="The frames."),
+        (200, "text/event-stream"): OpenApiResponse(
+            ServerSentEvent, description="The frames, one event each."
+        ),
         **errors(404, 409, 410, 429, 501),
     },
 )
@@ -485,7 +496,9 @@ events_schema = extend_schema(
         ),
     ],
     responses={
-        (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description="The event stream."),
+        (200, "text/event-stream"): OpenApiResponse(
+            ServerSentEvent, description="The events, one at a time."
+        ),
         **errors(404, 429),
     },
 )
