@@ -20,5 +20,6 @@ RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nolog
 USER browserfleet
 # tini reaps orphaned processes (PID 1 in a container does not do that by itself).
 ENTRYPOINT ["tini", "--"]
-CMD ["gunicorn", "project.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "16", \
+# ASGI (project/asgi.py): uvicorn workers under gunicorn; WEB_THREADS threads per process for the API.
+CMD ["gunicorn", "project.asgi:application", "--bind", "0.0.0.0:8000", "--worker-class", "project.asgi_worker.Worker", \
      "--logger-class", "project.access_log.RedactingLogger"]

@@ -361,7 +361,7 @@ def main() -> int:
         "machine": machine_info(),
         "loadavg_start": loadavg(),
         "config": {
-            "web": "gunicorn gthread 2 workers x 16 threads",
+            "web": "gunicorn + uvicorn (ASGI) 2 workers x 16 API threads",
             "worker": "celery worker -Q lifecycle,actions,batch -c 4",
             "client": "requests.Session (keep-alive), sequential",
             "target_overhead_ms": TARGET_OVERHEAD_MS,

@@ -459,7 +459,7 @@ def main() -> int:
         "machine": machine_info(),
         "loadavg_start": loadavg(),
         "config": {
-            "web": "gunicorn gthread 2 workers x 16 threads",
+            "web": "gunicorn + uvicorn (ASGI) 2 workers x 16 API threads",
             "worker": "celery worker -Q lifecycle,actions,batch -c N (prefork)",
             "action": WAIT0,
             "plan": "enterprise (no session limit, 6000 requests/min per account)",

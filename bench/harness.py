@@ -12,7 +12,8 @@ What `running_stack` brings up, and takes down again on exit (also on errors, Ct
 - Redis database 13 (tests use 15, development 0), flushed before and after; a lock file keeps
   two benchmarks from sharing it at once;
 - a temporary BROWSER_PROFILE_ROOT, so reconcile only ever sees this stack's browsers;
-- `bin/dev web` (gunicorn gthread, 2 workers x 16 threads, on a free 127.0.0.1 port),
+- `bin/dev web` (gunicorn with uvicorn ASGI workers, 2 processes x 16 API threads, on a free
+  127.0.0.1 port),
   `bin/dev worker` (its two Celery workers: lifecycle prefork with `worker_concurrency`
   processes, default 4; actions with `action_threads` threads, default 32) and `bin/dev beat`:
   the commands `bin/dev serve` runs, each in its own process group, with

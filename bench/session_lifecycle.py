@@ -357,7 +357,7 @@ def main() -> int:
         "machine": machine_info(),
         "loadavg_start": loadavg(),
         "config": {
-            "web": "gunicorn gthread 2 workers x 16 threads",
+            "web": "gunicorn + uvicorn (ASGI) 2 workers x 16 API threads",
             "worker": "celery worker -Q lifecycle,actions,batch -c 4",
             "browser_backend": "local",
             **{k: v for k, v in vars(args).items() if k != "output"},

@@ -1,10 +1,11 @@
-"""Logs without screenshot tokens.
+"""Logs without URL credentials.
 
-A screenshot URL needs no API key: its signed token is the credential, and it sits in the path
-(`/v1/screenshots/<token>.png`, a job's `/v1/job-screenshots/<token>.png`). Access logs are read
-and shipped more widely than the data they describe, so the token is replaced before a line is
-written: by gunicorn's access log (`--logger-class project.access_log.RedactingLogger`) and by
-Django's request log.
+Some URLs need no API key because a signed token in the path is the credential: screenshots
+(`/v1/screenshots/<token>.png`, `/v1/job-screenshots/<token>.png`) and the live viewer
+(`/v1/live/<token>` and its feed). Access logs are read and shipped more widely than the data
+they describe, so the token is replaced before a line is written: by the web server's access log
+(uvicorn's `uvicorn.access` logger under gunicorn, project/asgi_worker.py; gunicorn's own access
+log through `--logger-class project.access_log.RedactingLogger`) and by Django's request log.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from typing import Any
 
 from gunicorn.glogging import Logger  # type: ignore[import-untyped]  # gunicorn ships no types
 
-# Action screenshots (/v1/screenshots/) and job screenshots (/v1/job-screenshots/): the whole
-# path segment, whatever characters the token is made of, up to its `.png`.
-_TOKEN = re.compile(r"(/(?:job-)?screenshots/)[^/?#\s\"']+?(\.png)?(?=[/?#\s\"']|$)")
+# Action screenshots (/v1/screenshots/), job screenshots (/v1/job-screenshots/) and the live
+# viewer (/v1/live/): the whole path segment, whatever characters the token is made of, up to a
+# `.png` of screenshots.
+_TOKEN = re.compile(r"(/(?:screenshots|job-screenshots|live)/)[^/?#\s\"']+?(\.png)?(?=[/?#\s\"']|$)")
+_MARKERS = ("screenshots/", "/live/")
 
 
 def redact(text: str) -> str:
-    return _TOKEN.sub(r"\1<redacted>\2", text) if "screenshots/" in text else text
+    return _TOKEN.sub(r"\1<redacted>\2", text) if any(m in text for m in _MARKERS) else text
 
 
 class RedactingLogger(Logger):  # type: ignore[misc]  # untyped base class
@@ -30,9 +33,9 @@ class RedactingLogger(Logger):  # type: ignore[misc]  # untyped base class
         return {k: redact(v) if isinstance(v, str) else v for k, v in atoms.items()}
 
 
-class RedactScreenshotTokens(logging.Filter):
+class RedactUrlTokens(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "screenshots/" in message:
+        if any(m in message for m in _MARKERS):
             record.msg, record.args = redact(message), None
         return True

@@ -104,6 +104,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 WSGI_APPLICATION = "project.wsgi.application"
+ASGI_APPLICATION = "project.asgi.application"
 
 TEMPLATES = [
     {
@@ -238,12 +239,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"no_screenshot_tokens": {"()": "project.access_log.RedactScreenshotTokens"}},
+    "filters": {"no_url_tokens": {"()": "project.access_log.RedactUrlTokens"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["no_screenshot_tokens"],
+            "filters": ["no_url_tokens"],
         }
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
@@ -254,6 +255,23 @@ LOGGING = {
         "celery.app.trace": {"level": "WARNING"},
     },
 }
+
+# --- Web process (ASGI: project/asgi.py) -----------------------------------------------------
+# Threads per web process that run the sync API views (each keeps its database connection).
+# Streams (events, screencast) hold none of them while they wait.
+WEB_THREADS = env_int("WEB_THREADS", 32, minimum=1)
+
+# --- Watching sessions (docs/streams.md) ------------------------------------------------------
+# GET /computers/{id}/events: a session's events kept in Redis (at most this many, for this long
+# after the last one); a client reconnecting with Last-Event-ID gets what is still kept.
+SESSION_EVENTS_MAX_EVENTS = env_int("SESSION_EVENTS_MAX_EVENTS", 1000, minimum=10)
+SESSION_EVENTS_RETENTION_SECONDS = env_int("SESSION_EVENTS_RETENTION_SECONDS", 3600, minimum=60)
+# Streams (events, screencast) one account may hold open at once; more get 429 with Retry-After.
+ACCOUNT_MAX_OPEN_STREAMS = env_int("ACCOUNT_MAX_OPEN_STREAMS", 20, minimum=1)
+# A comment line this often on an open event stream, so proxies and clients see it alive.
+STREAM_KEEPALIVE_SECONDS = env_int("STREAM_KEEPALIVE_SECONDS", 15, minimum=1)
+# POST /v1/computers/{id}/live: how long a viewer link works (never past the session's end).
+LIVE_VIEWER_TTL_SECONDS = env_int("LIVE_VIEWER_TTL_SECONDS", 900, minimum=30)
 
 # --- Redis and Celery -------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

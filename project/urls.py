@@ -29,7 +29,7 @@ urlpatterns = [
     path("v1/screenshots/<str:token>.png", action_views.ScreenshotView.as_view(), name="screenshot"),
     path(
         "v1/",
-        include((computer_urls.urlpatterns + computer_urls.v1_only_urlpatterns, "computers"), namespace="v1"),
+        include((computer_urls.v1_only_urlpatterns + computer_urls.urlpatterns, "computers"), namespace="v1"),
     ),
     path("v1/", include((reports_api.urlpatterns, "billing"), namespace="billing")),
     path("v1/job-screenshots/<str:token>.png", job_views.JobScreenshotView.as_view(), name="job-screenshot"),

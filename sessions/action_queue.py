@@ -29,6 +29,7 @@ from project.db import retry_on_conflict
 from project.exceptions import Busy, InsufficientCredits, ServiceUnavailable, is_outage
 from project.rows import as_loaded, from_row, hot_cursor, json_value, select_list
 from sessions import dispatch, selectors
+from sessions.events import action_finished_publish, action_requested_publish, session_status_publish
 from sessions.models import Action, ActionStatus, BrowserSession, SessionStatus
 from sessions.services import session_require_active
 
@@ -71,7 +72,7 @@ prices AS (
     FROM priced
 ),
 live AS (
-    SELECT s.id FROM browser_sessions_browsersession s
+    SELECT s.id, s.status FROM browser_sessions_browsersession s
     WHERE s.id = %(session_id)s AND s.account_id = %(account_id)s
       AND s.status IN ('{_ACCEPTING[0]}', '{_ACCEPTING[1]}')
       AND s.expires_at > %(now)s
@@ -117,7 +118,7 @@ charged AS (
            %(session_id)s, r.id, %(charge_key)s, now()
     FROM recorded r, debited d
 )
-SELECT id, price, step_prices, (SELECT unpriced FROM prices) FROM recorded
+SELECT id, price, step_prices, (SELECT unpriced FROM prices), (SELECT status FROM live) FROM recorded
 """  # noqa: S608
 
 
@@ -199,6 +200,16 @@ def _accept(*, session_id: str, account: Account, action: dict[str, Any]) -> Act
     row.id, row.price, row.step_prices = accepted[0], accepted[1], json_value(accepted[2])
     if accepted[3]:
         logger.error("no price for some of %s; charged the highest action price", commands)
+    # The accept is its own transaction, committed by now: the watchers' events (sessions/events.py).
+    if accepted[4] == SessionStatus.READY.value:
+        session_status_publish(session_id=session_id, status=SessionStatus.RUNNING, at=row.created_at)
+    action_requested_publish(
+        session_id=session_id,
+        action_id=row.public_id,
+        action_type=row.type,
+        created_at=row.created_at,
+        client_request_id=row.request_id,
+    )
     return as_loaded(row)
 
 
@@ -402,6 +413,19 @@ def action_finish(
                 prices=prices,
                 ran=ran,
             )
+    # Before the waiter is woken, so that a client's next action's events come after this one's.
+    if finished:
+        action_finished_publish(
+            session_id=action.session_id,
+            action_id=action.public_id,
+            action_type=action.type,
+            action_status=status,
+            error=fields["error"],
+            code=(fields["result"] or {}).get("error_code") if isinstance(fields["result"], dict) else None,
+            created_at=action.created_at,
+            started_at=action.started_at,
+            finished_at=fields["finished_at"],
+        )
     # The waiting request answers from this payload, without reading the row back.
     payload = {**fields, "finished_at": fields["finished_at"].isoformat()} if finished else None
     completion_publish(action_event(action.public_id), payload)

@@ -17,6 +17,7 @@ from django.utils import timezone
 from billing.selectors import session_cost
 from billing.services import session_time_refund
 from project.completion import completion_publish
+from sessions.events import session_status_publish
 from sessions.models import BrowserSession, EndedReason, SessionStatus
 from sessions.services import session_terminate, started_event
 from sessions.time_billing import session_time_bill
@@ -70,6 +71,8 @@ def session_browser_ready(*, session: BrowserSession, location: BrowserLocation)
                 idempotency_key=f"session.started:{session.pk}",
             )
     if started:
+        # Before the create is woken: its first action's events come after this one.
+        session_status_publish(session_id=session.pk, status=SessionStatus.READY, at=now)
         completion_publish(started_event(session.pk), {"ok": True})
     return bool(started)
 

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from project.completion import completion_publish
 from project.exceptions import ServiceUnavailable
+from sessions.events import session_status_publish
 from sessions.models import (
     LIVE_STATUSES,
     BrowserSession,
@@ -231,6 +232,12 @@ def hosts_dead_reap(*, now: datetime | None = None) -> list[str]:
                 error=f"worker host {name} stopped answering",
             )
             if ended:
+                session_status_publish(
+                    session_id=session_id,
+                    status=SessionStatus.TERMINATED,
+                    ended_reason=EndedReason.CRASHED,
+                    at=now,
+                )
                 session = BrowserSession.objects.get(pk=session_id)
                 session_browser_released(session=session)
                 completion_publish(started_event(session_id), {"ok": False})  # a create waiting

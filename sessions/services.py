@@ -32,6 +32,7 @@ from project.exceptions import (
     TooManyRequests,
 )
 from sessions import dispatch, fleet
+from sessions.events import session_events_publish, session_status_event, session_status_publish
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
 
 # Browsers an account runs outside sessions (a batch job's) count against the same plan limit.
@@ -68,6 +69,7 @@ def session_terminate(*, session_id: str, reason: str, error: str = "") -> bool:
         status=SessionStatus.TERMINATED, ended_reason=reason, ended_at=timezone.now(), error=error[:2000]
     )
     if changed:
+        session_status_publish(session_id=session_id, status=SessionStatus.TERMINATED, ended_reason=reason)
         where = BrowserSession.objects.filter(pk=session_id).values_list("host", "backend").first()
         host, backend = where or ("", "")
         dispatch.browser_stop(session_id, host=host, backend=backend)
@@ -267,6 +269,7 @@ def session_touch(*, session: BrowserSession) -> BrowserSession:
         session.last_activity_at, session.idle_expires_at = now, idle_deadline
         if session.status == SessionStatus.READY:
             session.status = SessionStatus.RUNNING
+            session_status_publish(session_id=session.pk, status=SessionStatus.RUNNING, at=now)
     else:
         session.refresh_from_db()
         raise _ended(session)
@@ -301,8 +304,17 @@ def sessions_sweep(*, now: datetime | None = None, batch_size: int = 500, max_ba
                     .filter(deadline_passed, status__in=LIVE_STATUSES)
                     .values_list("pk", "host", "backend")[:batch_size]
                 )
+                ended_at = timezone.now()
                 BrowserSession.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
-                    status=SessionStatus.TERMINATED, ended_reason=reason, ended_at=timezone.now()
+                    status=SessionStatus.TERMINATED, ended_reason=reason, ended_at=ended_at
+                )
+                session_events_publish(
+                    [
+                        session_status_event(
+                            session_id=pk, status=SessionStatus.TERMINATED, ended_reason=reason, at=ended_at
+                        )
+                        for pk, _, _ in rows
+                    ]
                 )
                 dispatch.browser_stop_many(rows)
             ended += len(rows)

@@ -66,6 +66,18 @@ def _fast_password_hashing(settings: Any) -> None:
 
 
 @pytest.fixture(scope="session")
+def live_server() -> Iterator[Any]:
+    """The API under ASGI, as `bin/dev web` serves it (tests/support/asgi_server.py). Same name
+    as pytest-django's fixture, so that its helper still gives each test `transactional_db`."""
+    from tests.support.asgi_server import AsgiLiveServer
+
+    server = AsgiLiveServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def redis_flushed() -> None:
     from project.redis import get_redis
 

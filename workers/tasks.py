@@ -19,7 +19,13 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from project.db import ConnectionBudgetExceeded, connection_budget_verify, pool_off_in_this_process
 from sessions import fleet, screenshots, time_billing
 from sessions import services as session_services
-from workers import action_runner, job_tasks, services, webhook_tasks  # noqa: F401  (see below)
+from workers import (  # noqa: F401  (job_tasks, webhook_tasks: see below)
+    action_runner,
+    job_tasks,
+    screencast,
+    services,
+    webhook_tasks,
+)
 from workers import fleet as host_fleet
 from workers.browser import TransientBrowserError
 from workers.browser.local import become_subreaper

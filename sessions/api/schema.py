@@ -281,6 +281,15 @@ def expand_action_endpoints(endpoints: list[tuple[str, str, str, Any]]) -> list[
     return out
 
 
+class ServerSentEvent(serializers.Serializer[Any]):
+    """One event of a `text/event-stream` answer, as an SSE client parses it; `data` is JSON text."""
+
+    event = serializers.CharField(required=False, help_text="The event's name; none: a screencast frame.")
+    data = serializers.CharField(required=False, help_text="JSON text (see the operation's description).")
+    id = serializers.CharField(required=False, help_text="Send it back as Last-Event-ID to resume after it.")
+    retry = serializers.IntegerField(required=False, help_text="Reconnection delay, in milliseconds.")
+
+
 SESSION_ID = OpenApiParameter(
     "session_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The session id, `comp_...`."
 )
@@ -438,10 +447,60 @@ exec_sync_schema = extend_schema(
     request=_EXEC_BODY,
     responses={501: error_response(501), **errors(404)},
 )
+screencast_schema = extend_schema(
+    tags=[ACTIONS],
+    summary="The session's page as a live JPEG screencast (server-sent events)",
+    description=(
+        "`text/event-stream`. Each unnamed event's `data` is "
+        '`{"image_data": <base64 JPEG>, "metadata": {"timestamp", "width", "height", '
+        '"device_width", "device_height", "page_scale_factor", "offset_top", "scroll_offset_x", '
+        '"scroll_offset_y"}}` (`width`/`height`: the JPEG\'s pixels). Frames come when the page '
+        "changes (DevTools' screencast), the latest one first; a `: heartbeat` comment every 30 s. "
+        "The stream ends when the session ends. Watching is not activity: it does not reset the "
+        "idle timer. Local backend only (501 on Grid)."
+    ),
+    parameters=[SESSION_ID],
+    responses={
+        (200, "text/event-stream"): OpenApiResponse(
+            ServerSentEvent, description="The frames, one event each."
+        ),
+        **errors(404, 409, 410, 429, 501),
+    },
+)
 stream_schema = extend_schema(
     tags=[ACTIONS],
-    summary="Event / screencast / WebSocket stream: not served (501)",
+    summary="WebSocket stream: not served (501)",
     responses={501: error_response(501), **errors(404)},
+)
+events_schema = extend_schema(
+    tags=[ACTIONS],
+    summary="The session's life as server-sent events",
+    description=(
+        "`text/event-stream`. Events: `action_request` (an accepted action: `request_id` = the "
+        "action's id, `type`, `created_at`), `action_response` (it finished: `status` success or "
+        "error, `action_status`, `error_message`, `code`, `created_at`, `started_at`, "
+        "`finished_at`, `queued_ms`, `duration_ms`), `status` (`ready`, `running`, `terminated` "
+        "with `ended_reason`: the stream ends after it), and `error` if the stream cannot go on. "
+        "A `: keepalive` comment comes when nothing happened for a while. Each event has an `id`: "
+        "reconnect with `Last-Event-ID` to get what came after it, as long as it is kept "
+        "(docs/streams.md). Without it, the stream starts with the oldest event kept. Watching "
+        "is not activity: it does not reset the idle timer."
+    ),
+    parameters=[
+        SESSION_ID,
+        OpenApiParameter(
+            "Last-Event-ID",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            description="Resume after this event id.",
+        ),
+    ],
+    responses={
+        (200, "text/event-stream"): OpenApiResponse(
+            ServerSentEvent, description="The events, one at a time."
+        ),
+        **errors(404, 429),
+    },
 )
 action_detail_schema = extend_schema(
     tags=[ACTIONS],

@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from sessions.api import action_views, views
+from sessions.api import action_views, live_views, stream_views, views
 
 urlpatterns = [
     path("computers", views.ComputerListCreateView.as_view(), name="computers"),
@@ -33,10 +33,18 @@ urlpatterns = [
         action_views.ExecUnsupportedView.as_view(),
         name="computer-exec-sync",
     ),
-    *(
-        path(f"computers/<str:session_id>/{stream}", action_views.StreamUnsupportedView.as_view())
-        for stream in ("events", "screencast", "ws")
+    # Served by the ASGI stream handler (project/asgi.py STREAM_PATHS): async, no thread held.
+    path(
+        "computers/<str:session_id>/events",
+        stream_views.async_stream_view(stream_views.ComputerEventsView),
+        name="computer-events",
     ),
+    path(
+        "computers/<str:session_id>/screencast",
+        stream_views.async_stream_view(stream_views.ComputerScreencastView),
+        name="computer-screencast",
+    ),
+    path("computers/<str:session_id>/ws", action_views.StreamUnsupportedView.as_view()),
     path(
         "computers/<str:session_id>/actions",
         action_views.SessionActionsView.as_view(),
@@ -49,7 +57,19 @@ urlpatterns = [
     ),
 ]
 
-# Only under /v1/: not part of the Tzafon Computer API.
+# Only under /v1/: not part of the Tzafon Computer API. Included before the Computer API's routes
+# (whose last one takes any computers/<id>/<endpoint>).
 v1_only_urlpatterns = [
+    path("computers/<str:session_id>/live", live_views.ComputerLiveView.as_view(), name="computer-live"),
+    # The live viewer: the token in the path is the credential (sessions/live_viewer.py).
+    path("live/<str:token>", live_views.LiveViewerPageView.as_view(), name="live-viewer"),
+    path("live/<str:token>/viewer.js", live_views.LiveViewerScriptView.as_view(), name="live-viewer-js"),
+    path("live/<str:token>/viewer.css", live_views.LiveViewerStyleView.as_view(), name="live-viewer-css"),
+    path(
+        "live/<str:token>/feed",
+        stream_views.async_stream_view(live_views.LiveViewerFeedView),
+        name="live-viewer-feed",
+    ),
+    path("live/<str:token>/input", live_views.LiveViewerInputView.as_view(), name="live-viewer-input"),
     path("actions/<str:action_id>", action_views.ActionDetailView.as_view(), name="action"),
 ]

@@ -1,4 +1,5 @@
-"""`bin/dev web` (gunicorn with its access log on stdout) never writes a screenshot token."""
+"""`bin/dev web` (gunicorn with uvicorn workers, its access log on stdout) never writes a URL
+credential: screenshot tokens, nor the live viewer's tokens (`/v1/live/<token>`)."""
 
 from __future__ import annotations
 
@@ -48,8 +49,12 @@ def test_screenshot_tokens_are_not_written_to_the_logs(tmp_path: Path):
         ):
             url = base + path
             assert requests.get(url, headers={"Referer": url}, timeout=10).status_code == status
+        viewer = "viewer" + "y" * 40
+        assert requests.get(f"{base}/v1/live/{viewer}", timeout=10).status_code == 404
         deadline = time.monotonic() + 10
-        while log.read_text().count("screenshots/") < 3 and time.monotonic() < deadline:
+        while (
+            log.read_text().count("screenshots/") < 3 or "/v1/live/" not in log.read_text()
+        ) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         stop_process(web)
@@ -59,4 +64,5 @@ def test_screenshot_tokens_are_not_written_to_the_logs(tmp_path: Path):
     text = log.read_text()
     assert text.count("GET /v1/screenshots/<redacted>.png") == 2, text
     assert text.count("GET /v1/job-screenshots/<redacted>.png") == 1, text
-    assert token not in text and forged not in text and job_forged not in text, text
+    assert "GET /v1/live/<redacted>" in text, text
+    assert token not in text and forged not in text and job_forged not in text and viewer not in text, text

@@ -15,6 +15,11 @@ Their decision (the checked address) is kept for that client connection and host
 `server_connect` uses it: one lookup per CONNECT, not two, and the address pinned is the one
 the first check saw. TLS is never decrypted: every tunnel is passed through as bytes
 (ignore_hosts matches all).
+
+Whatever the allow list says, a loopback connection to the DevTools port of a browser of this
+host is refused (`BrowserPorts`): a page that could reach it could drive every browser here.
+Production refuses loopback anyway; this holds where an operator (or the test configuration)
+allows 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from __future__ import annotations
 import html
 import ipaddress
 import logging
+import os
+import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 from mitmproxy import connection, http
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
@@ -49,6 +57,39 @@ class Refused(Exception):
         self.detail = detail
 
 
+class BrowserPorts:
+    """The DevTools ports of this host's browsers: the `DevToolsActivePort` file Chromium writes
+    in each profile under BROWSER_PROFILE_ROOT (sessions' and warm pool's), re-read at most once
+    a second."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        default = Path(__file__).resolve().parents[2] / "var" / "browsers"
+        self.root = root or Path(os.environ.get("BROWSER_PROFILE_ROOT") or default)
+        self._ports: frozenset[int] = frozenset()
+        self._read_at = 0.0
+
+    def __contains__(self, port: object) -> bool:
+        now = time.monotonic()
+        if now - self._read_at > 1.0:
+            ports = set()
+            for path in self.root.glob("*/profile/DevToolsActivePort"):
+                try:
+                    ports.add(int(path.read_text().split("\n", 1)[0]))
+                except (OSError, ValueError):
+                    continue
+            self._ports, self._read_at = frozenset(ports), now
+        return port in self._ports
+
+
+def _is_loopback(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    try:
+        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
 class EgressFilter:
     def __init__(
         self,
@@ -56,8 +97,10 @@ class EgressFilter:
         resolver: Resolver | None = None,
         dns_config: DnsConfig | None = None,
         routes: Routes | None = None,
+        browser_ports: BrowserPorts | None = None,
     ) -> None:
         self.policy = policy
+        self.browser_ports = browser_ports or BrowserPorts()
         self.routes = routes
         # Bytes carried through each upstream proxy, by (client key, upstream name).
         self.proxy_bytes: Counter[tuple[str, str]] = Counter()
@@ -67,6 +110,12 @@ class EgressFilter:
         # Per client connection (its id): who it is, and the addresses its checks chose.
         self._clients: dict[str, str] = {}
         self._checked: dict[str, dict[tuple[str, int], str]] = {}
+
+    def _refuse_browser_port(
+        self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address, port: int
+    ) -> None:
+        if _is_loopback(address) and port in self.browser_ports:
+            raise Refused("blocked_address", f"{address}:{port} is a browser's DevTools endpoint")
 
     def client(self, conn: connection.Client) -> str:
         key = self._clients.get(conn.id)
@@ -81,6 +130,7 @@ class EgressFilter:
         except ValueError:
             literal = None
         if literal is not None:
+            self._refuse_browser_port(literal, port)
             if not self.policy.address_allowed(literal, port):
                 raise Refused("blocked_address", f"{literal} is not a public address")
             return str(literal)
@@ -95,6 +145,7 @@ class EgressFilter:
         # All answers, not just the first: the browser must not be one retry away from a
         # private address, and a name that mixes public and private answers is a rebinding trick.
         for address in addresses:
+            self._refuse_browser_port(address, port)
             if not self.policy.address_allowed(address, port):
                 raise Refused("blocked_address", f"{host} resolves to {address}, not a public address")
         return addresses[0]

@@ -1,0 +1,49 @@
+"""The web process's threads for sync code under ASGI (project/asgi.py).
+
+A fixed pool of WEB_THREADS threads that live as long as the process: each keeps its own
+database connection between requests, as gunicorn's gthread threads did, and the number of
+connections a web process can open stays bounded by the pool (issue 20's connection budget).
+Django's request_started/request_finished signals run elsewhere under ASGI, so the connection
+housekeeping they do (drop a connection past CONN_MAX_AGE or one that broke, e.g. after a
+PostgreSQL restart) is done here, around each call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from django.conf import settings
+from django.db import close_old_connections
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_executor: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=settings.WEB_THREADS, thread_name_prefix="web")
+    return _executor
+
+
+def _with_connection_housekeeping(call: Callable[[], R]) -> R:
+    close_old_connections()
+    try:
+        return call()
+    finally:
+        close_old_connections()
+
+
+async def run_in_web_thread(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run sync `func` on the web pool (with the caller's context variables) and await it."""
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    call = functools.partial(func, *args, **kwargs)
+    return await loop.run_in_executor(_pool(), context.run, _with_connection_housekeeping, call)

@@ -1,0 +1,242 @@
+"""The screencast on the browser's host: DevTools' Page.startScreencast, only while someone watches.
+
+The host's lifecycle worker runs one supervisor thread in its main process (like the heartbeat,
+workers/fleet.py). It polls `bf:cast:host:<host>` (sessions/screencast.py) every
+`_POLL_SECONDS`; for each session an open stream watches, it runs one caster thread that
+connects to that browser's DevTools endpoint on this host's loopback (the port Chromium wrote to
+`DevToolsActivePort` in its profile; chromedriver starts it with `--remote-debugging-port=0`),
+asks the page for a JPEG screencast and passes each frame on to Redis, where the web side's
+streams read it. Chromium sends a frame when the page repaints, at most one per acknowledged
+frame, so an idle page costs nothing and a changing one as many frames as the network and the
+host allow. When nobody watches any more (no stream alive within WATCHER_TTL_SECONDS), or the
+browser goes, the caster stops.
+
+Local backend only: a Grid node's DevTools endpoint is on the node's loopback, which the
+workers cannot reach (docs/streams.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import websocket
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import connection
+from redis.exceptions import RedisError
+
+from project.redis import get_redis
+from sessions.models import LIVE_STATUSES, BrowserSession
+from sessions.screencast import (
+    FRAMES_KEPT,
+    FRAMES_TTL_SECONDS,
+    frames_key,
+    host_watch_key,
+    screencast_watched,
+)
+from workers.fleet import _is_host_worker
+
+logger = logging.getLogger(__name__)
+
+_POLL_SECONDS = 0.25
+# A caster that failed (browser still starting, DevTools not answering) is tried again after this.
+_RETRY_SECONDS = 2.0
+JPEG_QUALITY = 60
+
+_stopping = threading.Event()
+_casters: dict[str, _Caster] = {}
+_failed_at: dict[str, float] = {}
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame segment, without decoding it."""
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        i += 2 + length
+    return None
+
+
+def devtools_port(profile_dir: str) -> int | None:
+    """The DevTools port Chromium chose, from `<user data dir>/DevToolsActivePort`."""
+    for path in (
+        Path(profile_dir) / "profile" / "DevToolsActivePort",
+        Path(profile_dir) / "DevToolsActivePort",
+    ):
+        try:
+            return int(path.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _page_websocket(port: int, tab_id: str) -> str | None:
+    """The DevTools WebSocket URL of the session's main tab (a WebDriver window handle is its
+    DevTools target id), else of its first page."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=3) as reply:
+        targets = [t for t in json.loads(reply.read()) if t.get("type") == "page"]
+    chosen = next((t for t in targets if t.get("id") == tab_id), targets[0] if targets else None)
+    return chosen.get("webSocketDebuggerUrl") if chosen else None
+
+
+class _Caster(threading.Thread):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(name=f"screencast-{session_id}", daemon=True)
+        self.session_id = session_id
+        self.stop = threading.Event()
+        self.frames = 0
+
+    def run(self) -> None:
+        try:
+            self._cast()
+        except Exception as exc:  # a browser that went away, a DevTools hiccup: tried again later
+            _failed_at[self.session_id] = time.monotonic()
+            logger.info("screencast of %s stopped: %r", self.session_id, exc)
+        finally:
+            connection.close()
+
+    def _cast(self) -> None:
+        row = (
+            BrowserSession.objects.filter(pk=self.session_id, status__in=LIVE_STATUSES)
+            .values(
+                "backend", "profile_dir", "main_tab_id", "display_width", "display_height", "display_scale"
+            )
+            .first()
+        )
+        connection.close()  # not held while casting
+        if row is None or row["backend"] != "local" or not row["profile_dir"]:
+            _failed_at[self.session_id] = time.monotonic()
+            return
+        port = devtools_port(row["profile_dir"])
+        url = _page_websocket(port, row["main_tab_id"]) if port else None
+        if url is None:
+            raise RuntimeError("no DevTools endpoint yet")
+        ws = websocket.create_connection(url, timeout=5, suppress_origin=True)
+        try:
+            scale = row["display_scale"] or 1.0
+            ws.send(
+                json.dumps(
+                    {
+                        "id": 1,
+                        "method": "Page.startScreencast",
+                        "params": {
+                            "format": "jpeg",
+                            "quality": JPEG_QUALITY,
+                            "maxWidth": int(row["display_width"] * scale),
+                            "maxHeight": int(row["display_height"] * scale),
+                            "everyNthFrame": 1,
+                        },
+                    }
+                )
+            )
+            ws.settimeout(0.5)
+            next_id = 2
+            while not self.stop.is_set() and not _stopping.is_set():
+                try:
+                    message = json.loads(ws.recv())
+                except websocket.WebSocketTimeoutException:
+                    continue
+                if message.get("method") != "Page.screencastFrame":
+                    continue
+                params = message["params"]
+                ws.send(
+                    json.dumps(
+                        {
+                            "id": next_id,
+                            "method": "Page.screencastFrameAck",
+                            "params": {"sessionId": params["sessionId"]},
+                        }
+                    )
+                )
+                next_id += 1
+                self._publish(params)
+            with contextlib.suppress(Exception):  # the browser may be gone already
+                ws.send(json.dumps({"id": next_id, "method": "Page.stopScreencast"}))
+        finally:
+            ws.close()
+
+    def _publish(self, params: dict[str, Any]) -> None:
+        data: str = params["data"]
+        meta = params.get("metadata", {})
+        size = jpeg_size(base64.b64decode(data[:4096] + "=" * (-len(data[:4096]) % 4)))
+        metadata = {
+            "timestamp": meta.get("timestamp"),
+            "width": size[0] if size else None,
+            "height": size[1] if size else None,
+            "device_width": meta.get("deviceWidth"),
+            "device_height": meta.get("deviceHeight"),
+            "page_scale_factor": meta.get("pageScaleFactor"),
+            "offset_top": meta.get("offsetTop"),
+            "scroll_offset_x": meta.get("scrollOffsetX"),
+            "scroll_offset_y": meta.get("scrollOffsetY"),
+        }
+        key = frames_key(self.session_id)
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.xadd(
+            key, {"image_data": data, "metadata": json.dumps(metadata)}, maxlen=FRAMES_KEPT, approximate=False
+        )
+        pipe.expire(key, FRAMES_TTL_SECONDS)
+        pipe.execute()
+        self.frames += 1
+
+
+def supervise_once(host: str) -> None:
+    """Start a caster for each watched session of `host`, stop those nobody watches."""
+    redis = get_redis()
+    asked = {s.decode() if isinstance(s, bytes) else s for s in redis.smembers(host_watch_key(host))}
+    now = time.monotonic()
+    for session_id in asked:
+        caster = _casters.get(session_id)
+        if not screencast_watched(session_id=session_id):
+            redis.srem(host_watch_key(host), session_id)
+            _failed_at.pop(session_id, None)
+            if caster is not None:
+                caster.stop.set()
+            continue
+        if caster is not None and caster.is_alive():
+            continue
+        if now - _failed_at.get(session_id, 0.0) < _RETRY_SECONDS:
+            continue
+        _casters[session_id] = caster = _Caster(session_id)
+        caster.start()
+    for session_id, caster in list(_casters.items()):
+        if session_id not in asked:
+            caster.stop.set()
+        if not caster.is_alive() and (session_id not in asked or caster.stop.is_set()):
+            del _casters[session_id]
+
+
+def _supervise_forever() -> None:
+    host = settings.WORKER_HOST
+    while not _stopping.wait(_POLL_SECONDS):
+        try:
+            supervise_once(host)
+        except RedisError as exc:
+            logger.warning("screencast supervisor: Redis failed (%r)", exc)
+        except Exception:
+            logger.exception("screencast supervisor failed")
+
+
+@worker_ready.connect
+def _start_supervisor(sender: object, **_: object) -> None:
+    if settings.BROWSER_BACKEND != "local" or not _is_host_worker(sender):
+        return
+    threading.Thread(target=_supervise_forever, name="screencast-supervisor", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_casters(**_: object) -> None:
+    _stopping.set()
