@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from project.access_log import RedactScreenshotTokens, redact
+from project.access_log import RedactUrlTokens, redact
 
 
 def test_action_and_job_screenshot_tokens_are_redacted():
@@ -24,5 +24,5 @@ def test_djangos_request_log_of_a_job_screenshot_is_redacted():
         ("/v1/job-screenshots/s3cr3t.png",),
         None,
     )
-    assert RedactScreenshotTokens().filter(record)
+    assert RedactUrlTokens().filter(record)
     assert "s3cr3t" not in record.getMessage()
