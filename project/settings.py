@@ -357,7 +357,10 @@ BROWSER_SANDBOX_UID_BASE = env_int("BROWSER_SANDBOX_UID_BASE", 200_000, minimum=
 BROWSER_SANDBOX_UID_DIR = Path(env_str("BROWSER_SANDBOX_UID_DIR", "/run/browserfleet/sandbox-uids"))
 # An nftables rule that lets the sandbox uids connect to the egress filter only
 # (workers/browser/firewall.py): auto (where root and nft allow it), on (or no browser), off.
-BROWSER_SANDBOX_FIREWALL = env_str("BROWSER_SANDBOX_FIREWALL", "auto")
+# Off by default: with it on, Chromium talks to chromedriver over a pipe and listens on no
+# DevTools port, so the screencast and the live viewer (docs/streams.md) cannot attach to it
+# (docs/egress.md, "The sandbox firewall and watching").
+BROWSER_SANDBOX_FIREWALL = env_str("BROWSER_SANDBOX_FIREWALL", "off")
 if BROWSER_SANDBOX_FIREWALL not in {"auto", "on", "off"}:
     raise ImproperlyConfigured(
         f"BROWSER_SANDBOX_FIREWALL must be auto, on or off, not {BROWSER_SANDBOX_FIREWALL!r}"
