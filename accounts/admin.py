@@ -28,6 +28,9 @@ class PlanAdmin(admin.ModelAdmin[Plan]):
         "max_lifetime_seconds",
         "requests_per_minute",
         "max_waiting_requests",
+        "saved_state_max_bytes",
+        "max_saved_states",
+        "saved_state_retention_days",
     ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 HOUR = 3600
+MB = 1024 * 1024
 
 DEFAULT_PLANS: list[dict[str, Any]] = [
     {
@@ -19,6 +20,9 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "max_job_urls": 100,
         "max_running_jobs": 1,
         "max_waiting_requests": 4,
+        "saved_state_max_bytes": 10 * MB,
+        "max_saved_states": 10,
+        "saved_state_retention_days": 30,
     },
     {
         "name": "pro",
@@ -28,6 +32,9 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "max_job_urls": 10_000,
         "max_running_jobs": 5,
         "max_waiting_requests": 16,
+        "saved_state_max_bytes": 100 * MB,
+        "max_saved_states": 100,
+        "saved_state_retention_days": 30,
     },
     {
         "name": "enterprise",
@@ -39,6 +46,9 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         # Below the web's threads (WEB_WORKERS x WEB_THREADS, 64 by default): one account never
         # holds every thread.
         "max_waiting_requests": 32,
+        "saved_state_max_bytes": 500 * MB,
+        "max_saved_states": None,
+        "saved_state_retention_days": 90,
     },
 ]
 

@@ -16,7 +16,7 @@ from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from sessions import fleet, screenshots, time_billing
+from sessions import fleet, saved_state, screenshots, time_billing
 from sessions import services as session_services
 from workers import action_runner, job_tasks, services  # noqa: F401  (job_tasks: see below)
 from workers import fleet as host_fleet
@@ -158,3 +158,18 @@ def screenshots_purge() -> int:
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
 def sessions_bill_time() -> dict[str, int]:
     return time_billing.sessions_bill_time()
+
+
+@shared_task(
+    acks_late=True,
+    soft_time_limit=settings.SAVED_STATE_TIMEOUT_SECONDS + 15,
+    time_limit=settings.SAVED_STATE_TIMEOUT_SECONDS + 30,
+)
+def session_state_save(session_id: str, token: str) -> None:
+    """Save a live persistent session's state now (POST /computers/{id}/state)."""
+    services.session_state_save_live(session_id=session_id, token=token)
+
+
+@shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
+def saved_states_purge() -> int:
+    return saved_state.saved_states_purge()

@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from sessions.api import action_views, views
+from sessions.api import action_views, environment_views, views
 
 urlpatterns = [
     path("computers", views.ComputerListCreateView.as_view(), name="computers"),
@@ -38,6 +38,11 @@ urlpatterns = [
         for stream in ("events", "screencast", "ws")
     ),
     path(
+        "computers/<str:session_id>/state",
+        environment_views.ComputerStateView.as_view(),
+        name="computer-state",
+    ),
+    path(
         "computers/<str:session_id>/actions",
         action_views.SessionActionsView.as_view(),
         name="computer-actions",
@@ -52,4 +57,10 @@ urlpatterns = [
 # Only under /v1/: not part of the Tzafon Computer API.
 v1_only_urlpatterns = [
     path("actions/<str:action_id>", action_views.ActionDetailView.as_view(), name="action"),
+    path("environments", environment_views.EnvironmentListView.as_view(), name="environments"),
+    path(
+        "environments/<str:environment_id>",
+        environment_views.EnvironmentDetailView.as_view(),
+        name="environment",
+    ),
 ]
