@@ -54,10 +54,11 @@ class _Site(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.startswith("/login"):
-            body = LOGIN_PAGE % {"token": self.token}
+            token = self.token + ("-v2" if "v=2" in self.path else "")
+            body = LOGIN_PAGE % {"token": token}
             cookies = [
-                f"sid=sid-{self.token}; Path=/; HttpOnly",
-                f"remember=rem-{self.token}; Path=/; Max-Age=86400",
+                f"sid=sid-{token}; Path=/; HttpOnly",
+                f"remember=rem-{token}; Path=/; Max-Age=86400",
             ]
         elif self.path.startswith("/whoami"):
             body = WHOAMI_PAGE % {"cookies": self.headers.get("Cookie", "")}
@@ -148,3 +149,191 @@ def test_persistent_session_state_is_restored_by_environment_id(client, site):
     assert state["ls"] == f"ls-{token}"
     assert state["ss"] == f"ss-{token}"  # the open tab's sessionStorage, into the main tab
     assert state["idb"] == f"idb-{token}@true"  # a Date stays a Date
+
+
+def _environment(client: Any, environment_id: str) -> dict[str, Any]:
+    response = client.get(f"/v1/environments/{environment_id}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _persistent_logged_in(client: Any, sdk: Lightcone, base: str, **create: Any) -> str:
+    session = sdk.computers.create(kind="browser", persistent=True, **create)
+    _log_in(sdk, session.id, base)
+    return str(session.id)
+
+
+def test_a_chain_keeps_the_newest_state_and_lists_and_forgets_environments(client, site):
+    base, token = site
+    sdk = _sdk(client)
+    first = _persistent_logged_in(client, sdk, base)
+    sdk.computers.delete(first)
+
+    # B restores A, logs in again as a second version, and saves under its own id.
+    second = sdk.computers.create(kind="browser", persistent=True, environment_id=first)
+    assert sdk.computers.navigate(second.id, url=base + "/login?v=2").status == "success"
+    _page_text(sdk, second.id, "stored")
+    sdk.computers.delete(second.id)
+
+    listed = client.get("/computers?type=persistent")
+    assert listed.status_code == 200
+    assert isinstance(listed.json(), list)  # a bare array, as the SDK expects
+    assert {c["id"] for c in listed.json()} == {first, second.id}
+    assert {c.id for c in sdk.computers.list(type="persistent")} == {first, second.id}
+
+    env = _environment(client, second.id)
+    assert env["status"] == "ready" and env["restorable"] is True
+    assert env["restored_from"] == first
+    assert env["origins"] == [base] and env["cookie_count"] == 2
+    assert env["size_bytes"] > 0 and env["expires_at"] > env["saved_at"]
+    assert token not in str(env)  # what it shows is metadata, never a stored value
+
+    third = sdk.computers.create(kind="browser", environment_id=second.id)
+    newest = _state_of(_whoami(sdk, third.id, base))
+    sdk.computers.delete(third.id)
+    assert newest["sid"] == f"sid-{token}-v2" and newest["ls"] == f"ls-{token}-v2"
+    assert _environment(client, first)["status"] == "ready"  # A is still A
+
+    assert client.delete(f"/v1/environments/{second.id}").status_code == 204
+    assert client.get(f"/v1/environments/{second.id}").status_code == 404
+    gone = client.post("/v1/computers", {"environment_id": second.id})
+    assert gone.status_code == 404 and gone.json()["code"] == "environment_not_found"
+
+
+def test_one_writer_many_readers_of_an_environment(client, site):
+    base, _ = site
+    sdk = _sdk(client)
+    first = _persistent_logged_in(client, sdk, base)
+    sdk.computers.delete(first)
+
+    writer = client.post("/v1/computers", {"persistent": True, "environment_id": first})
+    assert writer.status_code == 201, writer.text
+    second_writer = client.post("/v1/computers", {"persistent": True, "environment_id": first})
+    assert second_writer.status_code == 409, second_writer.text
+    assert second_writer.json()["code"] == "environment_in_use"
+    assert second_writer.headers.get("x-should-retry") == "false"
+    reader = client.post("/v1/computers", {"environment_id": first})
+    assert reader.status_code == 201, reader.text
+    assert reader.json()["environment_id"] == first and reader.json()["persistent"] is None
+
+    client.delete(f"/v1/computers/{writer.json()['id']}")
+    again = client.post("/v1/computers", {"persistent": True, "environment_id": first})
+    assert again.status_code == 201, again.text
+
+
+def test_another_accounts_or_an_unknown_environment_is_404_and_nothing_starts(make_client, site):
+    from sessions.models import BrowserSession
+
+    base, _ = site
+    owner = make_client(plan="pro", name="owner")
+    sdk = _sdk(owner)
+    first = _persistent_logged_in(owner, sdk, base)
+    sdk.computers.delete(first)
+
+    other = make_client(plan="pro", name="other")
+    for environment_id in (first, "comp_000000000000000000000000"):
+        response = other.post("/v1/computers", {"environment_id": environment_id})
+        assert response.status_code == 404, response.text
+        assert response.json()["code"] == "environment_not_found"
+        assert other.get(f"/v1/environments/{environment_id}").status_code == 404
+        assert other.delete(f"/v1/environments/{environment_id}").status_code == 404
+    assert not BrowserSession.objects.filter(account=other.account).exists()
+    assert other.get("/computers?type=persistent").json() == []
+
+
+def test_idle_expiry_saves_the_state(client, site):
+    base, token = site
+    sdk = _sdk(client)
+    session_id = _persistent_logged_in(client, sdk, base, inactivity_timeout_seconds=2)
+    env = wait_until(
+        lambda: (
+            (r := client.get(f"/v1/environments/{session_id}")).status_code == 200
+            and r.json()["status"] == "ready"
+            and r.json()
+        ),
+        timeout=30,
+        message="the idle session's state to be saved",
+    )
+    assert env["origins"] == [base]
+    restored = sdk.computers.create(kind="browser", environment_id=session_id)
+    assert _state_of(_whoami(sdk, restored.id, base))["ls"] == f"ls-{token}"
+    sdk.computers.delete(restored.id)
+
+
+def test_save_while_live_then_a_crash_keeps_that_state_and_says_so(client, site):
+    import os
+    import signal
+
+    from sessions.models import BrowserSession
+
+    base, token = site
+    sdk = _sdk(client)
+    session_id = _persistent_logged_in(client, sdk, base)
+    saved = client.post(f"/computers/{session_id}/state")
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["status"] == "ready" and saved.json()["id"] == session_id
+    assert client.post(f"/v1/computers/{session_id}/state").json()["saved_at"] >= saved.json()["saved_at"]
+
+    plain = client.post("/v1/computers", {}).json()["id"]
+    refused = client.post(f"/v1/computers/{plain}/state")
+    assert refused.status_code == 409 and refused.json()["code"] == "session_not_persistent"
+
+    os.killpg(BrowserSession.objects.get(pk=session_id).browser_pid, signal.SIGKILL)
+    wait_until(
+        lambda: BrowserSession.objects.filter(pk=session_id, ended_reason="crashed").exists(),
+        timeout=30,
+        message="reconcile to end the session as crashed",
+    )
+    env = wait_until(
+        lambda: (e := _environment(client, session_id))["status"] == "failed" and e,
+        timeout=30,
+        message="the crash to be recorded on the state",
+    )
+    assert "crashed" in env["failure_reason"] and "is kept" in env["failure_reason"]
+    assert env["restorable"] is True
+    restored = sdk.computers.create(kind="browser", environment_id=session_id)
+    assert _state_of(_whoami(sdk, restored.id, base))["sid"] == f"sid-{token}"
+    sdk.computers.delete(restored.id)
+
+
+def test_a_state_above_the_plan_cap_fails_clearly_and_is_not_stored(client, site):
+    plan = client.account.plan
+    plan.saved_state_max_bytes = 200  # two cookies and a little storage are more
+    plan.save()
+    base, _ = site
+    sdk = _sdk(client)
+    session_id = _persistent_logged_in(client, sdk, base)
+    sdk.computers.delete(session_id)
+    env = _environment(client, session_id)
+    assert env["status"] == "failed" and env["restorable"] is False
+    assert "above the pro plan's cap of 200 bytes" in env["failure_reason"]
+    refused = client.post("/v1/computers", {"environment_id": session_id})
+    assert refused.status_code == 400 and refused.json()["code"] == "environment_empty"
+
+
+def test_no_plaintext_of_a_saved_value_in_a_database_dump_or_the_profile_roots(client, site, tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.db import connection
+
+    base, token = site
+    sdk = _sdk(client)
+    session_id = _persistent_logged_in(client, sdk, base)
+    sdk.computers.delete(session_id)
+    assert _environment(client, session_id)["status"] == "ready"
+
+    dump = subprocess.run(
+        ["pg_dump", "-h", "127.0.0.1", "-U", "postgres", "--data-only", connection.settings_dict["NAME"]],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert session_id.encode() in dump  # the dump is of the database that holds the state
+    for secret in (f"sid-{token}", f"rem-{token}", f"ls-{token}", f"idb-{token}", f"ss-{token}"):
+        assert secret.encode() not in dump, secret
+    root = Path(settings.BROWSER_PROFILE_ROOT)
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
