@@ -41,6 +41,7 @@ from jobs.models import (
 from jobs.selectors import schema_columns
 from project.exceptions import ApplicationError, InvalidInput
 from project.netpolicy import IPAddress
+from sessions.saved_state import saved_state_require_readable
 from sessions.services import account_browsers_in_use
 from sessions.url_policy import navigation_url
 
@@ -79,6 +80,7 @@ class JobSpec:
     max_credits: int | None = None
     ignore_invalid_urls: bool = False
     webhook: dict[str, Any] | None = None
+    environment_id: str = ""  # a saved browser state the job's browsers start with, read-only
 
 
 def request_fingerprint(body: Any) -> str:
@@ -142,6 +144,8 @@ def job_submit(
         raise InvalidInput(
             "The job has no valid URL to visit.", code="no_valid_urls", extra={"invalid_urls": invalid}
         )
+    if spec.environment_id:
+        saved_state_require_readable(account=account, environment_id=spec.environment_id)
     price = page_price(screenshot=spec.screenshot)
     hold = len(items) * price
     if spec.max_credits is not None:
@@ -164,6 +168,7 @@ def job_submit(
             "screenshot": spec.screenshot,
             "wait_for": spec.wait_for,
             "page_timeout_seconds": spec.page_timeout_seconds,
+            **({"environment_id": spec.environment_id} if spec.environment_id else {}),
         },
         max_concurrency=max_concurrency,
         per_domain_concurrency=spec.per_domain_concurrency,

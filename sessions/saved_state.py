@@ -223,7 +223,12 @@ def saved_state_load(*, session: BrowserSession) -> dict[str, Any] | None:
     environment_id = restores_from(session)
     if not environment_id:
         return None
-    state = SavedState.objects.filter(pk=environment_id, account_id=session.account_id).first()
+    return saved_state_read(account_id=session.account_id, environment_id=environment_id)
+
+
+def saved_state_read(*, account_id: int, environment_id: str) -> dict[str, Any]:
+    """The account's saved state, opened (a session's restore, a batch job's browsers)."""
+    state = SavedState.objects.filter(pk=environment_id, account_id=account_id).first()
     sealed = state_store().get(state) if state is not None else None
     if state is None or sealed is None:
         raise EnvironmentRestoreFailed(f"Environment {environment_id!r} has no stored state.")
@@ -233,9 +238,24 @@ def saved_state_load(*, session: BrowserSession) -> dict[str, Any] | None:
         logger.error("saved state %s does not open: %s", environment_id, exc)  # operators: keys
         raise EnvironmentRestoreFailed(f"Environment {environment_id!r} could not be read.") from exc
     now = timezone.now()
-    plan = Account.objects.select_related("plan").get(pk=session.account_id).plan
+    plan = Account.objects.select_related("plan").get(pk=account_id).plan
     SavedState.objects.filter(pk=state.pk).update(last_used_at=now, expires_at=_expiry(plan, now))
     return data
+
+
+def saved_state_require_readable(*, account: Account, environment_id: str) -> None:
+    """What a reader of `environment_id` needs (a batch job's): 404 or 400 before anything starts."""
+    state = SavedState.objects.filter(
+        pk=environment_id, account=account, expires_at__gt=timezone.now()
+    ).first()
+    if state is None:
+        raise _not_found(environment_id)
+    if not state.has_data:
+        raise InvalidInput(
+            f"Environment {environment_id!r} holds no saved state: "
+            f"{state.failure_reason or 'not saved yet'}.",
+            code="environment_empty",
+        )
 
 
 def saved_state_origins_hint(*, session: BrowserSession) -> list[str]:

@@ -117,7 +117,13 @@ def _state_save(session: BrowserSession, handle: BrowserHandle) -> None:
         logger.warning("session %s: state not saved: %s", session.pk, exc)
         saved_states.saved_state_save_failed(session=session, reason="the browser could not be read")
         return
-    saved_states.saved_state_store(session=session, state=state)
+    try:
+        saved_states.saved_state_store(session=session, state=state)
+    except Exception:
+        # Never left `saving` (creates from it would wait forever), and the browser must still
+        # stop: record the failure, log the kind (never the state), and go on.
+        logger.exception("session %s: state not stored", session.pk)
+        saved_states.saved_state_save_failed(session=session, reason="the state could not be stored")
 
 
 def session_state_save_live(*, session_id: str, token: str) -> None:

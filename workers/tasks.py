@@ -28,7 +28,8 @@ from workers.browser.local import become_subreaper
 
 logger = logging.getLogger(__name__)
 
-_START_LIMIT = settings.BROWSER_START_TIMEOUT_SECONDS + 15
+# A start may restore a saved state (environment_id) after the browser is up.
+_START_LIMIT = settings.BROWSER_START_TIMEOUT_SECONDS + settings.SAVED_STATE_TIMEOUT_SECONDS + 15
 # A database that restarts under a task (it could not read its rows) is transient: sent again,
 # the task finds what is still to do (an action drain claims what is still queued).
 _DB_OUTAGE = (OperationalError, InterfaceError)
@@ -72,8 +73,9 @@ def session_start(session_id: str) -> None:
 
 @shared_task(
     acks_late=True,
-    soft_time_limit=60,
-    time_limit=90,
+    # A persistent session's state is saved before its browser stops.
+    soft_time_limit=60 + settings.SAVED_STATE_TIMEOUT_SECONDS,
+    time_limit=90 + settings.SAVED_STATE_TIMEOUT_SECONDS,
     # Stopping is safe to repeat; a connection that died with a database restart is not a reason
     # to leave a browser running (the retry gets a fresh one).
     autoretry_for=(TransientBrowserError, OperationalError, InterfaceError),
@@ -110,8 +112,9 @@ def browsers_reconcile() -> dict[str, int]:
 
 @shared_task(
     acks_late=True,
-    soft_time_limit=30,
-    time_limit=40,
+    # The display, then a saved state's restore (environment_id).
+    soft_time_limit=30 + settings.SAVED_STATE_TIMEOUT_SECONDS,
+    time_limit=40 + settings.SAVED_STATE_TIMEOUT_SECONDS,
     autoretry_for=_DB_OUTAGE,
     max_retries=3,
     retry_backoff=1,

@@ -45,7 +45,10 @@ open.onsuccess = () => {
     done();
   };
 };
-function done() { document.getElementById('out').textContent = 'read ' + parts.join(' '); }
+function done() {
+  document.getElementById('out').textContent = 'read ' + parts.join(' ');
+  document.body.appendChild(Object.assign(document.createElement('i'), {id: 'done'}));
+}
 </script></body>"""
 
 
@@ -337,3 +340,32 @@ def test_no_plaintext_of_a_saved_value_in_a_database_dump_or_the_profile_roots(c
     for path in root.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
+
+
+def test_a_batch_job_browses_with_a_saved_state_read_only(client, site):
+    from tests.jobs.conftest import results, wait_job
+
+    base, token = site
+    sdk = _sdk(client)
+    session_id = _persistent_logged_in(client, sdk, base)
+    sdk.computers.delete(session_id)
+    saved_at = _environment(client, session_id)["saved_at"]
+
+    missing = client.post("/v1/jobs", {"urls": [base + "/whoami"], "environment_id": "comp_nope"})
+    assert missing.status_code == 404 and missing.json()["code"] == "environment_not_found"
+    response = client.post(
+        "/v1/jobs",
+        {
+            "urls": [f"{base}/whoami?page={n}" for n in range(3)],
+            "environment_id": session_id,
+            "wait_for": {"selector": "#done"},
+            "scrape": {"schema": {"fields": {"cookies": "#cookies", "out": "#out"}}},
+        },
+    )
+    assert response.status_code == 201, response.text
+    done = wait_job(client, response.json()["id"])
+    assert done["counts"]["succeeded"] == 3, done
+    for row in results(client, done["id"]):
+        assert f"sid=sid-{token}" in row["data"]["cookies"]
+        assert f"ls=ls-{token}" in row["data"]["out"] and f"idb=idb-{token}@true" in row["data"]["out"]
+    assert _environment(client, session_id)["saved_at"] == saved_at  # read, never written
