@@ -167,8 +167,21 @@ def saved_state_save_begin(*, session: BrowserSession) -> None:
     SavedState.objects.filter(pk=session.pk).update(status=SavedStateStatus.SAVING)
 
 
+def saved_state_saved_since_end(*, session: BrowserSession) -> bool:
+    """An ended session's state was saved after its end already (a stop task that ran twice)."""
+    if session.ended_at is None:
+        return False
+    return SavedState.objects.filter(pk=session.pk, saved_at__gte=session.ended_at).exists()
+
+
 def saved_state_save_failed(*, session: BrowserSession, reason: str) -> None:
     """The save did not happen: status `failed` with why; the previous save's data stays."""
+    if saved_state_saved_since_end(session=session):
+        # Another run of the stop saved it: its success stands (and this run's `saving` goes).
+        SavedState.objects.filter(pk=session.pk, status=SavedStateStatus.SAVING).update(
+            status=SavedStateStatus.READY
+        )
+        return
     now = timezone.now()
     state = _state_row(session, now)
     if state.has_data:

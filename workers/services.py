@@ -106,6 +106,8 @@ def session_browser_stop(*, session_id: str) -> None:
 def _state_save(session: BrowserSession, handle: BrowserHandle) -> None:
     """Export the browser's state and store it as the session's; a failure is recorded on the
     state (status failed, the previous save kept), never raised: the browser must still stop."""
+    if saved_states.saved_state_saved_since_end(session=session):
+        return  # a stop task that runs twice saves once
     saved_states.saved_state_save_begin(session=session)
     try:
         state = state_export(

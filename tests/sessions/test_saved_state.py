@@ -135,3 +135,16 @@ def test_another_accounts_state_is_not_found(account):
     stranger = account_create(name="other", plan_name="pro", credits=0)[0]
     with pytest.raises(NotFound):
         saved_state_get(account=stranger, environment_id=saver.pk)
+
+
+def test_a_second_run_of_the_end_save_never_marks_a_saved_state_failed(account):
+    from sessions.saved_state import saved_state_save_begin, saved_state_save_failed
+
+    session = _session(account)
+    BrowserSession.objects.filter(pk=session.pk).update(status="terminated", ended_at=timezone.now())
+    session.refresh_from_db()
+    saved_state_store(session=session, state=STATE)
+    saved_state_save_begin(session=session)  # a redelivered stop task, after the first one saved
+    saved_state_save_failed(session=session, reason="the browser could not be read")
+    row = SavedState.objects.get(pk=session.pk)
+    assert row.status == "ready" and row.failure_reason == ""
