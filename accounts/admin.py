@@ -31,6 +31,9 @@ class PlanAdmin(admin.ModelAdmin[Plan]):
         "max_job_urls",
         "max_running_jobs",
         "max_queued_jobs",
+        "saved_state_max_bytes",
+        "max_saved_states",
+        "saved_state_retention_days",
     ]
 
 

@@ -20,6 +20,11 @@ class Plan(models.Model):
     max_waiting_requests = models.PositiveIntegerField(null=True, blank=True)
     # Webhook endpoints an account may have (/v1/webhooks).
     max_webhook_endpoints = models.PositiveIntegerField(default=10)
+    # Saved browser states (persistent sessions, docs/saved-state.md): the largest one, how many
+    # an account keeps (None: unlimited), and how long one unused is kept.
+    saved_state_max_bytes = models.PositiveBigIntegerField(default=10 * 1024 * 1024)
+    max_saved_states = models.PositiveIntegerField(null=True, blank=True, default=10)
+    saved_state_retention_days = models.PositiveIntegerField(default=30)
 
     def __str__(self) -> str:
         return self.name

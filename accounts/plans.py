@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 HOUR = 3600
+MB = 1024 * 1024
 
 DEFAULT_PLANS: list[dict[str, Any]] = [
     {
@@ -21,6 +22,9 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "max_queued_jobs": 5,
         "max_waiting_requests": 4,
         "max_webhook_endpoints": 2,
+        "saved_state_max_bytes": 10 * MB,
+        "max_saved_states": 10,
+        "saved_state_retention_days": 30,
     },
     {
         "name": "pro",
@@ -32,6 +36,9 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "max_queued_jobs": 50,
         "max_waiting_requests": 16,
         "max_webhook_endpoints": 10,
+        "saved_state_max_bytes": 100 * MB,
+        "max_saved_states": 100,
+        "saved_state_retention_days": 30,
     },
     {
         "name": "enterprise",
@@ -45,6 +52,9 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         # holds every thread.
         "max_waiting_requests": 32,
         "max_webhook_endpoints": 50,
+        "saved_state_max_bytes": 500 * MB,
+        "max_saved_states": None,
+        "saved_state_retention_days": 90,
     },
 ]
 

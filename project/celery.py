@@ -52,6 +52,11 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         sender.signature("workers.tasks.screenshots_purge", options={"expires": 600}),
         name="purge expired screenshots",
     )
+    sender.add_periodic_task(
+        3600.0,
+        sender.signature("workers.tasks.saved_states_purge", options={"expires": 3600}),
+        name="purge saved browser states unused past their plan's retention",
+    )
     tick = settings.JOB_TICK_INTERVAL_SECONDS
     sender.add_periodic_task(
         float(tick),

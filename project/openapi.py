@@ -74,6 +74,11 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     410: ("The session has ended; start a new one.", "session_ended", "The session has ended."),
     413: ("The request body is too large.", "payload_too_large", "The request body is too large."),
     415: ("The body is not JSON.", "unsupported_media_type", 'Unsupported media type "text/plain".'),
+    422: (
+        "Well-formed, but what it names cannot be used (a saved state that does not restore).",
+        "environment_restore_failed",
+        "The saved state of environment comp_0a1b2c could not be restored.",
+    ),
     429: (
         "Plan concurrency or rate limit, or the failed-authentication lockout.",
         "too_many_requests",

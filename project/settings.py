@@ -302,6 +302,9 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.session_adopt": {"queue": "actions"},
     "workers.tasks.pool_refill": {"queue": "lifecycle"},
     "workers.tasks.host_reconcile": {"queue": "lifecycle"},
+    # A live save reads the browser like an action does: on the actions queue of its host.
+    "workers.tasks.session_state_save": {"queue": "actions"},
+    "workers.tasks.saved_states_purge": {"queue": "maintenance"},
     # Batch jobs: their own queues, so that bulk scraping never delays actions.
     "workers.job_tasks.job_browser_run": {"queue": "jobs"},
     # Short bookkeeping: never stuck behind job browsers that fill the jobs queue's workers.
@@ -426,6 +429,15 @@ SESSION_CREATE_MIN_WAIT_SECONDS = env_int("SESSION_CREATE_MIN_WAIT_SECONDS", 5, 
 # How long DELETE /computers/{id} waits for the browser to be gone before answering anyway.
 SESSION_STOP_WAIT_SECONDS = env_int("SESSION_STOP_WAIT_SECONDS", 10, minimum=0)
 DEFAULT_INACTIVITY_TIMEOUT_SECONDS = env_int("DEFAULT_INACTIVITY_TIMEOUT_SECONDS", 120, minimum=1)
+
+# --- Saved browser state (persistent sessions, docs/saved-state.md) -----------------------------
+# AES-256-GCM keys, `id:base64-of-32-bytes`, comma-separated; the first one encrypts, all decrypt.
+# Empty: one key derived from DJANGO_SECRET_KEY (rotating that key then loses every saved state).
+SAVED_STATE_KEYS = env_list("SAVED_STATE_KEYS", [])
+# Where the encrypted states are kept: `postgres` (the only store built in; see the docs).
+SAVED_STATE_STORE = env_str("SAVED_STATE_STORE", "postgres")
+# The longest a save or a restore may take on the worker (a save runs before the browser stops).
+SAVED_STATE_TIMEOUT_SECONDS = env_int("SAVED_STATE_TIMEOUT_SECONDS", 30, minimum=1)
 
 # --- Actions ---------------------------------------------------------------------------------
 # How long an action request waits for its result before answering 202 (poll GET /v1/actions/{id}).

@@ -9,7 +9,16 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from sessions.models import LIVE_STATUSES, Action, BrowserSession, EndedReason, WarmBrowser, WorkerHost
+from sessions.models import (
+    LIVE_STATUSES,
+    Action,
+    BrowserSession,
+    EndedReason,
+    SavedState,
+    WarmBrowser,
+    WorkerHost,
+)
+from sessions.saved_state import saved_state_delete
 from sessions.services import session_terminate
 
 
@@ -139,3 +148,43 @@ class WarmBrowserAdmin(admin.ModelAdmin[WarmBrowser]):
     @admin.display(description="age (s)")
     def age_seconds(self, obj: WarmBrowser) -> int:
         return int((timezone.now() - obj.created_at).total_seconds())
+
+
+@admin.register(SavedState)
+class SavedStateAdmin(admin.ModelAdmin[SavedState]):
+    """Saved browser states: size and use, and delete. Their contents are encrypted and never
+    shown here (the blob is not a field of this model)."""
+
+    list_display = [
+        "id",
+        "account",
+        "status",
+        "size_bytes",
+        "cookie_count",
+        "saved_at",
+        "last_used_at",
+        "expires_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["id", "account__name"]
+    list_select_related = ["account"]
+    actions = ["forget"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in SavedState._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def delete_model(self, request: HttpRequest, obj: SavedState) -> None:
+        saved_state_delete(account=obj.account, environment_id=obj.pk)
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # `forget` deletes through the store as well
+        return actions
+
+    @admin.action(description="Forget the selected saved states")
+    def forget(self, request: HttpRequest, queryset: QuerySet[SavedState]) -> None:
+        for state in queryset.select_related("account"):
+            saved_state_delete(account=state.account, environment_id=state.pk)

@@ -25,6 +25,7 @@ SESSION_ADOPT = "workers.tasks.session_adopt"
 ACTIONS_RUN = "workers.tasks.actions_run"
 POOL_REFILL = "workers.tasks.pool_refill"
 HOST_RECONCILE = "workers.tasks.host_reconcile"
+STATE_SAVE = "workers.tasks.session_state_save"
 
 TASK_NAMES = (
     SESSION_START,
@@ -34,6 +35,7 @@ TASK_NAMES = (
     ACTIONS_RUN,
     POOL_REFILL,
     HOST_RECONCILE,
+    STATE_SAVE,
 )
 
 
@@ -117,3 +119,9 @@ def pool_refill(host: str, *, expires: float | None = None) -> None:
 def host_reconcile(host: str, *, expires: float | None = None) -> None:
     """Have `host` compare its sessions' and pool's rows with its own browser processes."""
     _send_after_commit(HOST_RECONCILE, host, queue=host_queue(host), expires=expires)
+
+
+def state_save(session_id: str, token: str) -> None:
+    """Have the worker that drives the session's browser save its state now (POST .../state);
+    it signals `token` when done (sessions/saved_state.py)."""
+    _send_after_commit(STATE_SAVE, session_id, token, queue=_actions_queue_of(session_id))

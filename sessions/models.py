@@ -56,7 +56,7 @@ class BrowserSession(models.Model):
     display_width = models.PositiveIntegerField(default=1024)
     display_height = models.PositiveIntegerField(default=768)
     display_scale = models.FloatField(default=1.0)
-    # Tzafon create fields we accept and echo but do not act on (persistent, stealth, ...).
+    # Tzafon create fields we echo (persistent and environment_id are acted on: saved_state.py).
     options = models.JSONField(default=dict, blank=True)
 
     # Where the browser lives: enough for any worker to attach to it.
@@ -247,3 +247,56 @@ class WarmBrowser(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class SavedStateStatus(models.TextChoices):
+    SAVING = "saving"  # a save is under way (the data, if any, is the previous save's)
+    READY = "ready"  # the last save succeeded
+    FAILED = "failed"  # the last save failed (`failure_reason`); the previous save's data is kept
+
+
+class SavedState(models.Model):
+    """A persistent session's saved browser state (docs/saved-state.md), addressed by the id of
+    the session that saved it (Tzafon's `environment_id`). Its bytes, encrypted, are in the
+    state store (sessions/state_store.py); this row holds what may be shown."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="saved_states")
+    status = models.CharField(
+        max_length=16, choices=SavedStateStatus.choices, default=SavedStateStatus.SAVING
+    )
+    failure_reason = models.CharField(max_length=500, blank=True, default="")
+    # The environment this one was restored from (a chain A -> B -> C), blank for a first save.
+    restored_from = models.CharField(max_length=40, blank=True, default="")
+    # Of the data stored now (the last good save): plaintext JSON size, the origins it holds.
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    stored_bytes = models.PositiveBigIntegerField(default=0)
+    origins = models.JSONField(default=list, blank=True)
+    cookie_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    saved_at = models.DateTimeField(null=True, blank=True)  # null: no data stored (yet)
+    last_used_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "-last_used_at"], name="saved_state_account_used"),
+            models.Index(fields=["expires_at"], name="saved_state_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def has_data(self) -> bool:
+        return self.saved_at is not None
+
+
+class SavedStateBlob(models.Model):
+    """The encrypted bytes of a saved state in the `postgres` store (sessions/state_store.py)."""
+
+    state = models.OneToOneField(SavedState, primary_key=True, on_delete=models.CASCADE, related_name="blob")
+    data = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"blob of {self.state_id}"

@@ -5,7 +5,7 @@ from django.db.models.functions import Coalesce
 
 from accounts.models import Account
 from project.exceptions import InvalidInput, NotFound
-from sessions.models import LIVE_STATUSES, Action, BrowserSession, SessionStatus
+from sessions.models import LIVE_STATUSES, Action, BrowserSession, SavedState, SessionStatus
 
 
 def session_get(*, account: Account, session_id: str) -> BrowserSession:
@@ -29,8 +29,10 @@ def session_list(
         sessions = sessions.filter(status__in=LIVE_STATUSES)
     elif status == "terminated":
         sessions = sessions.filter(status=SessionStatus.TERMINATED)
-    if persistent is not None:
-        sessions = sessions.filter(options__persistent=persistent)
+    if persistent:
+        # Tzafon: "persistent sessions" are those whose state is saved (restorable).
+        saved = SavedState.objects.filter(account=account, saved_at__isnull=False).values("pk")
+        sessions = sessions.filter(pk__in=saved)
     # Each session shows what it cost so far; one aggregate instead of a query per session.
     sessions = sessions.annotate(ledger_total=Coalesce(Sum("ledger_entries__amount"), 0))
     return sessions.order_by("-created_at")[:limit]

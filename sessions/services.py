@@ -31,7 +31,7 @@ from project.exceptions import (
     SessionEnded,
     TooManyRequests,
 )
-from sessions import dispatch, fleet
+from sessions import dispatch, fleet, saved_state
 from sessions.events import session_events_publish, session_status_event, session_status_publish
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
 
@@ -124,6 +124,7 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
                 extra={"max_lifetime_seconds": plan.max_lifetime_seconds},
             )
         _end_expired_sessions_of(account, now)
+        saved_state.saved_state_admit(account=account, options=spec.options or {}, now=now)
         limit = plan.max_concurrent_sessions
         if limit is not None:
             live = list(BrowserSession.objects.filter(account=account, status__in=LIVE_STATUSES))

@@ -21,8 +21,10 @@ from django.db import connection
 from jobs import services as jobs
 from jobs.models import Job, JobBrowser, JobItem, JobStatus
 from jobs.screenshots import job_screenshot_save
+from sessions.saved_state import EnvironmentRestoreFailed, saved_state_read
 from workers.browser import BrowserError, BrowserGone, BrowserHandle, BrowserStartError, Display, get_backend
 from workers.browser.job_page import JobPageBrowser, PageVisit
+from workers.browser.saved_state import state_import
 from workers.error_text import tenant_error_text
 
 logger = logging.getLogger(__name__)
@@ -90,8 +92,11 @@ class _Heartbeat:
 class _Browser:
     """The job browser process: started on demand, restarted after a crash or N pages."""
 
-    def __init__(self, row: JobBrowser, page_timeout: int) -> None:
+    def __init__(
+        self, row: JobBrowser, page_timeout: int, environment: tuple[int, str] | None = None
+    ) -> None:
         self.id = row.pk
+        self.environment = environment  # (account id, environment id): a saved state to start with
         self.page_timeout = page_timeout
         self.backend = get_backend()
         self.handle: BrowserHandle | None = None
@@ -123,10 +128,24 @@ class _Browser:
                 ):
                     self.backend.stop(handle, session_id=self.id)
                     raise BrowserGone("the job browser was ended while it started")
+                if self.environment is not None:
+                    self._restore(handle, *self.environment)
                 self.handle = handle
                 self.pages = 0
             self.page = JobPageBrowser(self.handle, page_timeout=self.page_timeout)
         return self.page
+
+    def _restore(self, handle: BrowserHandle, account_id: int, environment_id: str) -> None:
+        """The job's saved state, read-only (never saved back); a browser that refuses it is stopped."""
+        try:
+            state_import(
+                handle,
+                saved_state_read(account_id=account_id, environment_id=environment_id),
+                timeout=settings.SAVED_STATE_TIMEOUT_SECONDS,
+            )
+        except (EnvironmentRestoreFailed, BrowserError) as exc:
+            job_browser_stop(browser_id=self.id, handle=handle)
+            raise BrowserGone(f"the saved state did not restore: {type(exc).__name__}") from exc
 
     def restart(self) -> None:
         self.stop()
@@ -155,7 +174,7 @@ def job_browser_work(*, browser_id: str) -> bool:
         if row.webdriver_session_id and row.browser_released_at is None:
             job_browser_stop(browser_id=browser_id, handle=_handle(row))
         return False
-    job = Job.objects.filter(pk=row.job_id).only("pk", "spec", "status").first()
+    job = Job.objects.filter(pk=row.job_id).only("pk", "spec", "status", "account_id").first()
     if job is None or job.status != JobStatus.RUNNING:
         _end(row, None)
         return False
@@ -164,7 +183,12 @@ def job_browser_work(*, browser_id: str) -> bool:
     if not jobs.job_browser_renew(browser_id=browser_id, item_id=None):
         _end(row, None)  # ended since we looked
         return False
-    browser = _Browser(row, page_timeout=int(spec.get("page_timeout_seconds") or 30))
+    environment_id = str(spec.get("environment_id") or "")
+    browser = _Browser(
+        row,
+        page_timeout=int(spec.get("page_timeout_seconds") or 30),
+        environment=(job.account_id, environment_id) if environment_id else None,
+    )
     deadline = time.monotonic() + settings.JOB_TASK_SLICE_SECONDS
     again = False
     with _Heartbeat(browser_id) as heartbeat:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
 from project.exceptions import is_outage
 from sessions import dispatch, fleet
+from sessions import saved_state as saved_states
 from sessions.browser_state import (
     BrowserLocation,
     session_browser_ready,
@@ -38,6 +39,7 @@ from workers.browser import BrowserError, BrowserHandle, BrowserStartError, Disp
 from workers.browser.base import prepare_first_tab
 from workers.browser.driver import forget
 from workers.browser.local import LocalBackend
+from workers.browser.saved_state import state_export, state_import
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,8 @@ def session_browser_start(*, session_id: str) -> None:
             logger.warning("session %s: browser start failed: %s", session_id, exc)
             session_browser_start_failed(session_id=session_id, error=str(exc))
             return
+    if not _restore_or_fail(session, handle):
+        return
     location = BrowserLocation(
         backend=handle.backend,
         webdriver_url=handle.webdriver_url,
@@ -106,8 +110,79 @@ def session_browser_stop(*, session_id: str) -> None:
         return
     handle = handle_of(session)
     forget(handle)
+    if saved_states.is_persistent(session):
+        # Before the browser goes: its state is saved on every end but a crash or a failed start.
+        if session.ended_reason == EndedReason.CRASHED:
+            saved_states.saved_state_crashed(session=session)
+        elif session.ended_reason != EndedReason.START_FAILED and handle.webdriver_session_id:
+            _state_save(session, handle)
     get_backend(session.backend or None).stop(handle, session_id=session_id)
     session_browser_released(session=session)
+
+
+def _state_save(session: BrowserSession, handle: BrowserHandle) -> None:
+    """Export the browser's state and store it as the session's; a failure is recorded on the
+    state (status failed, the previous save kept), never raised: the browser must still stop."""
+    if saved_states.saved_state_saved_since_end(session=session):
+        return  # a stop task that runs twice saves once
+    saved_states.saved_state_save_begin(session=session)
+    try:
+        state = state_export(
+            handle,
+            origins=saved_states.saved_state_origins_hint(session=session),
+            timeout=settings.SAVED_STATE_TIMEOUT_SECONDS,
+        )
+    except BrowserError as exc:
+        logger.warning("session %s: state not saved: %s", session.pk, exc)
+        saved_states.saved_state_save_failed(session=session, reason="the browser could not be read")
+        return
+    try:
+        saved_states.saved_state_store(session=session, state=state)
+    except Exception:
+        # Never left `saving` (creates from it would wait forever), and the browser must still
+        # stop: record the failure, log the kind (never the state), and go on.
+        logger.exception("session %s: state not stored", session.pk)
+        saved_states.saved_state_save_failed(session=session, reason="the state could not be stored")
+
+
+def session_state_save_live(*, session_id: str, token: str) -> None:
+    """Save a live persistent session's state now; signal `token` when done (or not possible)."""
+    try:
+        session = BrowserSession.objects.filter(pk=session_id).first()
+        if (
+            session is not None
+            and session.is_live
+            and session.has_browser
+            and saved_states.is_persistent(session)
+        ):
+            _state_save(session, handle_of(session))
+    finally:
+        saved_states.saved_state_save_done(session_id=session_id, token=token)
+
+
+def _restore_or_fail(session: BrowserSession, handle: BrowserHandle) -> bool:
+    """Put the state the session restores (`environment_id`) into its new browser. On failure the
+    browser is stopped and the session ends as start_failed (refunded): False."""
+    try:
+        state = saved_states.saved_state_load(session=session)
+        if state is None:
+            return True
+        state_import(handle, state, timeout=settings.SAVED_STATE_TIMEOUT_SECONDS)
+    except (saved_states.EnvironmentRestoreFailed, BrowserError) as exc:
+        logger.warning("session %s: %s: %s", session.pk, saved_states.RESTORE_FAILED, exc)
+        get_backend(handle.backend).stop(handle, session_id=session.pk)
+        session_browser_start_failed(
+            session_id=session.pk, error=f"{saved_states.RESTORE_FAILED}: {_restore_reason(exc)}"
+        )
+        return False
+    return True
+
+
+def _restore_reason(exc: Exception) -> str:
+    # What the tenant may read: never a DevTools URL or a socket error.
+    if isinstance(exc, saved_states.EnvironmentRestoreFailed):
+        return exc.detail
+    return "the browser did not accept the saved state"
 
 
 def session_browser_adopt(*, session_id: str) -> None:
@@ -127,6 +202,8 @@ def session_browser_adopt(*, session_id: str) -> None:
         logger.warning("session %s: its warm browser failed (%s); starting a new one", session_id, exc)
         get_backend(handle.backend).stop(handle, session_id=session_id)
         dispatch.browser_start(session_id, host=session.host)
+        return
+    if not _restore_or_fail(session, handle):
         return
     location = BrowserLocation(
         backend=handle.backend,
@@ -221,6 +298,13 @@ def _live_browser_names() -> set[str]:
     for session_id, profile_dir in BrowserSession.objects.filter(status__in=LIVE_STATUSES).values_list(
         "pk", "profile_dir"
     ):
+        names.add(session_id)
+        if profile_dir:
+            names.add(Path(profile_dir).name)
+    # An ended persistent session's browser lives until its stop task has saved its state.
+    for session_id, profile_dir in BrowserSession.objects.filter(
+        status=SessionStatus.TERMINATED, browser_released_at__isnull=True, options__persistent=True
+    ).values_list("pk", "profile_dir"):
         names.add(session_id)
         if profile_dir:
             names.add(Path(profile_dir).name)

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from project.db import ConnectionBudgetExceeded, connection_budget_verify, pool_off_in_this_process
-from sessions import fleet, screenshots, time_billing
+from sessions import fleet, saved_state, screenshots, time_billing
 from sessions import services as session_services
 from workers import (  # noqa: F401  (job_tasks, webhook_tasks: see below)
     action_runner,
@@ -36,8 +36,11 @@ from workers.browser.local import become_subreaper
 
 logger = logging.getLogger(__name__)
 
-# Every attempt of a start (workers/services.py session_browser_start) fits in the limits.
-_START_LIMIT = (settings.BROWSER_START_TIMEOUT_SECONDS + 15) * settings.BROWSER_START_ATTEMPTS
+# Every attempt of a start (workers/services.py session_browser_start) fits in the limits, and
+# a start may restore a saved state (environment_id) after the browser is up.
+_START_LIMIT = (
+    settings.BROWSER_START_TIMEOUT_SECONDS + 15
+) * settings.BROWSER_START_ATTEMPTS + settings.SAVED_STATE_TIMEOUT_SECONDS
 # A database that restarts under a task (it could not read its rows) is transient: sent again,
 # the task finds what is still to do (an action drain claims what is still queued).
 _DB_OUTAGE = (OperationalError, InterfaceError)
@@ -98,8 +101,9 @@ def session_start(session_id: str) -> None:
 
 @shared_task(
     acks_late=True,
-    soft_time_limit=60,
-    time_limit=90,
+    # A persistent session's state is saved before its browser stops.
+    soft_time_limit=60 + settings.SAVED_STATE_TIMEOUT_SECONDS,
+    time_limit=90 + settings.SAVED_STATE_TIMEOUT_SECONDS,
     # Stopping is safe to repeat; a connection that died with a database restart is not a reason
     # to leave a browser running (the retry gets a fresh one).
     autoretry_for=(TransientBrowserError, OperationalError, InterfaceError),
@@ -136,8 +140,9 @@ def browsers_reconcile() -> dict[str, int]:
 
 @shared_task(
     acks_late=True,
-    soft_time_limit=30,
-    time_limit=40,
+    # The display, then a saved state's restore (environment_id).
+    soft_time_limit=30 + settings.SAVED_STATE_TIMEOUT_SECONDS,
+    time_limit=40 + settings.SAVED_STATE_TIMEOUT_SECONDS,
     autoretry_for=_DB_OUTAGE,
     max_retries=3,
     retry_backoff=1,
@@ -184,3 +189,18 @@ def screenshots_purge() -> int:
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
 def sessions_bill_time() -> dict[str, int]:
     return time_billing.sessions_bill_time()
+
+
+@shared_task(
+    acks_late=True,
+    soft_time_limit=settings.SAVED_STATE_TIMEOUT_SECONDS + 15,
+    time_limit=settings.SAVED_STATE_TIMEOUT_SECONDS + 30,
+)
+def session_state_save(session_id: str, token: str) -> None:
+    """Save a live persistent session's state now (POST /computers/{id}/state)."""
+    services.session_state_save_live(session_id=session_id, token=token)
+
+
+@shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
+def saved_states_purge() -> int:
+    return saved_state.saved_states_purge()

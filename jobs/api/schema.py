@@ -107,6 +107,11 @@ JobCreate = inline_serializer(
         "max_credits": serializers.IntegerField(required=False, min_value=1, allow_null=True),
         "ignore_invalid_urls": serializers.BooleanField(required=False, default=False),
         "webhook": _WEBHOOK_IN,
+        "environment_id": serializers.CharField(
+            required=False,
+            help_text="A saved browser state (a persistent session's id) every job browser starts "
+            "with, read-only (docs/saved-state.md). 404 `environment_not_found` if unknown.",
+        ),
     },
 )
 
@@ -261,7 +266,7 @@ job_create_schema = extend_schema(
         201: OpenApiResponse(_job(), description="The job was created."),
         200: OpenApiResponse(_job(), description="The job this Idempotency-Key created before."),
         409: _error("This Idempotency-Key was used with another body; final: `x-should-retry: false`."),
-        **errors(402, 413),
+        **errors(402, 404, 413),
     },
     examples=[
         OpenApiExample(

@@ -66,6 +66,8 @@ class JobCreateInput(serializers.Serializer[Any]):
     max_credits = StrictIntegerField(min_value=1, required=False, allow_null=True, default=None)
     ignore_invalid_urls = StrictBooleanField(required=False, default=False)
     webhook = WebhookInput(required=False, allow_null=True, default=None)
+    # A saved browser state (a persistent session's id) every job browser starts with, read-only.
+    environment_id = StrictCharField(required=False, max_length=100, allow_blank=True, default="")
 
     def validate_scrape(self, value: Any) -> dict[str, Any]:
         # The same body as the `scrape` action, validated by the same code.

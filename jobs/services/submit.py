@@ -18,6 +18,7 @@ from jobs import dispatch
 from jobs.models import Job, JobItem, JobStatus
 from jobs.selectors import schema_columns
 from project.exceptions import Conflict, InvalidInput, PayloadTooLarge, TooManyRequests
+from sessions.saved_state import saved_state_require_readable
 from sessions.url_policy import Resolved, lookup_needed, navigation_url, resolve_hosts
 
 
@@ -34,6 +35,7 @@ class JobSpec:
     max_credits: int | None = None
     ignore_invalid_urls: bool = False
     webhook: dict[str, Any] | None = None
+    environment_id: str = ""  # a saved browser state the job's browsers start with, read-only
 
 
 def request_fingerprint(body: Any) -> str:
@@ -158,6 +160,8 @@ def job_submit(
         raise InvalidInput(
             "The job has no valid URL to visit.", code="no_valid_urls", extra={"invalid_urls": invalid}
         )
+    if spec.environment_id:
+        saved_state_require_readable(account=account, environment_id=spec.environment_id)
     price = page_price(screenshot=spec.screenshot)
     # Each try is charged (OUR_FAILURES aside): the hold covers every try of every page.
     hold = len(items) * price * (spec.max_retries + 1)
@@ -181,6 +185,7 @@ def job_submit(
             "screenshot": spec.screenshot,
             "wait_for": spec.wait_for,
             "page_timeout_seconds": spec.page_timeout_seconds,
+            **({"environment_id": spec.environment_id} if spec.environment_id else {}),
         },
         max_concurrency=max_concurrency,
         per_domain_concurrency=spec.per_domain_concurrency,

@@ -343,7 +343,8 @@ computer_create_schema = extend_schema(
         "Unsupported Tzafon options are accepted and echoed."
     ),
     request=SessionCreateInput,
-    responses={201: Computer, **errors(402, 503)},
+    # 404/409/422: `environment_id` unknown, in use by a writer or being saved, not restorable.
+    responses={201: Computer, **errors(402, 404, 409, 422, 503)},
     examples=[
         OpenApiExample("defaults", value={}, request_only=True),
         OpenApiExample(

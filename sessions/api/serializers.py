@@ -11,7 +11,8 @@ from sessions.models import BrowserSession
 
 _MONTH = 30 * 24 * 3600
 
-# Tzafon create fields that we accept and echo back, but do not act on (yet).
+# Tzafon create fields that we keep in the session's options and echo back. `persistent` and
+# `environment_id` are acted on (sessions/saved_state.py); the others are not (yet).
 ECHOED_OPTIONS = ("persistent", "environment_id", "context_id", "stealth", "use_advanced_proxy")
 
 

@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from sessions.api import action_views, live_views, stream_views, views
+from sessions.api import action_views, environment_views, live_views, stream_views, views
 
 urlpatterns = [
     path("computers", views.ComputerListCreateView.as_view(), name="computers"),
@@ -46,6 +46,11 @@ urlpatterns = [
     ),
     path("computers/<str:session_id>/ws", action_views.StreamUnsupportedView.as_view()),
     path(
+        "computers/<str:session_id>/state",
+        environment_views.ComputerStateView.as_view(),
+        name="computer-state",
+    ),
+    path(
         "computers/<str:session_id>/actions",
         action_views.SessionActionsView.as_view(),
         name="computer-actions",
@@ -72,4 +77,10 @@ v1_only_urlpatterns = [
     ),
     path("live/<str:token>/input", live_views.LiveViewerInputView.as_view(), name="live-viewer-input"),
     path("actions/<str:action_id>", action_views.ActionDetailView.as_view(), name="action"),
+    path("environments", environment_views.EnvironmentListView.as_view(), name="environments"),
+    path(
+        "environments/<str:environment_id>",
+        environment_views.EnvironmentDetailView.as_view(),
+        name="environment",
+    ),
 ]

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from accounts.authentication import request_account
 from accounts.inflight import inflight_limit, inflight_slot, inflight_slot_release, inflight_slot_take
 from project.exceptions import InvalidInput, ServiceUnavailable
-from sessions import selectors, services
+from sessions import saved_state, selectors, services
 from sessions.api import schema
 from sessions.api.serializers import (
     ECHOED_OPTIONS,
@@ -53,7 +53,8 @@ class ComputerListCreateView(APIView):
             raise InvalidInput("limit must be between 1 and 500.")
         sessions = selectors.session_list(
             account=request_account(request),
-            status=request.query_params.get("status", "live"),
+            # type=persistent: sessions whose state is saved, which have mostly ended.
+            status=request.query_params.get("status", "all" if kind == "persistent" else "live"),
             persistent=True if kind == "persistent" else None,
             limit=limit,
         )
@@ -79,13 +80,25 @@ class ComputerListCreateView(APIView):
         budget = client_wait_budget(
             request, settings.SESSION_CREATE_WAIT_SECONDS, floor=settings.SESSION_CREATE_MIN_WAIT_SECONDS
         )
+        environment_id = str(data.get("environment_id") or "")
         # Taken before the create: a 429 means no session and no charge.
         with inflight_slot(account=account, wait_seconds=budget):
+            if environment_id:
+                # A create right after the DELETE of the session it restores gets what it saved.
+                saved_state.saved_state_wait_saved(
+                    account=account, environment_id=environment_id, timeout=budget / 2
+                )
             session = services.session_create(account=account, spec=spec)
             try:
                 session = services.session_wait_until_started(session=session, timeout=budget)
             except ServiceUnavailable:
                 session.refresh_from_db()
+                if session.error.startswith(saved_state.RESTORE_FAILED):
+                    raise saved_state.EnvironmentRestoreFailed(
+                        f"The saved state of environment {environment_id!r} could not be restored "
+                        f"({session.error.split(': ', 1)[-1]}); no session is running and nothing was "
+                        "charged."
+                    ) from None
                 if session.ended_reason != EndedReason.MAX_LIFETIME:
                     raise
                 # A lifetime shorter than the browser's start ran out first (found by

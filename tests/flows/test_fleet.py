@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from sessions.models import Action, BrowserSession, WarmBrowser, WorkerHost
+from tests.flows.test_saved_state import site  # noqa: F401  (the fixture)
 from tests.support.processes import browser_processes, start_worker_host, stop_process, wait_until
 
 POOLS = {"host-a": 2, "host-b": 1}
@@ -254,6 +255,37 @@ def test_sessions_are_pinned_to_their_host_and_their_actions_run_there(api, flee
         timeout=30,
         message="host-a's action to run once its worker is back",
     )
+
+
+def _page_when(api: Any, session_id: str, url: str, marker: str) -> str:
+    body = api.post(f"/v1/computers/{session_id}/navigate", {"url": url}).json()
+    assert body["status"] == "success", body
+
+    def html() -> str | None:
+        result = api.post(f"/v1/computers/{session_id}/html", {}).json()["result"]
+        return str(result["html_content"]) if marker in result["html_content"] else None
+
+    return str(wait_until(html, timeout=20, message=marker))
+
+
+def test_a_state_saved_on_one_host_restores_on_pool_browsers_of_every_host(api, site):  # noqa: F811
+    base, token = site
+    first = _create(api, persistent=True)["id"]
+    _page_when(api, first, base + "/login", "stored")
+    saved_on = _row(first).host
+    api.delete(f"/v1/computers/{first}")
+    _pools_full()
+    with ThreadPoolExecutor(3) as pool:
+        created = list(pool.map(lambda _: _create(api, environment_id=first), range(3)))
+    by_host = {_row(c["id"]).host: c["id"] for c in created}
+    assert {"host-a", "host-b"} <= set(by_host), by_host
+    assert set(by_host) - {saved_on}, "restored on another host than the one that saved it"
+    for host in ("host-a", "host-b"):  # both flavours, each on a claimed warm browser
+        row = _row(by_host[host])
+        assert "/pool_" in row.profile_dir, row.profile_dir
+        page = _page_when(api, row.pk, base + "/whoami", "read ")
+        assert f"sid=sid-{token}" in page and f"ls=ls-{token}" in page, (host, page)
+        assert f"idb=idb-{token}@true" in page, (host, page)
 
 
 def test_a_host_that_stops_heartbeating_has_its_sessions_ended_crashed(api, fleet):

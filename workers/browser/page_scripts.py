@@ -34,3 +34,6 @@ SCRAPE = _read("markdown.js") + _read("scrape.js")
 # the `scrape` extraction inlined as a function body.
 JOB_AFTER_LOAD = _read("job_after_load.js").replace("/*SCRAPE_BODY*/", SCRAPE)
 JOB_RETRY_AFTER = _read("job_retry_after.js")
+# Saved state (workers/browser/saved_state.py): async function bodies run in a scratch tab.
+STATE_EXPORT = _read("state_codec.js") + _read("state_export.js")
+STATE_IMPORT = _read("state_codec.js") + _read("state_import.js")

@@ -1,0 +1,189 @@
+"""Saved browser state benchmark: save and restore time against state size.
+
+    bin/dev bench saved_state [--sizes 10240,1048576,10485760] [--reps 5]
+
+On a whole stack with a warm pool (BROWSER_POOL_SIZE 2), for each size: a persistent session
+opens a page served here on 127.0.0.1 that stores that many bytes in IndexedDB (plus a cookie and
+a little localStorage), then
+a) save: `POST /v1/computers/{id}/state` round trips (`--reps`), the export, sealing and storing;
+b) restore: creates with `environment_id` and plain creates, interleaved (`--reps` each), every
+   one on a warm pool browser (the bench waits until one is ready before each create), each
+   followed by DELETE. The difference of the medians is what a restore adds to a warm create
+   (goal: <= 150 ms for 1 MB).
+
+Prints a Markdown table and writes JSON to bench/results/saved_state.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+from harness import Stack, log, running_stack
+from session_lifecycle import loadavg, machine_info
+
+HTTP_TIMEOUT = 60
+
+FILL_PAGE = """<!doctype html><title>fill</title><body><div id=out>pending</div><script>
+document.cookie = 'sid=bench; path=/';
+localStorage.setItem('profile', 'bench');
+const total = %(bytes)d, chunk = 65536;
+const open = indexedDB.open('bench', 1);
+open.onupgradeneeded = () => open.result.createObjectStore('blobs');
+open.onsuccess = () => {
+  const tx = open.result.transaction('blobs', 'readwrite');
+  const store = tx.objectStore('blobs');
+  for (let at = 0, i = 0; at < total; at += chunk, i++) {
+    store.put('x'.repeat(Math.min(chunk, total - at)), i);
+  }
+  tx.oncomplete = () => { document.getElementById('out').textContent = 'filled'; };
+};
+</script></body>"""
+
+
+class _Pages(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        size = int(self.path.rsplit("=", 1)[-1]) if "bytes=" in self.path else 0
+        body = (FILL_PAGE % {"bytes": size}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _median_ms(values: list[float]) -> float | None:
+    return round(statistics.median(values) * 1000, 1) if values else None
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _pool_ready(stack: Stack) -> bool:
+    return bool(stack.db_query("SELECT 1 FROM browser_sessions_warmbrowser WHERE state = 'ready' LIMIT 1"))
+
+
+def _create(http: requests.Session, stack: Stack, body: dict[str, Any]) -> tuple[float, str, bool]:
+    _wait(lambda: _pool_ready(stack), 120, "a warm pool browser")
+    started = time.perf_counter()
+    reply = http.post(f"{stack.base_url}/v1/computers", json=body, timeout=HTTP_TIMEOUT)
+    elapsed = time.perf_counter() - started
+    reply.raise_for_status()
+    session_id = reply.json()["id"]
+    warm = bool(
+        stack.db_query(
+            "SELECT 1 FROM browser_sessions_browsersession WHERE id = %s AND profile_dir LIKE %s",
+            (session_id, "%/pool_%"),
+        )
+    )
+    return elapsed, session_id, warm
+
+
+def bench_size(stack: Stack, http: requests.Session, pages: str, size: int, reps: int) -> dict[str, Any]:
+    load_before = loadavg()
+    elapsed, source, _ = _create(http, stack, {"persistent": True})
+    navigate = http.post(
+        f"{stack.base_url}/v1/computers/{source}/navigate",
+        json={"url": f"{pages}/fill?bytes={size}"},
+        timeout=HTTP_TIMEOUT,
+    )
+    navigate.raise_for_status()
+
+    def filled() -> bool:
+        html = http.post(f"{stack.base_url}/v1/computers/{source}/html", json={}, timeout=HTTP_TIMEOUT)
+        return "filled" in str(html.json().get("result", {}).get("html_content", ""))
+
+    _wait(filled, 120, "the page to store its data")
+    saves: list[float] = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        reply = http.post(f"{stack.base_url}/v1/computers/{source}/state", timeout=HTTP_TIMEOUT)
+        saves.append(time.perf_counter() - started)
+        reply.raise_for_status()
+        if reply.json()["status"] != "ready":
+            raise RuntimeError(f"save failed: {reply.json()}")
+    environment = reply.json()
+    http.delete(f"{stack.base_url}/v1/computers/{source}", timeout=HTTP_TIMEOUT)
+    restored: list[float] = []
+    plain: list[float] = []
+    cold = 0
+    for _ in range(reps):
+        for body, into in (({"environment_id": source}, restored), ({}, plain)):
+            elapsed, session_id, warm = _create(http, stack, body)
+            cold += not warm
+            into.append(elapsed)
+            http.delete(f"{stack.base_url}/v1/computers/{session_id}", timeout=HTTP_TIMEOUT)
+    restore_ms, plain_ms = _median_ms(restored), _median_ms(plain)
+    return {
+        "size_bytes": size,
+        "state_size_bytes": environment["size_bytes"],
+        "save_ms": {"median": _median_ms(saves), "all": [round(s * 1000, 1) for s in saves]},
+        "create_with_environment_ms": {"median": restore_ms, "all": [round(s * 1000, 1) for s in restored]},
+        "plain_warm_create_ms": {"median": plain_ms, "all": [round(s * 1000, 1) for s in plain]},
+        "restore_overhead_ms": round(restore_ms - plain_ms, 1) if restore_ms and plain_ms else None,
+        "cold_creates": cold,
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10240,1048576,10485760")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "saved_state.json")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pages = f"http://127.0.0.1:{server.server_address[1]}"
+    results: dict[str, Any] = {"machine": machine_info(), "reps": args.reps, "sizes": []}
+    overrides = {"BROWSER_POOL_SIZE": "2", "SAVED_STATE_TIMEOUT_SECONDS": "60"}
+    with running_stack(name="saved_state", env_overrides=overrides) as stack:
+        http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {stack.make_account(plan='enterprise')}"
+        for size in sizes:
+            log(f"size {size}")
+            results["sizes"].append(bench_size(stack, http, pages, size, args.reps))
+    results["leaked_browser_processes"] = stack.leaked
+    server.shutdown()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2))
+    print(
+        "| stored | state JSON | save p50 | create+restore p50 | plain warm create p50 "
+        "| overhead | cold | load |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for row in results["sizes"]:
+        print(
+            f"| {row['size_bytes']} | {row['state_size_bytes']} | {row['save_ms']['median']} ms "
+            f"| {row['create_with_environment_ms']['median']} ms "
+            f"| {row['plain_warm_create_ms']['median']} ms "
+            f"| {row['restore_overhead_ms']} ms | {row['cold_creates']} | {row['loadavg_before']} |"
+        )
+    return 1 if stack.leaked else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(__file__))
+    sys.exit(main())

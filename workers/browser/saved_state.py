@@ -1,0 +1,199 @@
+"""Export and import a browser's state (docs/saved-state.md) through the DevTools protocol.
+
+The state is portable JSON: every cookie of the browser (session and HttpOnly ones included),
+and per origin its localStorage and IndexedDB, plus the sessionStorage of the origins open in
+tabs. It does not depend on the Chromium version, the host or the backend.
+
+An origin's storage is read and written from a scratch tab of that origin whose only request
+(the document) is answered by us through the Fetch domain: nothing is loaded from the network,
+and no site script runs there. Which origins: those of the open tabs and of their history, the
+ones the caller names (the session's pages, the state it was restored from).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any
+
+from workers.browser.base import BrowserHandle, webdriver_request
+from workers.browser.devtools import DevTools, devtools_url
+from workers.browser.errors import BrowserError
+from workers.browser.page_scripts import STATE_EXPORT, STATE_IMPORT
+
+STATE_FORMAT = 1
+_SCRATCH_PAGE = base64.b64encode(b"<!doctype html><title>state</title>").decode()
+# Cookie fields Storage.setCookies takes back (Storage.getCookies returns more).
+_COOKIE_FIELDS = (
+    "name",
+    "value",
+    "domain",
+    "path",
+    "secure",
+    "httpOnly",
+    "sameSite",
+    "expires",
+    "priority",
+    "sourceScheme",
+    "sourcePort",
+    "partitionKey",
+)
+_SESSION_STORAGE_READ = "JSON.stringify(Object.entries(sessionStorage))"
+
+
+def origin_of(url: str) -> str | None:
+    """scheme://host[:port] of an http(s) URL; None for anything else (about:, data:, ...)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+
+
+def _async_body(body: str, argument: str = "null") -> str:
+    return f"(async (data) => {{\n{body}\n}})({argument})"
+
+
+class _Browser:
+    def __init__(self, devtools: DevTools) -> None:
+        self.dt = devtools
+
+    def pages(self) -> list[dict[str, Any]]:
+        targets = self.dt.call("Target.getTargets").get("targetInfos", [])
+        return [t for t in targets if t.get("type") == "page"]
+
+    def attach(self, target_id: str) -> str:
+        return str(
+            self.dt.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})["sessionId"]
+        )
+
+    def isolated_context(self, session: str, target_id: str) -> int:
+        """A world of our own in the tab's main frame: the page's scripts cannot tamper with it."""
+        world = self.dt.call(
+            "Page.createIsolatedWorld", {"frameId": target_id, "worldName": "browserfleet-state"}, session
+        )
+        return int(world["executionContextId"])
+
+    def open_origin(self, session: str, origin: str) -> None:
+        """Load an empty document of `origin` in the tab, served by us: no network, no site script."""
+        self.dt.call("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}, session)
+        self.dt.call("Page.enable", {}, session)
+        # Not every build has it; a service worker would only see a request it cannot answer.
+        with contextlib.suppress(BrowserError):
+            self.dt.call("Network.setBypassServiceWorker", {"bypass": True}, session)
+        self.dt.drop_events(session)
+        self.dt.send("Page.navigate", {"url": origin + "/"}, session)
+        paused = self.dt.wait_event("Fetch.requestPaused", session)
+        self.dt.blocking.add(session)  # anything else this page asks for is refused
+        self.dt.call(
+            "Fetch.fulfillRequest",
+            {
+                "requestId": paused["requestId"],
+                "responseCode": 200,
+                "responseHeaders": [
+                    {"name": "Content-Type", "value": "text/html"},
+                    {"name": "Cache-Control", "value": "no-store"},
+                ],
+                "body": _SCRATCH_PAGE,
+            },
+            session,
+        )
+        self.dt.wait_event("Page.loadEventFired", session)
+
+    def in_origin(self, origin: str, expression: str) -> Any:
+        target = str(
+            self.dt.call("Target.createTarget", {"url": "about:blank", "background": True})["targetId"]
+        )
+        try:
+            session = self.attach(target)
+            self.open_origin(session, origin)
+            return self.dt.evaluate(expression, session)
+        finally:
+            self.dt.call("Target.closeTarget", {"targetId": target})
+
+
+def state_export(
+    handle: BrowserHandle, *, origins: Iterable[str] = (), timeout: float = 30.0
+) -> dict[str, Any]:
+    """The browser's state as a JSON-ready dict (see the module docstring)."""
+    with DevTools(devtools_url(handle), timeout=timeout) as dt:
+        browser = _Browser(dt)
+        cookies = [
+            {name: cookie[name] for name in _COOKIE_FIELDS if name in cookie}
+            for cookie in dt.call("Storage.getCookies").get("cookies", [])
+        ]
+        wanted = {o for o in (origin_of(u) for u in origins) if o}
+        session_storage: dict[str, dict[str, str]] = {}
+        for page in browser.pages():
+            session = browser.attach(page["targetId"])
+            history = dt.call("Page.getNavigationHistory", {}, session).get("entries", [])
+            wanted.update(o for o in (origin_of(e.get("url", "")) for e in history) if o)
+            here = origin_of(page.get("url", ""))
+            if here:
+                context = browser.isolated_context(session, page["targetId"])
+                entries = json.loads(dt.evaluate(_SESSION_STORAGE_READ, session, context_id=context))
+                if entries:
+                    session_storage.setdefault(here, {}).update(dict(entries))
+            dt.call("Target.detachFromTarget", {"sessionId": session})
+        storage: dict[str, Any] = {}
+        for origin in sorted(wanted):
+            data = json.loads(browser.in_origin(origin, _async_body(STATE_EXPORT)))
+            if data["localStorage"] or data["indexedDB"]:
+                storage[origin] = {"localStorage": data["localStorage"], "indexedDB": data["indexedDB"]}
+        return {
+            "format": STATE_FORMAT,
+            "cookies": cookies,
+            "origins": storage,
+            "sessionStorage": session_storage,
+        }
+
+
+def state_import(handle: BrowserHandle, state: dict[str, Any], *, timeout: float = 30.0) -> None:
+    """Put a saved state into a browser that has none yet (a fresh or a blank warm one)."""
+    if state.get("format") != STATE_FORMAT:
+        raise BrowserError(f"unknown saved state format {state.get('format')!r}")
+    with DevTools(devtools_url(handle), timeout=timeout) as dt:
+        browser = _Browser(dt)
+        if state["cookies"]:
+            dt.call("Storage.setCookies", {"cookies": state["cookies"]})
+        for origin, data in state["origins"].items():
+            browser.in_origin(
+                origin, _async_body(STATE_IMPORT, f"JSON.parse({json.dumps(json.dumps(data))})")
+            )
+        session_storage: dict[str, dict[str, str]] = state.get("sessionStorage") or {}
+        if session_storage:
+            # WebDriver's window handle is the tab's DevTools target id.
+            main_tab = webdriver_request(
+                "GET", f"{handle.webdriver_url}/session/{handle.webdriver_session_id}/window"
+            )["value"]
+            _session_storage_import(browser, str(main_tab), session_storage)
+            # Back to a blank page through WebDriver, which then knows where its tab is.
+            webdriver_request(
+                "POST",
+                f"{handle.webdriver_url}/session/{handle.webdriver_session_id}/url",
+                body={"url": "about:blank"},
+            )
+
+
+def _session_storage_import(browser: _Browser, main_tab: str, saved: dict[str, dict[str, str]]) -> None:
+    """sessionStorage lives in a tab: it goes into the main tab, origin by origin (the tab's history
+    keeps those scratch pages)."""
+    dt = browser.dt
+    session = browser.attach(main_tab)
+    try:
+        for origin, entries in saved.items():
+            browser.open_origin(session, origin)
+            dt.blocking.discard(session)
+            dt.call("Fetch.disable", {}, session)
+            script = (
+                f"(() => {{ const e = JSON.parse({json.dumps(json.dumps(entries))});"
+                " for (const k of Object.keys(e)) sessionStorage.setItem(k, e[k]); return true; })()"
+            )
+            dt.evaluate(script, session)
+    finally:
+        dt.call("Target.detachFromTarget", {"sessionId": session})
