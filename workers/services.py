@@ -152,7 +152,7 @@ def session_state_save_live(*, session_id: str, token: str) -> None:
         if (
             session is not None
             and session.is_live
-            and session.has_browser
+            and bool(session.webdriver_session_id)
             and saved_states.is_persistent(session)
         ):
             _state_save(session, handle_of(session))

@@ -14,8 +14,8 @@ is left listening for anyone.
 BROWSER_SANDBOX_FIREWALL: auto (install it where this process is root, `nft` is installed and
 the kernel accepts the table; otherwise browsers start without it, logged once), on (no browser
 without it), off (the default: with the rule on no DevTools port listens, so the screencast
-and the live viewer cannot attach; docs/egress.md). The table is created once per host and left in place (it matches only the
-sandbox range); `remove` deletes it.
+and the live viewer cannot attach; docs/egress.md). The table is created once per host and left
+in place (it matches only the sandbox range); `remove` deletes it.
 """
 
 from __future__ import annotations
