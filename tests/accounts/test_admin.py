@@ -64,11 +64,16 @@ def test_top_up_and_adjustment_write_ledger_lines_once(operator):
     assert Balance.objects.get(account=account).credits == 30
 
 
-def test_balances_are_not_editable_in_the_admin(operator):
+def test_credits_are_not_editable_in_the_admin(operator):
+    """A balance's only editable field is its credits.low threshold (webhooks): a posted credits
+    value is ignored, credits move only through the ledger."""
     account = account_create(name="acme", plan_name="pro", credits=10)[0]
-    response = operator.post(f"/admin/billing/balance/{account.pk}/change/", {"credits": "999999"})
-    assert response.status_code == 403
-    assert Balance.objects.get(account=account).credits == 10
+    response = operator.post(
+        f"/admin/billing/balance/{account.pk}/change/", {"credits": "999999", "low_threshold": "5"}
+    )
+    assert response.status_code == 302
+    balance = Balance.objects.get(account=account)
+    assert balance.credits == 10 and balance.low_threshold == 5
 
 
 def _staff(client, username: str, *perms: str):

@@ -24,6 +24,9 @@ from accounts.services import account_create
 from sessions.models import BrowserSession
 from tests.support.processes import wait_until
 
+# The suite's worker host and Beat are the point: the stack tier.
+pytestmark = pytest.mark.usefixtures("live_worker")
+
 
 def _lifecycle_worker_pids() -> list[int]:
     """This test run's lifecycle worker processes (the main one and its children)."""

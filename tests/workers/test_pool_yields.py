@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from accounts.services import account_create
 from sessions.models import BrowserSession, SessionStatus, WarmBrowser, WorkerHost
 from tests.support.processes import wait_until
 from workers import services
+
+# This run's worker host heartbeats, and browsers start through the egress filter: the stack tier.
+pytestmark = pytest.mark.usefixtures("live_worker")
 
 
 def test_a_refill_starts_nothing_while_a_create_waits_for_a_start(plans, settings, monkeypatch):

@@ -26,9 +26,11 @@ from workers.browser.local import LocalBackend
 
 BASE = 400_000
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="only a root worker runs browsers as uids of their own"
-)
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="only a root worker runs browsers as uids of their own"),
+    # Browsers start only with the egress filter answering (the stack tier).
+    pytest.mark.usefixtures("egress_filter"),
+]
 
 _CONNECT = """
 import socket, sys

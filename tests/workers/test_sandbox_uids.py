@@ -20,9 +20,11 @@ from workers.browser.base import Display
 from workers.browser.local import LocalBackend
 from workers.browser.sandbox import UidLeases, sandbox_prepare
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="only a root worker runs browsers as uids of their own"
-)
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="only a root worker runs browsers as uids of their own"),
+    # Browsers start only with the egress filter answering (the stack tier).
+    pytest.mark.usefixtures("egress_filter"),
+]
 
 
 @pytest.fixture

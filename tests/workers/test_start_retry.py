@@ -37,6 +37,10 @@ class _SaturatedOnce:
         return getattr(self.real, name)
 
 
+# Real browser starts: they need the egress filter (the stack tier).
+pytestmark = pytest.mark.usefixtures("egress_filter")
+
+
 @pytest.fixture
 def starting(plans):
     account = account_create(name="retry", plan_name="enterprise")[0]
