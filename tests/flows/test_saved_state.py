@@ -7,6 +7,7 @@ an IndexedDB record, each holding a secret unique to the test (so a dump can be 
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import threading
@@ -19,16 +20,20 @@ from tzafon import Lightcone
 
 from tests.support.processes import wait_until
 
+# The secret comes from a JSON request, never in the page's HTML: the test's html actions store
+# the HTML they read (in action results), and a dump must hold no stored value but those.
 LOGIN_PAGE = """<!doctype html><title>logging in</title><body><div id=out>pending</div><script>
-localStorage.setItem('profile', 'ls-%(token)s');
-sessionStorage.setItem('tabnote', 'ss-%(token)s');
-const open = indexedDB.open('site', 1);
-open.onupgradeneeded = () => open.result.createObjectStore('notes', {keyPath: 'id'});
-open.onsuccess = () => {
-  const tx = open.result.transaction('notes', 'readwrite');
-  tx.objectStore('notes').put({id: 1, note: 'idb-%(token)s', at: new Date(0)});
-  tx.oncomplete = () => { document.getElementById('out').textContent = 'stored'; };
-};
+fetch('/secret%(query)s').then((r) => r.json()).then(({token}) => {
+  localStorage.setItem('profile', 'ls-' + token);
+  sessionStorage.setItem('tabnote', 'ss-' + token);
+  const open = indexedDB.open('site', 1);
+  open.onupgradeneeded = () => open.result.createObjectStore('notes', {keyPath: 'id'});
+  open.onsuccess = () => {
+    const tx = open.result.transaction('notes', 'readwrite');
+    tx.objectStore('notes').put({id: 1, note: 'idb-' + token, at: new Date(0)});
+    tx.oncomplete = () => { document.getElementById('out').textContent = 'stored'; };
+  };
+});
 </script></body>"""
 
 WHOAMI_PAGE = """<!doctype html><title>who</title><body><pre id=cookies>%(cookies)s</pre>
@@ -56,13 +61,16 @@ class _Site(BaseHTTPRequestHandler):
     token = ""
 
     def do_GET(self) -> None:
+        token = self.token + ("-v2" if "v=2" in self.path else "")
+        content_type = "text/html; charset=utf-8"
         if self.path.startswith("/login"):
-            token = self.token + ("-v2" if "v=2" in self.path else "")
-            body = LOGIN_PAGE % {"token": token}
+            body = LOGIN_PAGE % {"query": "?v=2" if "v=2" in self.path else ""}
             cookies = [
                 f"sid=sid-{token}; Path=/; HttpOnly",
                 f"remember=rem-{token}; Path=/; Max-Age=86400",
             ]
+        elif self.path.startswith("/secret"):
+            body, cookies, content_type = json.dumps({"token": token}), [], "application/json"
         elif self.path.startswith("/whoami"):
             body = WHOAMI_PAGE % {"cookies": self.headers.get("Cookie", "")}
             cookies = []
@@ -72,7 +80,7 @@ class _Site(BaseHTTPRequestHandler):
             return
         data = body.encode()
         self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         for cookie in cookies:
