@@ -21,35 +21,14 @@ from django.db import connection
 from jobs import services as jobs
 from jobs.models import Job, JobBrowser, JobItem, JobStatus
 from jobs.screenshots import job_screenshot_save
-from workers.browser import BrowserError, BrowserGone, BrowserHandle, BrowserStartError, Display, get_backend
+from sessions.location import BrowserLocation
+from workers.browser import BrowserError, BrowserGone, BrowserStartError, Display, get_backend
 from workers.browser.job_page import JobPageBrowser, PageVisit
 
 logger = logging.getLogger(__name__)
 
 
-def _handle(browser: JobBrowser) -> BrowserHandle:
-    return BrowserHandle(
-        backend=browser.backend,
-        webdriver_url=browser.webdriver_url,
-        webdriver_session_id=browser.webdriver_session_id,
-        host=browser.host,
-        pid=browser.browser_pid,
-        profile_dir=browser.profile_dir,
-    )
-
-
-def handle_from_dict(data: dict[str, object]) -> BrowserHandle:
-    return BrowserHandle(
-        backend=str(data.get("backend") or ""),
-        webdriver_url=str(data.get("webdriver_url") or ""),
-        webdriver_session_id=str(data.get("webdriver_session_id") or ""),
-        host=str(data.get("host") or ""),
-        pid=data.get("pid") if isinstance(data.get("pid"), int) else None,  # type: ignore[arg-type]
-        profile_dir=str(data.get("profile_dir") or ""),
-    )
-
-
-def job_browser_stop(*, browser_id: str, handle: BrowserHandle) -> None:
+def job_browser_stop(*, browser_id: str, handle: BrowserLocation) -> None:
     """Stop a job browser and free everything it held; safe to call twice."""
     if handle.webdriver_session_id:
         get_backend(handle.backend or None).stop(handle, session_id=browser_id)
@@ -93,12 +72,12 @@ class _Browser:
         self.id = row.pk
         self.page_timeout = page_timeout
         self.backend = get_backend()
-        self.handle: BrowserHandle | None = None
+        self.handle: BrowserLocation | None = None
         self.page: JobPageBrowser | None = None
         self.pages = row.pages_on_browser
         self.start_failed = False
         if row.webdriver_session_id:
-            handle = _handle(row)
+            handle = row.location
             same_machine = handle.backend != "local" or handle.host == getattr(self.backend, "host", None)
             if same_machine and get_backend(handle.backend).is_alive(handle):
                 self.handle = handle
@@ -109,17 +88,7 @@ class _Browser:
         if self.page is None:
             if self.handle is None:
                 handle = self.backend.start(session_id=self.id, display=Display())
-                if not jobs.job_browser_attached(
-                    browser_id=self.id,
-                    handle={
-                        "backend": handle.backend,
-                        "webdriver_url": handle.webdriver_url,
-                        "webdriver_session_id": handle.webdriver_session_id,
-                        "host": handle.host,
-                        "browser_pid": handle.pid,
-                        "profile_dir": handle.profile_dir,
-                    },
-                ):
+                if not jobs.job_browser_attached(browser_id=self.id, location=handle):
                     self.backend.stop(handle, session_id=self.id)
                     raise BrowserGone("the job browser was ended while it started")
                 self.handle = handle
@@ -152,7 +121,7 @@ def job_browser_work(*, browser_id: str) -> bool:
         return False
     if not row.is_live:
         if row.webdriver_session_id and row.browser_released_at is None:
-            job_browser_stop(browser_id=browser_id, handle=_handle(row))
+            job_browser_stop(browser_id=browser_id, handle=row.location)
         return False
     job = Job.objects.filter(pk=row.job_id).only("pk", "spec", "status").first()
     if job is None or job.status != JobStatus.RUNNING:
@@ -212,7 +181,7 @@ def _end(row: JobBrowser, browser: _Browser | None) -> None:
     if browser is not None:
         browser.stop()
     elif row.webdriver_session_id and row.browser_released_at is None:
-        job_browser_stop(browser_id=row.pk, handle=_handle(row))
+        job_browser_stop(browser_id=row.pk, handle=row.location)
     jobs.job_browser_end(browser_id=row.pk, released=True)
 
 

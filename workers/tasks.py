@@ -16,10 +16,10 @@ from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from sessions import fleet, screenshots, time_billing
+from sessions import screenshots, time_billing
 from sessions import services as session_services
-from workers import action_runner, job_tasks, services  # noqa: F401  (job_tasks: see below)
-from workers import fleet as host_fleet
+from sessions.browser_state import hosts_dead_reap
+from workers import action_runner, host_heartbeat, job_tasks, services  # noqa: F401  (job_tasks: see below)
 from workers.browser import TransientBrowserError
 from workers.browser.local import become_subreaper
 
@@ -55,7 +55,7 @@ def _adopt_browser_helpers(**_: object) -> None:
     become_subreaper()
 
 
-__all__ = ["host_fleet"]  # imported for its worker signals (heartbeat, pool shutdown)
+__all__ = ["host_heartbeat"]  # imported for its worker signals (heartbeat, pool shutdown)
 
 
 @shared_task(
@@ -99,7 +99,7 @@ def sessions_stop(session_ids: list[str]) -> None:
 def sessions_sweep() -> int:
     # Also forgets dead hosts: the sweep runs every few seconds, so a dead host's sessions end
     # within HOST_DEAD_AFTER_SECONDS + SESSION_SWEEP_INTERVAL_SECONDS.
-    fleet.hosts_dead_reap()
+    hosts_dead_reap()
     return session_services.sessions_sweep()
 
 

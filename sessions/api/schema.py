@@ -22,7 +22,7 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 
 from project.openapi import PAGE_PARAMETERS, error_response, errors, page_of
-from sessions.action_specs import ALIASES, CANONICAL, MAX_BATCH_ACTIONS, OptionalUrlParams
+from sessions.action_specs import ALIASES, CANONICAL, ENDPOINT_TYPES, MAX_BATCH_ACTIONS, OptionalUrlParams
 from sessions.api.serializers import SessionCreateInput, SessionOutput, SessionStatusOutput
 from sessions.models import ActionStatus
 
@@ -267,8 +267,6 @@ def _action_view(endpoint: str, action_type: str, base: type) -> type:
 def expand_action_endpoints(endpoints: list[tuple[str, str, str, Any]]) -> list[tuple[str, str, str, Any]]:
     """drf-spectacular preprocessing hook: `computers/{id}/{endpoint}` is one route that serves
     every action endpoint; describe each endpoint as its own path with its own body."""
-    from sessions.api.action_views import ENDPOINT_TYPES
-
     out = []
     for path, path_regex, method, callback in endpoints:
         if not path.endswith("/{endpoint}"):
