@@ -33,7 +33,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         }
 
 
-class ErrorBody(serializers.Serializer):
+class ErrorBody(serializers.Serializer[Any]):
     """Every error: DRF clients read `detail` and `code`, Tzafon clients `status` and
     `error_message`. Some codes add fields (`limit`, `max_lifetime_seconds`, ...)."""
 
@@ -42,7 +42,16 @@ class ErrorBody(serializers.Serializer):
     detail = serializers.CharField(help_text="Human-readable.")
     error_message = serializers.CharField(help_text="The same text as `detail`.")
     timestamp = serializers.CharField(help_text="ISO 8601, UTC.")
-    errors = serializers.JSONField(required=False, help_text="Per-field messages (400 `invalid` only).")
+    # `errors` is declared in get_fields: as a class attribute it would hide Serializer.errors
+    # from the type checker.
+
+    def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]  # drf-stubs' Field is generic
+        return {
+            **super().get_fields(),
+            "errors": serializers.JSONField(
+                required=False, help_text="Per-field messages (400 `invalid` only)."
+            ),
+        }
 
 
 _NO_RETRY = OpenApiParameter(
