@@ -92,7 +92,8 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     503: ("Temporarily unavailable; retry.", "unavailable", "Service unavailable."),
 }
 # Every authenticated operation can answer these.
-COMMON_ERRORS = (400, 401, 405, 415, 429)
+# 413: every request goes through the body-size limit (project/middleware.py).
+COMMON_ERRORS = (400, 401, 405, 413, 415, 429)
 
 
 def error_response(status: int, description: str | None = None) -> OpenApiResponse:
