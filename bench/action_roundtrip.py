@@ -173,7 +173,7 @@ def _phases(stack: Stack, samples: list[dict[str, Any]]) -> dict[str, Any]:
 def run_once(
     *, label: str, env_overrides: dict[str, str], page_url: str, iterations: int, warmup: int
 ) -> dict[str, Any]:
-    from workers.browser.base import BrowserHandle
+    from sessions.location import BrowserLocation
     from workers.browser.driver import attach, forget
 
     with running_stack(name="action_roundtrip", env_overrides=env_overrides) as stack:
@@ -194,7 +194,7 @@ def run_once(
             " WHERE id = %s",
             [session_id],
         )[0]
-        handle = BrowserHandle(
+        handle = BrowserLocation(
             backend=backend, webdriver_url=webdriver_url, webdriver_session_id=webdriver_session_id
         )
         driver = attach(handle)

@@ -12,6 +12,8 @@ import secrets
 from django.db import models
 from django.db.models import Q
 
+from sessions.models import BrowserLocationColumns
+
 
 def new_job_id() -> str:
     return "job_" + secrets.token_hex(12)
@@ -162,9 +164,9 @@ class JobItem(models.Model):
         return f"{self.job_id}#{self.seq} {self.status}"
 
 
-class JobBrowser(models.Model):
+class JobBrowser(BrowserLocationColumns):
     """One browser working for one job. Counts against the plan's concurrent-session limit while
-    live. Any worker on its host can attach to it by the handle fields (as for a session)."""
+    live. Any worker on its host can attach to it by its location (as for a session)."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_job_browser_id, editable=False)
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="browsers")
@@ -177,12 +179,6 @@ class JobBrowser(models.Model):
     # Pages on the current browser process (recycled after JOB_BROWSER_RECYCLE_PAGES).
     pages_on_browser = models.PositiveIntegerField(default=0)
 
-    backend = models.CharField(max_length=16, blank=True, default="")
-    webdriver_url = models.CharField(max_length=300, blank=True, default="")
-    webdriver_session_id = models.CharField(max_length=100, blank=True, default="")
-    host = models.CharField(max_length=255, blank=True, default="")
-    browser_pid = models.IntegerField(null=True, blank=True)
-    profile_dir = models.CharField(max_length=500, blank=True, default="")
     # Set once its browser is known to be stopped.
     browser_released_at = models.DateTimeField(null=True, blank=True)
 

@@ -10,6 +10,8 @@ import math
 from datetime import datetime
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -48,3 +50,15 @@ class StrictCharField(serializers.CharField):
 def iso(value: datetime | None) -> str | None:
     """A date-time as the API writes it: ISO 8601, UTC as Z."""
     return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class IsoDateTimeField(serializers.Field):  # type: ignore[type-arg]  # drf-stubs: Field is generic in 4 params
+    """Output only: a date-time as the API writes it (`iso`), documented as a string."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: datetime) -> str | None:
+        return iso(value)

@@ -33,7 +33,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         }
 
 
-class ErrorBody(serializers.Serializer):
+class ErrorBody(serializers.Serializer[Any]):
     """Every error: DRF clients read `detail` and `code`, Tzafon clients `status` and
     `error_message`. Some codes add fields (`limit`, `max_lifetime_seconds`, ...)."""
 
@@ -42,7 +42,16 @@ class ErrorBody(serializers.Serializer):
     detail = serializers.CharField(help_text="Human-readable.")
     error_message = serializers.CharField(help_text="The same text as `detail`.")
     timestamp = serializers.CharField(help_text="ISO 8601, UTC.")
-    errors = serializers.JSONField(required=False, help_text="Per-field messages (400 `invalid` only).")
+    # `errors` is declared in get_fields: as a class attribute it would hide Serializer.errors
+    # from the type checker.
+
+    def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]  # drf-stubs' Field is generic
+        return {
+            **super().get_fields(),
+            "errors": serializers.JSONField(
+                required=False, help_text="Per-field messages (400 `invalid` only)."
+            ),
+        }
 
 
 _NO_RETRY = OpenApiParameter(
@@ -88,7 +97,8 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     503: ("Temporarily unavailable; retry.", "unavailable", "Service unavailable."),
 }
 # Every authenticated operation can answer these.
-COMMON_ERRORS = (400, 401, 405, 415, 429)
+# 413: every request goes through the body-size limit (project/middleware.py).
+COMMON_ERRORS = (400, 401, 405, 413, 415, 429)
 
 
 def error_response(status: int, description: str | None = None) -> OpenApiResponse:

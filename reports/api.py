@@ -15,9 +15,9 @@ from accounts.authentication import request_account
 from billing.models import LedgerEntry
 from billing.selectors import balance_of
 from project.exceptions import InvalidInput
-from project.fields import iso
 from project.pagination import paginate
 from reports import schema
+from reports.serializers import AccountOutput, LedgerEntryOutput, UsageOutput
 from reports.usage import usage_report
 from sessions.selectors import live_session_count
 
@@ -26,20 +26,14 @@ class AccountView(APIView):
     @schema.account_schema
     def get(self, request: Request) -> Response:
         account = request_account(request)
-        plan = account.plan
         return Response(
-            {
-                "id": account.pk,
-                "name": account.name,
-                "plan": {
-                    "name": plan.name,
-                    "max_concurrent_sessions": plan.max_concurrent_sessions,
-                    "max_lifetime_seconds": plan.max_lifetime_seconds,
-                    "requests_per_minute": plan.requests_per_minute,
-                },
-                "balance": balance_of(account_id=account.pk),
-                "live_sessions": live_session_count(account_id=account.pk),
-            }
+            AccountOutput(
+                {
+                    "account": account,
+                    "balance": balance_of(account_id=account.pk),
+                    "live_sessions": live_session_count(account_id=account.pk),
+                }
+            ).data
         )
 
 
@@ -69,10 +63,7 @@ class UsageView(APIView):
         if start >= end or end - start > timedelta(days=366):
             raise InvalidInput("from must be before to, at most a year apart.")
         report = usage_report(account_id=request_account(request).pk, start=start, end=end, group_by=group_by)
-        report["from"], report["to"] = iso(start), iso(end)
-        for bucket in report["buckets"]:
-            bucket["start"] = iso(bucket["start"])
-        return Response(report)
+        return Response(UsageOutput(report).data)
 
 
 class LedgerView(APIView):
@@ -86,24 +77,7 @@ class LedgerView(APIView):
             .select_related("action")
             .order_by("-created_at", "-id"),
         )
-        return Response(
-            {
-                "results": [
-                    {
-                        "id": entry.pk,
-                        "kind": entry.kind,
-                        "amount": entry.amount,
-                        "balance_after": entry.balance_after,
-                        "reason": entry.reason,
-                        "session_id": entry.session_id,
-                        "action_id": entry.action.public_id if entry.action else None,
-                        "created_at": iso(entry.created_at),
-                    }
-                    for entry in page.pop("items")
-                ],
-                **page,
-            }
-        )
+        return Response({"results": LedgerEntryOutput(page.pop("items"), many=True).data, **page})
 
 
 urlpatterns = [

@@ -1,40 +1,21 @@
-"""The OpenAPI description of the account, usage and ledger endpoints (views in reports/api.py)."""
+"""The OpenAPI description of the account, usage and ledger operations (views in reports/api.py):
+decorators only; their answers are declared once, in reports/serializers.py."""
 
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 
-from billing.models import LedgerEntry
 from project.openapi import PAGE_PARAMETERS, errors, page_of
+from reports.serializers import AccountOutput, LedgerEntryOutput, UsageOutput
 
 ACCOUNT = "account"
-
-_PLAN = inline_serializer(
-    "Plan",
-    {
-        "name": serializers.CharField(),
-        "max_concurrent_sessions": serializers.IntegerField(allow_null=True, help_text="null: unlimited."),
-        "max_lifetime_seconds": serializers.IntegerField(),
-        "requests_per_minute": serializers.IntegerField(allow_null=True),
-    },
-)
 
 account_schema = extend_schema(
     tags=[ACCOUNT],
     summary="The key's account: plan, balance, live sessions",
     responses={
-        200: inline_serializer(
-            "Account",
-            {
-                "id": serializers.IntegerField(),
-                "name": serializers.CharField(),
-                "plan": _PLAN,
-                "balance": serializers.IntegerField(help_text="Credits."),
-                "live_sessions": serializers.IntegerField(),
-            },
-        ),
+        200: AccountOutput,
         **errors(),
     },
 )
@@ -51,32 +32,7 @@ usage_schema = extend_schema(
         OpenApiParameter("group_by", OpenApiTypes.STR, enum=["day", "hour"], description="Default day."),
     ],
     responses={
-        200: inline_serializer(
-            "Usage",
-            {
-                "from": serializers.CharField(),
-                "to": serializers.CharField(),
-                "group_by": serializers.ChoiceField(choices=["day", "hour"]),
-                "credits_spent": serializers.IntegerField(),
-                "credits_by_kind": serializers.DictField(child=serializers.IntegerField()),
-                "credits_by_action_type": serializers.DictField(child=serializers.IntegerField()),
-                "session_minutes": serializers.IntegerField(),
-                "job_pages": serializers.IntegerField(
-                    help_text="Batch job page tries charged (each try costs the price)."
-                ),
-                "sessions": serializers.IntegerField(),
-                "actions": serializers.IntegerField(),
-                "buckets": inline_serializer(
-                    "UsageBucket",
-                    {
-                        "start": serializers.CharField(),
-                        "credits": serializers.IntegerField(),
-                        "session_minutes": serializers.IntegerField(),
-                    },
-                    many=True,
-                ),
-            },
-        ),
+        200: UsageOutput,
         **errors(),
     },
     examples=[
@@ -105,23 +61,7 @@ ledger_schema = extend_schema(
     summary="The account's ledger lines, newest first",
     parameters=PAGE_PARAMETERS,
     responses={
-        200: page_of(
-            "LedgerPage",
-            inline_serializer(
-                "LedgerEntry",
-                {
-                    "id": serializers.IntegerField(),
-                    "kind": serializers.ChoiceField(choices=LedgerEntry.Kind.values),
-                    "amount": serializers.IntegerField(help_text="Negative: a charge."),
-                    "balance_after": serializers.IntegerField(),
-                    "reason": serializers.CharField(),
-                    "session_id": serializers.CharField(allow_null=True),
-                    "action_id": serializers.CharField(allow_null=True),
-                    "created_at": serializers.CharField(),
-                },
-                many=True,
-            ),
-        ),
+        200: page_of("LedgerPage", LedgerEntryOutput(many=True)),
         **errors(),
     },
 )

@@ -6,22 +6,23 @@ An accepted action is a row in `queued` state plus a task on the actions queue
 that submitted it waits for its completion signal (project/completion.py), or answers 202 when it
 prefers not to wait.
 
-Every writing statement of that life is in this file; the statuses and ledger keys in the SQL are
-the models' enums and billing's key function, formatted in (never user input).
+Every writing statement of that life is in this file (the accept's debit is billing's SQL,
+composed in); the statuses and ledger keys in the SQL are the models' enums and billing's key
+function, formatted in (never user input).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Account
-from billing.models import LedgerEntry, Price
+from billing.ledger import accept_debit
 from billing.selectors import balance_of
 from billing.services import action_charge_key, action_prices, action_refund_unrun
 from project.completion import completion_publish, completion_wait
@@ -30,7 +31,7 @@ from project.exceptions import Busy, InsufficientCredits, ServiceUnavailable, is
 from project.rows import as_loaded, from_row, hot_cursor, json_value, select_list
 from sessions import dispatch, selectors
 from sessions.events import action_finished_publish, action_requested_publish, session_status_publish
-from sessions.models import Action, ActionStatus, BrowserSession, SessionStatus
+from sessions.models import Action, ActionStatus, BrowserSession, SessionStatus, session_alive
 from sessions.services import session_require_active
 
 logger = logging.getLogger(__name__)
@@ -47,44 +48,44 @@ def action_event(action_public_id: str) -> str:
     return f"action:{action_public_id}"
 
 
+def _alive_sql() -> str:
+    """models.session_alive as SQL on the unaliased session table, its deadline `%(now)s`."""
+    marker = datetime(2000, 1, 1, tzinfo=UTC)
+    query = BrowserSession.objects.filter(session_alive(marker)).query
+    sql, params = query.get_compiler(using="default").compile(query.where)
+    pieces = sql.split("%s")
+    rendered = [pieces[0]]
+    for param, piece in zip(params, pieces[1:], strict=True):
+        if param == marker:
+            rendered.append("%(now)s")
+        elif isinstance(param, str) and param.isidentifier():  # a status: an enum value
+            rendered.append(f"'{param}'")
+        else:
+            raise TypeError(f"unexpected parameter in session_alive: {param!r}")
+        rendered.append(piece)
+    return "".join(rendered)
+
+
 # Accepting an action is on every action's path, and it is one SQL statement, the only writer of
-# an accept: price the commands (a command without a price costs like the dearest action, so an
-# operator's mistake never makes one free), lock the session row if it is live and then the
-# balance row if it covers the price (the lock order used everywhere: session, then balance), and
-# only when both hold, touch the session (idle timer, ready -> running), debit the balance, and
-# record the action and its ledger line. The writes all depend on the locked rows (`covered`), so
-# a refusal writes nothing; and the statement is its own transaction. When it returns no row,
+# an accept: billing prices the commands and debits (billing.ledger.accept_debit), this file locks
+# the session row if it is alive and records the action. The session row is locked before the
+# balance row (the lock order used everywhere: session, then balance), and only when both hold
+# is the session touched (idle timer, ready -> running), the balance debited and the action and
+# its ledger line recorded. The writes all depend on the locked rows (`covered`), so a refusal
+# writes nothing; and the statement is its own transaction. When it returns no row,
 # `_explain_refusal` finds out why (404, 410, 409, 402) without writing anything but the end of
-# an expired session. (The f-string only inserts enum values.)
+# an expired session. (The f-string only inserts enum values and billing's SQL.)
+_DEBIT = accept_debit(gate="live", record="recorded")
 _ACCEPT = f"""
-WITH priced AS (
-    SELECT t.ord, p.credits AS listed,
-           coalesce(p.credits,
-                    (SELECT max(credits) FROM billing_price WHERE item <> '{Price.SESSION_MINUTE}'),
-                    1) AS credits
-    FROM unnest(%(items)s::text[]) WITH ORDINALITY AS t(item, ord)
-    LEFT JOIN billing_price p ON p.item = t.item
-),
-prices AS (
-    SELECT array_agg(credits ORDER BY ord) AS each,
-           sum(credits)::integer AS total,
-           count(*) FILTER (WHERE listed IS NULL) AS unpriced
-    FROM priced
-),
+WITH {_DEBIT.prices},
 live AS (
-    SELECT s.id, s.status FROM browser_sessions_browsersession s
-    WHERE s.id = %(session_id)s AND s.account_id = %(account_id)s
-      AND s.status IN ('{_ACCEPTING[0]}', '{_ACCEPTING[1]}')
-      AND s.expires_at > %(now)s
-      AND NOT (s.idle_timeout_enabled AND s.idle_expires_at IS NOT NULL AND s.idle_expires_at <= %(now)s)
-    FOR NO KEY UPDATE OF s
+    SELECT id, status FROM browser_sessions_browsersession
+    WHERE id = %(session_id)s AND account_id = %(account_id)s
+      AND status IN ('{_ACCEPTING[0]}', '{_ACCEPTING[1]}')
+      AND {_alive_sql()}
+    FOR NO KEY UPDATE
 ),
-covered AS (
-    SELECT b.account_id, prices.total, prices.each
-    FROM billing_balance b, prices
-    WHERE b.account_id = %(account_id)s AND b.credits >= prices.total AND EXISTS (SELECT 1 FROM live)
-    FOR NO KEY UPDATE OF b
-),
+{_DEBIT.covered},
 touched AS (
     UPDATE browser_sessions_browsersession s
     SET last_activity_at = %(now)s,
@@ -94,13 +95,7 @@ touched AS (
     FROM covered
     WHERE s.id = %(session_id)s
 ),
-debited AS (
-    UPDATE billing_balance b
-    SET credits = b.credits - c.total, updated_at = now()
-    FROM covered c
-    WHERE b.account_id = c.account_id
-    RETURNING b.credits AS balance_after, c.total, c.each
-),
+{_DEBIT.debited},
 recorded AS (
     INSERT INTO browser_sessions_action
         (public_id, session_id, account_id, type, params, status, result, error, executed_tab_id,
@@ -111,13 +106,7 @@ recorded AS (
     FROM debited d
     RETURNING id, price, step_prices
 ),
-charged AS (
-    INSERT INTO billing_ledgerentry
-        (account_id, kind, amount, balance_after, reason, session_id, action_id, idempotency_key, created_at)
-    SELECT %(account_id)s, '{LedgerEntry.Kind.ACTION.value}', -r.price, d.balance_after, %(type)s,
-           %(session_id)s, r.id, %(charge_key)s, now()
-    FROM recorded r, debited d
-)
+{_DEBIT.charged}
 SELECT id, price, step_prices, (SELECT unpriced FROM prices), (SELECT status FROM live) FROM recorded
 """  # noqa: S608
 

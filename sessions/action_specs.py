@@ -310,6 +310,32 @@ ALIASES = {
     "doubleclick": "double_click",
 }
 
+# Tzafon endpoint path -> canonical action type
+ENDPOINT_TYPES: dict[str, str] = {
+    "navigate": "navigate",
+    "click": "click",
+    "double-click": "double_click",
+    "right-click": "right_click",
+    "drag": "drag",
+    "mouse-down": "mouse_down",
+    "mouse-up": "mouse_up",
+    "move": "move",
+    "type": "type",
+    "hotkey": "hotkey",
+    "key-down": "key_down",
+    "key-up": "key_up",
+    "scroll": "scroll",
+    "viewport": "viewport",
+    "screenshot": "screenshot",
+    "html": "html",
+    "wait": "wait",
+    "observe": "observe",
+    "step": "step",
+    "scrape": "scrape",
+    "debug": "debug",
+    "change-proxy": "change_proxy",
+}
+
 NOT_SUPPORTED = {
     "debug": "Shell commands need a desktop session; this server runs browser sessions only.",
     "change_proxy": "Changing the proxy of a running session is not supported by this server.",

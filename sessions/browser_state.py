@@ -1,14 +1,14 @@
 """What workers report about a session's browser: every such session change is written here.
 
 Workers run browsers and call these with what happened (started, failed to start, released, the
-main tab, the display, a long action's activity); the session's columns change only in
-`sessions`. The web request waiting for a start is woken through project/completion.py.
+main tab, the display, a long action's activity, a host that stopped heartbeating with its
+browsers); the session's columns change only in `sessions`. The web request waiting for a start
+is woken through project/completion.py.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -18,25 +18,15 @@ from billing.selectors import session_cost
 from billing.services import session_time_refund
 from project.completion import completion_publish
 from sessions.events import session_status_publish
-from sessions.models import BrowserSession, EndedReason, SessionStatus
+from sessions.location import BrowserLocation
+from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus, WarmBrowser, WorkerHost
+from sessions.placement import alive_since
 from sessions.services import session_terminate, started_event
 from sessions.time_billing import session_time_bill
 from webhooks import events as webhook_events
 from webhooks.services import event_emit
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BrowserLocation:
-    """Where a started browser lives: enough for any worker to attach to it."""
-
-    backend: str
-    webdriver_url: str
-    webdriver_session_id: str
-    host: str
-    browser_pid: int | None
-    profile_dir: str
 
 
 def session_browser_ready(*, session: BrowserSession, location: BrowserLocation) -> bool:
@@ -52,12 +42,7 @@ def session_browser_ready(*, session: BrowserSession, location: BrowserLocation)
             started_at=now,
             last_activity_at=now,
             idle_expires_at=session.idle_deadline(now),
-            backend=location.backend,
-            webdriver_url=location.webdriver_url,
-            webdriver_session_id=location.webdriver_session_id,
-            host=location.host,
-            browser_pid=location.browser_pid,
-            profile_dir=location.profile_dir,
+            **location.columns(),
         )
         if started:
             event_emit(
@@ -160,3 +145,46 @@ def session_activity_record(*, session: BrowserSession, at: datetime) -> None:
     BrowserSession.objects.filter(pk=session.pk, status=SessionStatus.RUNNING).update(
         last_activity_at=at, idle_expires_at=session.idle_deadline(at)
     )
+
+
+def hosts_dead_reap(*, now: datetime | None = None) -> list[str]:
+    """Forget hosts that stopped heartbeating while another still does: their live sessions end
+    as crashed (their browsers went with the host, so they are released at once and their time
+    settled) and their pool rows are deleted. Returns the names of the hosts forgotten."""
+    now = now or timezone.now()
+    if not WorkerHost.objects.filter(heartbeat_at__gte=alive_since(now)).exists():
+        # No host is heartbeating: more likely the database (or this clock) was away than the
+        # whole fleet. Hosts are only declared dead next to one that is seen alive.
+        return []
+    dead = list(WorkerHost.objects.filter(heartbeat_at__lt=alive_since(now)).values_list("pk", flat=True))
+    for name in dead:
+        session_ids = list(
+            BrowserSession.objects.filter(status__in=LIVE_STATUSES, host=name)
+            .exclude(backend="grid")
+            .values_list("pk", flat=True)
+        )
+        for session_id in session_ids:
+            ended = BrowserSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES).update(
+                status=SessionStatus.TERMINATED,
+                ended_reason=EndedReason.CRASHED,
+                ended_at=now,
+                error=f"worker host {name} stopped answering",
+            )
+            if ended:
+                session_status_publish(
+                    session_id=session_id,
+                    status=SessionStatus.TERMINATED,
+                    ended_reason=EndedReason.CRASHED,
+                    at=now,
+                )
+                session = BrowserSession.objects.get(pk=session_id)
+                session_browser_released(session=session)
+                completion_publish(started_event(session_id), {"ok": False})  # a create waiting
+        with transaction.atomic():
+            # Only if it is still silent: a host that came back keeps its row.
+            if WorkerHost.objects.filter(pk=name, heartbeat_at__lt=alive_since(now)).delete()[0]:
+                WarmBrowser.objects.filter(host=name).delete()
+        logger.warning(
+            "worker host %s stopped heartbeating: ended %d sessions as crashed", name, len(session_ids)
+        )
+    return dead

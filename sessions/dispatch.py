@@ -15,7 +15,6 @@ from functools import partial
 from django.db import transaction
 
 from project.celery import app
-from sessions.fleet import host_actions_queue, host_queue
 from sessions.models import BrowserSession
 
 SESSION_START = "workers.tasks.session_start"
@@ -26,6 +25,17 @@ ACTIONS_RUN = "workers.tasks.actions_run"
 POOL_REFILL = "workers.tasks.pool_refill"
 HOST_RECONCILE = "workers.tasks.host_reconcile"
 STATE_SAVE = "workers.tasks.session_state_save"
+
+
+def host_queue(host: str) -> str:
+    """The queue of one host's lifecycle worker (starts, stops, pool refills, reconcile)."""
+    return f"host.{host}"
+
+
+def host_actions_queue(host: str) -> str:
+    """The queue of one host's actions worker (actions, adopting a warm browser)."""
+    return f"actions.{host}"
+
 
 TASK_NAMES = (
     SESSION_START,

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 from django.db import models
 from django.db.models import Q
 
+from sessions.location import BrowserLocation
+
 
 def new_session_id() -> str:
     return "comp_" + secrets.token_hex(12)
@@ -22,6 +24,33 @@ LIVE_STATUSES = (SessionStatus.STARTING, SessionStatus.READY, SessionStatus.RUNN
 _LIVE = Q(status__in=LIVE_STATUSES)
 
 
+# Is this session alive? Written once, here: as Q objects for the statements that select or
+# claim rows, and as `BrowserSession.expiry_reason` for a row in hand (tests/sessions/
+# test_liveness.py holds the two to the same answers). The accept statement
+# (sessions/action_queue.py) renders `session_alive` into its SQL.
+
+
+def lifetime_over(now: datetime) -> Q:
+    """Past its maximum lifetime (that deadline always applies)."""
+    return Q(expires_at__lte=now)
+
+
+def idle_over(now: datetime) -> Q:
+    """Past its idle deadline; the idle timer runs from when the browser is ready, never while
+    it starts."""
+    return Q(idle_timeout_enabled=True, idle_expires_at__lte=now) & ~Q(status=SessionStatus.STARTING)
+
+
+def session_expired(now: datetime) -> Q:
+    """Live, and must end at `now` (nothing may act on it)."""
+    return _LIVE & (lifetime_over(now) | idle_over(now))
+
+
+def session_alive(now: datetime) -> Q:
+    """Live, and within its deadlines at `now`."""
+    return _LIVE & ~(lifetime_over(now) | idle_over(now))
+
+
 class EndedReason(models.TextChoices):
     USER = "user"
     IDLE = "idle"
@@ -34,7 +63,38 @@ class EndedReason(models.TextChoices):
     SHUTDOWN = "shutdown"
 
 
-class BrowserSession(models.Model):
+class BrowserLocationColumns(models.Model):
+    """Where a browser lives (sessions.location.BrowserLocation), as row columns: blank until
+    its browser is up. Shared by every row that owns a browser (sessions, pool, job browsers)."""
+
+    backend = models.CharField(max_length=16, blank=True, default="")
+    webdriver_url = models.CharField(max_length=300, blank=True, default="")
+    webdriver_session_id = models.CharField(max_length=100, blank=True, default="")
+    host = models.CharField(max_length=255, blank=True, default="")
+    browser_pid = models.IntegerField(null=True, blank=True)
+    profile_dir = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        abstract = True
+
+    @property
+    def location(self) -> BrowserLocation:
+        return BrowserLocation(
+            backend=self.backend,
+            webdriver_url=self.webdriver_url,
+            webdriver_session_id=self.webdriver_session_id,
+            host=self.host,
+            browser_pid=self.browser_pid,
+            profile_dir=self.profile_dir,
+        )
+
+    @location.setter
+    def location(self, location: BrowserLocation) -> None:
+        for column, value in location.columns().items():
+            setattr(self, column, value)
+
+
+class BrowserSession(BrowserLocationColumns):
     id = models.CharField(primary_key=True, max_length=40, default=new_session_id, editable=False)
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="sessions")
     kind = models.CharField(max_length=16, default="browser")
@@ -59,13 +119,7 @@ class BrowserSession(models.Model):
     # Tzafon create fields we echo (persistent and environment_id are acted on: saved_state.py).
     options = models.JSONField(default=dict, blank=True)
 
-    # Where the browser lives: enough for any worker to attach to it.
-    backend = models.CharField(max_length=16, blank=True, default="")
-    webdriver_url = models.CharField(max_length=300, blank=True, default="")
-    webdriver_session_id = models.CharField(max_length=100, blank=True, default="")
-    host = models.CharField(max_length=255, blank=True, default="")
-    browser_pid = models.IntegerField(null=True, blank=True)
-    profile_dir = models.CharField(max_length=500, blank=True, default="")
+    # Where the browser lives: BrowserLocationColumns.
     # The WebDriver window that was current after the last action (blank: unknown, ask the
     # browser). Saves every action a GET /window; see workers/browser/executor/.
     main_tab_id = models.CharField(max_length=100, blank=True, default="")
@@ -103,11 +157,11 @@ class BrowserSession(models.Model):
 
     def expiry_reason(self, now: datetime) -> str | None:
         """Why this live session must end at `now`, or None while it may go on."""
+        # The Python form of lifetime_over / idle_over above.
         if not self.is_live:
             return None
         if self.expires_at <= now:
             return EndedReason.MAX_LIFETIME
-        # The idle timer runs from when the browser is ready, never while it starts.
         if (
             self.status != SessionStatus.STARTING
             and self.idle_timeout_enabled
@@ -226,7 +280,7 @@ class WarmBrowserState(models.TextChoices):
     READY = "ready"  # blank and ready to be claimed by one create
 
 
-class WarmBrowser(models.Model):
+class WarmBrowser(BrowserLocationColumns):
     """A started, blank browser a create may claim (then the row is deleted: used once)."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_warm_browser_id, editable=False)
@@ -236,11 +290,6 @@ class WarmBrowser(models.Model):
     )
     created_at = models.DateTimeField()
     ready_at = models.DateTimeField(null=True, blank=True)
-    backend = models.CharField(max_length=16, blank=True, default="")
-    webdriver_url = models.CharField(max_length=300, blank=True, default="")
-    webdriver_session_id = models.CharField(max_length=100, blank=True, default="")
-    browser_pid = models.IntegerField(null=True, blank=True)
-    profile_dir = models.CharField(max_length=500, blank=True, default="")
 
     class Meta:
         indexes = [models.Index(fields=["host", "state", "created_at"], name="warm_browser_host_state")]

@@ -31,9 +31,18 @@ from project.exceptions import (
     SessionEnded,
     TooManyRequests,
 )
-from sessions import dispatch, fleet, saved_state
+from sessions import dispatch, placement, saved_state
 from sessions.events import session_events_publish, session_status_event, session_status_publish
-from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus
+from sessions.models import (
+    LIVE_STATUSES,
+    BrowserSession,
+    EndedReason,
+    SessionStatus,
+    idle_over,
+    lifetime_over,
+    session_alive,
+    session_expired,
+)
 
 # Browsers an account runs outside sessions (a batch job's) count against the same plan limit.
 # Higher layers register a counter (account id -> live browsers) here, so that sessions never
@@ -86,10 +95,7 @@ def session_enforce_expiry(*, session: BrowserSession, now: datetime | None = No
 
 
 def _end_expired_sessions_of(account: Account, now: datetime) -> None:
-    expired = BrowserSession.objects.filter(account=account, status__in=LIVE_STATUSES).filter(
-        Q(expires_at__lte=now) | Q(idle_timeout_enabled=True, idle_expires_at__lte=now)
-    )  # expiry_reason() decides; this only narrows the rows to look at
-    for session in expired:
+    for session in BrowserSession.objects.filter(session_expired(now), account=account):
         session_enforce_expiry(session=session, now=now)
 
 
@@ -138,7 +144,7 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
                     retry_after=_seconds_until_a_slot_frees(live, now),
                     extra={"limit": limit},
                 )
-        placement = fleet.placement_choose(now=now)
+        chosen = placement.placement_choose(now=now)
         inactivity = spec.inactivity_timeout_seconds or settings.DEFAULT_INACTIVITY_TIMEOUT_SECONDS
         session = BrowserSession(
             account=account,
@@ -157,23 +163,19 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
         )
         session.idle_expires_at = session.idle_deadline(now)
         session.billed_minutes = 1
-        session.host = placement.host
-        warm = placement.warm
+        session.host = chosen.host
+        warm = chosen.warm
         if warm is not None:
             # The session takes the claimed browser's handle; still `starting` until its host's
             # worker has applied the display (the web process never drives a browser).
-            session.backend = warm.backend
-            session.webdriver_url = warm.webdriver_url
-            session.webdriver_session_id = warm.webdriver_session_id
-            session.browser_pid = warm.browser_pid
-            session.profile_dir = warm.profile_dir
+            session.location = warm.location
         session.save(force_insert=True)
         _charge_first_minute(session)
         if warm is not None:
             dispatch.browser_adopt(session.pk, host=warm.host)
             dispatch.pool_refill(warm.host, expires=60)
         else:
-            dispatch.browser_start(session.pk, host=placement.host)
+            dispatch.browser_start(session.pk, host=chosen.host)
     return session
 
 
@@ -254,16 +256,10 @@ def session_touch(*, session: BrowserSession) -> BrowserSession:
     now = timezone.now()
     idle_deadline = session.idle_deadline(now)
     # The WHERE repeats the expiry test so that a sweep between our check and our write wins.
-    changed = (
-        BrowserSession.objects.filter(pk=session.pk, status__in=LIVE_STATUSES, expires_at__gt=now)
-        .exclude(idle_timeout_enabled=True, idle_expires_at__lte=now)
-        .update(
-            last_activity_at=now,
-            idle_expires_at=idle_deadline,
-            status=Case(
-                When(status=SessionStatus.READY, then=Value(SessionStatus.RUNNING)), default=F("status")
-            ),
-        )
+    changed = BrowserSession.objects.filter(session_alive(now), pk=session.pk).update(
+        last_activity_at=now,
+        idle_expires_at=idle_deadline,
+        status=Case(When(status=SessionStatus.READY, then=Value(SessionStatus.RUNNING)), default=F("status")),
     )
     if changed:
         # What the UPDATE wrote; no need to read the row back.
@@ -291,11 +287,8 @@ def sessions_sweep(*, now: datetime | None = None, batch_size: int = 500, max_ba
     )
     ended = 0
     for reason, deadline_passed in (
-        (EndedReason.MAX_LIFETIME, Q(expires_at__lte=now)),
-        (
-            EndedReason.IDLE,
-            Q(idle_timeout_enabled=True, idle_expires_at__lte=now) & ~Q(status=SessionStatus.STARTING),
-        ),
+        (EndedReason.MAX_LIFETIME, lifetime_over(now)),
+        (EndedReason.IDLE, idle_over(now)),
         (EndedReason.START_FAILED, Q(status=SessionStatus.STARTING, created_at__lte=stuck_start)),
     ):
         for _ in range(max_batches):

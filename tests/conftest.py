@@ -30,6 +30,7 @@ from django.db import connection
 
 from accounts.models import Account
 from accounts.plans import seed_plans
+from tests.support.openapi_check import ResponseChecker
 from tests.support.processes import (
     browser_processes,
     pool_args,
@@ -232,6 +233,22 @@ class Client:
     account: Account
     key: str
     http: requests.Session
+    checker: ResponseChecker | None = None
+
+    def sdk(self, prefix: str = "", **kwargs: Any) -> Any:
+        """The public tzafon SDK on this account; its JSON answers are checked like ours."""
+        import httpx
+        from tzafon import Lightcone
+
+        hooks = {"response": [self.checker.httpx_hook()]} if self.checker else {}
+        kwargs.setdefault("max_retries", 0)
+        http = httpx.Client(event_hooks={**hooks, **kwargs.pop("event_hooks", {})})
+        return Lightcone(
+            api_key=kwargs.pop("api_key", self.key),
+            base_url=self.base_url + prefix,
+            http_client=http,
+            **kwargs,
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.key}", **kwargs.pop("headers", {})}
@@ -247,16 +264,26 @@ class Client:
         return self.request("DELETE", path, **kwargs)
 
 
+@pytest.fixture(scope="session")
+def openapi_checker(live_server: Any) -> ResponseChecker:
+    """The served OpenAPI description, against which every client's JSON answers are checked."""
+    document = requests.get(live_server.url + "/v1/openapi.json", timeout=60)
+    document.raise_for_status()
+    return ResponseChecker(document.json())
+
+
 @pytest.fixture
-def make_api_client(live_server: Any, plans: None) -> Iterator[Any]:
+def make_api_client(live_server: Any, plans: None, openapi_checker: ResponseChecker) -> Iterator[Any]:
     """Accounts with a key, over HTTP to the live server, without a worker (the fast tier): for
     what the web answers by itself (auth, validation, accounts, usage). Sessions it creates
-    stay `starting`."""
+    stay `starting`. Every JSON answer is checked against /v1/openapi.json."""
     from accounts.services import account_create
 
     def make(*, plan: str = "free", credits: int = 100_000, name: str = "test") -> Client:
         account, key = account_create(name=name, plan_name=plan, credits=credits)
-        return Client(base_url=live_server.url, account=account, key=key, http=requests.Session())
+        http = requests.Session()
+        http.hooks["response"].append(openapi_checker.requests_hook())
+        return Client(base_url=live_server.url, account=account, key=key, http=http, checker=openapi_checker)
 
     yield make
     _assert_balances_match_ledgers()

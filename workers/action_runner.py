@@ -46,7 +46,6 @@ from workers.browser import BrowserError, BrowserGone, Display, get_backend
 from workers.browser.egress import error_code as egress_error_code
 from workers.browser.executor import ActionFailed, ActionOutcome, run_action
 from workers.error_text import tenant_error_text
-from workers.services import handle_of
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +208,7 @@ def _run_step(
     connection_release()
     try:
         outcome = run_action(
-            handle=handle_of(session), display=display, action=action, main_tab=session.main_tab_id
+            handle=session.location, display=display, action=action, main_tab=session.main_tab_id
         )
     except BrowserError as exc:
         # A failed action may have left another tab current (a tab operation half done): the
@@ -371,7 +370,7 @@ def actions_reconcile() -> dict[str, int]:
         session = BrowserSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES).first()
         if session is None:
             continue
-        if not get_backend(session.backend).is_alive(handle_of(session)):
+        if not get_backend(session.backend).is_alive(session.location):
             crashed += session_terminate(
                 session_id=session_id, reason=EndedReason.CRASHED, error="the browser exited"
             )

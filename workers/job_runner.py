@@ -21,8 +21,9 @@ from django.db import connection
 from jobs import services as jobs
 from jobs.models import Job, JobBrowser, JobItem, JobStatus
 from jobs.screenshots import job_screenshot_save
+from sessions.location import BrowserLocation
 from sessions.saved_state import EnvironmentRestoreFailed, saved_state_read
-from workers.browser import BrowserError, BrowserGone, BrowserHandle, BrowserStartError, Display, get_backend
+from workers.browser import BrowserError, BrowserGone, BrowserStartError, Display, get_backend
 from workers.browser.job_page import JobPageBrowser, PageVisit
 from workers.browser.saved_state import state_import
 from workers.error_text import tenant_error_text
@@ -30,29 +31,7 @@ from workers.error_text import tenant_error_text
 logger = logging.getLogger(__name__)
 
 
-def _handle(browser: JobBrowser) -> BrowserHandle:
-    return BrowserHandle(
-        backend=browser.backend,
-        webdriver_url=browser.webdriver_url,
-        webdriver_session_id=browser.webdriver_session_id,
-        host=browser.host,
-        pid=browser.browser_pid,
-        profile_dir=browser.profile_dir,
-    )
-
-
-def handle_from_dict(data: dict[str, object]) -> BrowserHandle:
-    return BrowserHandle(
-        backend=str(data.get("backend") or ""),
-        webdriver_url=str(data.get("webdriver_url") or ""),
-        webdriver_session_id=str(data.get("webdriver_session_id") or ""),
-        host=str(data.get("host") or ""),
-        pid=data.get("pid") if isinstance(data.get("pid"), int) else None,  # type: ignore[arg-type]
-        profile_dir=str(data.get("profile_dir") or ""),
-    )
-
-
-def job_browser_stop(*, browser_id: str, handle: BrowserHandle) -> None:
+def job_browser_stop(*, browser_id: str, handle: BrowserLocation) -> None:
     """Stop a job browser and free everything it held; safe to call twice."""
     if handle.webdriver_session_id:
         get_backend(handle.backend or None).stop(handle, session_id=browser_id)
@@ -99,12 +78,12 @@ class _Browser:
         self.environment = environment  # (account id, environment id): a saved state to start with
         self.page_timeout = page_timeout
         self.backend = get_backend()
-        self.handle: BrowserHandle | None = None
+        self.handle: BrowserLocation | None = None
         self.page: JobPageBrowser | None = None
         self.pages = row.pages_on_browser
         self.start_failed = False
         if row.webdriver_session_id:
-            handle = _handle(row)
+            handle = row.location
             same_machine = handle.backend != "local" or handle.host == getattr(self.backend, "host", None)
             if same_machine and get_backend(handle.backend).is_alive(handle):
                 self.handle = handle
@@ -115,17 +94,7 @@ class _Browser:
         if self.page is None:
             if self.handle is None:
                 handle = self.backend.start(session_id=self.id, display=Display())
-                if not jobs.job_browser_attached(
-                    browser_id=self.id,
-                    handle={
-                        "backend": handle.backend,
-                        "webdriver_url": handle.webdriver_url,
-                        "webdriver_session_id": handle.webdriver_session_id,
-                        "host": handle.host,
-                        "browser_pid": handle.pid,
-                        "profile_dir": handle.profile_dir,
-                    },
-                ):
+                if not jobs.job_browser_attached(browser_id=self.id, location=handle):
                     self.backend.stop(handle, session_id=self.id)
                     raise BrowserGone("the job browser was ended while it started")
                 if self.environment is not None:
@@ -172,7 +141,7 @@ def job_browser_work(*, browser_id: str) -> bool:
         return False
     if not row.is_live:
         if row.webdriver_session_id and row.browser_released_at is None:
-            job_browser_stop(browser_id=browser_id, handle=_handle(row))
+            job_browser_stop(browser_id=browser_id, handle=row.location)
         return False
     job = Job.objects.filter(pk=row.job_id).only("pk", "spec", "status", "account_id").first()
     if job is None or job.status != JobStatus.RUNNING:
@@ -237,7 +206,7 @@ def _end(row: JobBrowser, browser: _Browser | None) -> None:
     if browser is not None:
         browser.stop()
     elif row.webdriver_session_id and row.browser_released_at is None:
-        job_browser_stop(browser_id=row.pk, handle=_handle(row))
+        job_browser_stop(browser_id=row.pk, handle=row.location)
     jobs.job_browser_end(browser_id=row.pk, released=True)
 
 

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from jobs import services as jobs
 from jobs.screenshots import job_screenshots_delete
-from workers.job_runner import handle_from_dict, job_browser_stop, job_browser_work
+from workers.job_runner import job_browser_stop, job_browser_work
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +49,14 @@ def jobs_tick() -> dict[str, int]:
     jobs given browsers."""
     tick = jobs.jobs_tick()
     stopped = 0
-    for handle in tick.browsers_lost + jobs.job_browsers_unreleased(
+    for browser_id, location in tick.browsers_lost + jobs.job_browsers_unreleased(
         older_than_seconds=settings.JOB_BROWSER_LEASE_SECONDS
     ):
         try:
-            job_browser_stop(browser_id=str(handle["id"]), handle=handle_from_dict(handle))
+            job_browser_stop(browser_id=browser_id, handle=location)
             stopped += 1
         except Exception:
-            logger.exception("job browser %s: stop failed", handle["id"])
+            logger.exception("job browser %s: stop failed", browser_id)
     new = jobs.jobs_admit()
     _start_browsers(new)
     return {

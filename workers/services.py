@@ -16,10 +16,10 @@ from django.utils import timezone
 
 from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
 from project.exceptions import is_outage
-from sessions import dispatch, fleet
+from sessions import dispatch, placement
 from sessions import saved_state as saved_states
 from sessions.browser_state import (
-    BrowserLocation,
+    hosts_dead_reap,
     session_browser_ready,
     session_browser_released,
     session_browser_start_abandoned,
@@ -35,24 +35,13 @@ from sessions.models import (
     WarmBrowserState,
 )
 from sessions.services import session_terminate
-from workers.browser import BrowserError, BrowserHandle, BrowserStartError, Display, egress, get_backend
+from workers.browser import BrowserError, BrowserStartError, Display, egress, get_backend
 from workers.browser.base import prepare_first_tab
 from workers.browser.driver import forget
 from workers.browser.local import LocalBackend
 from workers.browser.saved_state import state_export, state_import
 
 logger = logging.getLogger(__name__)
-
-
-def handle_of(session: BrowserSession) -> BrowserHandle:
-    return BrowserHandle(
-        backend=session.backend,
-        webdriver_url=session.webdriver_url,
-        webdriver_session_id=session.webdriver_session_id,
-        host=session.host,
-        pid=session.browser_pid,
-        profile_dir=session.profile_dir,
-    )
 
 
 def session_browser_start(*, session_id: str) -> None:
@@ -89,15 +78,7 @@ def session_browser_start(*, session_id: str) -> None:
             return
     if not _restore_or_fail(session, handle):
         return
-    location = BrowserLocation(
-        backend=handle.backend,
-        webdriver_url=handle.webdriver_url,
-        webdriver_session_id=handle.webdriver_session_id,
-        host=handle.host,
-        browser_pid=handle.pid,
-        profile_dir=handle.profile_dir,
-    )
-    if not session_browser_ready(session=session, location=location):
+    if not session_browser_ready(session=session, location=handle):
         logger.info("session %s ended while its browser started; stopping it", session_id)
         backend.stop(handle, session_id=session_id)
         session_browser_start_abandoned(session_id=session_id)
@@ -108,7 +89,7 @@ def session_browser_stop(*, session_id: str) -> None:
     session = BrowserSession.objects.filter(pk=session_id).first()
     if session is None or session.status != SessionStatus.TERMINATED or session.browser_released_at:
         return
-    handle = handle_of(session)
+    handle = session.location
     forget(handle)
     if saved_states.is_persistent(session):
         # Before the browser goes: its state is saved on every end but a crash or a failed start.
@@ -194,7 +175,7 @@ def session_browser_adopt(*, session_id: str) -> None:
     session = BrowserSession.objects.filter(pk=session_id).first()
     if session is None or session.status != SessionStatus.STARTING or not session.webdriver_session_id:
         return
-    handle = handle_of(session)
+    handle = session.location
     display = Display(session.display_width, session.display_height, session.display_scale)
     try:
         prepare_first_tab(handle.webdriver_url, handle.webdriver_session_id, display)
@@ -205,33 +186,14 @@ def session_browser_adopt(*, session_id: str) -> None:
         return
     if not _restore_or_fail(session, handle):
         return
-    location = BrowserLocation(
-        backend=handle.backend,
-        webdriver_url=handle.webdriver_url,
-        webdriver_session_id=handle.webdriver_session_id,
-        host=handle.host,
-        browser_pid=handle.pid,
-        profile_dir=handle.profile_dir,
-    )
-    if not session_browser_ready(session=session, location=location):
+    if not session_browser_ready(session=session, location=handle):
         # Ended meanwhile: its row names this browser, so its stop task frees it.
         session_browser_start_abandoned(session_id=session_id)
 
 
-def _warm_handle(warm: WarmBrowser) -> BrowserHandle:
-    return BrowserHandle(
-        backend=warm.backend or "local",
-        webdriver_url=warm.webdriver_url,
-        webdriver_session_id=warm.webdriver_session_id,
-        host=warm.host,
-        pid=warm.browser_pid,
-        profile_dir=warm.profile_dir,
-    )
-
-
 def _warm_browsers_stop(backend: LocalBackend, taken: list[WarmBrowser]) -> None:
     for warm in taken:
-        backend.stop(_warm_handle(warm), session_id=warm.pk)
+        backend.stop(warm.location, session_id=warm.pk)
 
 
 def pool_refill(*, host: str) -> int:
@@ -241,32 +203,25 @@ def pool_refill(*, host: str) -> int:
         return 0
     backend = LocalBackend()
     old = timezone.now() - timedelta(seconds=settings.BROWSER_POOL_MAX_AGE_SECONDS)
-    _warm_browsers_stop(backend, fleet.warm_browsers_take(host=host, older_than=old))
+    _warm_browsers_stop(backend, placement.warm_browsers_take(host=host, older_than=old))
     started = 0
-    reserved = fleet.warm_browsers_reserve(
+    reserved = placement.warm_browsers_reserve(
         host=host, pool_size=settings.BROWSER_POOL_SIZE, capacity=settings.BROWSERS_PER_HOST
     )
     for index, pool_id in enumerate(reserved):
         if _creates_waiting(host):
             # Refills yield to user creates: the rest is given back, and the next heartbeat asks
             # again once the host's starts are done.
-            fleet.warm_browsers_take(host=host, ids=reserved[index:])
+            placement.warm_browsers_take(host=host, ids=reserved[index:])
             logger.info("pool refill on %s: %d starts yield to creates", host, len(reserved[index:]))
             break
         try:
             handle = backend.start(session_id=pool_id, display=Display())
         except BrowserStartError as exc:
             logger.warning("pool browser %s did not start: %s", pool_id, exc)
-            fleet.warm_browsers_take(host=host, ids=[pool_id])
+            placement.warm_browsers_take(host=host, ids=[pool_id])
             continue
-        if fleet.warm_browser_ready(
-            pool_id=pool_id,
-            backend=handle.backend,
-            webdriver_url=handle.webdriver_url,
-            webdriver_session_id=handle.webdriver_session_id,
-            pid=handle.pid,
-            profile_dir=handle.profile_dir,
-        ):
+        if placement.warm_browser_ready(pool_id=pool_id, location=handle):
             started += 1
         else:
             backend.stop(handle, session_id=pool_id)  # forgotten while it started
@@ -285,7 +240,7 @@ def _creates_waiting(host: str) -> bool:
 def pool_forget(*, host: str) -> None:
     """This host's worker stops: stop its pool browsers (sessions' browsers stay up)."""
     backend = LocalBackend()
-    _warm_browsers_stop(backend, fleet.warm_browsers_take(host=host))
+    _warm_browsers_stop(backend, placement.warm_browsers_take(host=host))
     # Pool browsers whose rows were forgotten meanwhile (never a claimed one: a live session
     # names its directory).
     backend.kill_orphans_of(_live_browser_names, prefix=WARM_BROWSER_ID_PREFIX)
@@ -319,7 +274,7 @@ def _end_if_gone(session_ids: list[str]) -> int:
         session = BrowserSession.objects.filter(pk=session_id).first()
         if session is None or session.status not in (SessionStatus.READY, SessionStatus.RUNNING):
             continue
-        if not get_backend(session.backend).is_alive(handle_of(session)):
+        if not get_backend(session.backend).is_alive(session.location):
             logger.warning("session %s: browser is gone; ending it as crashed", session_id)
             crashed += session_terminate(
                 session_id=session_id, reason=EndedReason.CRASHED, error="the browser exited"
@@ -343,13 +298,13 @@ def host_reconcile(*, host: str) -> dict[str, int]:
     stale_start = timezone.now() - timedelta(seconds=settings.BROWSER_START_TIMEOUT_SECONDS + 30)
     dead_pool = [
         w.pk
-        for w in fleet.warm_browsers_of(host=host)
-        if (w.state == WarmBrowserState.READY and not backend.is_alive(_warm_handle(w)))
+        for w in placement.warm_browsers_of(host=host)
+        if (w.state == WarmBrowserState.READY and not backend.is_alive(w.location))
         or (w.state == WarmBrowserState.STARTING and w.created_at < stale_start)
     ]
     if dead_pool:
         logger.warning("pool browsers gone on %s, replacing them: %s", host, dead_pool)
-        _warm_browsers_stop(backend, fleet.warm_browsers_take(host=host, ids=dead_pool))
+        _warm_browsers_stop(backend, placement.warm_browsers_take(host=host, ids=dead_pool))
     killed = backend.kill_orphans_of(_live_browser_names)
     if killed:
         logger.warning("killed %d browsers that belonged to no live session: %s", len(killed), killed)
@@ -380,8 +335,8 @@ def browsers_reconcile() -> dict[str, int]:
     checked here; an ended session whose stop task was lost gets another one.
     """
     backend = get_backend()
-    forgotten = fleet.hosts_dead_reap()
-    alive = [h.name for h in fleet.hosts_alive()]
+    forgotten = hosts_dead_reap()
+    alive = [h.name for h in placement.hosts_alive()]
     for host in alive:
         dispatch.host_reconcile(host, expires=settings.RECONCILE_INTERVAL_SECONDS)
     crashed = _end_if_gone(
@@ -452,6 +407,6 @@ def host_shutdown(*, host: str, orphans: bool = False) -> dict[str, int]:
                 raise
         session_browser_stop(session_id=session_id)
         stopped += 1
-    _warm_browsers_stop(backend, fleet.warm_browsers_take(host=host))
+    _warm_browsers_stop(backend, placement.warm_browsers_take(host=host))
     killed = backend.kill_orphans_of(set if orphans else _live_browser_names)
     return {"ended": ended, "stopped": stopped, "killed": len(killed)}

@@ -17,16 +17,17 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from project.db import ConnectionBudgetExceeded, connection_budget_verify, pool_off_in_this_process
-from sessions import fleet, saved_state, screenshots, time_billing
+from sessions import saved_state, screenshots, time_billing
 from sessions import services as session_services
+from sessions.browser_state import hosts_dead_reap
 from workers import (  # noqa: F401  (job_tasks, webhook_tasks: see below)
     action_runner,
+    host_heartbeat,
     job_tasks,
     screencast,
     services,
     webhook_tasks,
 )
-from workers import fleet as host_fleet
 from workers.browser import TransientBrowserError
 from workers.browser.local import become_subreaper
 
@@ -84,7 +85,7 @@ def _adopt_browser_helpers(**_: object) -> None:
     become_subreaper()
 
 
-__all__ = ["host_fleet"]  # imported for its worker signals (heartbeat, pool shutdown)
+__all__ = ["host_heartbeat"]  # imported for its worker signals (heartbeat, pool shutdown)
 
 
 @shared_task(
@@ -129,7 +130,7 @@ def sessions_stop(session_ids: list[str]) -> None:
 def sessions_sweep() -> int:
     # Also forgets dead hosts: the sweep runs every few seconds, so a dead host's sessions end
     # within HOST_DEAD_AFTER_SECONDS + SESSION_SWEEP_INTERVAL_SECONDS.
-    fleet.hosts_dead_reap()
+    hosts_dead_reap()
     return session_services.sessions_sweep()
 
 

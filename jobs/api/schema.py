@@ -1,13 +1,10 @@
-"""The OpenAPI description of the batch jobs API (views in jobs/api/views.py).
+"""The OpenAPI description of the batch jobs API's operations (views in jobs/api/views.py).
 
-These serializers only describe what the views build by hand (jobs/api/serializers.py,
-`job_output` and `item_output`); tests/api/test_openapi.py and the schemathesis run check that
-the two agree.
+Answers are declared once, by the serializers that render them (jobs/api/serializers.py:
+JobOutput, JobItemOutput); what is left here is per operation, and the create body.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -19,11 +16,10 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
-from jobs.api.serializers import MAX_ITEMS_PER_REQUEST, WEBHOOK_EVENTS
-from jobs.models import ItemStatus, JobEndedReason, JobStatus
+from jobs.api.serializers import JobCreateInput, JobItemOutput, JobOutput
+from jobs.models import JobStatus
 from jobs.selectors import JOB_LIST_STATUSES, RESULT_STATUSES
 from project.openapi import PAGE_PARAMETERS, ErrorBody, error_response, errors, page_of
-from sessions.action_specs import SCRAPE_FORMATS
 
 JOBS = "jobs"
 
@@ -34,170 +30,6 @@ JOB_ID = OpenApiParameter(
 
 def _error(description: str) -> OpenApiResponse:
     return OpenApiResponse(ErrorBody, description=description)
-
-
-_SCRAPE = inline_serializer(
-    "JobScrape",
-    {
-        "schema": serializers.JSONField(
-            required=False,
-            allow_null=True,
-            help_text="The `scrape` action's schema: `{field: selector}` or `{fields: {...}}`.",
-        ),
-        "selector": serializers.CharField(required=False, allow_null=True),
-        "format": serializers.ChoiceField(choices=list(SCRAPE_FORMATS), required=False),
-    },
-)
-_ITEM = inline_serializer(
-    "JobItemInput",
-    {
-        "url": serializers.CharField(),
-        "key": serializers.CharField(
-            required=False, max_length=2048, help_text="De-duplicates; default the normalised URL."
-        ),
-        "metadata": serializers.JSONField(required=False, help_text="Returned with the result."),
-    },
-)
-_WEBHOOK_IN = inline_serializer(
-    "JobWebhookInput",
-    {
-        "url": serializers.CharField(max_length=2048),
-        "secret": serializers.CharField(
-            required=False, max_length=200, help_text="Signs each body: `X-Browserfleet-Signature`."
-        ),
-        "events": serializers.ListField(
-            child=serializers.ChoiceField(choices=list(WEBHOOK_EVENTS)), required=False, min_length=1
-        ),
-    },
-)
-JobCreate = inline_serializer(
-    "JobCreateRequest",
-    {
-        "urls": serializers.ListField(
-            child=serializers.CharField(),
-            required=False,
-            min_length=1,
-            max_length=MAX_ITEMS_PER_REQUEST,
-            help_text="http(s) URLs. Give either `urls` or `items`.",
-        ),
-        "items": serializers.ListField(
-            child=_ITEM, required=False, min_length=1, max_length=MAX_ITEMS_PER_REQUEST
-        ),
-        "scrape": _SCRAPE,
-        "screenshot": serializers.BooleanField(required=False, default=False),
-        "wait_for": inline_serializer(
-            "JobWaitFor",
-            {
-                "selector": serializers.CharField(max_length=1000),
-                "timeout_ms": serializers.IntegerField(required=False, min_value=0, max_value=60_000),
-            },
-            required=False,
-            allow_null=True,
-        ),
-        "page_timeout_seconds": serializers.IntegerField(
-            required=False, min_value=1, max_value=120, default=30
-        ),
-        "max_concurrency": serializers.IntegerField(
-            required=False, min_value=1, max_value=100, default=2, help_text="Capped by the plan."
-        ),
-        "per_domain_concurrency": serializers.IntegerField(
-            required=False, min_value=1, max_value=100, default=2
-        ),
-        "max_retries": serializers.IntegerField(required=False, min_value=0, max_value=10, default=2),
-        "max_credits": serializers.IntegerField(required=False, min_value=1, allow_null=True),
-        "ignore_invalid_urls": serializers.BooleanField(required=False, default=False),
-        "webhook": _WEBHOOK_IN,
-        "environment_id": serializers.CharField(
-            required=False,
-            help_text="A saved browser state (a persistent session's id) every job browser starts "
-            "with, read-only (docs/saved-state.md). 404 `environment_not_found` if unknown.",
-        ),
-    },
-)
-
-_COUNTS = inline_serializer(
-    "JobCounts",
-    {
-        name: serializers.IntegerField()
-        for name in ("queued", "running", "succeeded", "failed", "skipped", "cancelled")
-    },
-)
-_JOB_FIELDS = {
-    "id": serializers.CharField(),
-    "object": serializers.ChoiceField(choices=["job"]),
-    "status": serializers.ChoiceField(choices=JobStatus.values),
-    "ended_reason": serializers.ChoiceField(choices=JobEndedReason.values, allow_null=True),
-    "error": serializers.CharField(allow_null=True),
-    "total": serializers.IntegerField(),
-    "done": serializers.IntegerField(help_text="Succeeded plus failed."),
-    "counts": _COUNTS,
-    "credits_used": serializers.IntegerField(),
-    "credits_reserved": serializers.IntegerField(help_text="Held for the pages still to come."),
-    "page_price": serializers.IntegerField(),
-    "max_credits": serializers.IntegerField(allow_null=True),
-    "max_concurrency": serializers.IntegerField(),
-    "per_domain_concurrency": serializers.IntegerField(),
-    "max_retries": serializers.IntegerField(),
-    "pages_per_minute": serializers.FloatField(allow_null=True),
-    "eta_seconds": serializers.IntegerField(allow_null=True),
-    "created_at": serializers.CharField(),
-    "started_at": serializers.CharField(allow_null=True),
-    "finished_at": serializers.CharField(allow_null=True),
-    "expires_at": serializers.CharField(allow_null=True),
-    # The first 100 skipped URLs (their first 200 characters); null in GET /v1/jobs lists.
-    "invalid_urls": inline_serializer(
-        "JobInvalidUrl",
-        {
-            "url": serializers.CharField(),
-            "index": serializers.IntegerField(),
-            "reason": serializers.CharField(),
-        },
-        many=True,
-        allow_null=True,
-    ),
-    "duplicate_urls": serializers.ListField(child=serializers.CharField(), allow_null=True),
-    "webhook": inline_serializer(
-        "JobWebhook",
-        {
-            "url": serializers.CharField(),
-            "events": serializers.ListField(child=serializers.ChoiceField(choices=list(WEBHOOK_EVENTS))),
-            "failures": serializers.IntegerField(),
-            "last_error": serializers.CharField(allow_null=True),
-        },
-        allow_null=True,
-    ),
-}
-_ITEM_ERROR = inline_serializer(
-    "JobItemError", {"code": serializers.CharField(), "message": serializers.CharField()}, allow_null=True
-)
-_RESULT_FIELDS = {
-    "item_id": serializers.IntegerField(),
-    "key": serializers.CharField(),
-    "url": serializers.CharField(),
-    "metadata": serializers.JSONField(allow_null=True),
-    "final_url": serializers.CharField(allow_null=True),
-    "status": serializers.ChoiceField(choices=ItemStatus.values),
-    "http_status": serializers.IntegerField(allow_null=True),
-    "data": serializers.JSONField(allow_null=True, help_text="The scrape result."),
-    "screenshot_url": serializers.CharField(allow_null=True),
-    "error": _ITEM_ERROR,
-    "attempts": serializers.IntegerField(),
-    "credits": serializers.IntegerField(),
-    "finished_at": serializers.CharField(allow_null=True),
-}
-
-
-# Named serializer classes (one component each, used with and without many=True).
-_JobSerializer = type("Job", (serializers.Serializer,), dict(_JOB_FIELDS))
-_ResultSerializer = type("JobResult", (serializers.Serializer,), dict(_RESULT_FIELDS))
-
-
-def _job(**kwargs: Any) -> Any:
-    return _JobSerializer(**kwargs)
-
-
-def _result(**kwargs: Any) -> Any:
-    return _ResultSerializer(**kwargs)
 
 
 _JOB_EXAMPLE = OpenApiExample(
@@ -241,7 +73,7 @@ job_list_schema = extend_schema(
         ),
         *PAGE_PARAMETERS,
     ],
-    responses={200: page_of("JobPage", _job(many=True)), **errors()},
+    responses={200: page_of("JobPage", JobOutput(many=True)), **errors()},
 )
 job_create_schema = extend_schema(
     tags=[JOBS],
@@ -261,10 +93,10 @@ job_create_schema = extend_schema(
             description="At most 200 characters.",
         )
     ],
-    request=JobCreate,
+    request=JobCreateInput,
     responses={
-        201: OpenApiResponse(_job(), description="The job was created."),
-        200: OpenApiResponse(_job(), description="The job this Idempotency-Key created before."),
+        201: OpenApiResponse(JobOutput, description="The job was created."),
+        200: OpenApiResponse(JobOutput, description="The job this Idempotency-Key created before."),
         409: _error("This Idempotency-Key was used with another body; final: `x-should-retry: false`."),
         **errors(402, 404, 413),
     },
@@ -286,7 +118,7 @@ job_retrieve_schema = extend_schema(
     operation_id="jobs_retrieve",
     summary="A job: status, counts, credits, progress",
     parameters=[JOB_ID],
-    responses={200: _job(), **errors(404)},
+    responses={200: JobOutput, **errors(404)},
     examples=[_JOB_EXAMPLE],
 )
 job_cancel_schema = extend_schema(
@@ -296,7 +128,7 @@ job_cancel_schema = extend_schema(
     parameters=[JOB_ID],
     request=None,
     responses={
-        202: OpenApiResponse(_job(), description="Cancelling (or cancelled): results so far stay."),
+        202: OpenApiResponse(JobOutput, description="Cancelling (or cancelled): results so far stay."),
         409: _error("The job has already ended (`job_finished`); final: `x-should-retry: false`."),
         **errors(404),
     },
@@ -328,14 +160,14 @@ job_results_schema = extend_schema(
                 {
                     "job_id": serializers.CharField(),
                     "status": serializers.ChoiceField(choices=JobStatus.values),
-                    "results": _result(many=True),
+                    "results": JobItemOutput(many=True),
                     "next_cursor": serializers.CharField(allow_null=True),
                 },
             ),
             description="format=json: one page.",
         ),
         (200, "application/x-ndjson"): OpenApiResponse(
-            _result(), description="format=jsonl: one result object per line."
+            JobItemOutput, description="format=jsonl: one result object per line."
         ),
         (200, "text/csv"): OpenApiResponse(
             OpenApiTypes.STR, description="format=csv: a header line, then one row per page."

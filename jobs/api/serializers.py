@@ -1,16 +1,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from jobs.models import Job, JobItem
+from jobs.models import ItemStatus, Job, JobEndedReason, JobItem, JobStatus
 from jobs.selectors import JobProgress
 from project.exceptions import InvalidInput
-from project.fields import StrictBooleanField, StrictCharField, StrictIntegerField, iso
-from sessions.action_specs import normalize_action
+from project.fields import IsoDateTimeField, StrictBooleanField, StrictCharField, StrictIntegerField
+from sessions.action_specs import SCRAPE_FORMATS, normalize_action
 from sessions.url_policy import lookup_needed, navigation_url, resolve_hosts
 
 MAX_ITEMS_PER_REQUEST = 100_000
@@ -21,14 +23,22 @@ ITEM_METADATA_MAX_BYTES = 4096
 WEBHOOK_EVENTS = ("page", "page_failed", "completed", "cancelled")
 
 
+@extend_schema_serializer(component_name="JobWaitFor")
 class WaitForInput(serializers.Serializer[Any]):
     selector = StrictCharField(max_length=1000)
     timeout_ms = StrictIntegerField(min_value=0, max_value=60_000, required=False, default=10_000)
 
 
+@extend_schema_serializer(component_name="JobWebhookInput")
 class WebhookInput(serializers.Serializer[Any]):
     url = StrictCharField(max_length=2048)
-    secret = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
+    secret = StrictCharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Signs each body: `X-Browserfleet-Signature`.",
+    )
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), required=False, allow_empty=False
     )
@@ -52,15 +62,63 @@ class WebhookInput(serializers.Serializer[Any]):
             raise serializers.ValidationError(exc.detail, code=exc.code) from None
 
 
+# How the hand-checked JSON fields are documented (drf-spectacular reads these; the checks are
+# in JobCreateInput.validate, where a field per URL would cost seconds on 100,000 URLs).
+@extend_schema_serializer(component_name="JobItemInput")
+class _JobItemDoc(serializers.Serializer[Any]):
+    url = serializers.CharField()
+    key = serializers.CharField(
+        required=False, max_length=2048, help_text="De-duplicates; default the normalised URL."
+    )
+    metadata = serializers.JSONField(required=False, help_text="Returned with the result.")
+
+
+@extend_schema_serializer(component_name="JobScrape")
+class _JobScrapeDoc(serializers.Serializer[Any]):
+    schema = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="The `scrape` action's schema: `{field: selector}` or `{fields: {...}}`.",
+    )
+    selector = serializers.CharField(required=False, allow_null=True)
+    format = serializers.ChoiceField(choices=list(SCRAPE_FORMATS), required=False)
+
+
+class _UncheckedList(serializers.ListField):
+    """A list documented with its child and bounds but taken as it comes: JobCreateInput.validate
+    checks it by hand (a field per URL would cost seconds on 100,000 URLs)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data
+
+    def run_validators(self, value: Any) -> None:
+        pass
+
+
+@extend_schema_field(_JobScrapeDoc)
+class _ScrapeField(serializers.JSONField):
+    pass
+
+
+@extend_schema_serializer(component_name="JobCreate")
 class JobCreateInput(serializers.Serializer[Any]):
-    # Lists are checked by hand: a field per URL would cost seconds on 100,000 URLs.
-    urls = serializers.JSONField(required=False)
-    items = serializers.JSONField(required=False)
-    scrape = serializers.JSONField(required=False)
+    urls = _UncheckedList(
+        child=serializers.CharField(),
+        min_length=1,
+        max_length=MAX_ITEMS_PER_REQUEST,
+        required=False,
+        help_text="http(s) URLs. Give either `urls` or `items`.",
+    )
+    items = _UncheckedList(
+        child=_JobItemDoc(), min_length=1, max_length=MAX_ITEMS_PER_REQUEST, required=False
+    )
+    scrape = _ScrapeField(required=False)
     screenshot = StrictBooleanField(required=False, default=False)
     wait_for = WaitForInput(required=False, allow_null=True, default=None)
     page_timeout_seconds = StrictIntegerField(min_value=1, max_value=120, required=False, default=30)
-    max_concurrency = StrictIntegerField(min_value=1, max_value=100, required=False, default=2)
+    max_concurrency = StrictIntegerField(
+        min_value=1, max_value=100, required=False, default=2, help_text="Capped by the plan."
+    )
     per_domain_concurrency = StrictIntegerField(min_value=1, max_value=100, required=False, default=2)
     max_retries = StrictIntegerField(min_value=0, max_value=10, required=False, default=2)
     max_credits = StrictIntegerField(min_value=1, required=False, allow_null=True, default=None)
@@ -147,63 +205,175 @@ def _refuse_nul(value: Any) -> None:
             stack.extend(current)
 
 
+# The answers, each declared once: these serializers render them and drf-spectacular documents
+# them (jobs/api/schema.py only decorates the views).
+
+_COUNTED = ("queued", "running", "succeeded", "failed", "skipped", "cancelled")
+
+
+@extend_schema_serializer(component_name="JobCounts")
+class JobCountsOutput(serializers.Serializer[Any]):
+    queued = serializers.IntegerField()
+    running = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+
+
+@extend_schema_serializer(component_name="JobInvalidUrl")
+class JobInvalidUrlOutput(serializers.Serializer[Any]):
+    url = serializers.CharField(help_text="Its first 200 characters.")
+    index = serializers.IntegerField()
+    reason = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="JobWebhook")
+class JobWebhookOutput(serializers.Serializer[Any]):
+    url = serializers.CharField()
+    events = serializers.ListField(child=serializers.ChoiceField(choices=list(WEBHOOK_EVENTS)))
+    failures = serializers.IntegerField()
+    last_error = serializers.CharField(allow_null=True)
+
+
+@extend_schema_serializer(component_name="Job")
+class JobOutput(serializers.Serializer[Job]):
+    # Renders a Job; its progress (jobs.selectors.JobProgress) comes in the context.
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(choices=JobStatus.values)
+    ended_reason = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    total = serializers.IntegerField()
+    done = serializers.SerializerMethodField(help_text="Succeeded plus failed.")
+    counts = serializers.SerializerMethodField()
+    credits_used = serializers.IntegerField()
+    credits_reserved = serializers.IntegerField(
+        source="credits_held", help_text="Held for the pages still to come."
+    )
+    page_price = serializers.IntegerField()
+    max_credits = serializers.IntegerField(allow_null=True)
+    max_concurrency = serializers.IntegerField()
+    per_domain_concurrency = serializers.IntegerField()
+    max_retries = serializers.IntegerField()
+    pages_per_minute = serializers.SerializerMethodField()
+    eta_seconds = serializers.SerializerMethodField()
+    created_at = IsoDateTimeField()
+    started_at = IsoDateTimeField(allow_null=True)
+    finished_at = IsoDateTimeField(allow_null=True)
+    expires_at = IsoDateTimeField(allow_null=True)
+    # The first 100 skipped URLs (their first 200 characters); null in GET /v1/jobs lists, which
+    # do not even read their columns.
+    invalid_urls = serializers.SerializerMethodField()
+    duplicate_urls = serializers.SerializerMethodField()
+    webhook = serializers.SerializerMethodField()
+
+    def _progress(self) -> JobProgress:
+        progress: JobProgress = self.context["progress"]
+        return progress
+
+    @extend_schema_field(serializers.ChoiceField(choices=["job"]))
+    def get_object(self, job: Job) -> str:
+        return "job"
+
+    @extend_schema_field(serializers.ChoiceField(choices=JobEndedReason.values, allow_null=True))
+    def get_ended_reason(self, job: Job) -> str | None:
+        return job.ended_reason or None
+
+    def get_error(self, job: Job) -> str | None:
+        return job.error or None
+
+    def get_done(self, job: Job) -> int:
+        return self._progress().done
+
+    @extend_schema_field(JobCountsOutput)
+    def get_counts(self, job: Job) -> dict[str, int]:
+        counts = self._progress().counts
+        return {name: counts[name] for name in _COUNTED}
+
+    def get_pages_per_minute(self, job: Job) -> float | None:
+        return self._progress().pages_per_minute
+
+    def get_eta_seconds(self, job: Job) -> int | None:
+        return self._progress().eta_seconds
+
+    @extend_schema_field(JobInvalidUrlOutput(many=True, allow_null=True))
+    def get_invalid_urls(self, job: Job) -> list[dict[str, Any]] | None:
+        return None if self.context.get("listed") else job.invalid_urls
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField(), allow_null=True))
+    def get_duplicate_urls(self, job: Job) -> list[str] | None:
+        return None if self.context.get("listed") else job.duplicate_urls
+
+    @extend_schema_field(JobWebhookOutput(allow_null=True))
+    def get_webhook(self, job: Job) -> dict[str, Any] | None:
+        if not job.webhook:
+            return None
+        progress = self._progress()
+        return {
+            "url": job.webhook["url"],
+            "events": job.webhook.get("events") or list(WEBHOOK_EVENTS),
+            "failures": progress.webhook_failures,
+            "last_error": progress.webhook_last_error or None,
+        }
+
+
+@extend_schema_serializer(component_name="JobItemError")
+class JobItemErrorOutput(serializers.Serializer[Any]):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="JobResult")
+class JobItemOutput(serializers.Serializer[JobItem]):
+    # Renders a JobItem; its screenshot URL (or None) comes from the context's `screenshot_url`
+    # function (it needs the request).
+    item_id = serializers.IntegerField(source="pk")
+    key = serializers.CharField()
+    url = serializers.CharField()
+    metadata = serializers.JSONField(allow_null=True)
+    final_url = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(choices=ItemStatus.values)
+    http_status = serializers.IntegerField(allow_null=True)
+    # `data` (the scrape result) is declared in get_fields: as a class attribute it would hide
+    # Serializer.data from the type checker.
+    screenshot_url = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    attempts = serializers.IntegerField()
+    credits = serializers.IntegerField()
+    finished_at = IsoDateTimeField(allow_null=True)
+
+    def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]  # drf-stubs' Field is generic
+        fields = super().get_fields()
+        ordered = list(fields.items())
+        at = [name for name, _ in ordered].index("screenshot_url")
+        ordered.insert(at, ("data", serializers.JSONField(allow_null=True, help_text="The scrape result.")))
+        return dict(ordered)
+
+    def get_final_url(self, item: JobItem) -> str | None:
+        return item.final_url or None
+
+    def get_screenshot_url(self, item: JobItem) -> str | None:
+        url_of: Callable[[JobItem], str | None] = self.context["screenshot_url"]
+        return url_of(item)
+
+    @extend_schema_field(JobItemErrorOutput(allow_null=True))
+    def get_error(self, item: JobItem) -> dict[str, str] | None:
+        return {"code": item.error_code, "message": item.error_message} if item.error_code else None
+
+
 def job_output(job: Job, progress: JobProgress, *, listed: bool = False) -> dict[str, Any]:
     """A job; `listed` (in GET /v1/jobs) without the skipped URLs, which only the job's own
-    page carries (their columns are not even read for a list)."""
-    counts = progress.counts
-    return {
-        "id": job.pk,
-        "object": "job",
-        "status": job.status,
-        "ended_reason": job.ended_reason or None,
-        "error": job.error or None,
-        "total": job.total,
-        "done": progress.done,
-        "counts": {
-            name: counts[name]
-            for name in ("queued", "running", "succeeded", "failed", "skipped", "cancelled")
-        },
-        "credits_used": job.credits_used,
-        "credits_reserved": job.credits_held,
-        "page_price": job.page_price,
-        "max_credits": job.max_credits,
-        "max_concurrency": job.max_concurrency,
-        "per_domain_concurrency": job.per_domain_concurrency,
-        "max_retries": job.max_retries,
-        "pages_per_minute": progress.pages_per_minute,
-        "eta_seconds": progress.eta_seconds,
-        "created_at": iso(job.created_at),
-        "started_at": iso(job.started_at),
-        "finished_at": iso(job.finished_at),
-        "expires_at": iso(job.expires_at),
-        "invalid_urls": None if listed else job.invalid_urls,
-        "duplicate_urls": None if listed else job.duplicate_urls,
-        "webhook": (
-            {
-                "url": job.webhook["url"],
-                "events": job.webhook.get("events") or list(WEBHOOK_EVENTS),
-                "failures": progress.webhook_failures,
-                "last_error": progress.webhook_last_error or None,
-            }
-            if job.webhook
-            else None
-        ),
-    }
+    page carries."""
+    return dict(JobOutput(job, context={"progress": progress, "listed": listed}).data)
+
+
+def items_output(
+    items: list[JobItem], screenshot_url: Callable[[JobItem], str | None]
+) -> list[dict[str, Any]]:
+    """Many items through one serializer (the per-item cost of a list is far below one's)."""
+    return list(JobItemOutput(items, many=True, context={"screenshot_url": screenshot_url}).data)  # type: ignore[arg-type]  # many=True takes a list
 
 
 def item_output(item: JobItem, screenshot_url: str | None) -> dict[str, Any]:
-    return {
-        "item_id": item.pk,
-        "key": item.key,
-        "url": item.url,
-        "metadata": item.metadata,
-        "final_url": item.final_url or None,
-        "status": item.status,
-        "http_status": item.http_status,
-        "data": item.data,
-        "screenshot_url": screenshot_url,
-        "error": {"code": item.error_code, "message": item.error_message} if item.error_code else None,
-        "attempts": item.attempts,
-        "credits": item.credits,
-        "finished_at": iso(item.finished_at),
-    }
+    return dict(JobItemOutput(item, context={"screenshot_url": lambda _: screenshot_url}).data)

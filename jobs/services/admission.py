@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from jobs.models import ItemStatus, Job, JobBrowser, JobItem, JobStatus
+from sessions.location import BrowserLocation
 from sessions.services import account_browsers_in_use
 
 
@@ -118,11 +119,11 @@ def job_browser_renew(*, browser_id: str, item_id: int | None, seconds: int | No
     return bool(alive)
 
 
-def job_browser_attached(*, browser_id: str, handle: dict[str, Any]) -> bool:
+def job_browser_attached(*, browser_id: str, location: BrowserLocation) -> bool:
     """Record where the browser runs; False if the row was ended meanwhile (stop it)."""
     return bool(
         JobBrowser.objects.filter(pk=browser_id, is_live=True).update(
-            pages_on_browser=0, browser_released_at=None, **handle
+            pages_on_browser=0, browser_released_at=None, **location.columns()
         )
     )
 

@@ -23,6 +23,7 @@ from jobs.models import (
     JobStatus,
 )
 from jobs.services.webhooks import webhook_job_event, webhook_queue
+from sessions.location import BrowserLocation
 from project.exceptions import Conflict
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ MAX_LOST_ATTEMPTS = 3
 @dataclass
 class Tick:
     items_requeued: int = 0
-    browsers_lost: list[dict[str, Any]] = field(default_factory=list)
+    browsers_lost: list[tuple[str, BrowserLocation]] = field(default_factory=list)  # (id, where)
     jobs_finished: int = 0
 
 
@@ -148,7 +149,7 @@ def jobs_tick(*, now: datetime | None = None) -> Tick:
             logger.warning("job %s: %d items whose worker was lost are queued again", job_id, len(ids))
     for browser in JobBrowser.objects.filter(is_live=True, lease_expires_at__lt=now):
         if JobBrowser.objects.filter(pk=browser.pk, is_live=True).update(is_live=False, ended_at=now):
-            tick.browsers_lost.append(_handle_of(browser))
+            tick.browsers_lost.append((browser.pk, browser.location))
     for job_id in Job.objects.filter(status__in=(JobStatus.RUNNING, JobStatus.CANCELLING)).values_list(
         "pk", flat=True
     ):
@@ -156,23 +157,11 @@ def jobs_tick(*, now: datetime | None = None) -> Tick:
     return tick
 
 
-def _handle_of(browser: JobBrowser) -> dict[str, Any]:
-    return {
-        "id": browser.pk,
-        "backend": browser.backend,
-        "webdriver_url": browser.webdriver_url,
-        "webdriver_session_id": browser.webdriver_session_id,
-        "host": browser.host,
-        "pid": browser.browser_pid,
-        "profile_dir": browser.profile_dir,
-    }
-
-
-def job_browsers_unreleased(*, older_than_seconds: int) -> list[dict[str, Any]]:
+def job_browsers_unreleased(*, older_than_seconds: int) -> list[tuple[str, BrowserLocation]]:
     """Ended browsers nobody stopped (their task died): the caller stops them."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     return [
-        _handle_of(browser)
+        (browser.pk, browser.location)
         for browser in JobBrowser.objects.filter(
             is_live=False, browser_released_at__isnull=True, ended_at__lte=cutoff
         ).exclude(webdriver_session_id="")[:200]

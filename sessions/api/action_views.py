@@ -25,37 +25,17 @@ from project.fields import iso
 from project.pagination import paginate
 from sessions import selectors
 from sessions.action_queue import action_submit, action_wait
-from sessions.action_specs import NOT_SUPPORTED, normalize_action, normalize_batch, normalize_generic
+from sessions.action_specs import (
+    ENDPOINT_TYPES,
+    NOT_SUPPORTED,
+    normalize_action,
+    normalize_batch,
+    normalize_generic,
+)
 from sessions.api import schema
 from sessions.api.views import client_wait_budget
 from sessions.models import Action, ActionStatus
 from sessions.screenshots import screenshot_path_of
-
-# Tzafon endpoint path -> canonical action type
-ENDPOINT_TYPES = {
-    "navigate": "navigate",
-    "click": "click",
-    "double-click": "double_click",
-    "right-click": "right_click",
-    "drag": "drag",
-    "mouse-down": "mouse_down",
-    "mouse-up": "mouse_up",
-    "move": "move",
-    "type": "type",
-    "hotkey": "hotkey",
-    "key-down": "key_down",
-    "key-up": "key_up",
-    "scroll": "scroll",
-    "viewport": "viewport",
-    "screenshot": "screenshot",
-    "html": "html",
-    "wait": "wait",
-    "observe": "observe",
-    "step": "step",
-    "scrape": "scrape",
-    "debug": "debug",
-    "change-proxy": "change_proxy",
-}
 
 _RESULT_STATUS: dict[str, str] = {
     ActionStatus.SUCCEEDED: "success",

@@ -1,15 +1,17 @@
-"""The OpenAPI description of the Computer API: response shapes and per-operation schemas.
+"""The OpenAPI description of the Computer API's operations: `extend_schema` decorators.
 
-These serializers only describe what the views answer (the views build their bodies in
-action_views.action_payload and serializers.SessionOutput); tests/api/test_openapi.py and the
-schemathesis run check that the two agree.
+Every answer is declared once, in sessions/api/serializers.py: sessions by the serializers that
+render them; action results by the declarations that action_views.action_payload (the hot path's
+fast builder) is held to by tests/api/test_action_payloads.py, for every action type. What is
+left here is per operation: summaries, parameters, request bodies of the generic endpoints,
+examples, and the schema hooks.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -20,115 +22,24 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers
+from rest_framework.views import APIView
 
 from project.openapi import PAGE_PARAMETERS, error_response, errors, page_of
-from sessions.action_specs import ALIASES, CANONICAL, MAX_BATCH_ACTIONS, OptionalUrlParams
-from sessions.api.serializers import SessionCreateInput, SessionOutput, SessionStatusOutput
-from sessions.models import ActionStatus
+from sessions.action_specs import ALIASES, CANONICAL, ENDPOINT_TYPES, MAX_BATCH_ACTIONS, OptionalUrlParams
+from sessions.api.serializers import (
+    ActionDetail,
+    ActionResult,
+    BatchResult,
+    SessionCreateInput,
+    SessionOutput,
+    SessionStatusOutput,
+)
 
 COMPUTERS = "computers"
 ACTIONS = "actions"
 
 
-class ComputerStatus(SessionStatusOutput):
-    """ComputerRetrieveStatusResponse: current TTLs and last activity."""
-
-
-class Computer(SessionOutput):
-    """ComputerResponse, plus what the session cost so far and the echoed create options."""
-
-    credits_spent = serializers.IntegerField()
-    persistent = serializers.BooleanField(allow_null=True)
-    environment_id = serializers.CharField(allow_null=True)
-    context_id = serializers.CharField(allow_null=True)
-    stealth = serializers.JSONField(allow_null=True)
-    use_advanced_proxy = serializers.BooleanField(allow_null=True)
-
-
-class PageContext(serializers.Serializer):
-    url = serializers.CharField(required=False, allow_null=True)
-    title = serializers.CharField(required=False, allow_null=True)
-    tab_id = serializers.CharField(required=False, allow_null=True)
-    is_main_tab = serializers.BooleanField(required=False, allow_null=True)
-    viewport_width = serializers.FloatField(required=False, allow_null=True)
-    viewport_height = serializers.FloatField(required=False, allow_null=True)
-    page_width = serializers.FloatField(required=False, allow_null=True)
-    page_height = serializers.FloatField(required=False, allow_null=True)
-    scroll_x = serializers.FloatField(required=False, allow_null=True)
-    scroll_y = serializers.FloatField(required=False, allow_null=True)
-    device_scale_factor = serializers.FloatField(required=False, allow_null=True)
-
-
-_RESULT_HELP = (
-    "Action-specific: `screenshot_url` (screenshot), `html_content` (html), `tabs` (list_tabs), "
-    "`elements` (observe), `data`/`markdown` (scrape)... Empty while the action is pending."
-)
-
-
-class ActionResult(serializers.Serializer):
-    """The Tzafon ActionResult. A failure on the page is HTTP 200 with `status: "error"`."""
-
-    status = serializers.ChoiceField(choices=["success", "error", "pending"])
-    result = serializers.DictField(help_text=_RESULT_HELP)
-    error_message = serializers.CharField(allow_null=True)
-    timestamp = serializers.CharField()
-    request_id = serializers.CharField()
-    action_id = serializers.CharField()
-    action_status = serializers.ChoiceField(choices=ActionStatus.values)
-    executed_tab_id = serializers.CharField(allow_null=True)
-    page_context = PageContext(allow_null=True, help_text="With `include_context: true`.")
-    poll_url = serializers.CharField(required=False, help_text="202 only: GET it until finished.")
-
-
-class BatchStep(serializers.Serializer):
-    type = serializers.CharField()
-    status = serializers.ChoiceField(choices=["success", "error"])
-    result = serializers.DictField()
-    error_message = serializers.CharField(allow_null=True)
-    executed_tab_id = serializers.CharField(allow_null=True)
-    page_context = PageContext(allow_null=True)
-
-
-class BatchResult(serializers.Serializer):
-    """A batch runs its steps in order and stops at the first error."""
-
-    status = serializers.ChoiceField(choices=["success", "error", "pending"])
-    error_message = serializers.CharField(allow_null=True)
-    timestamp = serializers.CharField()
-    request_id = serializers.CharField()
-    action_id = serializers.CharField()
-    action_status = serializers.ChoiceField(choices=ActionStatus.values)
-    results = BatchStep(many=True)
-    completed = serializers.IntegerField()
-    success = serializers.BooleanField()
-    poll_url = serializers.CharField(required=False)
-
-
-class ActionDetail(serializers.Serializer):
-    """An action (or a batch: then `results`, `completed` and `success` instead of `result`)."""
-
-    status = serializers.ChoiceField(choices=["success", "error", "pending"])
-    error_message = serializers.CharField(allow_null=True)
-    timestamp = serializers.CharField()
-    request_id = serializers.CharField()
-    action_id = serializers.CharField()
-    action_status = serializers.ChoiceField(choices=ActionStatus.values)
-    result = serializers.DictField(required=False)
-    executed_tab_id = serializers.CharField(required=False, allow_null=True)
-    page_context = PageContext(required=False, allow_null=True)
-    results = BatchStep(many=True, required=False)
-    completed = serializers.IntegerField(required=False)
-    success = serializers.BooleanField(required=False)
-    session_id = serializers.CharField()
-    type = serializers.CharField()
-    params = serializers.DictField()
-    created_at = serializers.CharField()
-    started_at = serializers.CharField(allow_null=True)
-    finished_at = serializers.CharField(allow_null=True)
-    duration_ms = serializers.IntegerField(allow_null=True)
-
-
-class GenericAction(serializers.Serializer):
+class GenericAction(serializers.Serializer[Any]):
     """One action for /execute and /batch: `type` picks the command, the other keys are its
     parameters (those of the matching action endpoint)."""
 
@@ -244,7 +155,7 @@ _UNSUPPORTED_BODY = inline_serializer(
 
 
 @functools.cache
-def _action_view(endpoint: str, action_type: str, base: type) -> type:
+def _action_view(endpoint: str, action_type: str, base: type[APIView]) -> type[APIView]:
     """A subclass of the generic action view that describes one endpoint (schema only)."""
     name = "".join(part.title() for part in re.split(r"[-_]", endpoint)) + "ActionView"
     if action_type in ("debug", "change_proxy"):
@@ -261,14 +172,12 @@ def _action_view(endpoint: str, action_type: str, base: type) -> type:
     def post(self: Any, request: Any, session_id: str) -> Any:
         raise AssertionError("describes an endpoint; never routed")
 
-    return type(name, (base,), {"__module__": __name__, "post": decorator(post)})
+    return cast("type[APIView]", type(name, (base,), {"__module__": __name__, "post": decorator(post)}))
 
 
 def expand_action_endpoints(endpoints: list[tuple[str, str, str, Any]]) -> list[tuple[str, str, str, Any]]:
     """drf-spectacular preprocessing hook: `computers/{id}/{endpoint}` is one route that serves
     every action endpoint; describe each endpoint as its own path with its own body."""
-    from sessions.api.action_views import ENDPOINT_TYPES
-
     out = []
     for path, path_regex, method, callback in endpoints:
         if not path.endswith("/{endpoint}"):
@@ -333,7 +242,7 @@ computer_list_schema = extend_schema(
         ),
         OpenApiParameter("limit", OpenApiTypes.INT, description="1-500, default 100."),
     ],
-    responses={200: Computer(many=True), **errors()},
+    responses={200: SessionOutput(many=True), **errors()},
 )
 computer_create_schema = extend_schema(
     tags=[COMPUTERS],
@@ -344,7 +253,7 @@ computer_create_schema = extend_schema(
     ),
     request=SessionCreateInput,
     # 404/409/422: `environment_id` unknown, in use by a writer or being saved, not restorable.
-    responses={201: Computer, **errors(402, 404, 409, 422, 503)},
+    responses={201: SessionOutput, **errors(402, 404, 409, 422, 503)},
     examples=[
         OpenApiExample("defaults", value={}, request_only=True),
         OpenApiExample(
@@ -359,27 +268,27 @@ computer_retrieve_schema = extend_schema(
     tags=[COMPUTERS],
     summary="A session (ended ones answer with status terminated)",
     parameters=[SESSION_ID],
-    responses={200: Computer, **errors(404)},
+    responses={200: SessionOutput, **errors(404)},
     examples=[_COMPUTER_EXAMPLE],
 )
 computer_delete_schema = extend_schema(
     tags=[COMPUTERS],
     summary="End a session (idempotent)",
     parameters=[SESSION_ID],
-    responses={200: Computer, **errors(404)},
+    responses={200: SessionOutput, **errors(404)},
 )
 computer_status_schema = extend_schema(
     tags=[COMPUTERS],
     summary="A session's TTLs and last activity",
     parameters=[SESSION_ID],
-    responses={200: ComputerStatus, **errors(404)},
+    responses={200: SessionStatusOutput, **errors(404)},
 )
 computer_keepalive_schema = extend_schema(
     tags=[COMPUTERS],
     summary="Reset the idle timer",
     parameters=[SESSION_ID],
     request=None,
-    responses={200: Computer, **errors(404, 409, 410)},
+    responses={200: SessionOutput, **errors(404, 409, 410)},
 )
 execute_schema = action_schema(
     inline_serializer("ExecuteRequest", {"action": GenericAction()}),
@@ -392,7 +301,11 @@ execute_schema = action_schema(
 batch_schema = action_schema(
     inline_serializer(
         "BatchRequest",
-        {"actions": GenericAction(many=True, min_length=1, max_length=MAX_BATCH_ACTIONS)},
+        {
+            "actions": serializers.ListSerializer(
+                child=GenericAction(), min_length=1, max_length=MAX_BATCH_ACTIONS
+            )
+        },
     ),
     summary="Several actions in order, stopping at the first error",
     result=BatchResult,

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from billing.selectors import session_cost
 from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField, iso
 from sessions.input_limits import check_pixel_budget
-from sessions.models import BrowserSession
+from sessions.models import ActionStatus, BrowserSession
 
 _MONTH = 30 * 24 * 3600
 
@@ -62,6 +63,7 @@ def _one_of(attrs: dict[str, Any], *names: str) -> Any:
     return next(iter(given.values()), None)
 
 
+@extend_schema_serializer(component_name="ComputerStatus")
 class SessionStatusOutput(serializers.Serializer[BrowserSession]):
     """ComputerRetrieveStatusResponse: current TTLs and last activity."""
 
@@ -93,8 +95,11 @@ class SessionStatusOutput(serializers.Serializer[BrowserSession]):
         return iso(obj.last_activity_at)
 
 
+# The one declaration of a session's answer: it renders every session response and
+# drf-spectacular documents it (as `Computer`). A new session field is one more field here.
+@extend_schema_serializer(component_name="Computer")
 class SessionOutput(SessionStatusOutput):
-    """ComputerResponse."""
+    """ComputerResponse, plus what the session cost so far and the echoed create options."""
 
     kind = serializers.CharField()
     started_at = serializers.SerializerMethodField()
@@ -114,10 +119,108 @@ class SessionOutput(SessionStatusOutput):
     def get_endpoints(self, obj: BrowserSession) -> dict[str, str]:
         return {}
 
-    def to_representation(self, instance: BrowserSession) -> dict[str, Any]:
-        data = dict(super().to_representation(instance))
-        annotated = getattr(instance, "ledger_total", None)
-        data["credits_spent"] = -annotated if annotated is not None else session_cost(session_id=instance.pk)
-        for name in ECHOED_OPTIONS:
-            data[name] = instance.options.get(name)
-        return data
+    credits_spent = serializers.SerializerMethodField()
+    # ECHOED_OPTIONS, as given at create (null when not given).
+    persistent = serializers.BooleanField(source="options.persistent", allow_null=True)
+    environment_id = serializers.CharField(source="options.environment_id", allow_null=True)
+    context_id = serializers.CharField(source="options.context_id", allow_null=True)
+    stealth = serializers.JSONField(source="options.stealth", allow_null=True)
+    use_advanced_proxy = serializers.BooleanField(source="options.use_advanced_proxy", allow_null=True)
+
+    def get_credits_spent(self, obj: BrowserSession) -> int:
+        annotated = getattr(obj, "ledger_total", None)  # a list annotates it (one query for all)
+        return -annotated if annotated is not None else session_cost(session_id=obj.pk)
+
+
+# Action results. The one declaration of each; the answers themselves are built by
+# action_views.action_payload, a plain function: a DRF serializer costs about 0.4 ms per action
+# where the function costs 0.01 ms (docs/benchmarks.md), and every action goes through it.
+# tests/api/test_action_payloads.py renders every action type through action_payload and
+# validates it against these (as served in /v1/openapi.json).
+
+
+class PageContext(serializers.Serializer[Any]):
+    url = serializers.CharField(required=False, allow_null=True)
+    title = serializers.CharField(required=False, allow_null=True)
+    tab_id = serializers.CharField(required=False, allow_null=True)
+    is_main_tab = serializers.BooleanField(required=False, allow_null=True)
+    viewport_width = serializers.FloatField(required=False, allow_null=True)
+    viewport_height = serializers.FloatField(required=False, allow_null=True)
+    page_width = serializers.FloatField(required=False, allow_null=True)
+    page_height = serializers.FloatField(required=False, allow_null=True)
+    scroll_x = serializers.FloatField(required=False, allow_null=True)
+    scroll_y = serializers.FloatField(required=False, allow_null=True)
+    device_scale_factor = serializers.FloatField(required=False, allow_null=True)
+
+
+_CODE_HELP = "A failed action's machine-readable reason, when it has one (e.g. `blocked_address`)."
+_RESULT_HELP = (
+    "Action-specific: `screenshot_url` (screenshot), `html_content` (html), `tabs` (list_tabs), "
+    "`elements` (observe), `data`/`markdown` (scrape)... Empty while the action is pending."
+)
+
+
+class ActionResult(serializers.Serializer[Any]):
+    """The Tzafon ActionResult. A failure on the page is HTTP 200 with `status: "error"`."""
+
+    status = serializers.ChoiceField(choices=["success", "error", "pending"])
+    result = serializers.DictField(help_text=_RESULT_HELP)
+    error_message = serializers.CharField(allow_null=True)
+    code = serializers.CharField(required=False, help_text=_CODE_HELP)
+    timestamp = serializers.CharField()
+    request_id = serializers.CharField()
+    action_id = serializers.CharField()
+    action_status = serializers.ChoiceField(choices=ActionStatus.values)
+    executed_tab_id = serializers.CharField(allow_null=True)
+    page_context = PageContext(allow_null=True, help_text="With `include_context: true`.")
+    poll_url = serializers.CharField(required=False, help_text="202 only: GET it until finished.")
+
+
+class BatchStep(serializers.Serializer[Any]):
+    type = serializers.CharField()
+    status = serializers.ChoiceField(choices=["success", "error"])
+    result = serializers.DictField()
+    error_message = serializers.CharField(allow_null=True)
+    code = serializers.CharField(required=False, help_text=_CODE_HELP)
+    executed_tab_id = serializers.CharField(allow_null=True)
+    page_context = PageContext(allow_null=True)
+
+
+class BatchResult(serializers.Serializer[Any]):
+    """A batch runs its steps in order and stops at the first error."""
+
+    status = serializers.ChoiceField(choices=["success", "error", "pending"])
+    error_message = serializers.CharField(allow_null=True)
+    timestamp = serializers.CharField()
+    request_id = serializers.CharField()
+    action_id = serializers.CharField()
+    action_status = serializers.ChoiceField(choices=ActionStatus.values)
+    results = BatchStep(many=True)
+    completed = serializers.IntegerField()
+    success = serializers.BooleanField()
+    poll_url = serializers.CharField(required=False)
+
+
+class ActionDetail(serializers.Serializer[Any]):
+    """An action (or a batch: then `results`, `completed` and `success` instead of `result`)."""
+
+    status = serializers.ChoiceField(choices=["success", "error", "pending"])
+    error_message = serializers.CharField(allow_null=True)
+    timestamp = serializers.CharField()
+    request_id = serializers.CharField()
+    action_id = serializers.CharField()
+    action_status = serializers.ChoiceField(choices=ActionStatus.values)
+    result = serializers.DictField(required=False)
+    code = serializers.CharField(required=False, help_text=_CODE_HELP)
+    executed_tab_id = serializers.CharField(required=False, allow_null=True)
+    page_context = PageContext(required=False, allow_null=True)
+    results = BatchStep(many=True, required=False)
+    completed = serializers.IntegerField(required=False)
+    success = serializers.BooleanField(required=False)
+    session_id = serializers.CharField()
+    type = serializers.CharField()
+    params = serializers.DictField()
+    created_at = serializers.CharField()
+    started_at = serializers.CharField(allow_null=True)
+    finished_at = serializers.CharField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)

@@ -17,7 +17,7 @@ from tzafon.resources.computers import tabs as sdk_tabs
 
 from accounts.lockout import lockout_retry_after
 from project.redis import get_redis
-from sessions.api.action_views import ENDPOINT_TYPES
+from sessions.action_specs import ENDPOINT_TYPES
 
 # Not part of the public API, or the description itself.
 NOT_DESCRIBED = ("admin/", "v1/openapi.json", "v1/openapi.yaml", "v1/docs")

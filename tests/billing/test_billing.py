@@ -11,7 +11,6 @@ import tzafon
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
-from tzafon import Lightcone
 
 from accounts.models import Plan
 from billing.models import Balance, LedgerEntry, Price
@@ -181,14 +180,14 @@ def test_a_session_whose_time_charge_finds_no_credits_ends_credits_exhausted(mak
 
 def test_402_paths_through_the_sdk(make_client, pages_server):
     broke = make_client(plan="pro", credits=0)
-    sdk = Lightcone(api_key=broke.key, base_url=broke.base_url, max_retries=0)
+    sdk = broke.sdk()
     with pytest.raises(tzafon.APIStatusError) as refused:
         sdk.computers.create(kind="browser")
     assert refused.value.status_code == 402
     assert not BrowserSession.objects.filter(account=broke.account).exists()
 
     one_minute = make_client(plan="pro", credits=1)
-    sdk = Lightcone(api_key=one_minute.key, base_url=one_minute.base_url, max_retries=0)
+    sdk = one_minute.sdk()
     with sdk.computer.create(kind="browser") as computer:
         with pytest.raises(tzafon.APIStatusError) as no_credit:
             computer.navigate(pages_server + "/flow.html")

@@ -14,7 +14,6 @@ import pytest
 import requests
 import tzafon
 from django.utils import timezone
-from tzafon import Lightcone
 
 from sessions.models import Action, BrowserSession
 from tests.support.processes import wait_until
@@ -43,7 +42,7 @@ def session_id(client, pages_server) -> str:
 
 
 def test_sdk_script_drives_a_page_at_screenshot_coordinates(client, pages_server):
-    sdk = Lightcone(api_key=client.key, base_url=client.base_url, max_retries=0)
+    sdk = client.sdk()
     scale = 2.0
     with sdk.computer.create(
         kind="browser", display={"width": 800, "height": 600, "scale": scale}
@@ -344,6 +343,6 @@ def test_screenshot_urls_are_unguessable_and_expire(client, session_id, settings
 
 
 def test_sdk_reports_400_for_navigate_without_url(client, session_id):
-    sdk = Lightcone(api_key=client.key, base_url=client.base_url + "/v1", max_retries=0)
+    sdk = client.sdk("/v1")
     with pytest.raises(tzafon.BadRequestError):
         sdk.computers.navigate(session_id)

@@ -300,11 +300,13 @@ def test_a_host_that_stops_heartbeating_has_its_sessions_ended_crashed(api, flee
         process.wait(timeout=10)
     for pid, _ in browser_processes(str(fleet["host-b"]["root"])):
         os.kill(pid, signal.SIGKILL)
+    # Ended, then released: two statements, so wait for both (a read between them sees the
+    # first only).
     wait_until(
-        lambda: _row(session["id"]).status == "terminated",
+        lambda: _row(session["id"]).browser_released_at is not None,
         timeout=40,
         interval=0.5,
-        message="the dead host's session to end",
+        message="the dead host's session to end and its browser to be released",
     )
     row = _row(session["id"])
     assert row.ended_reason == "crashed" and row.browser_released_at is not None

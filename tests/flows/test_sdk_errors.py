@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 import tzafon
 from tzafon import Lightcone
@@ -11,8 +10,12 @@ from tzafon import Lightcone
 def _counting_sdk(client, *, api_key: str | None = None) -> tuple[Lightcone, list[str]]:
     """A default SDK client (max_retries=2) that records every request it sends."""
     sent: list[str] = []
-    http = httpx.Client(event_hooks={"request": [lambda request: sent.append(request.url.path)]})
-    return Lightcone(api_key=api_key or client.key, base_url=client.base_url, http_client=http), sent
+    sdk = client.sdk(
+        api_key=api_key or client.key,
+        max_retries=2,
+        event_hooks={"request": [lambda request: sent.append(request.url.path)]},
+    )
+    return sdk, sent
 
 
 @pytest.fixture

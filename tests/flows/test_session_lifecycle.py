@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.utils import timezone
-from tzafon import Lightcone
 
 from sessions.models import BrowserSession
 from tests.support.processes import browser_processes, wait_until
@@ -21,7 +20,7 @@ def _session_processes(session_id: str) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("prefix", ["", "/v1"])
 def test_sdk_context_manager_creates_keeps_alive_and_terminates(client, prefix):
-    sdk = Lightcone(api_key=client.key, base_url=client.base_url + prefix, max_retries=0)
+    sdk = client.sdk(prefix)
     with sdk.computer.create(kind="browser") as computer:
         session_id = computer.id
         info = computer.retrieve()

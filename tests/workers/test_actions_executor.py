@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 
 from sessions.action_specs import normalize_action
+from sessions.location import BrowserLocation
 from tests.conftest import free_port
-from workers.browser.base import BrowserHandle, Display, webdriver_request
+from workers.browser.base import Display, webdriver_request
 from workers.browser.driver import attach, forget
 from workers.browser.errors import BrowserGone
 from workers.browser.executor import ActionFailed, ActionOutcome, run_action
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.usefixtures("egress_filter")
 
 @dataclass
 class Browser:
-    handle: BrowserHandle
+    handle: BrowserLocation
     display: Display
     session_id: str
 
@@ -754,8 +755,8 @@ def test_a_killed_chromium_is_browser_gone(throwaway_browser: Browser, pages_ser
 
 def test_a_killed_driver_is_browser_gone(throwaway_browser: Browser, pages_server: str) -> None:
     throwaway_browser.act("navigate", url=f"{pages_server}/buttons.html")
-    assert throwaway_browser.handle.pid
-    os.killpg(throwaway_browser.handle.pid, signal.SIGKILL)
+    assert throwaway_browser.handle.browser_pid
+    os.killpg(throwaway_browser.handle.browser_pid, signal.SIGKILL)
     with pytest.raises(BrowserGone):
         throwaway_browser.act("html")
 

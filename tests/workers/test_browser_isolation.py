@@ -96,17 +96,17 @@ def test_chromedriver_and_chromium_get_no_secret_from_the_workers_environment(
         monkeypatch.setenv(name, f"{name}-{canary}")
     started = _start(Display(640, 480, 1.0))
     try:
-        assert started.handle.pid is not None
-        processes = _group_processes(started.handle.pid)
+        assert started.handle.browser_pid is not None
+        processes = _group_processes(started.handle.browser_pid)
         chromium = [pid for pid in processes if "--user-data-dir=" in _cmdline(pid)]
-        assert started.handle.pid in processes and chromium, processes
+        assert started.handle.browser_pid in processes and chromium, processes
         for pid in processes:
             env = _environ(pid)
             assert not [value for value in env.values() if canary in value], (pid, sorted(env))
             leaked = {name for name in env if name.startswith(("DJANGO_", "POSTGRES_", "REDIS_", "AWS_"))}
             assert not leaked, (pid, _cmdline(pid)[:80], leaked)
         # Zygote children write their titles over the environment block: only these two read clean.
-        for pid in (started.handle.pid, chromium[0]):
+        for pid in (started.handle.browser_pid, chromium[0]):
             assert _environ(pid)["HOME"] == started.handle.profile_dir
     finally:
         _stop(started)
@@ -175,8 +175,8 @@ def _status(pid: int, field: str) -> str:
 
 
 def _renderers(browser: Browser) -> list[int]:
-    assert browser.handle.pid is not None
-    return [pid for pid in _group_processes(browser.handle.pid) if "--type=renderer" in _cmdline(pid)]
+    assert browser.handle.browser_pid is not None
+    return [pid for pid in _group_processes(browser.handle.browser_pid) if "--type=renderer" in _cmdline(pid)]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the worker drops to a uid of its own only as root")
@@ -185,8 +185,8 @@ def test_a_root_worker_runs_chromium_as_an_unprivileged_uid_with_its_sandbox(
 ) -> None:
     # This host allows unprivileged user namespaces (docs/decisions.md); BROWSER_SANDBOX=auto.
     browser.act("navigate", url=f"{pages_server}/form.html")
-    assert browser.handle.pid is not None
-    processes = _group_processes(browser.handle.pid)
+    assert browser.handle.browser_pid is not None
+    processes = _group_processes(browser.handle.browser_pid)
     assert processes
     for pid in processes:
         assert _status(pid, "Uid") != "0", _cmdline(pid)[:100]
@@ -204,8 +204,8 @@ def test_with_the_sandbox_off_chromium_runs_as_before(settings: Any, pages_serve
     started = _start(Display(640, 480, 1.0))
     try:
         started.act("navigate", url=f"{pages_server}/form.html")
-        assert started.handle.pid is not None
-        assert _status(started.handle.pid, "Uid") == str(os.geteuid())
+        assert started.handle.browser_pid is not None
+        assert _status(started.handle.browser_pid, "Uid") == str(os.geteuid())
         assert any("--no-sandbox" in _cmdline(pid) for pid in _renderers(started))
     finally:
         _stop(started)

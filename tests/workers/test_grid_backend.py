@@ -70,7 +70,7 @@ def test_grid_session_starts_attaches_reconciles_and_stops(live_worker, grid_set
         timeout=10,
         message="only our session left on the Grid",
     )
-    assert backend.is_alive(_handle(session))
+    assert backend.is_alive(session.location)
 
     session_terminate(session_id=session.pk, reason="user")
     session_browser_stop(session_id=session.pk)
@@ -88,9 +88,3 @@ def test_grid_session_whose_browser_vanished_is_reconciled_as_crashed(live_worke
     browsers_reconcile()
     session.refresh_from_db()
     assert session.status == "terminated" and session.ended_reason == "crashed"
-
-
-def _handle(session: BrowserSession):
-    from workers.services import handle_of
-
-    return handle_of(session)

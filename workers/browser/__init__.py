@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from workers.browser.base import BrowserBackend, BrowserHandle, Display
+from workers.browser.base import BrowserBackend, Display
 from workers.browser.errors import BrowserError, BrowserGone, BrowserStartError, TransientBrowserError
 from workers.browser.grid import GridBackend
 from workers.browser.local import LocalBackend
@@ -13,7 +13,6 @@ __all__ = [
     "BrowserBackend",
     "BrowserError",
     "BrowserGone",
-    "BrowserHandle",
     "BrowserStartError",
     "Display",
     "TransientBrowserError",

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
+from sessions.location import BrowserLocation
 from workers.browser.errors import BrowserError, BrowserGone
 
 
@@ -21,27 +22,15 @@ class Display:
     scale: float = 1.0
 
 
-@dataclass(frozen=True)
-class BrowserHandle:
-    """What a session row stores so that any worker can reach its browser."""
-
-    backend: str
-    webdriver_url: str
-    webdriver_session_id: str
-    host: str = ""
-    pid: int | None = None
-    profile_dir: str = ""
-
-
 class BrowserBackend(Protocol):
     name: str
 
-    def start(self, *, session_id: str, display: Display) -> BrowserHandle: ...
+    def start(self, *, session_id: str, display: Display) -> BrowserLocation: ...
 
-    def stop(self, handle: BrowserHandle, *, session_id: str) -> None:
+    def stop(self, handle: BrowserLocation, *, session_id: str) -> None:
         """End the browser and free everything it held. Safe to call twice."""
 
-    def is_alive(self, handle: BrowserHandle) -> bool: ...
+    def is_alive(self, handle: BrowserLocation) -> bool: ...
 
     def kill_orphans(self, *, live_session_ids: set[str], live_webdriver_ids: set[str]) -> list[str]:
         """Kill browsers that belong to no live session; return what was killed."""
@@ -83,7 +72,7 @@ def webdriver_request(
         raise BrowserGone(f"{method} {url}: {reason}") from exc
 
 
-def webdriver_session_alive(handle: BrowserHandle) -> bool:
+def webdriver_session_alive(handle: BrowserLocation) -> bool:
     try:
         webdriver_request(
             "GET", f"{handle.webdriver_url}/session/{handle.webdriver_session_id}/window", timeout=5

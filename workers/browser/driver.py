@@ -21,8 +21,9 @@ from selenium.webdriver.remote.client_config import ClientConfig
 from selenium.webdriver.remote.file_detector import UselessFileDetector
 from selenium.webdriver.remote.remote_connection import RemoteConnection
 
+from sessions.location import BrowserLocation
 from workers.browser import egress
-from workers.browser.base import BrowserHandle, Display
+from workers.browser.base import Display
 
 # Page loads and scripts time out inside the browser first (25 s and 20 s, see options.py); this
 # read timeout only catches a driver that stopped answering at all. It stays well inside the
@@ -118,7 +119,7 @@ _drivers: OrderedDict[tuple[str, str], AttachedDriver] = OrderedDict()
 _lock = threading.Lock()
 
 
-def attach(handle: BrowserHandle) -> AttachedDriver:
+def attach(handle: BrowserLocation) -> AttachedDriver:
     """The cached driver for this session, or a new one. Sends no WebDriver command."""
     key = (handle.webdriver_url, handle.webdriver_session_id)
     evicted = []
@@ -138,7 +139,7 @@ def attach(handle: BrowserHandle) -> AttachedDriver:
     return driver
 
 
-def forget(handle: BrowserHandle) -> None:
+def forget(handle: BrowserLocation) -> None:
     """Drop the cached driver (the session ended, or the driver looked stale). Safe to call twice.
 
     Only the client's connection pool is closed: the WebDriver session is not touched.

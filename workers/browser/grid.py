@@ -7,14 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
+from sessions.location import BrowserLocation
 from workers.browser import egress
-from workers.browser.base import (
-    BrowserHandle,
-    Display,
-    prepare_first_tab,
-    webdriver_request,
-    webdriver_session_alive,
-)
+from workers.browser.base import Display, prepare_first_tab, webdriver_request, webdriver_session_alive
 from workers.browser.errors import BrowserError, BrowserStartError
 from workers.browser.options import chrome_capabilities
 
@@ -25,7 +20,7 @@ class GridBackend:
     def __init__(self, url: str | None = None) -> None:
         self.url = (url or settings.SELENIUM_GRID_URL).rstrip("/")
 
-    def start(self, *, session_id: str, display: Display) -> BrowserHandle:
+    def start(self, *, session_id: str, display: Display) -> BrowserLocation:
         # Checked from here: the nodes must reach the filter at the same BROWSER_EGRESS_HOST.
         egress.ensure_ready()
         # The node knows where its browser binary is; profiles are the node's own temp dirs.
@@ -42,7 +37,7 @@ class GridBackend:
             webdriver_session_id = str(reply["value"]["sessionId"])
         except (BrowserError, KeyError, TypeError) as exc:
             raise BrowserStartError(f"Selenium Grid could not start a browser: {exc}") from exc
-        handle = BrowserHandle(
+        handle = BrowserLocation(
             backend=self.name, webdriver_url=self.url, webdriver_session_id=webdriver_session_id
         )
         try:
@@ -52,13 +47,13 @@ class GridBackend:
             raise BrowserStartError(f"Could not size the browser: {exc}") from exc
         return handle
 
-    def stop(self, handle: BrowserHandle, *, session_id: str) -> None:
+    def stop(self, handle: BrowserLocation, *, session_id: str) -> None:
         with contextlib.suppress(BrowserError):
             webdriver_request(
                 "DELETE", f"{handle.webdriver_url}/session/{handle.webdriver_session_id}", timeout=10
             )
 
-    def is_alive(self, handle: BrowserHandle) -> bool:
+    def is_alive(self, handle: BrowserLocation) -> bool:
         return webdriver_session_alive(handle)
 
     def grid_sessions(self) -> dict[str, datetime | None]:

@@ -19,8 +19,9 @@ import urllib3
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.remote.remote_connection import RemoteConnection
 
+from sessions.location import BrowserLocation
 from workers.browser import page_scripts
-from workers.browser.base import BrowserHandle, Display
+from workers.browser.base import Display
 from workers.browser.driver import AttachedDriver, EgressRefused
 from workers.browser.errors import BrowserError, BrowserGone
 from workers.browser.executor.failures import from_webdriver
@@ -64,7 +65,7 @@ def parse_retry_after(value: str | None) -> float | None:
 class JobPageBrowser:
     """A driver attached to a job browser, set up for pages of `page_timeout` seconds."""
 
-    def __init__(self, handle: BrowserHandle, *, page_timeout: int, display: Display | None = None) -> None:
+    def __init__(self, handle: BrowserLocation, *, page_timeout: int, display: Display | None = None) -> None:
         self.handle = handle
         self.display = display or Display()
         self.page_timeout = page_timeout

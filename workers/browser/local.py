@@ -23,14 +23,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from sessions.location import BrowserLocation
 from workers.browser import egress
-from workers.browser.base import (
-    BrowserHandle,
-    Display,
-    prepare_first_tab,
-    webdriver_request,
-    webdriver_session_alive,
-)
+from workers.browser.base import Display, prepare_first_tab, webdriver_request, webdriver_session_alive
 from workers.browser.errors import BrowserError, BrowserStartError
 from workers.browser.options import chrome_capabilities, headless_shell_launcher, is_headless_shell
 from workers.browser.sandbox import UidLeases, sandbox_prepare
@@ -201,7 +196,7 @@ class LocalBackend:
     def _session_dir(self, session_id: str) -> Path:
         return self.root / session_id
 
-    def start(self, *, session_id: str, display: Display) -> BrowserHandle:
+    def start(self, *, session_id: str, display: Display) -> BrowserLocation:
         _reap_finished_children()
         egress.ensure_ready()
         session_dir = self._session_dir(session_id)
@@ -253,12 +248,12 @@ class LocalBackend:
             shutil.rmtree(session_dir, ignore_errors=True)
             raise BrowserStartError(f"Chromium did not start: {exc}") from exc
         _start_done(process.pid)
-        return BrowserHandle(
+        return BrowserLocation(
             backend=self.name,
             webdriver_url=url,
             webdriver_session_id=webdriver_session_id,
             host=self.host,
-            pid=process.pid,
+            browser_pid=process.pid,
             profile_dir=str(session_dir),
         )
 
@@ -289,7 +284,7 @@ class LocalBackend:
             time.sleep(0.01)
         raise BrowserStartError("chromedriver did not answer in time")
 
-    def stop(self, handle: BrowserHandle, *, session_id: str) -> None:
+    def stop(self, handle: BrowserLocation, *, session_id: str) -> None:
         if handle.host and handle.host != self.host:
             # Another host's browser (that host is gone, or this worker took a stray task): its
             # pid means nothing here, and its own reconcile kills it if it is still running.
@@ -300,8 +295,8 @@ class LocalBackend:
                 webdriver_request(
                     "DELETE", f"{handle.webdriver_url}/session/{handle.webdriver_session_id}", timeout=3
                 )
-        if handle.pid:
-            _kill_group(handle.pid)
+        if handle.browser_pid:
+            _kill_group(handle.browser_pid)
         # A warm pool browser keeps its pool id in its paths after a session claimed it.
         names = {session_id, Path(handle.profile_dir).name if handle.profile_dir else session_id}
         for name in names:
@@ -321,8 +316,8 @@ class LocalBackend:
             end_uid(uid)
             leases.release(holder)
 
-    def is_alive(self, handle: BrowserHandle) -> bool:
-        if handle.pid and handle.host == self.host and not _pid_alive(handle.pid):
+    def is_alive(self, handle: BrowserLocation) -> bool:
+        if handle.browser_pid and handle.host == self.host and not _pid_alive(handle.browser_pid):
             return False
         return webdriver_session_alive(handle)
 

@@ -26,7 +26,8 @@ import urllib3
 from selenium.common.exceptions import NoSuchWindowException, WebDriverException
 
 from sessions.action_specs import MAX_TABS
-from workers.browser.base import BrowserHandle, Display
+from sessions.location import BrowserLocation
+from workers.browser.base import Display
 from workers.browser.driver import AttachedDriver, attach
 from workers.browser.errors import BrowserError
 from workers.browser.executor import keyboard, page, pointer, step, tabs
@@ -57,7 +58,7 @@ _GESTURES = frozenset(pointer.HANDLERS) | frozenset(keyboard.HANDLERS) | frozens
 
 
 def run_action(
-    *, handle: BrowserHandle, display: Display, action: dict[str, Any], main_tab: str = ""
+    *, handle: BrowserLocation, display: Display, action: dict[str, Any], main_tab: str = ""
 ) -> ActionOutcome:
     """Run `action`; `main_tab` is the main tab as recorded after the previous action, if known."""
     kind = str(action.get("type", ""))

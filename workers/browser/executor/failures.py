@@ -13,7 +13,8 @@ from selenium.common.exceptions import (
     WebDriverException,
 )
 
-from workers.browser.base import BrowserHandle, webdriver_session_alive
+from sessions.location import BrowserLocation
+from workers.browser.base import webdriver_session_alive
 from workers.browser.driver import COMMAND_TIMEOUT, forget
 from workers.browser.errors import BrowserError, BrowserGone, TransientBrowserError
 from workers.browser.executor.run import ActionFailed
@@ -38,7 +39,7 @@ def message(exc: WebDriverException) -> str:
     return first.removeprefix("unknown error: ")[:500]
 
 
-def from_webdriver(exc: WebDriverException, handle: BrowserHandle) -> BrowserError:
+def from_webdriver(exc: WebDriverException, handle: BrowserLocation) -> BrowserError:
     text = message(exc)
     lowered = text.lower()
     if isinstance(exc, InvalidSessionIdException) or any(marker in lowered for marker in _GONE_MARKERS):
@@ -54,7 +55,7 @@ def from_webdriver(exc: WebDriverException, handle: BrowserHandle) -> BrowserErr
     return ActionFailed(text)
 
 
-def from_connection(exc: urllib3.exceptions.HTTPError, handle: BrowserHandle) -> BrowserError:
+def from_connection(exc: urllib3.exceptions.HTTPError, handle: BrowserLocation) -> BrowserError:
     # Whatever went wrong, the pooled connections are suspect: the next action attaches afresh.
     forget(handle)
     reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc

@@ -1,6 +1,7 @@
-"""The fleet of worker hosts: heartbeats, capacity, placement of new sessions, the warm pool rows.
+"""Where new sessions go: the worker hosts' heartbeats and capacity, placement, the warm pool rows.
 
-Each host that runs local browsers heartbeats a `WorkerHost` row (workers/fleet.py). A create
+Each host that runs local browsers heartbeats a `WorkerHost` row (workers/host_heartbeat.py);
+a host that stopped is reaped by sessions/browser_state.py (its sessions end as crashed). A create
 claims a warm browser of a live host if there is one (`FOR UPDATE SKIP LOCKED`, so no two creates
 get the same one, and the row is deleted: a pool browser serves one session), else takes the
 least loaded live host with room, under that host's row lock so that two creates never both take
@@ -13,7 +14,6 @@ takes the host row alone.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,20 +22,16 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from project.completion import completion_publish
 from project.exceptions import ServiceUnavailable
 from sessions.events import session_status_publish
+from sessions.location import BrowserLocation
 from sessions.models import (
     LIVE_STATUSES,
     BrowserSession,
-    EndedReason,
-    SessionStatus,
     WarmBrowser,
     WarmBrowserState,
     WorkerHost,
 )
-
-logger = logging.getLogger(__name__)
 
 # How long a create that found no room is told to wait: about one browser's lifetime end.
 NO_CAPACITY_RETRY_AFTER_SECONDS = 5
@@ -54,17 +50,8 @@ class Placement:
     warm: WarmBrowser | None = None
 
 
-def host_queue(host: str) -> str:
-    """The queue of one host's lifecycle worker (starts, stops, pool refills, reconcile)."""
-    return f"host.{host}"
-
-
-def host_actions_queue(host: str) -> str:
-    """The queue of one host's actions worker (actions, adopting a warm browser)."""
-    return f"actions.{host}"
-
-
-def _alive_since(now: datetime) -> datetime:
+def alive_since(now: datetime) -> datetime:
+    """Hosts whose last heartbeat is older than this are dead."""
     return now - timedelta(seconds=settings.HOST_DEAD_AFTER_SECONDS)
 
 
@@ -84,7 +71,7 @@ def host_heartbeat(*, name: str, capacity: int, pool_size: int) -> None:
 
 
 def hosts_alive(*, now: datetime | None = None) -> list[WorkerHost]:
-    return list(WorkerHost.objects.filter(heartbeat_at__gte=_alive_since(now or timezone.now())))
+    return list(WorkerHost.objects.filter(heartbeat_at__gte=alive_since(now or timezone.now())))
 
 
 def host_loads(names: list[str]) -> dict[str, int]:
@@ -159,25 +146,11 @@ def warm_browsers_reserve(*, host: str, pool_size: int, capacity: int) -> list[s
     return [row.pk for row in rows]
 
 
-def warm_browser_ready(
-    *,
-    pool_id: str,
-    backend: str,
-    webdriver_url: str,
-    webdriver_session_id: str,
-    pid: int | None,
-    profile_dir: str,
-) -> bool:
+def warm_browser_ready(*, pool_id: str, location: BrowserLocation) -> bool:
     """starting -> ready; False when the row is gone (forgotten): the caller stops the browser."""
     return bool(
         WarmBrowser.objects.filter(pk=pool_id, state=WarmBrowserState.STARTING).update(
-            state=WarmBrowserState.READY,
-            ready_at=timezone.now(),
-            backend=backend,
-            webdriver_url=webdriver_url,
-            webdriver_session_id=webdriver_session_id,
-            browser_pid=pid,
-            profile_dir=profile_dir,
+            state=WarmBrowserState.READY, ready_at=timezone.now(), **location.columns()
         )
     )
 
@@ -202,50 +175,3 @@ def warm_browsers_take(
 
 def warm_browsers_of(*, host: str) -> list[WarmBrowser]:
     return list(WarmBrowser.objects.filter(host=host))
-
-
-def hosts_dead_reap(*, now: datetime | None = None) -> list[str]:
-    """Forget hosts that stopped heartbeating while another still does: their live sessions end
-    as crashed (their browsers went with the host, so they are released at once and their time
-    settled) and their pool rows are deleted. Returns the names of the hosts forgotten."""
-    # browser_state imports services, which imports this module.
-    from sessions.browser_state import session_browser_released
-    from sessions.services import started_event
-
-    now = now or timezone.now()
-    if not WorkerHost.objects.filter(heartbeat_at__gte=_alive_since(now)).exists():
-        # No host is heartbeating: more likely the database (or this clock) was away than the
-        # whole fleet. Hosts are only declared dead next to one that is seen alive.
-        return []
-    dead = list(WorkerHost.objects.filter(heartbeat_at__lt=_alive_since(now)).values_list("pk", flat=True))
-    for name in dead:
-        session_ids = list(
-            BrowserSession.objects.filter(status__in=LIVE_STATUSES, host=name)
-            .exclude(backend="grid")
-            .values_list("pk", flat=True)
-        )
-        for session_id in session_ids:
-            ended = BrowserSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES).update(
-                status=SessionStatus.TERMINATED,
-                ended_reason=EndedReason.CRASHED,
-                ended_at=now,
-                error=f"worker host {name} stopped answering",
-            )
-            if ended:
-                session_status_publish(
-                    session_id=session_id,
-                    status=SessionStatus.TERMINATED,
-                    ended_reason=EndedReason.CRASHED,
-                    at=now,
-                )
-                session = BrowserSession.objects.get(pk=session_id)
-                session_browser_released(session=session)
-                completion_publish(started_event(session_id), {"ok": False})  # a create waiting
-        with transaction.atomic():
-            # Only if it is still silent: a host that came back keeps its row.
-            if WorkerHost.objects.filter(pk=name, heartbeat_at__lt=_alive_since(now)).delete()[0]:
-                WarmBrowser.objects.filter(host=name).delete()
-        logger.warning(
-            "worker host %s stopped heartbeating: ended %d sessions as crashed", name, len(session_ids)
-        )
-    return dead

@@ -2,7 +2,7 @@
 
 The lifecycle worker of each host (the one consuming `host.<WORKER_HOST>`) runs a heartbeat
 thread in its main process: a pool child busy with browser starts never delays it, so a host is
-declared dead (sessions/fleet.py, after HOST_DEAD_AFTER_SECONDS) only when it really stopped.
+declared dead (sessions/browser_state.py, after HOST_DEAD_AFTER_SECONDS) only when it really stopped.
 Each beat also asks for a pool refill when the pool lacks browsers. On a warm shutdown the
 host's pool browsers are stopped; its sessions' browsers stay up for the next worker.
 """
@@ -16,8 +16,8 @@ from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import connection
 
-from sessions import dispatch, fleet
-from sessions.fleet import host_queue
+from sessions import dispatch, placement
+from sessions.dispatch import host_queue
 from sessions.models import WarmBrowser
 from workers import services
 
@@ -29,7 +29,9 @@ _stopping = threading.Event()
 def host_beat() -> None:
     """One heartbeat; and a refill request when the pool lacks browsers (the refill re-checks)."""
     host = settings.WORKER_HOST
-    fleet.host_heartbeat(name=host, capacity=settings.BROWSERS_PER_HOST, pool_size=settings.BROWSER_POOL_SIZE)
+    placement.host_heartbeat(
+        name=host, capacity=settings.BROWSERS_PER_HOST, pool_size=settings.BROWSER_POOL_SIZE
+    )
     pool_size = settings.BROWSER_POOL_SIZE if settings.BROWSER_BACKEND == "local" else 0
     if pool_size and WarmBrowser.objects.filter(host=host).count() < pool_size:
         dispatch.pool_refill(host, expires=settings.HOST_HEARTBEAT_SECONDS)
