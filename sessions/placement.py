@@ -23,7 +23,6 @@ from django.db.models import Count
 from django.utils import timezone
 
 from project.exceptions import ServiceUnavailable
-from sessions.events import session_status_publish
 from sessions.location import BrowserLocation
 from sessions.models import (
     LIVE_STATUSES,

@@ -78,8 +78,10 @@ def live_server() -> Iterator[Any]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def redis_flushed() -> None:
+    """The run's Redis database starts empty: counters keyed by row ids (rate windows, lockouts)
+    of an earlier run, whose database restarted its sequences, must not count against this one."""
     from project.redis import get_redis
 
     get_redis().flushdb()

@@ -104,7 +104,7 @@ class _Browser:
             self.page = JobPageBrowser(self.handle, page_timeout=self.page_timeout)
         return self.page
 
-    def _restore(self, handle: BrowserHandle, account_id: int, environment_id: str) -> None:
+    def _restore(self, handle: BrowserLocation, account_id: int, environment_id: str) -> None:
         """The job's saved state, read-only (never saved back); a browser that refuses it is stopped."""
         try:
             state_import(

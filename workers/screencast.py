@@ -42,7 +42,7 @@ from sessions.screencast import (
     host_watch_key,
     screencast_watched,
 )
-from workers.fleet import _is_host_worker
+from workers.host_heartbeat import _is_host_worker
 
 logger = logging.getLogger(__name__)
 

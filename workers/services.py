@@ -25,6 +25,7 @@ from sessions.browser_state import (
     session_browser_start_abandoned,
     session_browser_start_failed,
 )
+from sessions.location import BrowserLocation
 from sessions.models import (
     LIVE_STATUSES,
     WARM_BROWSER_ID_PREFIX,
@@ -101,7 +102,7 @@ def session_browser_stop(*, session_id: str) -> None:
     session_browser_released(session=session)
 
 
-def _state_save(session: BrowserSession, handle: BrowserHandle) -> None:
+def _state_save(session: BrowserSession, handle: BrowserLocation) -> None:
     """Export the browser's state and store it as the session's; a failure is recorded on the
     state (status failed, the previous save kept), never raised: the browser must still stop."""
     if saved_states.saved_state_saved_since_end(session=session):
@@ -136,12 +137,12 @@ def session_state_save_live(*, session_id: str, token: str) -> None:
             and bool(session.webdriver_session_id)
             and saved_states.is_persistent(session)
         ):
-            _state_save(session, handle_of(session))
+            _state_save(session, session.location)
     finally:
         saved_states.saved_state_save_done(session_id=session_id, token=token)
 
 
-def _restore_or_fail(session: BrowserSession, handle: BrowserHandle) -> bool:
+def _restore_or_fail(session: BrowserSession, handle: BrowserLocation) -> bool:
     """Put the state the session restores (`environment_id`) into its new browser. On failure the
     browser is stopped and the session ends as start_failed (refunded): False."""
     try:

@@ -18,7 +18,7 @@ from accounts.authentication import request_account
 from accounts.inflight import inflight_slot
 from jobs import selectors, services
 from jobs.api import exports, schema
-from jobs.api.serializers import JobCreateInput, item_output, items_output, job_output
+from jobs.api.serializers import JobCreateInput, items_output, job_output
 from jobs.models import Job, JobItem
 from jobs.screenshots import job_screenshot_path_of, job_screenshot_token
 from project.exceptions import InvalidInput, NotFound

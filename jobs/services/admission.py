@@ -4,7 +4,6 @@ browsers' leases."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -23,8 +22,8 @@ from jobs.models import (
     JobStatus,
 )
 from jobs.services.webhooks import webhook_job_event, webhook_queue
-from sessions.location import BrowserLocation
 from project.exceptions import Conflict
+from sessions.location import BrowserLocation
 
 logger = logging.getLogger(__name__)
 

@@ -194,7 +194,9 @@ class ServerSentEvent(serializers.Serializer[Any]):
     """One event of a `text/event-stream` answer, as an SSE client parses it; `data` is JSON text."""
 
     event = serializers.CharField(required=False, help_text="The event's name; none: a screencast frame.")
-    data = serializers.CharField(required=False, help_text="JSON text (see the operation's description).")
+    data = serializers.CharField(  # type: ignore[assignment]  # a field named like Serializer.data, only described
+        required=False, help_text="JSON text (see the operation's description)."
+    )
     id = serializers.CharField(required=False, help_text="Send it back as Last-Event-ID to resume after it.")
     retry = serializers.IntegerField(required=False, help_text="Reconnection delay, in milliseconds.")
 

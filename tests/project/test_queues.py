@@ -82,8 +82,8 @@ def test_every_routed_task_lands_on_a_queue_some_pool_consumes() -> None:
     routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
     assert routed | {settings.CELERY_TASK_DEFAULT_QUEUE} <= shared
     # What dispatch sends to one host goes to the queues that host's pools consume.
-    from sessions import fleet
+    from sessions import dispatch
 
-    assert fleet.host_queue("h") == host_queue("h") and host_queue("h") in POOLS["lifecycle"].queue_names("h")
-    assert fleet.host_actions_queue("h") == host_actions_queue("h")
+    assert dispatch.host_queue("h") == host_queue("h") and host_queue("h") in POOLS["lifecycle"].queue_names("h")
+    assert dispatch.host_actions_queue("h") == host_actions_queue("h")
     assert host_actions_queue("h") in POOLS["actions"].queue_names("h")

@@ -68,6 +68,11 @@ class ResponseChecker:
         if path.endswith("/openapi.json"):
             return
         found = self._operation(method, path)
+        if found is None and status in (404, 405):
+            # A path or method the API does not have (a trailing slash, a typo): the answer is the
+            # common error body, which every operation declares for its own errors.
+            self._validate(self._error_schema, body, f"{method} {path} {status}")
+            return
         assert found is not None, (
             f"{method} {path} answered {status} but the OpenAPI description has no such operation"
         )
@@ -85,16 +90,23 @@ class ResponseChecker:
         schema = media.get("schema")
         if not schema:
             return
+        # A JSON Lines stream: each line is one document of the declared schema.
+        self._validate(schema, body, f"{method} {template} {status}", lines="ndjson" in declared)
+
+    @property
+    def _error_schema(self) -> dict[str, Any]:
+        return {"$ref": "#/components/schemas/ErrorBody"}
+
+    def _validate(self, schema: dict[str, Any], body: bytes, what: str, *, lines: bool = False) -> None:
         schema = json.loads(json.dumps(schema).replace('"$ref": "#/', '"$ref": "urn:openapi#/'))
         validator = jsonschema.Draft202012Validator(schema, registry=self._registry)
-        # A JSON Lines stream: each line is one document of the declared schema.
-        lines = body.splitlines() if "ndjson" in declared else [body]
+        documents = body.splitlines() if lines else [body]
         errors = sorted(
-            (error for line in lines if line for error in validator.iter_errors(json.loads(line))),
+            (error for line in documents if line for error in validator.iter_errors(json.loads(line))),
             key=lambda e: list(e.absolute_path),
         )
         assert not errors, (
-            f"{method} {template} {status} does not match its OpenAPI description:\n"
+            f"{what} does not match its OpenAPI description:\n"
             + "\n".join(
                 f"- at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}"
                 for e in errors[:5]

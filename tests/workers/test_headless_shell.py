@@ -118,7 +118,7 @@ def test_stopping_a_shell_leaves_no_process() -> None:
     chromedriver's process group, which the stop kills."""
     with override_settings(CHROMIUM_BINARY=SHELL):
         browser = _start(Display(800, 600, 1.0))
-    pgid = os.getpgid(browser.handle.pid)
+    pgid = os.getpgid(browser.handle.browser_pid)
     members = _group_processes(pgid)
     helpers = [
         pid

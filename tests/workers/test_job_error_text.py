@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from jobs.models import JobItem
+from sessions.location import BrowserLocation
 from workers import job_runner
-from workers.browser import BrowserError, BrowserGone, BrowserHandle, BrowserStartError
+from workers.browser import BrowserError, BrowserGone, BrowserStartError
 
 DRIVER = "http://127.0.0.1:55321"
 SESSION = "4f2c9d0e8b7a6c5d4e3f2a1b0c9d8e7f"
@@ -25,12 +26,12 @@ class _FailingBrowser:
         self.id = "job-test"
         self.error = error
         self.start_failed = False
-        self.handle = BrowserHandle(
+        self.handle = BrowserLocation(
             backend="local",
             webdriver_url=DRIVER,
             webdriver_session_id=SESSION,
             host="vm",
-            pid=None,
+            browser_pid=None,
             profile_dir="",
         )
 

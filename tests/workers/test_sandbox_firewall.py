@@ -97,8 +97,8 @@ def test_a_browsers_uid_reaches_the_egress_filter_and_nothing_else(
         internal.bind(("127.0.0.1", 0))
         internal.listen()
         try:
-            assert handle.pid is not None
-            uid = _uid_of(handle.pid)
+            assert handle.browser_pid is not None
+            uid = _uid_of(handle.browser_pid)
             assert BASE <= uid < BASE + 50_000
             # Pages still load, through the filter.
             base = f"{handle.webdriver_url}/session/{handle.webdriver_session_id}"

@@ -98,8 +98,8 @@ def test_stop_kills_whatever_still_runs_as_the_browsers_uid(browsers: Path, leas
     handle = backend.start(session_id=session_id, display=Display(640, 480, 1.0))
     straggler = None
     try:
-        assert handle.pid is not None
-        uid = _uid_of(handle.pid)
+        assert handle.browser_pid is not None
+        uid = _uid_of(handle.browser_pid)
         assert uid != 0
         # What an escaped renderer or a double-forked helper would leave: a process as the
         # browser's uid, out of its process group, without the session id on its command line.

@@ -39,7 +39,7 @@ def test_a_starting_browser_is_niced_then_back_to_zero() -> None:
     with override_settings(BROWSER_START_NICE=10, BROWSER_START_NICE_SECONDS=3):
         browser = _start(Display(800, 600, 1.0))
         try:
-            pgid = os.getpgid(browser.handle.pid)
+            pgid = os.getpgid(browser.handle.browser_pid)
             # Chromium and its helpers inherited it from chromedriver.
             assert _nices(pgid) == {10}, _nices(pgid)
             assert _autogroup_nice(pgid) in (None, 10)
@@ -54,6 +54,6 @@ def test_zero_turns_it_off() -> None:
     with override_settings(BROWSER_START_NICE=0):
         browser = _start(Display(800, 600, 1.0))
         try:
-            assert _nices(os.getpgid(browser.handle.pid)) == {0}
+            assert _nices(os.getpgid(browser.handle.browser_pid)) == {0}
         finally:
             _stop(browser)

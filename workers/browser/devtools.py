@@ -18,11 +18,11 @@ from typing import Any
 
 import websocket
 
-from workers.browser.base import BrowserHandle
+from sessions.location import BrowserLocation
 from workers.browser.errors import BrowserError, BrowserGone
 
 
-def devtools_url(handle: BrowserHandle) -> str:
+def devtools_url(handle: BrowserLocation) -> str:
     """The browser-wide DevTools WebSocket URL of the session's browser."""
     if handle.backend == "grid":
         parts = urllib.parse.urlsplit(handle.webdriver_url)

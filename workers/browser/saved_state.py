@@ -19,7 +19,8 @@ import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
-from workers.browser.base import BrowserHandle, webdriver_request
+from sessions.location import BrowserLocation
+from workers.browser.base import webdriver_request
 from workers.browser.devtools import DevTools, devtools_url
 from workers.browser.errors import BrowserError
 from workers.browser.page_scripts import STATE_EXPORT, STATE_IMPORT
@@ -118,7 +119,7 @@ class _Browser:
 
 
 def state_export(
-    handle: BrowserHandle, *, origins: Iterable[str] = (), timeout: float = 30.0
+    handle: BrowserLocation, *, origins: Iterable[str] = (), timeout: float = 30.0
 ) -> dict[str, Any]:
     """The browser's state as a JSON-ready dict (see the module docstring)."""
     with DevTools(devtools_url(handle), timeout=timeout) as dt:
@@ -153,7 +154,7 @@ def state_export(
         }
 
 
-def state_import(handle: BrowserHandle, state: dict[str, Any], *, timeout: float = 30.0) -> None:
+def state_import(handle: BrowserLocation, state: dict[str, Any], *, timeout: float = 30.0) -> None:
     """Put a saved state into a browser that has none yet (a fresh or a blank warm one)."""
     if state.get("format") != STATE_FORMAT:
         raise BrowserError(f"unknown saved state format {state.get('format')!r}")
