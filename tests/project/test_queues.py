@@ -84,6 +84,7 @@ def test_every_routed_task_lands_on_a_queue_some_pool_consumes() -> None:
     # What dispatch sends to one host goes to the queues that host's pools consume.
     from sessions import dispatch
 
-    assert dispatch.host_queue("h") == host_queue("h") and host_queue("h") in POOLS["lifecycle"].queue_names("h")
+    assert dispatch.host_queue("h") == host_queue("h")
+    assert host_queue("h") in POOLS["lifecycle"].queue_names("h")
     assert dispatch.host_actions_queue("h") == host_actions_queue("h")
     assert host_actions_queue("h") in POOLS["actions"].queue_names("h")
