@@ -63,7 +63,7 @@ def test_sdk_sends_each_501_once(client, session_id):
 
 def test_sdk_streams_the_events_with_its_streaming_response(client, session_id):
     """`with_streaming_response.retrieve_events` is how the SDK reads an SSE stream (docs/streams.md);
-    another account's session stays a 404 there too."""
+    a wrong key is refused (401) before any stream."""
     sdk, sent = _counting_sdk(client)
     with sdk.computers.with_streaming_response.retrieve_events(session_id) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
