@@ -53,8 +53,6 @@ def test_sdk_sends_each_501_once(client, session_id):
         "debug": lambda: sdk.computers.debug(session_id, command="ls"),
         "change-proxy": lambda: sdk.computers.change_proxy(session_id, proxy_url="http://127.0.0.2:1"),
         "exec/sync": lambda: sdk.computers.exec.sync(session_id, command="ls"),
-        "events": lambda: sdk.computers.retrieve_events(session_id),
-        "screencast": lambda: sdk.computers.retrieve_screencast(session_id),
         "ws": lambda: sdk.computers.retrieve_ws(session_id),
     }
     for path, call in calls.items():
@@ -64,6 +62,21 @@ def test_sdk_sends_each_501_once(client, session_id):
         assert refused.value.status_code == 501, path
         assert refused.value.response.headers["x-should-retry"] == "false", path
         assert sent == [f"/computers/{session_id}/{path}"], path
+
+
+def test_sdk_streams_the_events_with_its_streaming_response(client, session_id):
+    """`with_streaming_response.retrieve_events` is how the SDK reads an SSE stream (docs/streams.md);
+    a wrong key is refused (401) before any stream."""
+    sdk, sent = _counting_sdk(client)
+    with sdk.computers.with_streaming_response.retrieve_events(session_id) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith("event:")) == "event: status"
+        assert next(line for line in lines if line.startswith("data:")).startswith('data: {"session_id"')
+    assert sent == [f"/computers/{session_id}/events"]
+    stranger, _ = _counting_sdk(client, api_key="bf_wrong")
+    with pytest.raises(tzafon.AuthenticationError):
+        stranger.computers.with_streaming_response.retrieve_events(session_id).__enter__()
 
 
 def test_permanent_errors_say_do_not_retry_and_transient_ones_do_not(client, session_id):
