@@ -105,12 +105,8 @@ class ResponseChecker:
             (error for line in documents if line for error in validator.iter_errors(json.loads(line))),
             key=lambda e: list(e.absolute_path),
         )
-        assert not errors, (
-            f"{what} does not match its OpenAPI description:\n"
-            + "\n".join(
-                f"- at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}"
-                for e in errors[:5]
-            )
+        assert not errors, f"{what} does not match its OpenAPI description:\n" + "\n".join(
+            f"- at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}" for e in errors[:5]
         )
         self.checked += 1
 
