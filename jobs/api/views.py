@@ -21,7 +21,7 @@ from jobs.api import exports, schema
 from jobs.api.serializers import JobCreateInput, items_output, job_output
 from jobs.models import Job, JobItem
 from jobs.screenshots import job_screenshot_path_of, job_screenshot_token
-from project.exceptions import InvalidInput, NotFound
+from project.exceptions import InvalidInput, NotFound, PayloadTooLarge
 from project.pagination import paginate
 
 
@@ -49,7 +49,14 @@ class JobListCreateView(APIView):
             body_bytes = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             body_bytes = 0
-        plan = services.job_submit_plan(account=account, body_bytes=body_bytes)
+        try:
+            plan = services.job_submit_plan(account=account, body_bytes=body_bytes)
+        except PayloadTooLarge:
+            # Read (never parse) what the client is still sending: closing on an unread body
+            # resets the connection, and the client would never see this answer.
+            while request._request.read(1 << 16):
+                pass
+            raise
         # A submit holds a web thread while its hosts are looked up: it counts in the cap.
         with inflight_slot(account=account, wait_seconds=settings.JOB_SUBMIT_RESOLVE_SECONDS):
             services.job_submit_count_check(plan=plan, body=request.data)
