@@ -68,6 +68,8 @@ class ResponseChecker:
         if path.endswith("/openapi.json"):
             return
         found = self._operation(method, path)
+        if found is None and status == 404:
+            return  # no such route (tests that probe unknown paths): nothing described to drift from
         assert found is not None, (
             f"{method} {path} answered {status} but the OpenAPI description has no such operation"
         )
