@@ -18,8 +18,13 @@ from django.test.utils import modify_settings
 class AsgiLiveServer:
     def __init__(self) -> None:
         import uvicorn
+        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-        from project.asgi import application
+        from project.asgi import application as project_application
+
+        # Static files from the apps' directories, as pytest-django's live server served them
+        # (production serves `collectstatic`'s output through WhiteNoise; tests never collect).
+        application = ASGIStaticFilesHandler(project_application)
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))

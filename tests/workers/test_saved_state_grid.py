@@ -17,7 +17,8 @@ from tests.support.processes import wait_until
 from workers.browser.base import webdriver_request
 from workers.services import session_browser_start, session_browser_stop
 
-pytestmark = pytest.mark.grid
+# Browsers start only through the egress filter (the stack tier).
+pytestmark = [pytest.mark.grid, pytest.mark.usefixtures("egress_filter")]
 
 
 @pytest.fixture
