@@ -22,7 +22,9 @@ def test_the_admin_never_shows_a_secret(admin_client, account):
     endpoint = Endpoint.objects.create(
         account=account, url="http://127.0.0.1:9/x", secret="whsec_c2VjcmV0c2VjcmV0"
     )
-    page = admin_client.get(f"/admin/webhooks/endpoint/{endpoint.pk}/change/").content.decode()
+    response = admin_client.get(f"/admin/webhooks/endpoint/{endpoint.pk}/change/")
+    assert response.status_code == 200, (response.status_code, response.get("Location"))
+    page = response.content.decode()
     assert endpoint.url in page and "whsec_" not in page
     listing = admin_client.get("/admin/webhooks/endpoint/").content.decode()
     assert endpoint.pk in listing and "whsec_" not in listing
