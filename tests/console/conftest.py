@@ -10,6 +10,7 @@ from django.test import Client as PageClient
 
 from accounts.models import Account, Membership
 from accounts.services import account_create, member_add
+from tests.ops.conftest import browser  # noqa: F401  # the fixture: headless Chromium, its console log readable
 
 PASSWORD = "correct horse battery staple"
 
