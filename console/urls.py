@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from console.views import auth, billing, jobs, keys, overview, sessions, usage
+from console.views import auth, billing, jobs, keys, members, overview, sessions, usage
 
 app_name = "console"
 
@@ -20,6 +20,11 @@ urlpatterns = [
     path("jobs/<str:job_id>/results.<str:fmt>", jobs.job_results, name="job-results"),
     path("billing/", billing.billing, name="billing"),
     path("keys/", keys.keys, name="keys"),
+    path("members/", members.member_list, name="members"),
+    path("members/invite/", members.member_invite, name="member-invite"),
+    path("members/<int:membership_id>/role/", members.member_role, name="member-role"),
+    path("members/<int:membership_id>/remove/", members.member_remove, name="member-remove"),
+    path("account/", members.account_switch, name="account-switch"),
     path("login/", auth.login, name="login"),
     path("logout/", auth.logout, name="logout"),
     path("password-reset/", auth.password_reset, name="password-reset"),

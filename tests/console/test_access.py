@@ -136,3 +136,50 @@ def test_password_reset_mails_a_console_link(tenant: Tenant) -> None:
     assert response.status_code == 302
     (message,) = mail.outbox
     assert "/console/password-reset/" in message.body
+
+
+def test_owners_invite_and_manage_members_and_members_cannot(tenant: Tenant, stranger: Tenant) -> None:
+    owner = tenant.pages()
+    response = owner.post("/console/members/invite/", {"email": "new@acme.test", "role": "member"})
+    assert response.status_code == 302
+    (message,) = mail.outbox
+    assert message.to == ["new@acme.test"] and "/console/invite/" in message.body
+    new = Membership.objects.get(account=tenant.account, user__email="new@acme.test")
+    # A plain member sees the list but may not change it: those addresses do not exist for them.
+    member = tenant.pages(as_owner=False)
+    assert b"new@acme.test" in member.get("/console/members/").content
+    assert (
+        member.post("/console/members/invite/", {"email": "x@acme.test", "role": "owner"}).status_code == 404
+    )
+    assert member.post(f"/console/members/{new.pk}/role/", {"role": "owner"}).status_code == 404
+    assert member.post(f"/console/members/{new.pk}/remove/").status_code == 404
+    assert not Membership.objects.filter(user__email="x@acme.test").exists()
+    # The owner promotes and removes; another account's membership is 404.
+    owner.post(f"/console/members/{new.pk}/role/", {"role": "owner"})
+    assert Membership.objects.get(pk=new.pk).role == "owner"
+    owner.post(f"/console/members/{new.pk}/remove/")
+    assert not Membership.objects.filter(pk=new.pk).exists()
+    assert owner.post(f"/console/members/{stranger.owner.pk}/remove/").status_code == 404
+    assert owner.post(f"/console/members/{stranger.owner.pk}/role/", {"role": "member"}).status_code == 404
+    assert Membership.objects.filter(pk=stranger.owner.pk, role="owner").exists()
+
+
+def test_the_last_owner_stays(tenant: Tenant) -> None:
+    owner = tenant.pages()
+    owner.post(f"/console/members/{tenant.owner.pk}/role/", {"role": "member"})
+    owner.post(f"/console/members/{tenant.owner.pk}/remove/")
+    assert Membership.objects.get(pk=tenant.owner.pk).role == "owner"
+
+
+def test_a_member_of_two_accounts_switches_between_them(tenant: Tenant, stranger: Tenant) -> None:
+    from accounts.services import member_add
+
+    member_add(account=stranger.account, email="owner@acme.test", role="member")
+    pages = tenant.pages()
+    assert b"globex" not in pages.get("/console/").content
+    assert pages.post("/console/account/", {"account": str(stranger.account.pk)}).status_code == 302
+    html = pages.get("/console/").content.decode()
+    assert f'title="Account {stranger.account.pk}">globex<' in html
+    # Not a member of this one: 404, and the choice stays.
+    assert pages.post("/console/account/", {"account": "999999"}).status_code == 404
+    assert b"globex" in pages.get("/console/").content

@@ -221,3 +221,11 @@ def test_signed_out_pages_redirect_to_sign_in(world: World) -> None:
     for path in [reverse(name) for name in LIST_PAGES] + _pages_of(world):
         response = PageClient().get(path)
         assert response.status_code == 302 and response["Location"].startswith("/console/login/"), path
+
+
+def test_a_running_jobs_page_refreshes_its_progress(tenant: Tenant, world: World) -> None:
+    pages = tenant.pages()
+    html = pages.get(f"/console/jobs/{world.job_id}/").content.decode()
+    assert f'data-refresh-url="/console/jobs/{world.job_id}/?fragment=1"' in html
+    fragment = pages.get(f"/console/jobs/{world.job_id}/?fragment=1").content.decode()
+    assert 'id="job-status"' in fragment and "<html" not in fragment
