@@ -183,3 +183,32 @@ def test_a_member_of_two_accounts_switches_between_them(tenant: Tenant, stranger
     # Not a member of this one: 404, and the choice stays.
     assert pages.post("/console/account/", {"account": "999999"}).status_code == 404
     assert b"globex" in pages.get("/console/").content
+
+
+def test_sign_in_and_its_limit_through_the_asgi_server(
+    live_server: Any, make_tenant: Any, settings: Any
+) -> None:
+    """The same rules as `bin/dev web` serves them (the test client above skips the ASGI handler)."""
+    import requests
+
+    make_tenant("initech")
+
+    def attempt(password: str, username: str = "owner@initech.test") -> requests.Response:
+        http = requests.Session()
+        form = http.get(f"{live_server.url}/console/login/", timeout=30)
+        assert "script-src 'self'" in form.headers["Content-Security-Policy"]
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+        assert token is not None
+        return http.post(
+            f"{live_server.url}/console/login/",
+            data={"username": username, "password": password, "csrfmiddlewaretoken": token[1]},
+            headers={"Referer": f"{live_server.url}/console/login/"},
+            allow_redirects=False,
+            timeout=30,
+        )
+
+    assert attempt(PASSWORD).status_code == 302
+    codes = [attempt("wrong").status_code for _ in range(settings.AXES_FAILURE_LIMIT)]
+    assert codes == [200] * (settings.AXES_FAILURE_LIMIT - 1) + [429]
+    assert attempt(PASSWORD).status_code == 429
+    assert attempt(PASSWORD, username="member@initech.test").status_code == 302
