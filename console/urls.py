@@ -32,4 +32,6 @@ urlpatterns = [
     path("password-reset/<uidb64>/<token>/", auth.password_reset_confirm, name="password-reset-confirm"),
     path("password-reset/complete/", auth.password_reset_complete, name="password-reset-complete"),
     path("invite/<uidb64>/<token>/", auth.invite_accept, name="invite-accept"),
+    # Last: any other address under /console/ is the console's own 404 page (not the API's JSON).
+    path("<path:rest>", overview.not_found, name="not-found"),
 ]

@@ -94,7 +94,9 @@ def test_a_member_follows_their_account_in_the_console(make_client, pages_server
     job_id = job.json()["id"]
     wait_job(client, job_id)
 
-    # --- Sign in through the form.
+    # --- Signed out: the password reset page; then sign in through the form.
+    _open(browser, f"{base}/console/password-reset/")
+    assert not _errors(browser)
     _open(browser, f"{base}/console/")
     assert "/console/login/" in browser.current_url
     _save(browser, "console-login.png", tmp_path)

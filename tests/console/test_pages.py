@@ -86,7 +86,9 @@ def test_another_accounts_ids_are_404_on_every_page(
         reverse("console:job-cancel", args=[stranger_world.job_id]),
     ):
         assert pages.post(path).status_code == 404, path
-    # An id that exists nowhere looks the same.
+    # An id that exists nowhere looks the same, and so does an address that is no page.
+    unknown = pages.get("/console/no-such-page/")
+    assert unknown.status_code == 404 and b"Not found" in unknown.content
     assert pages.get(reverse("console:session", args=["comp_nothing"])).status_code == 404
     assert pages.get(reverse("console:job", args=["job_0"])).status_code == 404
     # The stranger's job was not cancelled by the attempt.
