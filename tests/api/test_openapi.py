@@ -19,8 +19,8 @@ from accounts.lockout import lockout_retry_after
 from project.redis import get_redis
 from sessions.action_specs import ENDPOINT_TYPES
 
-# Not part of the public API, or the description itself.
-NOT_DESCRIBED = ("admin/", "v1/openapi.json", "v1/openapi.yaml", "v1/docs")
+# Not part of the public API (the admin, the customer console, the favicon), or the description itself.
+NOT_DESCRIBED = ("admin/", "v1/openapi.json", "v1/openapi.yaml", "v1/docs", "console", "favicon.ico")
 
 
 ADDRESS = "127.0.0.9"  # this module's own, so other tests' failed keys do not count here
