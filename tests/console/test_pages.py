@@ -231,3 +231,16 @@ def test_a_running_jobs_page_refreshes_its_progress(tenant: Tenant, world: World
     assert f'data-refresh-url="/console/jobs/{world.job_id}/?fragment=1"' in html
     fragment = pages.get(f"/console/jobs/{world.job_id}/?fragment=1").content.decode()
     assert 'id="job-status"' in fragment and "<html" not in fragment
+
+
+def test_a_live_sessions_page_refreshes_its_timeline(tenant: Tenant) -> None:
+    from tests.support.rows import session_row
+
+    session = session_row(tenant.account, status="running")
+    pages = tenant.pages()
+    html = pages.get(f"/console/sessions/{session.pk}/").content.decode()
+    assert (
+        f'data-refresh-url="/console/sessions/{session.pk}/?fragment=1"' in html and 'id="live-view"' in html
+    )
+    fragment = pages.get(f"/console/sessions/{session.pk}/?fragment=1").content.decode()
+    assert 'id="timeline"' in fragment and "<html" not in fragment and 'id="live-view"' not in fragment
