@@ -572,6 +572,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=CONSOLE_LOGIN_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"  # the same client address as the API's lockout
+AXES_USERNAME_CALLABLE = "console.views.auth.lockout_username"  # case-folded: one counter per user
 AXES_LOCKOUT_TEMPLATE = "console/auth/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 # A console login lasts this long without activity (cookie-based sessions, CSRF on every form).

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import reverse_lazy
 
@@ -27,8 +28,31 @@ def ip_rate_limited(view: Callable[..., HttpResponseBase]) -> Callable[..., Http
     return wrapped
 
 
+def _folded(username: Any) -> str:
+    return str(username or "").strip().lower()
+
+
+def lockout_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str:
+    """The user name django-axes counts failures against (AXES_USERNAME_CALLABLE): folded, so
+    that OWNER@acme.test and owner@acme.test share one counter."""
+    if credentials and credentials.get("username") is not None:
+        return _folded(credentials["username"])
+    return _folded(request.POST.get("username"))
+
+
+class ConsoleAuthenticationForm(AuthenticationForm):
+    """Console user names are emails, kept in lower case (accounts.services.member_add)."""
+
+    def clean_username(self) -> str:
+        return _folded(self.cleaned_data.get("username"))
+
+
 login = ip_rate_limited(
-    auth_views.LoginView.as_view(template_name="console/auth/login.html", redirect_authenticated_user=True)
+    auth_views.LoginView.as_view(
+        template_name="console/auth/login.html",
+        redirect_authenticated_user=True,
+        authentication_form=ConsoleAuthenticationForm,
+    )
 )
 logout = ip_rate_limited(auth_views.LogoutView.as_view())
 password_reset = ip_rate_limited(
