@@ -3,10 +3,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Account, ApiKey, Plan
+from accounts.models import Account, ApiKey, Membership, Plan
 from billing.ledger import balance_open
 
 KEY_PREFIX = "bf_"
@@ -42,3 +43,26 @@ def account_create(*, name: str, plan_name: str, credits: int = 0) -> tuple[Acco
         balance_open(account_id=account.pk, grant=credits)
         _, raw_key = api_key_create(account=account, name="default")
     return account, raw_key
+
+
+def member_add(
+    *, account: Account, email: str, role: str = "member", password: str | None = None
+) -> tuple[Membership, bool]:
+    """Make the user with this email (created if new, its username the email) a member of the
+    account, or change their role. Returns the membership and whether the user was created. A new
+    user without a password gets an unusable one: they set it through the invitation link."""
+    email = User.objects.normalize_email(email).strip().lower()
+    if role not in Membership.Role.values:
+        raise ValueError(f"role must be one of {', '.join(Membership.Role.values)}")
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(username=email, defaults={"email": email})
+        if password is not None:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        elif created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        membership, _ = Membership.objects.update_or_create(
+            user=user, account=account, defaults={"role": role}
+        )
+    return membership, created

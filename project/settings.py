@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import django_stubs_ext
@@ -74,6 +75,9 @@ INSTALLED_APPS = [
     "jobs.apps.JobsConfig",
     "workers",
     "ops",
+    # Failed-login limiting for the console and the admin (django-axes, docs/console.md).
+    "axes",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -81,6 +85,8 @@ MIDDLEWARE = [
     "ops.middleware.ProbeMiddleware",
     "project.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (django-csp; CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     # Serves the admin's static files from gunicorn; no separate web server needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -89,6 +95,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# The console's and the admin's logins (django-axes first: it refuses a locked-out login before
+# any password is checked).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 # The SDK's POST must never meet a redirect (a 301 turns it into a GET): no slash appending.
@@ -539,6 +554,58 @@ try:
     parse_egress_allow(BROWSER_EGRESS_ALLOW)
 except ValueError as _exc:
     raise ImproperlyConfigured(str(_exc)) from None
+
+# --- The customer console (console/, docs/console.md) ---------------------------------------------
+# The console's address as its users reach it: invitation and password-reset emails sent from the
+# command line (manage.py add_member) link there.
+CONSOLE_BASE_URL = env_str("CONSOLE_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Console pages (and the overview's refreshes) one signed-in user may load per minute; more: 429.
+CONSOLE_REQUESTS_PER_MINUTE = env_int("CONSOLE_REQUESTS_PER_MINUTE", 300, minimum=10)
+# The overview refreshes its numbers this often (seconds), without reloading the page.
+CONSOLE_REFRESH_SECONDS = env_int("CONSOLE_REFRESH_SECONDS", 5, minimum=1)
+# Failed logins (console and admin) by one user name from one address before that pair is locked
+# out for CONSOLE_LOGIN_COOLOFF_MINUTES (django-axes; a shared NAT does not lock other users out).
+CONSOLE_LOGIN_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+CONSOLE_LOGIN_COOLOFF_MINUTES = env_int("CONSOLE_LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+AXES_FAILURE_LIMIT = CONSOLE_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=CONSOLE_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"  # the same client address as the API's lockout
+AXES_LOCKOUT_TEMPLATE = "console/auth/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# A console login lasts this long without activity (cookie-based sessions, CSRF on every form).
+SESSION_COOKIE_AGE = env_int("CONSOLE_SESSION_SECONDS", 14 * 24 * 3600, minimum=300)
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:overview"
+LOGOUT_REDIRECT_URL = "console:login"
+# Content-Security-Policy: our own scripts, styles and images only (no inline code, no CDN). The
+# admin keeps Django's and the dashboard's inline bits, and Swagger UI its inline start script.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/admin/", "/v1/docs"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# --- Email (console invitations and password resets; alerts to account owners) -----------------
+# Django's mail backend: the console backend prints mails (development); smtp sends them.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Browserfleet <noreply@localhost>")
 
 # --- Operations -------------------------------------------------------------------------------
 # GET /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>` or from an address

@@ -1,6 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic.base import RedirectView
 
+from console import urls as console_urls
+from console.views.favicon import favicon
 from jobs.api import urls as job_urls
 from jobs.api import views as job_views
 from ops import metrics, probes
@@ -21,6 +24,10 @@ urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
+    path("favicon.ico", favicon, name="favicon"),
+    # The customer console (console/, docs/console.md); its pages end in a slash, as the admin's.
+    path("console", RedirectView.as_view(pattern_name="console:overview"), name="console-root"),
+    path("console/", include(console_urls)),
     path("admin/ops/", include(ops_urls)),
     path("admin/", admin.site.urls),
     path("v1/openapi.json", SchemaJsonView.as_view(), name="openapi-json"),

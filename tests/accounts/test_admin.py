@@ -13,8 +13,9 @@ from tests.support.rows import session_row
 
 @pytest.fixture
 def operator(plans, client):  # `client` is Django's test client here
-    User.objects.create_superuser("ops", "ops@example.com", "pw")
-    client.login(username="ops", password="pw")
+    # force_login: django-axes' backend refuses an authenticate() without a request (the
+    # console's tests cover signing in through the form).
+    client.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw"))
     return client
 
 

@@ -1,0 +1,23 @@
+"""The console's pages, under /console/ (project/urls.py)."""
+
+from django.urls import path
+
+from console.views import auth, billing, jobs, keys, overview, sessions, usage
+
+app_name = "console"
+
+urlpatterns = [
+    path("", overview.overview, name="overview"),
+    path("usage/", usage.usage, name="usage"),
+    path("sessions/", sessions.session_list, name="sessions"),
+    path("jobs/", jobs.job_list, name="jobs"),
+    path("billing/", billing.billing, name="billing"),
+    path("keys/", keys.keys, name="keys"),
+    path("login/", auth.login, name="login"),
+    path("logout/", auth.logout, name="logout"),
+    path("password-reset/", auth.password_reset, name="password-reset"),
+    path("password-reset/sent/", auth.password_reset_done, name="password-reset-done"),
+    path("password-reset/<uidb64>/<token>/", auth.password_reset_confirm, name="password-reset-confirm"),
+    path("password-reset/complete/", auth.password_reset_complete, name="password-reset-complete"),
+    path("invite/<uidb64>/<token>/", auth.invite_accept, name="invite-accept"),
+]
