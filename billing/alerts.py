@@ -9,7 +9,7 @@ email to the account's owners, once per crossing; a charge that empties the bala
 the email is queued after commit), so a charge that rolls back alerts nobody.
 
 Owners are people of the console (accounts); billing sits below accounts, so the email is a task
-sent by name (billing/dispatch.py) that a worker runs.
+sent by name (webhooks/dispatch.py) that the webhooks worker runs.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from billing import dispatch
 from billing.models import Balance
 from project.exceptions import InvalidInput
+from webhooks import dispatch
 from webhooks import events as webhook_events
 from webhooks.services import event_emit
 

@@ -331,6 +331,7 @@ CELERY_TASK_ROUTES = {
     "workers.webhook_tasks.webhooks_sweep": {"queue": "webhooks"},
     "workers.webhook_tasks.webhooks_purge": {"queue": "webhooks"},
     "workers.webhook_tasks.sessions_expiring": {"queue": "webhooks"},
+    "workers.webhook_tasks.owners_notify": {"queue": "webhooks"},
 }
 # workers/tasks.py is found by autodiscovery and imports the job tasks (workers/job_tasks.py).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
