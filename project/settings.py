@@ -604,7 +604,9 @@ CONTENT_SECURITY_POLICY = {
         "font-src": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'none'"],
-        "form-action": ["'self'"],
+        # Stripe Checkout: the Billing page's "Pay with Stripe" form is answered with a redirect
+        # there, and browsers hold redirects after a form to form-action.
+        "form-action": ["'self'", "https://checkout.stripe.com"],
         "frame-ancestors": ["'none'"],
     },
 }

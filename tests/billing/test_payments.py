@@ -7,12 +7,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 from django.test import Client as PageClient
@@ -20,6 +16,7 @@ from django.test import Client as PageClient
 from accounts.services import account_create
 from billing.models import Balance, LedgerEntry, TopupPayment
 from billing.payments import payment_provider
+from tests.support.fake_stripe import fake_stripe_fixture  # noqa: F401  (the fixture fake_stripe)
 
 SECRET = "whsec_test_secret"
 URL = "/billing/stripe/webhook"
@@ -134,42 +131,6 @@ def test_without_stripe_settings_the_webhook_is_not_there(db, plans, settings):
     settings.STRIPE_SECRET_KEY = ""
     payload = _event(1)
     assert _post(payload, _signed(payload)).status_code == 404
-
-
-@pytest.fixture
-def fake_stripe(settings: Any) -> Iterator[list[dict[str, Any]]]:
-    """A loopback stand-in for Stripe's API: records checkout session creates, answers one."""
-    seen: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-            seen.append(
-                {"path": self.path, "form": parse_qs(body), "auth": self.headers.get("Authorization")}
-            )
-            answer = json.dumps(
-                {
-                    "id": "cs_test_42",
-                    "object": "checkout.session",
-                    "url": "https://checkout.stripe.com/c/pay/cs_test_42",
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings.STRIPE_API_BASE = f"http://127.0.0.1:{server.server_port}"
-    try:
-        yield seen
-    finally:
-        server.shutdown()
 
 
 def test_a_checkout_session_is_created_with_the_account_and_the_credits(db, plans, stripe_on, fake_stripe):
