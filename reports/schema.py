@@ -45,7 +45,7 @@ usage_schema = extend_schema(
     ],
     responses={
         200: UsageOutput,
-        **errors(),
+        **errors(404),
     },
     examples=[
         OpenApiExample(

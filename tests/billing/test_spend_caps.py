@@ -146,3 +146,29 @@ def test_concurrent_accepts_never_pass_the_cap_together(plans):
     assert LedgerEntry.objects.filter(account=account, kind="action", api_key=key).count() == 10
     assert KeySpend.objects.get(api_key=key).spent == 10
     assert _balance(account) == 10_000 - 10
+
+
+def test_usage_reports_spending_by_key_and_filters_by_key(api_client, make_api_client):
+    first = _key(api_client)
+    _, raw_second = api_key_create(account=api_client.account, name="second")
+    second = ApiKey.objects.get(account=api_client.account, name="second")
+    session = session_row(api_client.account, status="ready")
+    assert api_client.post(f"/v1/computers/{session.pk}/html?wait=false", {}).status_code == 202  # 2, first
+    api_client.key, raw_first = raw_second, api_client.key
+    for _ in range(3):  # 3 x 2, second
+        assert api_client.post(f"/v1/computers/{session.pk}/html?wait=false", {}).status_code == 202
+    api_client.key = raw_first
+    usage = api_client.get("/v1/usage").json()
+    by_key = {row["api_key_id"]: row for row in usage["credits_by_api_key"]}
+    assert by_key[first.pk]["credits"] == 2 and by_key[second.pk]["credits"] == 6
+    assert by_key[second.pk]["prefix"] == second.prefix and by_key[second.pk]["name"] == "second"
+    assert usage["api_key"] is None and usage["actions"] == 4
+    only = api_client.get("/v1/usage", params={"api_key": second.pk}).json()
+    assert only["api_key"] == second.pk and only["credits_spent"] == 6 and only["actions"] == 3
+    assert [row["api_key_id"] for row in only["credits_by_api_key"]] == [second.pk]
+    ledger = api_client.get("/v1/ledger").json()["results"]
+    assert {line["api_key_id"] for line in ledger if line["kind"] == "action"} == {first.pk, second.pk}
+    theirs = ApiKey.objects.get(account=make_api_client(name="other").account)
+    assert api_client.get("/v1/usage", params={"api_key": theirs.pk}).status_code == 404
+    for bad in ("x", "-1", "1" * 30):
+        assert api_client.get("/v1/usage", params={"api_key": bad}).status_code == 400
