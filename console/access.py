@@ -14,7 +14,7 @@ from typing import Any, Concatenate, ParamSpec
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
@@ -23,7 +23,7 @@ from accounts.selectors import memberships_of
 from project.redis import get_redis
 
 P = ParamSpec("P")
-MemberView = Callable[Concatenate[HttpRequest, Membership, P], HttpResponse]
+MemberView = Callable[Concatenate[HttpRequest, Membership, P], HttpResponseBase]
 
 # The session key of the account a member of several accounts chose (console/views/account.py).
 ACCOUNT_SESSION_KEY = "console_account_id"
@@ -64,8 +64,10 @@ def current_membership(request: HttpRequest) -> Membership | None:
     return memberships[0] if memberships else None
 
 
-def _wrap(inner: MemberView[P], *, owner_only: bool) -> Callable[Concatenate[HttpRequest, P], HttpResponse]:
-    def wrapped(request: HttpRequest, /, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+def _wrap(
+    inner: MemberView[P], *, owner_only: bool
+) -> Callable[Concatenate[HttpRequest, P], HttpResponseBase]:
+    def wrapped(request: HttpRequest, /, *args: P.args, **kwargs: P.kwargs) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         retry_after = console_rate_limited(request, f"user:{request.user.pk}")
@@ -73,7 +75,7 @@ def _wrap(inner: MemberView[P], *, owner_only: bool) -> Callable[Concatenate[Htt
             return rate_limited_response(request, retry_after)
         membership = current_membership(request)
         if membership is None:
-            response: HttpResponse = TemplateResponse(request, "console/no_account.html", status=403)
+            response: HttpResponseBase = TemplateResponse(request, "console/no_account.html", status=403)
         else:
             try:
                 if owner_only and membership.role != Membership.Role.OWNER:
@@ -92,14 +94,14 @@ def _wrap(inner: MemberView[P], *, owner_only: bool) -> Callable[Concatenate[Htt
     return wrapped
 
 
-def member_view(inner: MemberView[P]) -> Callable[Concatenate[HttpRequest, P], HttpResponse]:
+def member_view(inner: MemberView[P]) -> Callable[Concatenate[HttpRequest, P], HttpResponseBase]:
     """Wrap a console view: signed in (else to the login page), a member of an active account
     (else a page saying so), within the console's rate limit, never cached; a Http404 raised
     inside renders the console's 404 page."""
     return _wrap(inner, owner_only=False)
 
 
-def owner_view(inner: MemberView[P]) -> Callable[Concatenate[HttpRequest, P], HttpResponse]:
+def owner_view(inner: MemberView[P]) -> Callable[Concatenate[HttpRequest, P], HttpResponseBase]:
     """As member_view, for owners only: a member who is not an owner gets 404."""
     return _wrap(inner, owner_only=True)
 
@@ -129,6 +131,6 @@ def page_context(member: Membership, *, nav: str, **extra: Any) -> dict[str, Any
 
 
 def render_page(
-    request: HttpRequest, member: Membership, template: str, *, nav: str, status: int = 200, **extra: Any
+    request: HttpRequest, member: Membership, template: str, *, nav: str, http_status: int = 200, **extra: Any
 ) -> TemplateResponse:
-    return TemplateResponse(request, template, page_context(member, nav=nav, **extra), status=status)
+    return TemplateResponse(request, template, page_context(member, nav=nav, **extra), status=http_status)

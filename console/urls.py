@@ -8,9 +8,16 @@ app_name = "console"
 
 urlpatterns = [
     path("", overview.overview, name="overview"),
+    path("overview/numbers/", overview.overview_numbers_fragment, name="overview-numbers"),
     path("usage/", usage.usage, name="usage"),
+    path("usage.csv", usage.usage_csv, name="usage-csv"),
     path("sessions/", sessions.session_list, name="sessions"),
+    path("sessions/<str:session_id>/", sessions.session_detail, name="session"),
+    path("sessions/<str:session_id>/live/", sessions.session_live, name="session-live"),
     path("jobs/", jobs.job_list, name="jobs"),
+    path("jobs/<str:job_id>/", jobs.job_detail, name="job"),
+    path("jobs/<str:job_id>/cancel/", jobs.job_cancel_view, name="job-cancel"),
+    path("jobs/<str:job_id>/results.<str:fmt>", jobs.job_results, name="job-results"),
     path("billing/", billing.billing, name="billing"),
     path("billing/ledger.csv", billing.ledger_csv, name="ledger-csv"),
     path("billing/checkout/", billing.checkout, name="checkout"),

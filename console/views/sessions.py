@@ -1,13 +1,80 @@
-"""Sessions: the account's browser sessions, and one session's timeline."""
+"""Sessions: the account's browser sessions (live or ended), and one session's page: status, why
+it ended, what it cost, its timeline of actions with screenshots, and a live viewer link."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from accounts.models import Membership
 from console.access import member_view, render_page
+from console.selectors import (
+    SESSION_FILTERS,
+    console_session,
+    console_sessions,
+    session_facts,
+    session_timeline,
+)
+from project.exceptions import ApplicationError
+from sessions.live_viewer import live_viewer_token_create
+
+PAGE_SIZE = 50
+
+
+def _offset(request: HttpRequest) -> int:
+    try:
+        return max(0, min(int(request.GET.get("offset", "0")), 100_000))
+    except ValueError:
+        return 0
 
 
 @member_view
 def session_list(request: HttpRequest, member: Membership) -> HttpResponse:
-    return render_page(request, member, "console/sessions.html", nav="sessions")
+    status = request.GET.get("status", "all")
+    if status not in SESSION_FILTERS:
+        status = "all"
+    offset = _offset(request)
+    sessions = console_sessions(account=member.account, status=status, limit=PAGE_SIZE + 1, offset=offset)
+    return render_page(
+        request,
+        member,
+        "console/sessions.html",
+        nav="sessions",
+        sessions=sessions[:PAGE_SIZE],
+        status=status,
+        filters=SESSION_FILTERS,
+        offset=offset,
+        next_offset=offset + PAGE_SIZE if len(sessions) > PAGE_SIZE else None,
+        previous_offset=max(0, offset - PAGE_SIZE) if offset else None,
+    )
+
+
+@member_view
+def session_detail(request: HttpRequest, member: Membership, session_id: str) -> HttpResponse:
+    session = console_session(account=member.account, session_id=session_id)
+    return render_page(
+        request,
+        member,
+        "console/session.html",
+        nav="sessions",
+        session=session,
+        facts=session_facts(session=session),
+        timeline=session_timeline(session=session),
+        screenshot_minutes=settings.SCREENSHOT_URL_TTL_SECONDS // 60,
+    )
+
+
+@require_POST
+@member_view
+def session_live(request: HttpRequest, member: Membership, session_id: str) -> HttpResponse:
+    """A view-only live viewer link (as POST /v1/computers/{id}/live), opened at once."""
+    session = console_session(account=member.account, session_id=session_id)
+    try:
+        token, _ = live_viewer_token_create(session=session, interactive=False)
+    except ApplicationError as exc:
+        messages.error(request, exc.detail)
+        return HttpResponseRedirect(reverse("console:session", args=[session.pk]))
+    return HttpResponseRedirect(reverse("v1:live-viewer", args=[token]))

@@ -1,6 +1,6 @@
-// The console's only script (no inline code: the Content-Security-Policy forbids it).
+// The console's script on every page (no inline code: the Content-Security-Policy forbids it).
 // Pages work without it; with it, parts marked data-refresh-url replace themselves with a fresh
-// copy every data-refresh-seconds, and canvases marked data-chart draw the chart of their table.
+// copy every data-refresh-seconds (the Usage page draws its charts with usage.js).
 "use strict";
 
 (function () {
@@ -30,6 +30,5 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-refresh-url]").forEach(refresh);
-    if (window.BrowserfleetCharts) { window.BrowserfleetCharts(); }
   });
 })();
