@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from typing import cast
 
 from django.conf import settings
 from django.contrib import messages
@@ -36,7 +35,7 @@ def _page(request: HttpRequest, member: Membership, *, status: int = 200, **extr
         member,
         "console/billing.html",
         nav="billing",
-        status=status,
+        http_status=status,
         balance=balance_of(account_id=account.pk),
         plan=account.plan,
         limits=plan_limits(account=account),
@@ -90,15 +89,15 @@ class _Echo:
 
 
 @member_view
-def ledger_csv(request: HttpRequest, member: Membership) -> HttpResponse:
+def ledger_csv(request: HttpRequest, member: Membership) -> StreamingHttpResponse:
     """The whole ledger as CSV, streamed (the same lines as /v1/ledger)."""
     writer = csv.writer(_Echo())
     response = StreamingHttpResponse(
         (writer.writerow(row) for row in _csv_rows(member)), content_type="text/csv"
     )
     response["Content-Disposition"] = f'attachment; filename="ledger-account-{member.account.pk}.csv"'
-    # Streamed: an account's ledger can be long. member_view passes any response through.
-    return cast(HttpResponse, response)
+    # Streamed: an account's ledger can be long.
+    return response
 
 
 @require_POST

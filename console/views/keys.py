@@ -21,7 +21,7 @@ def _page(request: HttpRequest, member: Membership, *, status: int = 200, **extr
         member,
         "console/keys.html",
         nav="keys",
-        status=status,
+        http_status=status,
         keys=api_keys_of(account=member.account),
         max_cap=MAX_CAP,
         **extra,

@@ -21,8 +21,9 @@ from sessions.action_specs import ENDPOINT_TYPES
 
 # Not part of the public API, or the description itself.
 NOT_DESCRIBED = ("admin/", "v1/openapi.json", "v1/openapi.yaml", "v1/docs")
-# Stripe's webhook (billing/payment_views.py): called by Stripe, not part of the tenants' API.
-NOT_DESCRIBED += ("billing/stripe/webhook",)
+# Stripe's webhook (billing/payment_views.py): called by Stripe, not part of the tenants' API;
+# the console's pages and the favicon are HTML and an icon, not API operations.
+NOT_DESCRIBED += ("billing/stripe/webhook", "console", "favicon.ico")
 
 
 ADDRESS = "127.0.0.9"  # this module's own, so other tests' failed keys do not count here
