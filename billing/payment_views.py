@@ -28,7 +28,8 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
             error_body(status_code=404, code="not_found", detail="No Stripe account is configured."),
             status=404,
         )
-    if int(request.headers.get("Content-Length") or 0) > _MAX_BODY:
+    length = request.headers.get("Content-Length") or "0"
+    if not length.isdigit() or int(length) > _MAX_BODY:
         return JsonResponse(
             error_body(status_code=413, code="payload_too_large", detail="Too large."), status=413
         )
