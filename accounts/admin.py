@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from accounts.models import Account, ApiKey, Plan
+from accounts.models import Account, ApiKey, Membership, Plan
 from accounts.services import api_key_revoke
 from billing.ledger import ledger_post
 from billing.models import LedgerEntry
@@ -48,6 +48,18 @@ class ApiKeyInline(admin.TabularInline[ApiKey, Account]):
         return False  # keys are issued with `manage.py create_api_key`, which shows the raw key once
 
 
+class MembershipInline(admin.TabularInline[Membership, Account]):
+    """Console users of the account (docs/console.md); add them with `manage.py add_member`."""
+
+    model = Membership
+    extra = 0
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("user", "created_at")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # add_member creates the user and sends the invitation
+
+
 class CreditsForm(forms.Form):
     amount = forms.IntegerField(help_text="Credits to add (top-up: positive; adjustment: may be negative).")
     reason = forms.CharField(max_length=255)
@@ -59,7 +71,7 @@ class AccountAdmin(admin.ModelAdmin[Account]):
     list_filter = ["plan", "is_active"]
     search_fields = ["name"]
     list_select_related = ["plan", "balance"]
-    inlines = [ApiKeyInline]
+    inlines = [ApiKeyInline, MembershipInline]
     actions = ["check_balances"]
     change_form_template = "admin/accounts/account/change_form.html"
 
@@ -152,3 +164,15 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         for key in queryset:
             api_key_revoke(api_key=key)
         self.message_user(request, f"Revoked {queryset.count()} keys.")
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin[Membership]):
+    list_display = ["user", "account", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__email", "account__name"]
+    list_select_related = ["user", "account"]
+    readonly_fields = ["user", "account", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # `manage.py add_member` (or an owner in the console) invites with an email

@@ -115,6 +115,7 @@ NAV: list[tuple[str, str, str]] = [
     ("jobs", "Jobs", "console:jobs"),
     ("billing", "Billing", "console:billing"),
     ("keys", "API keys", "console:keys"),
+    ("members", "Members", "console:members"),
 ]
 
 

@@ -67,7 +67,9 @@ def overview_numbers(*, account: Account, now: datetime | None = None) -> dict[s
         "month_start": month,
         "burn_per_day": round(per_day),
         "burn_per_hour": round(per_day / 24, 1),
-        "burn_window_days": round(window_days, 1),
+        "burn_window": f"{round(window_days)} days"
+        if window_days >= 2
+        else f"{round(window_days * 24)} hours",
         "lasts_days": None if per_day <= 0 else int(balance / per_day),
         "live_sessions": live,
         "job_browsers": job_browsers,

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from console.views import auth, billing, jobs, keys, overview, sessions, usage
+from console.views import auth, billing, jobs, keys, members, overview, sessions, usage
 
 app_name = "console"
 
@@ -23,9 +23,17 @@ urlpatterns = [
     path("billing/checkout/", billing.checkout, name="checkout"),
     path("billing/alert/", billing.alert_set, name="alert"),
     path("keys/", keys.keys, name="keys"),
+<<<<<<< HEAD
     path("keys/create/", keys.key_create, name="key-create"),
     path("keys/<int:key_id>/revoke/", keys.key_revoke, name="key-revoke"),
     path("keys/<int:key_id>/cap/", keys.key_cap, name="key-cap"),
+=======
+    path("members/", members.member_list, name="members"),
+    path("members/invite/", members.member_invite, name="member-invite"),
+    path("members/<int:membership_id>/role/", members.member_role, name="member-role"),
+    path("members/<int:membership_id>/remove/", members.member_remove, name="member-remove"),
+    path("account/", members.account_switch, name="account-switch"),
+>>>>>>> w4-console
     path("login/", auth.login, name="login"),
     path("logout/", auth.logout, name="logout"),
     path("password-reset/", auth.password_reset, name="password-reset"),
@@ -33,4 +41,6 @@ urlpatterns = [
     path("password-reset/<uidb64>/<token>/", auth.password_reset_confirm, name="password-reset-confirm"),
     path("password-reset/complete/", auth.password_reset_complete, name="password-reset-complete"),
     path("invite/<uidb64>/<token>/", auth.invite_accept, name="invite-accept"),
+    # Last: any other address under /console/ is the console's own 404 page (not the API's JSON).
+    path("<path:rest>", overview.not_found, name="not-found"),
 ]

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from functools import partial
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import reverse
@@ -57,11 +58,14 @@ def job_list(request: HttpRequest, member: Membership) -> HttpResponse:
 @member_view
 def job_detail(request: HttpRequest, member: Membership, job_id: str) -> HttpResponse:
     job = console_job(account=member.account, job_id=job_id)
+    # ?fragment=1: the counts and progress alone, for the page's refresh while the job runs.
+    template = "console/_job_live.html" if request.GET.get("fragment") else "console/job.html"
     return render_page(
         request,
         member,
-        "console/job.html",
+        template,
         nav="jobs",
+        refresh_seconds=settings.CONSOLE_REFRESH_SECONDS,
         job=job,
         row=job_row(job),
         failures=job_failures(job=job),

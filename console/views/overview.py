@@ -4,7 +4,7 @@ console.js replaces its numbers with /console/overview/numbers/ every CONSOLE_RE
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from accounts.models import Membership
@@ -29,3 +29,8 @@ def overview_numbers_fragment(request: HttpRequest, member: Membership) -> HttpR
     """The overview's numbers alone (an HTML fragment), for the page's refresh."""
     context = page_context(member, nav="overview", numbers=overview_numbers(account=member.account))
     return TemplateResponse(request, "console/_overview_numbers.html", context)
+
+
+@member_view
+def not_found(request: HttpRequest, member: Membership, rest: str) -> HttpResponse:
+    raise Http404

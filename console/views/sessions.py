@@ -55,11 +55,14 @@ def session_list(request: HttpRequest, member: Membership) -> HttpResponse:
 @member_view
 def session_detail(request: HttpRequest, member: Membership, session_id: str) -> HttpResponse:
     session = console_session(account=member.account, session_id=session_id)
+    # ?fragment=1: the facts and the timeline alone, for the page's refresh while it runs.
+    template = "console/_session_live.html" if request.GET.get("fragment") else "console/session.html"
     return render_page(
         request,
         member,
-        "console/session.html",
+        template,
         nav="sessions",
+        refresh_seconds=settings.CONSOLE_REFRESH_SECONDS,
         session=session,
         facts=session_facts(session=session),
         timeline=session_timeline(session=session),

@@ -136,3 +136,79 @@ def test_password_reset_mails_a_console_link(tenant: Tenant) -> None:
     assert response.status_code == 302
     (message,) = mail.outbox
     assert "/console/password-reset/" in message.body
+
+
+def test_owners_invite_and_manage_members_and_members_cannot(tenant: Tenant, stranger: Tenant) -> None:
+    owner = tenant.pages()
+    response = owner.post("/console/members/invite/", {"email": "new@acme.test", "role": "member"})
+    assert response.status_code == 302
+    (message,) = mail.outbox
+    assert message.to == ["new@acme.test"] and "/console/invite/" in message.body
+    new = Membership.objects.get(account=tenant.account, user__email="new@acme.test")
+    # A plain member sees the list but may not change it: those addresses do not exist for them.
+    member = tenant.pages(as_owner=False)
+    assert b"new@acme.test" in member.get("/console/members/").content
+    assert (
+        member.post("/console/members/invite/", {"email": "x@acme.test", "role": "owner"}).status_code == 404
+    )
+    assert member.post(f"/console/members/{new.pk}/role/", {"role": "owner"}).status_code == 404
+    assert member.post(f"/console/members/{new.pk}/remove/").status_code == 404
+    assert not Membership.objects.filter(user__email="x@acme.test").exists()
+    # The owner promotes and removes; another account's membership is 404.
+    owner.post(f"/console/members/{new.pk}/role/", {"role": "owner"})
+    assert Membership.objects.get(pk=new.pk).role == "owner"
+    owner.post(f"/console/members/{new.pk}/remove/")
+    assert not Membership.objects.filter(pk=new.pk).exists()
+    assert owner.post(f"/console/members/{stranger.owner.pk}/remove/").status_code == 404
+    assert owner.post(f"/console/members/{stranger.owner.pk}/role/", {"role": "member"}).status_code == 404
+    assert Membership.objects.filter(pk=stranger.owner.pk, role="owner").exists()
+
+
+def test_the_last_owner_stays(tenant: Tenant) -> None:
+    owner = tenant.pages()
+    owner.post(f"/console/members/{tenant.owner.pk}/role/", {"role": "member"})
+    owner.post(f"/console/members/{tenant.owner.pk}/remove/")
+    assert Membership.objects.get(pk=tenant.owner.pk).role == "owner"
+
+
+def test_a_member_of_two_accounts_switches_between_them(tenant: Tenant, stranger: Tenant) -> None:
+    from accounts.services import member_add
+
+    member_add(account=stranger.account, email="owner@acme.test", role="member")
+    pages = tenant.pages()
+    assert b"globex" not in pages.get("/console/").content
+    assert pages.post("/console/account/", {"account": str(stranger.account.pk)}).status_code == 302
+    html = pages.get("/console/").content.decode()
+    assert f'title="Account {stranger.account.pk}">globex<' in html
+    # Not a member of this one: 404, and the choice stays.
+    assert pages.post("/console/account/", {"account": "999999"}).status_code == 404
+    assert b"globex" in pages.get("/console/").content
+
+
+def test_sign_in_and_its_limit_through_the_asgi_server(
+    live_server: Any, make_tenant: Any, settings: Any
+) -> None:
+    """The same rules as `bin/dev web` serves them (the test client above skips the ASGI handler)."""
+    import requests
+
+    make_tenant("initech")
+
+    def attempt(password: str, username: str = "owner@initech.test") -> requests.Response:
+        http = requests.Session()
+        form = http.get(f"{live_server.url}/console/login/", timeout=30)
+        assert "script-src 'self'" in form.headers["Content-Security-Policy"]
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+        assert token is not None
+        return http.post(
+            f"{live_server.url}/console/login/",
+            data={"username": username, "password": password, "csrfmiddlewaretoken": token[1]},
+            headers={"Referer": f"{live_server.url}/console/login/"},
+            allow_redirects=False,
+            timeout=30,
+        )
+
+    assert attempt(PASSWORD).status_code == 302
+    codes = [attempt("wrong").status_code for _ in range(settings.AXES_FAILURE_LIMIT)]
+    assert codes == [200] * (settings.AXES_FAILURE_LIMIT - 1) + [429]
+    assert attempt(PASSWORD).status_code == 429
+    assert attempt(PASSWORD, username="member@initech.test").status_code == 302

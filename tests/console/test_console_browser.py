@@ -94,7 +94,9 @@ def test_a_member_follows_their_account_in_the_console(make_client, pages_server
     job_id = job.json()["id"]
     wait_job(client, job_id)
 
-    # --- Sign in through the form.
+    # --- Signed out: the password reset page; then sign in through the form.
+    _open(browser, f"{base}/console/password-reset/")
+    assert not _errors(browser)
     _open(browser, f"{base}/console/")
     assert "/console/login/" in browser.current_url
     _save(browser, "console-login.png", tmp_path)
@@ -179,7 +181,11 @@ def test_a_member_follows_their_account_in_the_console(make_client, pages_server
     assert not _errors(browser)
     _save(browser, "console-job.png", tmp_path)
 
-    # --- The billing helper's pages exist in the navigation; the admin has a favicon too.
+    # --- Members (owners invite from here); the billing pages; the admin has a favicon too.
+    _open(browser, f"{base}/console/members/")
+    assert browser.find_element(By.CSS_SELECTOR, '#members tr[data-member="owner@acme.test"]')
+    assert not _errors(browser)
+    _save(browser, "console-members.png", tmp_path)
     for path in ("/console/billing/", "/console/keys/"):
         _open(browser, base + path)
         assert not _errors(browser)

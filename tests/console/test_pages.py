@@ -86,7 +86,9 @@ def test_another_accounts_ids_are_404_on_every_page(
         reverse("console:job-cancel", args=[stranger_world.job_id]),
     ):
         assert pages.post(path).status_code == 404, path
-    # An id that exists nowhere looks the same.
+    # An id that exists nowhere looks the same, and so does an address that is no page.
+    unknown = pages.get("/console/no-such-page/")
+    assert unknown.status_code == 404 and b"Not found" in unknown.content
     assert pages.get(reverse("console:session", args=["comp_nothing"])).status_code == 404
     assert pages.get(reverse("console:job", args=["job_0"])).status_code == 404
     # The stranger's job was not cancelled by the attempt.
@@ -221,3 +223,24 @@ def test_signed_out_pages_redirect_to_sign_in(world: World) -> None:
     for path in [reverse(name) for name in LIST_PAGES] + _pages_of(world):
         response = PageClient().get(path)
         assert response.status_code == 302 and response["Location"].startswith("/console/login/"), path
+
+
+def test_a_running_jobs_page_refreshes_its_progress(tenant: Tenant, world: World) -> None:
+    pages = tenant.pages()
+    html = pages.get(f"/console/jobs/{world.job_id}/").content.decode()
+    assert f'data-refresh-url="/console/jobs/{world.job_id}/?fragment=1"' in html
+    fragment = pages.get(f"/console/jobs/{world.job_id}/?fragment=1").content.decode()
+    assert 'id="job-status"' in fragment and "<html" not in fragment
+
+
+def test_a_live_sessions_page_refreshes_its_timeline(tenant: Tenant) -> None:
+    from tests.support.rows import session_row
+
+    session = session_row(tenant.account, status="running")
+    pages = tenant.pages()
+    html = pages.get(f"/console/sessions/{session.pk}/").content.decode()
+    assert (
+        f'data-refresh-url="/console/sessions/{session.pk}/?fragment=1"' in html and 'id="live-view"' in html
+    )
+    fragment = pages.get(f"/console/sessions/{session.pk}/?fragment=1").content.decode()
+    assert 'id="timeline"' in fragment and "<html" not in fragment and 'id="live-view"' not in fragment
