@@ -23,17 +23,14 @@ urlpatterns = [
     path("billing/checkout/", billing.checkout, name="checkout"),
     path("billing/alert/", billing.alert_set, name="alert"),
     path("keys/", keys.keys, name="keys"),
-<<<<<<< HEAD
     path("keys/create/", keys.key_create, name="key-create"),
     path("keys/<int:key_id>/revoke/", keys.key_revoke, name="key-revoke"),
     path("keys/<int:key_id>/cap/", keys.key_cap, name="key-cap"),
-=======
     path("members/", members.member_list, name="members"),
     path("members/invite/", members.member_invite, name="member-invite"),
     path("members/<int:membership_id>/role/", members.member_role, name="member-role"),
     path("members/<int:membership_id>/remove/", members.member_remove, name="member-remove"),
     path("account/", members.account_switch, name="account-switch"),
->>>>>>> w4-console
     path("login/", auth.login, name="login"),
     path("logout/", auth.logout, name="logout"),
     path("password-reset/", auth.password_reset, name="password-reset"),
