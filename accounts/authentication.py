@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -21,16 +22,28 @@ _LAST_USED_RESOLUTION = timedelta(seconds=60)
 _KEY_ACCOUNT_PLAN = """
     SELECT k.id, k.last_used_at, a.id, a.name, a.created_at,
            p.id, p.name, p.max_concurrent_sessions, p.max_lifetime_seconds, p.requests_per_minute,
-           p.max_waiting_requests
+           p.max_waiting_requests, ks.monthly_cap IS NOT NULL
     FROM accounts_apikey k
     JOIN accounts_account a ON a.id = k.account_id
     JOIN accounts_plan p ON p.id = a.plan_id
+    LEFT JOIN billing_keyspend ks ON ks.api_key_id = k.id
     WHERE k.hashed_key = %s AND k.revoked_at IS NULL AND a.is_active
 """
 
 
-def account_for_key(raw_key: str) -> tuple[Account, int, datetime | None] | None:
-    """(account with its plan, key id, key's last use) for a live key of an active account."""
+@dataclass(frozen=True)
+class RequestKey:
+    """The API key a request authenticated with (request.auth): what charges record."""
+
+    id: int
+    # A monthly spend cap is set on it (billing.spend_caps): its accepts check the cap.
+    spend_capped: bool
+
+
+def account_for_key(raw_key: str) -> tuple[Account, RequestKey, datetime | None] | None:
+    """(account with its plan, the key, key's last use) for a live key of an active account.
+
+    No cache: a revoked key is refused from the next request on."""
     with hot_cursor() as cursor:
         cursor.execute(_KEY_ACCOUNT_PLAN, [hash_api_key(raw_key)])
         row = cursor.fetchone()
@@ -48,6 +61,7 @@ def account_for_key(raw_key: str) -> tuple[Account, int, datetime | None] | None
         lifetime,
         rpm,
         waiting,
+        capped,
     ) = row
     plan = as_loaded(
         Plan(
@@ -63,7 +77,7 @@ def account_for_key(raw_key: str) -> tuple[Account, int, datetime | None] | None
         Account(id=account_id, name=name, plan_id=plan_id, is_active=True, created_at=created_at)
     )
     account.plan = plan
-    return account, key_id, last_used_at
+    return account, RequestKey(id=key_id, spend_capped=bool(capped)), last_used_at
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -75,7 +89,7 @@ class ApiKeyAuthentication(BaseAuthentication):
     and a request without credentials is not a failed authentication.
     """
 
-    def authenticate(self, request: Request) -> tuple[Any, int]:
+    def authenticate(self, request: Request) -> tuple[Any, RequestKey]:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header.strip():
             raise exceptions.AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
@@ -95,12 +109,12 @@ class ApiKeyAuthentication(BaseAuthentication):
             if scheme.lower() != "bearer" or not raw_key:
                 raise exceptions.AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-        account, key_id, last_used_at = found
+        account, key, last_used_at = found
         now = timezone.now()
         if last_used_at is None or now - last_used_at > _LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
-        # request.auth is the key's id: nothing reads more of the key than that.
-        return account, key_id
+            ApiKey.objects.filter(pk=key.id).update(last_used_at=now)
+        # request.auth is the key's id and whether it has a spend cap: nothing reads more of it.
+        return account, key
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
@@ -109,3 +123,9 @@ class ApiKeyAuthentication(BaseAuthentication):
 def request_account(request: Request) -> Account:
     """The account an API request authenticated as (every API view requires one)."""
     return cast(Account, request.user)
+
+
+def request_key(request: Request) -> RequestKey | None:
+    """The API key of the request (None for a request authenticated otherwise)."""
+    auth = request.auth
+    return auth if isinstance(auth, RequestKey) else None

@@ -130,7 +130,11 @@ def run(*, events: int, actions: int, workers: int, receiver_ms: int) -> dict[st
             0
         ][0]
         for _ in range(5):  # a browser that cannot start on a loaded machine is a 503 to retry
-            created = http.post(f"{base}/v1/computers", json={}, timeout=HTTP_TIMEOUT)
+            # No idle timeout: the session waits, idle, while many events are delivered (10,000
+            # take longer than the default inactivity timeout) and acts again afterwards.
+            created = http.post(
+                f"{base}/v1/computers", json={"idle_timeout_enabled": False}, timeout=HTTP_TIMEOUT
+            )
             if created.status_code != 503:
                 break
         if created.status_code != 201:

@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from billing.models import Balance, LedgerEntry, Price
+from billing.models import Balance, KeySpend, LedgerEntry, Price, TopupPayment
 
 
 class ReadOnlyAdmin(admin.ModelAdmin[Any]):
@@ -47,3 +47,18 @@ class PriceAdmin(admin.ModelAdmin[Price]):
     list_display = ["item", "credits", "description", "updated_at"]
     list_editable = ["credits"]
     search_fields = ["item"]
+
+
+@admin.register(TopupPayment)
+class TopupPaymentAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "account", "provider", "credits", "provider_reference", "provider_event_id"]
+    search_fields = ["account__name", "provider_reference", "provider_event_id"]
+    list_select_related = ["account"]
+
+
+@admin.register(KeySpend)
+class KeySpendAdmin(ReadOnlyAdmin):
+    """Caps are set by the account's owners in the console; shown here for support."""
+
+    list_display = ["api_key", "monthly_cap", "period_start", "spent", "updated_at"]
+    list_select_related = ["api_key", "api_key__account"]

@@ -10,18 +10,24 @@ at any time. Two forms, both written here:
   with its own (lock the session, record the action) into ONE statement, its own transaction:
   the accept is on every action's path, and one round trip there is worth a composed statement.
   sessions writes no balance or ledger SQL of its own.
+
+A charge made with an API key names it (`api_key_id`); a key with a monthly spend cap
+(billing.models.KeySpend) has its month's spending moved in the same transaction, after the
+balance (lock order: balance, then the key's spend row), and a charge that would pass the cap is
+refused with KeySpendCapReached (402 `key_spend_cap_reached`) when the caller asks for it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 from django.db import connection, transaction
+from django.utils import timezone
 
+from billing.alerts import balance_crossings, topup_recorded
 from billing.models import Balance, LedgerEntry, Price
-from project.exceptions import InsufficientCredits
-from webhooks import events as webhook_events
-from webhooks.services import event_emit
+from project.exceptions import InsufficientCredits, KeySpendCapReached
 
 _DEBIT = """
     UPDATE billing_balance SET credits = credits + %s, updated_at = now()
@@ -30,11 +36,36 @@ _DEBIT = """
 """
 _APPEND = """
     INSERT INTO billing_ledgerentry
-        (account_id, kind, amount, balance_after, reason, session_id, action_id, idempotency_key, created_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())
+        (account_id, kind, amount, balance_after, reason, session_id, action_id, api_key_id,
+         idempotency_key, created_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id
 """
+
+
+# The key's month's spending moves by the charge (a refund gives back); a new month starts it from
+# zero. RETURNING the cap and the new figure: the caller refuses when asked to.
+_KEY_SPEND = """
+    UPDATE billing_keyspend
+    SET spent = GREATEST(0, CASE WHEN period_start = %(period)s THEN spent ELSE 0 END - %(amount)s),
+        period_start = %(period)s, updated_at = now()
+    WHERE api_key_id = %(api_key_id)s
+    RETURNING monthly_cap, spent
+"""
+
+
+def spend_period(now: datetime | None = None) -> date:
+    """The first day of the current month (UTC): what a key's spend cap counts."""
+    return (now or timezone.now()).astimezone(UTC).date().replace(day=1)
+
+
+def cap_reached(*, cap: int, spent: int, required: int) -> KeySpendCapReached:
+    return KeySpendCapReached(
+        f"This API key's monthly spend cap is {cap} credits and it has spent {spent} this month; "
+        f"this needs {required} more. Raise the cap in the console, or use another key.",
+        extra={"cap": cap, "spent": spent, "required": required},
+    )
 
 
 @dataclass(frozen=True)
@@ -56,11 +87,14 @@ def ledger_post(
     reason: str = "",
     session_id: str | None = None,
     action_id: int | None = None,
+    api_key_id: int | None = None,
+    enforce_key_cap: bool = False,
 ) -> Posted:
     """Post one movement, once per `idempotency_key`.
 
     A key that was already posted changes nothing. A charge the balance cannot cover raises
-    InsufficientCredits and changes nothing.
+    InsufficientCredits and changes nothing; with `enforce_key_cap`, so does a charge that would
+    take `api_key_id` past its monthly spend cap (KeySpendCapReached).
     """
     if not isinstance(amount, int) or isinstance(amount, bool):
         raise TypeError("ledger amounts are integers")
@@ -78,38 +112,42 @@ def ledger_post(
                 )
             cursor.execute(
                 _APPEND,
-                [account_id, kind, amount, row[0], reason[:255], session_id, action_id, idempotency_key],
+                [
+                    account_id,
+                    kind,
+                    amount,
+                    row[0],
+                    reason[:255],
+                    session_id,
+                    action_id,
+                    api_key_id,
+                    idempotency_key,
+                ],
             )
             inserted = cursor.fetchone()
             if inserted is None:
                 raise _AlreadyPosted  # undoes the balance update above
-            if amount < 0:
-                _balance_events(
-                    account_id, int(inserted[0]), before=row[0] - amount, after=row[0], low=row[1]
+            if api_key_id is not None:
+                cursor.execute(
+                    _KEY_SPEND, {"period": spend_period(), "amount": amount, "api_key_id": api_key_id}
                 )
+                spend = cursor.fetchone()
+                capped = enforce_key_cap and amount < 0 and spend is not None and spend[0] is not None
+                if capped and spend[1] > spend[0]:  # undoes the charge above
+                    raise cap_reached(cap=spend[0], spent=spend[1] + amount, required=-amount)
+            if amount < 0:
+                balance_crossings(
+                    account_id=account_id,
+                    event_key=f"ledger:{int(inserted[0])}",
+                    before=row[0] - amount,
+                    after=row[0],
+                    low=row[1],
+                )
+            elif kind == LedgerEntry.Kind.TOPUP:
+                topup_recorded(account_id=account_id, amount=amount)
     except _AlreadyPosted:
         return Posted(entry_id=None, created=False)
     return Posted(entry_id=int(inserted[0]), created=True)
-
-
-def _balance_events(account_id: int, entry_id: int, *, before: int, after: int, low: int) -> None:
-    """credits.low when a charge crosses the account's threshold, credits.exhausted when it
-    empties the balance: in the charge's transaction (the webhook outbox), rare by nature."""
-    data = {"account_id": account_id, "balance": after, "threshold": low}
-    if low > 0 and before >= low > after:
-        event_emit(
-            account_id=account_id,
-            type=webhook_events.CREDITS_LOW,
-            data=data,
-            idempotency_key=f"credits.low:{entry_id}",
-        )
-    if after == 0:
-        event_emit(
-            account_id=account_id,
-            type=webhook_events.CREDITS_EXHAUSTED,
-            data=data,
-            idempotency_key=f"credits.exhausted:{entry_id}",
-        )
 
 
 def balance_open(*, account_id: int, grant: int = 0, reason: str = "initial grant") -> None:
@@ -131,13 +169,17 @@ class AcceptDebit:
 
     The caller's statement starts `WITH {prices}, <gate>, {covered}, ... {debited}, <record>,
     {charged}` and passes the parameters `items` (the commands' price items, in order),
-    `account_id`, `session_id`, `type` and `charge_key`. Its gate CTE (named at construction)
+    `account_id`, `session_id`, `type`, `charge_key` and `api_key_id` (the request's key, or
+    None); with `capped`, also `period` (spend_period()). Its gate CTE (named at construction)
     returns a row only when the work may go ahead (and locks what it must first: the lock order
-    is the gate's rows, then the balance); its record CTE returns the new action's `id` and
-    `price` (from `debited.total`). Outputs: `prices(each, total, unpriced)`,
-    `covered(account_id, total, each)` (one row when the gate passed and the balance covers the
-    total; the caller's other writes join it so that a refusal writes nothing), `debited
-    (balance_after, total, each)`.
+    is the gate's rows, then the balance, then the key's spend row); its record CTE returns the new
+    action's `id` and `price` (from `debited.total`). Outputs: `prices(each, total, unpriced)`,
+    `covered(account_id, total, each)` (one row when the gate passed, the balance covers the
+    total and, when capped, the key's monthly cap does too; the caller's other writes join it so
+    that a refusal writes nothing), `debited(balance_after, total, each, low_threshold)`.
+
+    `capped` is for a key with a spend cap (authentication tells, with the key): its statement
+    also locks the key's spend row and moves it. A key without one pays nothing for the feature.
     """
 
     prices: str
@@ -146,9 +188,40 @@ class AcceptDebit:
     charged: str
 
 
-def accept_debit(*, gate: str, record: str) -> AcceptDebit:
+def accept_debit(*, gate: str, record: str, capped: bool = False) -> AcceptDebit:
     # A command without a price costs like the dearest action, so an operator's mistake never
     # makes one free. (The f-strings only insert enum values and the caller's CTE names.)
+    if capped:
+        # The spend row is locked with the balance row, after it; in READ COMMITTED a statement
+        # that waited for these locks re-checks this WHERE against the rows as the other accept
+        # left them, so two accepts can never both pass the cap (tests/billing/test_spend_caps.py).
+        covered = f"""
+covered AS (
+    SELECT b.account_id, prices.total, prices.each
+    FROM billing_balance b, billing_keyspend ks, prices
+    WHERE b.account_id = %(account_id)s AND b.credits >= prices.total
+      AND ks.api_key_id = %(api_key_id)s
+      AND (ks.monthly_cap IS NULL
+           OR (CASE WHEN ks.period_start = %(period)s THEN ks.spent ELSE 0 END) + prices.total
+              <= ks.monthly_cap)
+      AND EXISTS (SELECT 1 FROM {gate})
+    FOR NO KEY UPDATE OF b, ks
+),
+key_spent AS (
+    UPDATE billing_keyspend ks
+    SET spent = (CASE WHEN ks.period_start = %(period)s THEN ks.spent ELSE 0 END) + c.total,
+        period_start = %(period)s, updated_at = now()
+    FROM covered c
+    WHERE ks.api_key_id = %(api_key_id)s
+)"""  # noqa: S608
+    else:
+        covered = f"""
+covered AS (
+    SELECT b.account_id, prices.total, prices.each
+    FROM billing_balance b, prices
+    WHERE b.account_id = %(account_id)s AND b.credits >= prices.total AND EXISTS (SELECT 1 FROM {gate})
+    FOR NO KEY UPDATE OF b
+)"""  # noqa: S608
     return AcceptDebit(
         prices=f"""
 priced AS (
@@ -165,27 +238,22 @@ prices AS (
            count(*) FILTER (WHERE listed IS NULL) AS unpriced
     FROM priced
 )""",  # noqa: S608
-        covered=f"""
-covered AS (
-    SELECT b.account_id, prices.total, prices.each
-    FROM billing_balance b, prices
-    WHERE b.account_id = %(account_id)s AND b.credits >= prices.total AND EXISTS (SELECT 1 FROM {gate})
-    FOR NO KEY UPDATE OF b
-)""",  # noqa: S608
+        covered=covered,
         debited="""
 debited AS (
     UPDATE billing_balance b
     SET credits = b.credits - c.total, updated_at = now()
     FROM covered c
     WHERE b.account_id = c.account_id
-    RETURNING b.credits AS balance_after, c.total, c.each
+    RETURNING b.credits AS balance_after, c.total, c.each, b.low_threshold
 )""",
         charged=f"""
 charged AS (
     INSERT INTO billing_ledgerentry
-        (account_id, kind, amount, balance_after, reason, session_id, action_id, idempotency_key, created_at)
+        (account_id, kind, amount, balance_after, reason, session_id, action_id, api_key_id,
+         idempotency_key, created_at)
     SELECT %(account_id)s, '{LedgerEntry.Kind.ACTION.value}', -r.price, d.balance_after, %(type)s,
-           %(session_id)s, r.id, %(charge_key)s, now()
+           %(session_id)s, r.id, %(api_key_id)s, %(charge_key)s, now()
     FROM {record} r, debited d
 )""",  # noqa: S608
     )

@@ -14,7 +14,12 @@ class Balance(models.Model):
     credits = models.BigIntegerField(default=0)
     # A charge that takes the balance from this or above to below it sends `credits.low` to the
     # account's webhooks (0: never).
+    # The threshold in force: set directly (absolute credits), or recomputed from
+    # `low_threshold_percent` at every top-up (billing.alerts).
     low_threshold = models.BigIntegerField(default=1000)
+    # When set, the threshold is this percent of the last top-up (`last_topup`).
+    low_threshold_percent = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_topup = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -60,6 +65,15 @@ class LedgerEntry(models.Model):
         on_delete=models.PROTECT,
         related_name="ledger_entries",
     )
+    # The API key the charge was made with (null: none, e.g. grants, or made before keys were
+    # recorded). By model label: billing sits below accounts.
+    api_key = models.ForeignKey(
+        "accounts.ApiKey",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="ledger_entries",
+    )
     # One charge per key, forever: retries and redeliveries find the key taken and charge nothing.
     idempotency_key = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -89,3 +103,52 @@ class Price(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item}: {self.credits}"
+
+
+class KeySpend(models.Model):
+    """An API key's monthly spend cap and what the key spent in the current month (UTC).
+
+    A row exists once a cap was set on the key (null cap: removed). The accept of an action
+    checks and moves `spent` in its statement, under the balance row's lock (billing.ledger), so
+    concurrent accepts cannot pass the cap together; other charges made with the key move it in
+    ledger_post. `spent` belongs to `period_start`'s month; a charge in a later month starts it
+    again from zero.
+    """
+
+    api_key = models.OneToOneField(
+        "accounts.ApiKey", on_delete=models.CASCADE, primary_key=True, related_name="spend"
+    )
+    monthly_cap = models.BigIntegerField(null=True, blank=True)
+    period_start = models.DateField()
+    spent = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(monthly_cap__isnull=True) | models.Q(monthly_cap__gte=0),
+                name="key_spend_cap_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"key {self.api_key_id}: {self.spent}/{self.monthly_cap}"
+
+
+class TopupPayment(models.Model):
+    """A payment provider's confirmation that credits were bought, credited once.
+
+    `provider_event_id` is unique: a replayed or redelivered confirmation finds it taken and
+    credits nothing (the ledger line's idempotency key is derived from it as well).
+    """
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="topups")
+    provider = models.CharField(max_length=32)
+    provider_event_id = models.CharField(max_length=255, unique=True)
+    provider_reference = models.CharField(max_length=255, blank=True, default="")
+    credits = models.BigIntegerField()
+    ledger_entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.provider_event_id}: {self.credits}"

@@ -90,10 +90,20 @@ def action_refund_unrun(
         reason=f"{action_type} did not run to the end because of the service",
         session_id=charge.session_id,
         action_id=action_id,
+        api_key_id=charge.api_key_id,
     )
 
 
-def session_minute_charge(*, account_id: int, session_id: str, minute: int) -> None:
+def session_minute_charge(
+    *,
+    account_id: int,
+    session_id: str,
+    minute: int,
+    api_key_id: int | None = None,
+    enforce_key_cap: bool = False,
+) -> None:
+    """Charge a started minute of a session, to the key that created it. With `enforce_key_cap`
+    (the create's first minute) the key's monthly cap refuses it; later minutes only count."""
     ledger_post(
         account_id=account_id,
         amount=-price_of(Price.SESSION_MINUTE),
@@ -101,16 +111,19 @@ def session_minute_charge(*, account_id: int, session_id: str, minute: int) -> N
         idempotency_key=f"session:{session_id}:minute:{minute}",
         reason=f"session minute {minute + 1}",
         session_id=session_id,
+        api_key_id=api_key_id,
+        enforce_key_cap=enforce_key_cap,
     )
 
 
 def session_time_refund(*, session_id: str, account_id: int) -> None:
     """A session whose browser never started is not billed: refund its time charges, once."""
-    charged = -sum(
+    lines = list(
         LedgerEntry.objects.filter(session_id=session_id, kind=LedgerEntry.Kind.SESSION_TIME).values_list(
-            "amount", flat=True
+            "amount", "api_key_id"
         )
     )
+    charged = -sum(amount for amount, _ in lines)
     if charged > 0:
         ledger_post(
             account_id=account_id,
@@ -119,6 +132,7 @@ def session_time_refund(*, session_id: str, account_id: int) -> None:
             idempotency_key=f"refund:session:{session_id}",
             reason="the browser did not start",
             session_id=session_id,
+            api_key_id=lines[0][1],
         )
 
 
@@ -129,8 +143,9 @@ def session_time_refund(*, session_id: str, account_id: int) -> None:
 # The job row (jobs app) tracks how much of the hold is left; billing only moves credits.
 
 
-def job_hold_place(*, account_id: int, job_id: str, amount: int) -> None:
-    """Take the job's maximum cost out of the balance; InsufficientCredits (402) if it is short."""
+def job_hold_place(*, account_id: int, job_id: str, amount: int, api_key_id: int | None = None) -> None:
+    """Take the job's maximum cost out of the balance; InsufficientCredits (402) if it is short,
+    KeySpendCapReached (402) if it would take the submitting key past its monthly cap."""
     if amount <= 0:
         return
     try:
@@ -140,6 +155,8 @@ def job_hold_place(*, account_id: int, job_id: str, amount: int) -> None:
             kind=LedgerEntry.Kind.JOB_HOLD,
             idempotency_key=f"job_hold:{job_id}",
             reason=f"held for job {job_id}",
+            api_key_id=api_key_id,
+            enforce_key_cap=True,
         )
     except InsufficientCredits as exc:
         raise InsufficientCredits(
@@ -150,7 +167,14 @@ def job_hold_place(*, account_id: int, job_id: str, amount: int) -> None:
 
 
 def job_page_charge(
-    *, account_id: int, job_id: str, item_id: int, amount: int, reason: str, attempt: int = 1
+    *,
+    account_id: int,
+    job_id: str,
+    item_id: int,
+    amount: int,
+    reason: str,
+    attempt: int = 1,
+    api_key_id: int | None = None,
 ) -> bool:
     """Charge one try of a page from the job's hold, once per item and try number.
 
@@ -167,6 +191,7 @@ def job_page_charge(
             kind=LedgerEntry.Kind.JOB_RELEASE,
             idempotency_key=f"{key}:hold",
             reason=f"job {job_id}: page taken from the hold",
+            api_key_id=api_key_id,
         )
         charged = ledger_post(
             account_id=account_id,
@@ -174,11 +199,12 @@ def job_page_charge(
             kind=LedgerEntry.Kind.JOB_PAGE,
             idempotency_key=key,
             reason=reason[:255],
+            api_key_id=api_key_id,
         )
     return released.created and charged.created
 
 
-def job_hold_release(*, account_id: int, job_id: str, amount: int) -> None:
+def job_hold_release(*, account_id: int, job_id: str, amount: int, api_key_id: int | None = None) -> None:
     """Give back what the finished job did not use; once per job."""
     if amount <= 0:
         return
@@ -188,4 +214,5 @@ def job_hold_release(*, account_id: int, job_id: str, amount: int) -> None:
         kind=LedgerEntry.Kind.JOB_RELEASE,
         idempotency_key=f"job_release:{job_id}",
         reason=f"job {job_id} ended: unused hold released",
+        api_key_id=api_key_id,
     )

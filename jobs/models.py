@@ -62,6 +62,10 @@ OPEN_ITEM_STATUSES = (ItemStatus.QUEUED, ItemStatus.RUNNING)
 class Job(models.Model):
     id = models.CharField(primary_key=True, max_length=40, default=new_job_id, editable=False)
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="jobs")
+    # The API key it was submitted with (its hold and pages are charged to that key).
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     ended_reason = models.CharField(max_length=32, choices=JobEndedReason.choices, blank=True, default="")
     error = models.TextField(blank=True, default="")

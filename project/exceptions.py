@@ -85,6 +85,14 @@ class InsufficientCredits(ApplicationError):
     default_detail = "Not enough credits."
 
 
+class KeySpendCapReached(ApplicationError):
+    """The API key's monthly spend cap (set in the console) does not cover this charge."""
+
+    status_code = 402
+    code = "key_spend_cap_reached"
+    default_detail = "This API key's monthly spend cap is reached."
+
+
 class Busy(ApplicationError):
     """Transient: the SDK retries 409 by itself."""
 

@@ -331,6 +331,7 @@ CELERY_TASK_ROUTES = {
     "workers.webhook_tasks.webhooks_sweep": {"queue": "webhooks"},
     "workers.webhook_tasks.webhooks_purge": {"queue": "webhooks"},
     "workers.webhook_tasks.sessions_expiring": {"queue": "webhooks"},
+    "workers.webhook_tasks.owners_notify": {"queue": "webhooks"},
 }
 # workers/tasks.py is found by autodiscovery and imports the job tasks (workers/job_tasks.py).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -436,6 +437,17 @@ SESSION_SWEEP_INTERVAL_SECONDS = env_int("SESSION_SWEEP_INTERVAL_SECONDS", 5, mi
 RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 30, minimum=1)
 # Beat period of session-time billing: a started minute is charged within this many seconds.
 BILLING_INTERVAL_SECONDS = env_int("BILLING_INTERVAL_SECONDS", 10, minimum=1)
+# Adding credits in the console (billing/payments.py, docs/billing.md). Stripe Checkout is offered
+# when both Stripe secrets are set; otherwise the Billing page says to ask BILLING_CONTACT.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+# Stripe's API address (tests point it at a loopback stand-in; nothing else should change it).
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
+STRIPE_CURRENCY = env_str("STRIPE_CURRENCY", "usd").lower()
+# The price of 1,000 credits in the currency's smallest unit (cents); credits are bought in 1,000s.
+STRIPE_PRICE_PER_1000_CREDITS = env_int("STRIPE_PRICE_PER_1000_CREDITS", 100, minimum=1)
+# Who tenants ask for credits when no payment provider is set up (shown on the Billing page).
+BILLING_CONTACT = env_str("BILLING_CONTACT", "")
 # How long POST /computers waits for the browser. The SDK resends a create after 60 s.
 SESSION_CREATE_WAIT_SECONDS = env_int("SESSION_CREATE_WAIT_SECONDS", 30, minimum=1)
 # ...and at least this long whatever the client's read timeout says: a create given up too early
@@ -593,7 +605,9 @@ CONTENT_SECURITY_POLICY = {
         "font-src": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'none'"],
-        "form-action": ["'self'"],
+        # Stripe Checkout: the Billing page's "Pay with Stripe" form is answered with a redirect
+        # there, and browsers hold redirects after a form to form-action.
+        "form-action": ["'self'", "https://checkout.stripe.com"],
         "frame-ancestors": ["'none'"],
     },
 }

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic.base import RedirectView
 
+from billing import payment_views
 from console import urls as console_urls
 from console.views.favicon import favicon
 from jobs.api import urls as job_urls
@@ -42,5 +43,6 @@ urlpatterns = [
     path("v1/job-screenshots/<str:token>.png", job_views.JobScreenshotView.as_view(), name="job-screenshot"),
     path("v1/", include((job_urls.urlpatterns, "jobs"), namespace="jobs")),
     path("v1/", include((webhook_urls.urlpatterns, "webhooks"), namespace="webhooks")),
+    path("", include((payment_views.urlpatterns, "payments"), namespace="payments")),
     path("", include((computer_urls.urlpatterns, "computers"), namespace="root")),
 ]

@@ -15,9 +15,18 @@ from billing.models import LedgerEntry
 from sessions.models import Action, BrowserSession
 
 
-def usage_report(*, account_id: int, start: datetime, end: datetime, group_by: str) -> dict[str, Any]:
-    """Spending in [start, end): totals by charge kind and action type, and per day or hour."""
+def usage_report(
+    *, account_id: int, start: datetime, end: datetime, group_by: str, api_key_id: int | None = None
+) -> dict[str, Any]:
+    """Spending in [start, end): totals by charge kind, action type and API key, and per day or
+    hour; with `api_key_id`, only what was charged to that key (and its sessions and actions)."""
     entries = LedgerEntry.objects.filter(account_id=account_id, created_at__gte=start, created_at__lt=end)
+    sessions = BrowserSession.objects.filter(account_id=account_id, created_at__gte=start, created_at__lt=end)
+    actions = Action.objects.filter(account_id=account_id, created_at__gte=start, created_at__lt=end)
+    if api_key_id is not None:
+        entries = entries.filter(api_key_id=api_key_id)
+        sessions = sessions.filter(api_key_id=api_key_id)
+        actions = actions.filter(api_key_id=api_key_id)
 
     def _by_kind(qs: Any) -> dict[str, int]:
         return {
@@ -41,6 +50,17 @@ def usage_report(*, account_id: int, start: datetime, end: datetime, group_by: s
         .annotate(total=Sum("amount"))
         .order_by("action__type")
     }
+    by_key = [
+        {
+            "api_key_id": row["api_key_id"],
+            "prefix": row["api_key__prefix"],
+            "name": row["api_key__name"],
+            "credits": -row["total"],
+        }
+        for row in charges.values("api_key_id", "api_key__prefix", "api_key__name")
+        .annotate(total=Sum("amount"))
+        .order_by("api_key_id")
+    ]
     trunc = TruncHour if group_by == "hour" else TruncDay
     buckets = []
     for row in (
@@ -62,13 +82,11 @@ def usage_report(*, account_id: int, start: datetime, end: datetime, group_by: s
         "credits_spent": -(charges.aggregate(total=Sum("amount"))["total"] or 0),
         "credits_by_kind": _by_kind(charges),
         "credits_by_action_type": by_action_type,
+        "credits_by_api_key": by_key,
+        "api_key": api_key_id,
         "session_minutes": charges.filter(kind=LedgerEntry.Kind.SESSION_TIME).count(),
         "job_pages": charges.filter(kind=LedgerEntry.Kind.JOB_PAGE).count(),
-        "sessions": BrowserSession.objects.filter(
-            account_id=account_id, created_at__gte=start, created_at__lt=end
-        ).count(),
-        "actions": Action.objects.filter(
-            account_id=account_id, created_at__gte=start, created_at__lt=end
-        ).count(),
+        "sessions": sessions.count(),
+        "actions": actions.count(),
         "buckets": buckets,
     }

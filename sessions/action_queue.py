@@ -21,10 +21,13 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from accounts.authentication import RequestKey
 from accounts.models import Account
-from billing.ledger import accept_debit
+from billing.alerts import balance_crossings
+from billing.ledger import accept_debit, spend_period
 from billing.selectors import balance_of
 from billing.services import action_charge_key, action_prices, action_refund_unrun
+from billing.spend_caps import key_spend_cap_check
 from project.completion import completion_publish, completion_wait
 from project.db import retry_on_conflict
 from project.exceptions import Busy, InsufficientCredits, ServiceUnavailable, is_outage
@@ -75,9 +78,10 @@ def _alive_sql() -> str:
 # writes nothing; and the statement is its own transaction. When it returns no row,
 # `_explain_refusal` finds out why (404, 410, 409, 402) without writing anything but the end of
 # an expired session. (The f-string only inserts enum values and billing's SQL.)
-_DEBIT = accept_debit(gate="live", record="recorded")
-_ACCEPT = f"""
-WITH {_DEBIT.prices},
+def _accept_sql(*, capped: bool) -> str:
+    debit = accept_debit(gate="live", record="recorded", capped=capped)
+    return f"""
+WITH {debit.prices},
 live AS (
     SELECT id, status FROM browser_sessions_browsersession
     WHERE id = %(session_id)s AND account_id = %(account_id)s
@@ -85,7 +89,7 @@ live AS (
       AND {_alive_sql()}
     FOR NO KEY UPDATE
 ),
-{_DEBIT.covered},
+{debit.covered},
 touched AS (
     UPDATE browser_sessions_browsersession s
     SET last_activity_at = %(now)s,
@@ -95,20 +99,27 @@ touched AS (
     FROM covered
     WHERE s.id = %(session_id)s
 ),
-{_DEBIT.debited},
+{debit.debited},
 recorded AS (
     INSERT INTO browser_sessions_action
-        (public_id, session_id, account_id, type, params, status, result, error, executed_tab_id,
-         page_context, request_id, price, step_prices, created_at)
-    SELECT %(public_id)s, %(session_id)s, %(account_id)s, %(type)s, %(params)s::jsonb, '{_QUEUED}', NULL,
-           '', '', NULL, %(request_id)s, d.total,
+        (public_id, session_id, account_id, api_key_id, type, params, status, result, error,
+         executed_tab_id, page_context, request_id, price, step_prices, created_at)
+    SELECT %(public_id)s, %(session_id)s, %(account_id)s, %(api_key_id)s, %(type)s, %(params)s::jsonb,
+           '{_QUEUED}', NULL, '', '', NULL, %(request_id)s, d.total,
            CASE WHEN %(is_batch)s THEN to_jsonb(d.each) END, %(now)s
     FROM debited d
     RETURNING id, price, step_prices
 ),
-{_DEBIT.charged}
-SELECT id, price, step_prices, (SELECT unpriced FROM prices), (SELECT status FROM live) FROM recorded
+{debit.charged}
+SELECT r.id, r.price, r.step_prices, (SELECT unpriced FROM prices), (SELECT status FROM live),
+       d.balance_after, d.low_threshold
+FROM recorded r, debited d
 """  # noqa: S608
+
+
+# A key with a monthly spend cap takes the second form (billing.ledger.accept_debit).
+_ACCEPT = _accept_sql(capped=False)
+_ACCEPT_CAPPED = _accept_sql(capped=True)
 
 
 def _commands(action: dict[str, Any]) -> list[str]:
@@ -117,19 +128,21 @@ def _commands(action: dict[str, Any]) -> list[str]:
     return [action["type"]]
 
 
-def action_submit(*, session_id: str, account: Account, action: dict[str, Any]) -> Action:
+def action_submit(
+    *, session_id: str, account: Account, action: dict[str, Any], api_key: RequestKey | None = None
+) -> Action:
     """Accept a validated, canonical action on a live session of `account`, charge it, queue it.
 
     404 for a session the account does not have; 410 when it ended or expired (an expired one
     ends here); 409 while its browser starts; 402 (nothing recorded, nothing runs) when the
-    balance cannot cover it.
+    balance cannot cover it, or `api_key`'s monthly spend cap (`key_spend_cap_reached`).
     """
     for _ in range(_ACCEPT_ATTEMPTS):
-        row = _accept(session_id=session_id, account=account, action=action)
+        row = _accept(session_id=session_id, account=account, action=action, api_key=api_key)
         if row is not None:
             _deliver(row)
             return row
-        _explain_refusal(session_id=session_id, account=account, action=action)
+        _explain_refusal(session_id=session_id, account=account, action=action, api_key=api_key)
     raise Busy("The session or the balance kept changing while this action was accepted; try again.")
 
 
@@ -163,13 +176,19 @@ def _unsaved_row(action: dict[str, Any], **fields: Any) -> Action:
 
 
 @retry_on_conflict
-def _accept(*, session_id: str, account: Account, action: dict[str, Any]) -> Action | None:
+def _accept(
+    *, session_id: str, account: Account, action: dict[str, Any], api_key: RequestKey | None
+) -> Action | None:
     """The accept, in one statement; None when refused (see _ACCEPT)."""
-    row = _unsaved_row(action, session_id=session_id, account_id=account.pk, created_at=timezone.now())
+    api_key_id = api_key.id if api_key is not None else None
+    row = _unsaved_row(
+        action, session_id=session_id, account_id=account.pk, api_key_id=api_key_id, created_at=timezone.now()
+    )
     commands = _commands(action)
+    capped = api_key is not None and api_key.spend_capped
     with hot_cursor() as cursor:
         cursor.execute(
-            _ACCEPT,
+            _ACCEPT_CAPPED if capped else _ACCEPT,
             {
                 "items": commands,
                 "now": row.created_at,
@@ -181,6 +200,8 @@ def _accept(*, session_id: str, account: Account, action: dict[str, Any]) -> Act
                 "params": json.dumps(row.params),
                 "request_id": row.request_id,
                 "is_batch": row.type == "batch",
+                "api_key_id": api_key_id,
+                **({"period": spend_period(row.created_at)} if capped else {}),
             },
         )
         accepted = cursor.fetchone()
@@ -189,6 +210,15 @@ def _accept(*, session_id: str, account: Account, action: dict[str, Any]) -> Act
     row.id, row.price, row.step_prices = accepted[0], accepted[1], json_value(accepted[2])
     if accepted[3]:
         logger.error("no price for some of %s; charged the highest action price", commands)
+    after, low = accepted[5], accepted[6]
+    if (low > 0 and after + row.price >= low > after) or after == 0:  # rare: one comparison
+        balance_crossings(
+            account_id=account.pk,
+            event_key=action_charge_key(row.public_id),
+            before=after + row.price,
+            after=after,
+            low=low,
+        )
     # The accept is its own transaction, committed by now: the watchers' events (sessions/events.py).
     if accepted[4] == SessionStatus.READY.value:
         session_status_publish(session_id=session_id, status=SessionStatus.RUNNING, at=row.created_at)
@@ -202,11 +232,15 @@ def _accept(*, session_id: str, account: Account, action: dict[str, Any]) -> Act
     return as_loaded(row)
 
 
-def _explain_refusal(*, session_id: str, account: Account, action: dict[str, Any]) -> None:
+def _explain_refusal(
+    *, session_id: str, account: Account, action: dict[str, Any], api_key: RequestKey | None
+) -> None:
     """Raise why the accept was refused; return when nothing explains it (the rows changed)."""
     session = selectors.session_get(account=account, session_id=session_id)  # 404
     session_require_active(session=session)  # 410 (an expired session ends here), 409
     price = sum(action_prices(action))
+    if api_key is not None and api_key.spend_capped:
+        key_spend_cap_check(api_key_id=api_key.id, required=price)  # 402 key_spend_cap_reached
     balance = balance_of(account_id=account.pk)
     if balance < price:
         raise InsufficientCredits(

@@ -97,6 +97,10 @@ class BrowserLocationColumns(models.Model):
 class BrowserSession(BrowserLocationColumns):
     id = models.CharField(primary_key=True, max_length=40, default=new_session_id, editable=False)
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="sessions")
+    # The API key it was created with (its minutes are charged to that key).
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="sessions"
+    )
     kind = models.CharField(max_length=16, default="browser")
     status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.STARTING)
     ended_reason = models.CharField(max_length=32, choices=EndedReason.choices, blank=True, default="")
@@ -205,6 +209,10 @@ class Action(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=new_action_id, editable=False)
     session = models.ForeignKey(BrowserSession, on_delete=models.CASCADE, related_name="actions")
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="actions")
+    # The API key it was submitted with (its charge is that key's).
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="actions"
+    )
     type = models.CharField(max_length=32)
     params = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=ActionStatus.choices, default=ActionStatus.QUEUED)

@@ -100,7 +100,7 @@ def _end_expired_sessions_of(account: Account, now: datetime) -> None:
 
 
 @retry_on_conflict
-def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
+def session_create(*, account: Account, spec: SessionSpec, api_key_id: int | None = None) -> BrowserSession:
     """Admit and record a session, then have a worker start its browser.
 
     The account row lock serializes creates of one account, so two concurrent creates cannot
@@ -148,6 +148,7 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
         inactivity = spec.inactivity_timeout_seconds or settings.DEFAULT_INACTIVITY_TIMEOUT_SECONDS
         session = BrowserSession(
             account=account,
+            api_key_id=api_key_id,
             kind=spec.kind,
             status=SessionStatus.STARTING,
             created_at=now,
@@ -181,7 +182,13 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
 
 def _charge_first_minute(session: BrowserSession) -> None:
     try:
-        session_minute_charge(account_id=session.account_id, session_id=session.pk, minute=0)
+        session_minute_charge(
+            account_id=session.account_id,
+            session_id=session.pk,
+            minute=0,
+            api_key_id=session.api_key_id,
+            enforce_key_cap=True,
+        )
     except InsufficientCredits as exc:
         raise InsufficientCredits(
             f"A session needs {exc.extra['required']} credits for its first minute and the balance is "

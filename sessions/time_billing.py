@@ -43,7 +43,12 @@ def session_time_bill(*, session_id: str, now: datetime | None = None) -> bool:
         paid_up = True
         while billed < due:
             try:
-                session_minute_charge(account_id=session.account_id, session_id=session.pk, minute=billed)
+                session_minute_charge(
+                    account_id=session.account_id,
+                    session_id=session.pk,
+                    minute=billed,
+                    api_key_id=session.api_key_id,
+                )
             except InsufficientCredits:
                 paid_up = False
                 break

@@ -242,9 +242,20 @@ def delivery_record(*, attempt: Attempt, outcome: Outcome) -> str:
 
 
 def _endpoint_disable(endpoint: Endpoint, *, reason: str) -> None:
-    Endpoint.objects.filter(pk=endpoint.pk).update(
+    """Disable the endpoint and tell the account's owners, once (only the call that turns it off)."""
+    turned_off = Endpoint.objects.filter(pk=endpoint.pk, enabled=True).update(
         enabled=False, disabled_reason=reason, updated_at=timezone.now()
     )
+    if turned_off:
+        dispatch.owners_notify(
+            endpoint.account_id,
+            subject="Browserfleet: a webhook endpoint was disabled",
+            body=(
+                f"Your webhook endpoint {endpoint.url} ({endpoint.pk}) was disabled: {reason}.\n\n"
+                "Events for it are no longer sent. Fix the receiver, then enable the endpoint again "
+                "(PATCH /v1/webhooks/{id} with enabled=true); its delivery log shows what failed."
+            ),
+        )
     # What was still due for it will never go: the log shows it failed.
     Delivery.objects.filter(endpoint_id=endpoint.pk, status=DeliveryStatus.PENDING).exclude(
         sending_until__gt=timezone.now()

@@ -16,6 +16,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from accounts.notifications import owners_email
 from sessions.expiry_warnings import sessions_warn_expiring
 from webhooks import delivery as http
 from webhooks import dispatch
@@ -67,4 +68,19 @@ def webhooks_purge() -> int:
     return webhooks.webhooks_purge()
 
 
+# Retried on SMTP trouble a few times: an alert lost to a blip is worse than a late one.
+@shared_task(
+    acks_late=True,
+    soft_time_limit=60,
+    time_limit=90,
+    autoretry_for=(OSError,),
+    retry_backoff=30,
+    max_retries=5,
+)
+def owners_notify(account_id: int, subject: str, body: str) -> int:
+    """Email the account's owners (billing's low-balance alerts, a disabled webhook endpoint)."""
+    return owners_email(account_id=account_id, subject=subject, body=body)
+
+
 assert webhook_deliver.name == dispatch.WEBHOOK_DELIVER
+assert owners_notify.name == dispatch.OWNERS_NOTIFY

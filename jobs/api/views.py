@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import request_account
+from accounts.authentication import request_account, request_key
 from accounts.inflight import inflight_slot
 from jobs import selectors, services
 from jobs.api import exports, schema
@@ -68,6 +68,7 @@ class JobListCreateView(APIView):
                 spec=services.JobSpec(**data),
                 idempotency_key=key,
                 request_hash=services.request_fingerprint(request.data) if key else "",
+                api_key_id=api_key.id if (api_key := request_key(request)) else None,
             )
         return Response(_job_body(job), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -42,7 +42,9 @@ def job_end_locked(job: Job, status: str, reason: str, error: str = "") -> bool:
             status=ItemStatus.SKIPPED, finished_at=now, leased_by="", lease_expires_at=None
         )
     job.refresh_from_db(fields=["credits_held", "credits_pending"])
-    job_hold_release(account_id=job.account_id, job_id=job.pk, amount=job.credits_held)
+    job_hold_release(
+        account_id=job.account_id, job_id=job.pk, amount=job.credits_held, api_key_id=job.api_key_id
+    )
     Job.objects.filter(pk=job.pk).update(
         status=status,
         ended_reason=reason,

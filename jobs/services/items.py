@@ -168,6 +168,7 @@ def item_record(*, item_id: int, job_id: str, browser_id: str, outcome: PageOutc
                     attempt=item.attempts,
                     amount=job.page_price,
                     reason=f"job {job.pk}: {item.url[:200]}",
+                    api_key_id=job.api_key_id,
                 )
                 item.credits += job.page_price
                 job_update["credits_held"] = F("credits_held") - job.page_price

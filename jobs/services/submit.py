@@ -140,7 +140,12 @@ def _too_large(plan: Plan, urls: int) -> InvalidInput:
 
 
 def job_submit(
-    *, account: Account, spec: JobSpec, idempotency_key: str = "", request_hash: str = ""
+    *,
+    account: Account,
+    spec: JobSpec,
+    idempotency_key: str = "",
+    request_hash: str = "",
+    api_key_id: int | None = None,
 ) -> tuple[Job, bool]:
     """Create a job and its items and hold its maximum cost; (job, created).
 
@@ -178,6 +183,7 @@ def job_submit(
         max_concurrency = min(max_concurrency, plan.max_concurrent_sessions)
     job = Job(
         account=account,
+        api_key_id=api_key_id,
         spec={
             "scrape": spec.scrape,
             # jsonb does not keep key order: the export's columns are fixed here, in schema order.
@@ -218,7 +224,7 @@ def job_submit(
                 ],
                 batch_size=2000,
             )
-            job_hold_place(account_id=account.pk, job_id=job.pk, amount=hold)
+            job_hold_place(account_id=account.pk, job_id=job.pk, amount=hold, api_key_id=job.api_key_id)
             dispatch.jobs_dispatch()
     except IntegrityError:
         # Another request with the same Idempotency-Key won the race: answer with its job.

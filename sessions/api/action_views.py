@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import request_account
+from accounts.authentication import request_account, request_key
 from accounts.inflight import inflight_slot
 from project.exceptions import ApplicationError, InvalidInput, NotFound, NotImplementedByServer
 from project.fields import iso
@@ -128,12 +128,16 @@ def submit(request: Request, session_id: str, build: Any) -> Response:
         raise
     account = request_account(request)
     if _prefers_async(request):
-        action = action_submit(session_id=session_id, account=account, action=spec)
+        action = action_submit(
+            session_id=session_id, account=account, action=spec, api_key=request_key(request)
+        )
     else:
         budget = client_wait_budget(request, settings.ACTION_WAIT_SECONDS)
         # Taken before the accept: a 429 means nothing was charged or queued.
         with inflight_slot(account=account, wait_seconds=budget):
-            action = action_submit(session_id=session_id, account=account, action=spec)
+            action = action_submit(
+                session_id=session_id, account=account, action=spec, api_key=request_key(request)
+            )
             action = action_wait(action=action, timeout=budget)
     if not action.is_finished:
         body = action_payload(action, request)

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import request_account
+from accounts.authentication import request_account, request_key
 from accounts.inflight import inflight_limit, inflight_slot, inflight_slot_release, inflight_slot_take
 from project.exceptions import InvalidInput, ServiceUnavailable
 from sessions import saved_state, selectors, services
@@ -88,7 +88,10 @@ class ComputerListCreateView(APIView):
                 saved_state.saved_state_wait_saved(
                     account=account, environment_id=environment_id, timeout=budget / 2
                 )
-            session = services.session_create(account=account, spec=spec)
+            api_key = request_key(request)
+            session = services.session_create(
+                account=account, spec=spec, api_key_id=api_key.id if api_key is not None else None
+            )
             try:
                 session = services.session_wait_until_started(session=session, timeout=budget)
             except ServiceUnavailable:
