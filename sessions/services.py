@@ -31,7 +31,7 @@ from project.exceptions import (
     SessionEnded,
     TooManyRequests,
 )
-from sessions import dispatch, placement, saved_state
+from sessions import dispatch, placement, proxies, saved_state
 from sessions.events import session_events_publish, session_status_event, session_status_publish
 from sessions.models import (
     LIVE_STATUSES,
@@ -66,6 +66,8 @@ class SessionSpec:
     display_height: int = 768
     display_scale: float = 1.0
     options: dict[str, Any] | None = None
+    # The tenant's own proxy rules, checked (sessions/proxies.py), credentials included.
+    proxies: list[dict[str, str]] | None = None
 
 
 def started_event(session_id: str) -> str:
@@ -163,6 +165,7 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
         )
         session.idle_expires_at = session.idle_deadline(now)
         session.billed_minutes = 1
+        _proxy_config_set(session, spec)
         session.host = chosen.host
         warm = chosen.warm
         if warm is not None:
@@ -177,6 +180,23 @@ def session_create(*, account: Account, spec: SessionSpec) -> BrowserSession:
         else:
             dispatch.browser_start(session.pk, host=chosen.host)
     return session
+
+
+def _proxy_config_set(session: BrowserSession, spec: SessionSpec) -> None:
+    """Seal the session's proxy configuration onto it (use_advanced_proxy: a pool member, kept
+    for the session); ProxyUnavailable (4xx) when it cannot be honoured: never silently direct."""
+    options = session.options
+    if options.get("use_advanced_proxy"):
+        proxies.proxies_available()
+        member = proxies.pool_choose(session_id=session.pk, country=str(options.get("proxy_country") or ""))
+        config: dict[str, Any] = {"pool": member.name}
+    elif spec.proxies:
+        proxies.proxies_available()
+        config = {"rules": spec.proxies}
+        options["proxies"] = proxies.proxies_public(spec.proxies)
+    else:
+        return
+    session.proxy_config = proxies.proxy_config_seal(session_id=session.pk, config=config)
 
 
 def _charge_first_minute(session: BrowserSession) -> None:

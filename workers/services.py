@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
 from project.exceptions import is_outage
-from sessions import dispatch, placement
+from sessions import dispatch, placement, proxies
 from sessions import saved_state as saved_states
 from sessions.browser_state import (
     hosts_dead_reap,
@@ -36,7 +37,8 @@ from sessions.models import (
     WarmBrowserState,
 )
 from sessions.services import session_terminate
-from workers.browser import BrowserError, BrowserStartError, Display, egress, get_backend
+from sessions.state_crypto import StateSealError
+from workers.browser import BrowserError, BrowserStartError, Display, egress, get_backend, proxy_routes
 from workers.browser.base import prepare_first_tab
 from workers.browser.driver import forget
 from workers.browser.local import LocalBackend
@@ -56,10 +58,16 @@ def session_browser_start(*, session_id: str) -> None:
         return
     backend = get_backend()
     display = Display(session.display_width, session.display_height, session.display_scale)
+    try:
+        routes = _proxy_routes(session)
+    except ProxyNotSet as exc:
+        logger.warning("session %s: %s", session_id, exc)
+        session_browser_start_failed(session_id=session_id, error=str(exc))
+        return
     attempt = 1
     while True:
         try:
-            handle = backend.start(session_id=session_id, display=display)
+            handle = backend.start(session_id=session_id, display=display, routes=routes)
             break
         except BrowserStartError as exc:
             # Slow down, don't fail: a start that timed out on a saturated host is tried again
@@ -83,6 +91,40 @@ def session_browser_start(*, session_id: str) -> None:
         logger.info("session %s ended while its browser started; stopping it", session_id)
         backend.stop(handle, session_id=session_id)
         session_browser_start_abandoned(session_id=session_id)
+
+
+class ProxyNotSet(Exception):
+    """The session's proxy cannot be put in place (text safe to show: no credentials)."""
+
+
+def _proxy_routes(session: BrowserSession) -> dict[str, Any] | None:
+    """The egress route document of the session's proxies, or None when it has none."""
+    if session.proxy_config is None:
+        return None
+    try:
+        config = proxies.proxy_config_open(session_id=session.pk, sealed=session.proxy_config)
+        return proxies.route_document(session_id=session.pk, config=config)
+    except StateSealError:
+        raise ProxyNotSet(
+            "the session's proxy settings cannot be opened (SAVED_STATE_KEYS changed?)"
+        ) from None
+    except proxies.ProxyUnavailable as exc:
+        raise ProxyNotSet(exc.detail) from None
+
+
+def _proxy_route_claimed(session: BrowserSession, handle: BrowserLocation) -> None:
+    """Put the session's proxy in front of a warm browser it claimed, before its first navigation
+    (the pool started it without one). ProxyNotSet when that cannot be done."""
+    routes = _proxy_routes(session)
+    if routes is None:
+        return
+    uid = proxy_routes.browser_uid(handle.profile_dir)
+    if uid is None:
+        raise ProxyNotSet("the warm browser has no sandbox uid of its own")
+    try:
+        proxy_routes.routes_write(uid=uid, document=routes)
+    except OSError as exc:
+        raise ProxyNotSet(f"the proxy route could not be written ({exc.strerror})") from None
 
 
 def session_browser_stop(*, session_id: str) -> None:
@@ -179,8 +221,9 @@ def session_browser_adopt(*, session_id: str) -> None:
     handle = session.location
     display = Display(session.display_width, session.display_height, session.display_scale)
     try:
+        _proxy_route_claimed(session, handle)
         prepare_first_tab(handle.webdriver_url, handle.webdriver_session_id, display)
-    except BrowserError as exc:
+    except (BrowserError, ProxyNotSet) as exc:
         logger.warning("session %s: its warm browser failed (%s); starting a new one", session_id, exc)
         get_backend(handle.backend).stop(handle, session_id=session_id)
         dispatch.browser_start(session_id, host=session.host)

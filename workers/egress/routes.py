@@ -28,10 +28,17 @@ from workers.egress.upstream import ProxyFailed, Rule, Upstream
 logger = logging.getLogger(__name__)
 
 
+# How often the filter looks for changed route files (to close the connections of their uid).
+ROUTES_POLL_SECONDS = 0.2
+
+
 def parse_rules(document: Any) -> list[Rule]:
     """Rules from the file's JSON; ValueError (naming no credential) when malformed."""
     if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
         raise ValueError("not {'rules': [...]}")
+    meter = document.get("meter") or ""
+    if not isinstance(meter, str):
+        raise ValueError("a meter is a string")
     rules = []
     for item in document["rules"]:
         if not isinstance(item, dict) or not isinstance(item.get("server"), str):
@@ -45,6 +52,7 @@ def parse_rules(document: Any) -> list[Rule]:
             username=str(item.get("username") or ""),
             password=str(item.get("password") or ""),
             name=str(item.get("name") or ""),
+            meter=meter if item.get("metered") is True else "",
         )
         rules.append(Rule(upstream, pattern))
     return rules
@@ -54,6 +62,25 @@ class DirectoryRoutes:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self._cache: dict[str, tuple[tuple[int, int], list[Rule] | None]] = {}
+        self._seen: dict[str, tuple[int, int]] | None = None
+
+    def _stamps(self) -> dict[str, tuple[int, int]]:
+        stamps = {}
+        for path in self.directory.glob("uid-*.json"):
+            try:
+                stat = path.stat()
+                stamps[f"uid:{int(path.name[4:-5])}"] = (stat.st_mtime_ns, stat.st_size)
+            except (OSError, ValueError):
+                continue
+        return stamps
+
+    def changes(self) -> set[str]:
+        """Client keys whose file changed, appeared or went since the last call (none the first)."""
+        stamps = self._stamps()
+        seen, self._seen = self._seen, stamps
+        if seen is None:
+            return set()
+        return {key for key in stamps.keys() | seen.keys() if stamps.get(key) != seen.get(key)}
 
     def path(self, uid: int) -> Path:
         return self.directory / f"uid-{uid}.json"

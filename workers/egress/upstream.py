@@ -47,9 +47,12 @@ class Upstream:
     username: str = field(default="", repr=False)
     password: str = field(default="", repr=False)
     name: str = ""  # an operator pool entry's label, for logs and metering
+    meter: str = ""  # the session its bytes are reported under (metering.py); "": not metered
 
     @classmethod
-    def parse(cls, url: str, *, username: str = "", password: str = "", name: str = "") -> Upstream:
+    def parse(
+        cls, url: str, *, username: str = "", password: str = "", name: str = "", meter: str = ""
+    ) -> Upstream:
         """`http://[user:pass@]host:port`; ValueError (without the credentials) otherwise."""
         parts = urlsplit(url.strip())
         if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
@@ -64,6 +67,7 @@ class Upstream:
             username=username or unquote(parts.username or ""),
             password=password or unquote(parts.password or ""),
             name=name or f"{parts.hostname}:{port}",
+            meter=meter,
         )
 
     def authorization(self) -> str | None:
@@ -145,14 +149,22 @@ def _uncounted(size: int) -> None:
     pass
 
 
+def _nothing() -> None:
+    pass
+
+
 async def splice(
-    tunnel: tuple[asyncio.StreamReader, asyncio.StreamWriter], *, count: Callable[[int], None] = _uncounted
+    tunnel: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    *,
+    count: Callable[[int], None] = _uncounted,
+    closed: Callable[[], None] = _nothing,
 ) -> int:
     """A loopback port whose first connection, from this process's uid, is joined to `tunnel`.
 
     Only a connection from this process's own uid is taken (the sandbox uids cannot even reach
     it past the firewall); the listener closes after that one, or after SPLICE_ACCEPT_SECONDS.
-    `count` gets the size of every chunk carried, both ways (metering).
+    `count` gets the size of every chunk carried, both ways (metering); `closed` is called once
+    when the splice is done (both ways closed, or never taken).
     """
     up_reader, up_writer = tunnel
     taken = asyncio.Event()
@@ -167,7 +179,10 @@ async def splice(
             return
         taken.set()
         server.close()
-        await asyncio.gather(_pipe(reader, up_writer, count), _pipe(up_reader, writer, count))
+        try:
+            await asyncio.gather(_pipe(reader, up_writer, count), _pipe(up_reader, writer, count))
+        finally:
+            closed()
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
     port = int(server.sockets[0].getsockname()[1])
@@ -178,6 +193,7 @@ async def splice(
         if not taken.is_set():
             server.close()
             up_writer.close()
+            closed()
 
     # Held until done: the event loop keeps only weak references to tasks.
     _pending.add(task := asyncio.ensure_future(expire()))
