@@ -32,6 +32,7 @@ def usage_report(*, account_id: int, start: datetime, end: datetime, group_by: s
             LedgerEntry.Kind.SESSION_TIME,
             LedgerEntry.Kind.REFUND,
             LedgerEntry.Kind.JOB_PAGE,
+            LedgerEntry.Kind.PROXY,
         ]
     )
     by_action_type = {
@@ -64,6 +65,11 @@ def usage_report(*, account_id: int, start: datetime, end: datetime, group_by: s
         "credits_by_action_type": by_action_type,
         "session_minutes": charges.filter(kind=LedgerEntry.Kind.SESSION_TIME).count(),
         "job_pages": charges.filter(kind=LedgerEntry.Kind.JOB_PAGE).count(),
+        # Started MB through the operator's proxy pool, of the sessions created in the window.
+        "proxy_mb": BrowserSession.objects.filter(
+            account_id=account_id, created_at__gte=start, created_at__lt=end
+        ).aggregate(total=Sum("proxy_billed_mb"))["total"]
+        or 0,
         "sessions": BrowserSession.objects.filter(
             account_id=account_id, created_at__gte=start, created_at__lt=end
         ).count(),

@@ -199,6 +199,25 @@ def _proxy_config_set(session: BrowserSession, spec: SessionSpec) -> None:
     session.proxy_config = proxies.proxy_config_seal(session_id=session.pk, config=config)
 
 
+def session_proxy_change(
+    *, session_id: str, proxy_url: str, username: str = "", password: str = ""
+) -> dict[str, Any]:
+    """The session's proxy from now on (change-proxy): every host through `proxy_url` (checked by
+    sessions.proxies), or direct. Returns the egress route document for its browser."""
+    if proxy_url == "direct":
+        config: dict[str, Any] = {"rules": [{"server": "direct", "domain_pattern": ""}]}
+    else:
+        config = {
+            "rules": [{"server": proxy_url, "username": username, "password": password, "domain_pattern": ""}]
+        }
+    session = BrowserSession.objects.get(pk=session_id)
+    options = {**session.options, "proxies": proxies.proxies_public(config["rules"])}
+    BrowserSession.objects.filter(pk=session_id).update(
+        proxy_config=proxies.proxy_config_seal(session_id=session_id, config=config), options=options
+    )
+    return proxies.route_document(session_id=session_id, config=config)
+
+
 def _charge_first_minute(session: BrowserSession) -> None:
     try:
         session_minute_charge(account_id=session.account_id, session_id=session.pk, minute=0)

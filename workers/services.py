@@ -7,6 +7,7 @@ browsers and report what happened.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
 from project.exceptions import is_outage
+from project.redis import get_redis
 from sessions import dispatch, placement, proxies
 from sessions import saved_state as saved_states
 from sessions.browser_state import (
@@ -36,6 +39,7 @@ from sessions.models import (
     WarmBrowser,
     WarmBrowserState,
 )
+from sessions.proxy_billing import session_proxy_bill
 from sessions.services import session_terminate
 from sessions.state_crypto import StateSealError
 from workers.browser import BrowserError, BrowserStartError, Display, egress, get_backend, proxy_routes
@@ -43,6 +47,7 @@ from workers.browser.base import prepare_first_tab
 from workers.browser.driver import forget
 from workers.browser.local import LocalBackend
 from workers.browser.saved_state import state_export, state_import
+from workers.egress.metering import meter_key
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +146,29 @@ def session_browser_stop(*, session_id: str) -> None:
         elif session.ended_reason != EndedReason.START_FAILED and handle.webdriver_session_id:
             _state_save(session, handle)
     get_backend(session.backend or None).stop(handle, session_id=session_id)
+    if session.proxy_config is not None:
+        _proxy_bytes_settle(session)
     session_browser_released(session=session)
+
+
+def _proxy_bytes_settle(session: BrowserSession) -> None:
+    """Charge the bytes the session's browser sent through the operator's pool (none for a tenant's
+    own proxies): the filter's total, once its last tunnel of the session has closed (the browser
+    is gone, so that is a matter of milliseconds; PROXY_METER_SETTLE_SECONDS at most)."""
+    key = meter_key(session.pk)
+    deadline = time.monotonic() + settings.PROXY_METER_SETTLE_SECONDS
+    try:
+        redis = get_redis()
+        counts = redis.hgetall(key)
+        while counts and int(counts.get(b"open") or 0) > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            counts = redis.hgetall(key)
+    except RedisError as exc:
+        logger.warning("session %s: proxy bytes not read: %s", session.pk, exc)
+        return
+    total = int(counts.get(b"bytes") or 0) if counts else 0
+    if total:
+        session_proxy_bill(session_id=session.pk, total_bytes=total)
 
 
 def _state_save(session: BrowserSession, handle: BrowserLocation) -> None:
