@@ -5,6 +5,7 @@ record every tunnel they open."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,11 @@ def test_use_advanced_proxy_goes_through_the_pool_and_its_bytes_are_charged_once
     # Through the `de` member, with the pool's credentials; the `us` member heard nothing.
     assert pool["de"].tunnels and set(pool["de"].tunnels) == {authority}
     assert pool["de"].auth_seen[-1].startswith("Basic ") and pool["us"].tunnels == []
+    # Stealth, as it is (docs/proxies.md): what a bot check reads first. Recorded, not hidden.
+    assert sdk.computers.navigate(computer.id, url=f"{pages_server}/stealth.html").status == "success"
+    html = sdk.computers.html(computer.id).result["html_content"]
+    probe = json.loads(html.split('<pre id="probe">', 1)[1].split("</pre>", 1)[0].replace("&quot;", '"'))
+    assert probe["webdriver"] is True and "HeadlessChrome" in probe["userAgent"]
     # The route file is the filter's alone to read.
     (route,) = _route_files()
     assert route.stat().st_mode & 0o777 == 0o600
