@@ -32,7 +32,7 @@ from sessions.url_policy import navigation_url
 
 MAX_RULES = 20
 MAX_CREDENTIAL = 256
-_SCHEMES = {"http": 80}
+_SCHEMES = {"http": 80, "socks5": 1080}
 _PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?$|^\*$")
 _TAG = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 # The associated data of a sealed change-proxy credential (the action's own params).
@@ -67,9 +67,9 @@ def _split(url: str) -> tuple[str, str, int, str, str]:
     except ValueError:
         raise InvalidProxy("A proxy's port is a number from 1 to 65535.") from None
     if parts.scheme not in _SCHEMES:
-        raise InvalidProxy("A proxy server is http://host:port (socks5 is not supported yet).")
+        raise InvalidProxy("A proxy server is http://host:port or socks5://host:port.")
     if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise InvalidProxy("A proxy server is http://host:port, without a path.")
+        raise InvalidProxy("A proxy server is http://host:port or socks5://host:port, without a path.")
     return (
         parts.scheme,
         parts.hostname,

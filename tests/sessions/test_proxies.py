@@ -43,6 +43,7 @@ def _refused(client, path: str, body: dict, code: str) -> None:
         "http://10.0.0.5:8080",
         "http://169.254.169.254:80",
         "http://[::1]:3128",
+        f"socks5://user:{SECRET}@127.0.0.2:1080",
     ],
 )
 def test_a_proxy_on_a_forbidden_address_is_400_blocked_address(api_client, server):
@@ -62,7 +63,7 @@ def test_a_proxy_on_a_forbidden_address_is_400_blocked_address(api_client, serve
 @pytest.mark.parametrize(
     ("body", "code"),
     [
-        ({"proxies": [{"server": f"socks5://u:{SECRET}@127.0.0.1:1080"}]}, "invalid_proxy"),
+        ({"proxies": [{"server": f"socks4://u:{SECRET}@127.0.0.1:1080"}]}, "invalid_proxy"),
         ({"proxies": [{"server": f"ftp://u:{SECRET}@127.0.0.1:21"}]}, "invalid_proxy"),
         ({"proxies": [{"server": f"http://u:{SECRET}@127.0.0.1:99999"}]}, "invalid_proxy"),
         ({"proxies": [{"server": f"http://u:{SECRET}@127.0.0.1:3128/path"}]}, "invalid_proxy"),
@@ -84,7 +85,7 @@ def test_malformed_proxy_settings_are_400_and_write_nothing(api_client, body, co
 
 def test_malformed_change_proxy_is_400_and_writes_nothing(api_client):
     session = session_row(api_client.account, status="ready")
-    for proxy_url in (f"socks5://u:{SECRET}@127.0.0.1:1", "http://", f"http://u:{SECRET}@h:1/p"):
+    for proxy_url in (f"socks4://u:{SECRET}@127.0.0.1:1", "http://", f"http://u:{SECRET}@h:1/p"):
         _refused(
             api_client, f"/v1/computers/{session.pk}/change-proxy", {"proxy_url": proxy_url}, "invalid_proxy"
         )

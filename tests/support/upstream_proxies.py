@@ -29,6 +29,7 @@ class UpstreamProxy:
     auth_seen: list[str] = field(default_factory=list)
     carried: int = 0
     listen_port: int = 0  # 0: any free port
+    protocol: str = "http"  # or "socks5" (RFC 1928, with RFC 1929 username/password)
     server: socketserver.ThreadingTCPServer | None = None
 
     @property
@@ -41,6 +42,9 @@ class UpstreamProxy:
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
+                if proxy.protocol == "socks5":
+                    proxy._socks5(self.request)
+                    return
                 head = b""
                 while b"\r\n\r\n" not in head:
                     chunk = self.request.recv(4096)
@@ -67,6 +71,48 @@ class UpstreamProxy:
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
+
+    def _socks5(self, sock: socket.socket) -> None:
+        def exactly(n: int) -> bytes:
+            data = b""
+            while len(data) < n:
+                chunk = sock.recv(n - len(data))
+                if not chunk:
+                    raise ConnectionError("closed")
+                data += chunk
+            return data
+
+        version, count = exactly(2)
+        methods = exactly(count)
+        wanted = 2 if self.credentials else 0
+        if version != 5 or wanted not in methods:
+            sock.sendall(b"\x05\xff")
+            return
+        sock.sendall(bytes([5, wanted]))
+        if wanted == 2:
+            exactly(1)
+            user = exactly(exactly(1)[0]).decode()
+            password = exactly(exactly(1)[0]).decode()
+            self.auth_seen.append(f"{user}:{password}")
+            if f"{user}:{password}" != self.credentials:
+                sock.sendall(b"\x01\x01")
+                return
+            sock.sendall(b"\x01\x00")
+        else:
+            self.auth_seen.append("")
+        _, command, _, kind = exactly(4)
+        if kind == 3:
+            host = exactly(exactly(1)[0]).decode()
+        else:
+            host = socket.inet_ntop(
+                socket.AF_INET if kind == 1 else socket.AF_INET6, exactly(4 if kind == 1 else 16)
+            )
+        port = int.from_bytes(exactly(2), "big")
+        assert command == 1  # CONNECT
+        self.tunnels.append(f"{host}:{port}")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as upstream:
+            sock.sendall(b"\x05\x00\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big"))
+            self._splice(sock, upstream)
 
     def _splice(self, a: socket.socket, b: socket.socket) -> None:
         def pipe(src: socket.socket, dst: socket.socket) -> None:

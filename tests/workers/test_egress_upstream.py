@@ -215,8 +215,35 @@ def test_a_forbidden_target_is_refused_even_through_a_proxy(
     assert a.tunnels == []
 
 
+def test_a_socks5_upstream_carries_the_connection_with_its_credentials(
+    chained: _Filter, page_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    open_, locked = (
+        _Proxy("S", protocol="socks5").start(),
+        _Proxy("T", protocol="socks5", credentials="alice:s3cret-pw"),
+    )
+    locked.start()
+    try:
+        chained.rules[:] = [Rule(Upstream.parse(f"socks5://127.0.0.1:{open_.port}"))]
+        assert chained.get(f"http://pages.test:{page_port}/s").text == "hello from /s"
+        assert b"hello from /t" in _connect_through(chained.port, f"pages.test:{page_port}", "/t")
+        assert open_.tunnels == [f"pages.test:{page_port}"] * 2  # the name, unresolved
+        chained.rules[:] = [Rule(Upstream.parse(f"socks5://alice:s3cret-pw@127.0.0.1:{locked.port}"))]
+        assert chained.get(f"http://pages.test:{page_port}/u").status_code == 200
+        assert locked.auth_seen == ["alice:s3cret-pw"]
+        caplog.set_level(logging.INFO)
+        chained.rules[:] = [Rule(Upstream.parse(f"socks5://alice:wrong-pw@127.0.0.1:{locked.port}"))]
+        with pytest.raises(requests.ConnectionError):
+            chained.get(f"http://pages.test:{page_port}/v")
+        assert "refused the credentials" in caplog.text and "wrong-pw" not in caplog.text
+        assert len(locked.tunnels) == 1
+    finally:
+        open_.stop()
+        locked.stop()
+
+
 @pytest.mark.parametrize(
-    "url", ["socks5://127.0.0.1:1080", "http://", "http://host:99999", "http://h:1/path", "ftp://h:1"]
+    "url", ["socks4://127.0.0.1:1080", "http://", "http://host:99999", "http://h:1/path", "ftp://h:1"]
 )
 def test_a_malformed_proxy_url_is_an_error_without_its_credentials(url: str) -> None:
     with pytest.raises(ValueError) as error:

@@ -156,15 +156,18 @@ class EgressFilter:
                 raise Refused("blocked_address", f"{host} resolves to {address}, not a public address")
         return addresses[0]
 
-    def close_client_connections(self, key: str) -> int:
-        """Close every connection of the client `key` (a browser) now: its kept-alive connections
-        and tunnels, through whichever upstream, end; its next ones follow its new route."""
+    def close_client_connections(self, key: str, *, opened_before: float) -> int:
+        """Close the connections of the client `key` (a browser) opened before `opened_before`
+        (its route's change): its kept-alive connections and tunnels, through whichever upstream,
+        end; its next ones (and those opened since) follow its new route."""
         proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
         connections = getattr(proxyserver, "connections", {})
         closed = 0
         for conn_id, owner in list(self._clients.items()):
             handler = connections.get(conn_id) if owner == key else None
-            io = handler.transports.get(handler.client) if handler is not None else None
+            if handler is None or (handler.client.timestamp_start or 0) >= opened_before:
+                continue
+            io = handler.transports.get(handler.client)
             if io is not None and io.handler is not None:
                 io.handler.cancel("its upstream route changed")
                 closed += 1
@@ -180,8 +183,8 @@ class EgressFilter:
             except OSError as exc:
                 logger.warning("route files not read: %s", exc)
                 continue
-            for key in changed:
-                self.close_client_connections(key)
+            for key, when in changed.items():
+                self.close_client_connections(key, opened_before=when)
 
     # mitmproxy hooks -------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,19 @@ class DirectoryRoutes:
                 continue
         return stamps
 
-    def changes(self) -> set[str]:
-        """Client keys whose file changed, appeared or went since the last call (none the first)."""
+    def changes(self) -> dict[str, float]:
+        """Client keys whose file changed, appeared or went since the last call (none the first),
+        each with when (the file's mtime; now for one that went)."""
         stamps = self._stamps()
         seen, self._seen = self._seen, stamps
         if seen is None:
-            return set()
-        return {key for key in stamps.keys() | seen.keys() if stamps.get(key) != seen.get(key)}
+            return {}
+        now = time.time()
+        return {
+            key: stamps[key][0] / 1e9 if key in stamps else now
+            for key in stamps.keys() | seen.keys()
+            if stamps.get(key) != seen.get(key)
+        }
 
     def path(self, uid: int) -> Path:
         return self.directory / f"uid-{uid}.json"
