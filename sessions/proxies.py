@@ -200,8 +200,21 @@ def pool_choose(*, session_id: str, country: str = "") -> PoolMember:
             f"No advanced proxy is tagged {country!r}; tags: {', '.join(tags) or 'none'}.",
             code="proxy_country_unavailable",
         )
+    return members[_spread(session_id, len(members))]
+
+
+def _member_rule(member: PoolMember) -> dict[str, Any]:
+    return {
+        "server": member.server,
+        "username": member.username,
+        "password": member.password,
+        "name": member.name,
+    }
+
+
+def _spread(session_id: str, count: int) -> int:
     digest = int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:8], "big")
-    return members[digest % len(members)]
+    return digest % count if count else 0
 
 
 def proxy_config_seal(*, session_id: str, config: dict[str, Any]) -> bytes:
@@ -223,13 +236,17 @@ def route_document(*, session_id: str, config: dict[str, Any]) -> dict[str, Any]
         member = next((m for m in advanced_pool() if m.name == config["pool"]), None)
         if member is None:
             raise ProxyUnavailable(f"The advanced proxy {config['pool']} is no longer configured.")
+        # The members that carry its connections while its own is out of rotation (the filter's
+        # PoolHealth): those of its country (every other member without one), in an order of the
+        # session's own, so that sessions spread over them.
+        country = str(config.get("country") or "")
+        others = [m for m in advanced_pool() if m != member and (not country or m.tag == member.tag)]
+        offset = _spread(session_id, len(others))
         rules: list[dict[str, Any]] = [
             {
-                "server": member.server,
-                "username": member.username,
-                "password": member.password,
-                "name": member.name,
+                **_member_rule(member),
                 "metered": True,
+                "fallbacks": [_member_rule(m) for m in others[offset:] + others[:offset]],
             }
         ]
     else:

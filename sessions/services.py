@@ -188,8 +188,9 @@ def _proxy_config_set(session: BrowserSession, spec: SessionSpec) -> None:
     options = session.options
     if options.get("use_advanced_proxy"):
         proxies.proxies_available()
-        member = proxies.pool_choose(session_id=session.pk, country=str(options.get("proxy_country") or ""))
-        config: dict[str, Any] = {"pool": member.name}
+        country = str(options.get("proxy_country") or "")
+        member = proxies.pool_choose(session_id=session.pk, country=country)
+        config: dict[str, Any] = {"pool": member.name, "country": country}
     elif spec.proxies:
         proxies.proxies_available()
         config = {"rules": spec.proxies}

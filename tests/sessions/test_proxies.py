@@ -150,7 +150,7 @@ def test_the_pool_member_is_sticky_by_session_and_picked_by_tag(settings):
     assert proxies.pool_choose(session_id="comp_x") == proxies.pool_choose(session_id="comp_x")
     member = next(m for m in proxies.advanced_pool() if m.name == "pool-de-2")
     assert SECRET not in repr(member)
-    document = proxies.route_document(session_id="comp_x", config={"pool": "pool-de-2"})
+    document = proxies.route_document(session_id="comp_x", config={"pool": "pool-de-2", "country": "de"})
     assert document["rules"] == [
         {
             "server": "http://127.0.0.1:1002",
@@ -158,8 +158,14 @@ def test_the_pool_member_is_sticky_by_session_and_picked_by_tag(settings):
             "password": SECRET,
             "name": "pool-de-2",
             "metered": True,
+            # Out of rotation, the other `de` member carries its connections.
+            "fallbacks": [
+                {"server": "http://127.0.0.1:1003", "username": "", "password": "", "name": "pool-de-3"}
+            ],
         }
     ]
+    anywhere = proxies.route_document(session_id="comp_x", config={"pool": "pool-1", "country": ""})
+    assert {f["name"] for f in anywhere["rules"][0]["fallbacks"]} == {"pool-de-2", "pool-de-3"}
 
 
 def test_pool_bytes_are_charged_per_started_mb_once(db, plans):

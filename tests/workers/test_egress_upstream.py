@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -187,6 +188,32 @@ def test_a_dead_proxy_fails_the_connection_and_reaches_nothing(
     chained.rules[:] = [Rule(Upstream.parse(f"http://127.0.0.1:{free_port()}"))]
     with pytest.raises(requests.ConnectionError):
         chained.get(f"http://pages.test:{page_port}/")
+
+
+def test_a_dead_pool_member_is_taken_out_of_rotation_and_the_connection_moves(
+    chained: _Filter, proxies: tuple[_Proxy, _Proxy], page_port: int
+) -> None:
+    a, b = proxies
+    fallback = Upstream.parse(f"http://alice:s3cret-pw@127.0.0.1:{b.port}", name="pool-2")
+    member = Upstream.parse(f"http://127.0.0.1:{a.port}", name="pool-1")
+    chained.rules[:] = [Rule(dataclasses.replace(member, fallbacks=(fallback,)))]
+    assert chained.get(f"http://pages.test:{page_port}/1").status_code == 200
+    assert len(a.tunnels) == 1 and b.tunnels == []  # its own member first
+    a.stop()
+    # The member is dead: this very request goes through the next one, and so do the next ones
+    # without trying the dead member again (out of rotation).
+    assert chained.get(f"http://pages.test:{page_port}/2").status_code == 200
+    assert chained.get(f"http://pages.test:{page_port}/3").status_code == 200
+    assert len(b.tunnels) == 2
+    assert list(chained.egress.pool_health._down_until) == [("127.0.0.1", a.port)]
+    # Back in rotation after its time out: the session returns to its own member.
+    revived = _Proxy("A again", listen_port=a.port).start()
+    try:
+        chained.egress.pool_health._down_until.clear()  # its retry time, passed
+        assert chained.get(f"http://pages.test:{page_port}/4").status_code == 200
+        assert len(revived.tunnels) == 1 and len(b.tunnels) == 2
+    finally:
+        revived.stop()
 
 
 def test_a_proxy_at_a_forbidden_address_is_never_contacted(

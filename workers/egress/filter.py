@@ -43,7 +43,7 @@ from workers.egress.clients import client_key
 from workers.egress.dns import CachingResolver, DnsConfig, DnsLookup, Lookup, LookupFailed
 from workers.egress.metering import RedisMeter
 from workers.egress.routes import ROUTES_POLL_SECONDS, DirectoryRoutes
-from workers.egress.upstream import ProxyFailed, Rule, choose, open_tunnel, splice
+from workers.egress.upstream import PoolHealth, ProxyFailed, Rule, choose, open_tunnel, splice
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class EgressFilter:
     ) -> None:
         self.policy = policy
         self.meter = meter
+        self.pool_health = PoolHealth()
         self._watch_task: asyncio.Task[None] | None = None
         self.browser_ports = browser_ports or BrowserPorts()
         self.routes = routes
@@ -245,18 +246,32 @@ class EgressFilter:
             # Pin: the socket opens to the address just checked, never to a new lookup.
             data.server.address = (address, port)
             return
-        # Through the client's upstream proxy: its own address is checked like any target.
-        try:
-            proxy_address = await self.destination(upstream.host, upstream.port, client=client)
-        except Refused as refused:
-            logger.info("refused proxy %s for %s:%s: %s", upstream.name, host, port, refused.code)
-            data.server.error = f"{refused.code}: the proxy's address is not allowed"
-            return
-        try:
-            tunnel = await open_tunnel(upstream, proxy_address, (str(host), int(port)))
-        except ProxyFailed as exc:
-            logger.info("proxy failed for %s:%s: %s", host, port, exc)
-            data.server.error = f"proxy_error: {exc}"
+        # Through the client's upstream proxy: its own address is checked like any target. A
+        # pool rule lists fallbacks: a member that does not answer is taken out of rotation and
+        # the next one carries this very connection.
+        failure: ProxyFailed | None = None
+        for candidate in self.pool_health.candidates(upstream):
+            try:
+                proxy_address = await self.destination(candidate.host, candidate.port, client=client)
+            except Refused as refused:
+                logger.info("refused proxy %s for %s:%s: %s", candidate.name, host, port, refused.code)
+                data.server.error = f"{refused.code}: the proxy's address is not allowed"
+                return
+            try:
+                tunnel = await open_tunnel(candidate, proxy_address, (str(host), int(port)))
+            except ProxyFailed as exc:
+                logger.info("proxy failed for %s:%s: %s", host, port, exc)
+                failure = exc
+                if exc.down and upstream.fallbacks:
+                    self.pool_health.down(candidate)
+                    continue
+                break
+            if upstream.fallbacks:
+                self.pool_health.up(candidate)
+            upstream, failure = candidate, None
+            break
+        if failure is not None:
+            data.server.error = f"proxy_error: {failure}"
             return
         key = (client, upstream.name)
         meter, sink = upstream.meter, self.meter if upstream.meter else None

@@ -17,6 +17,7 @@ through a proxy never silently goes direct. Credentials never appear in a log li
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -48,13 +49,29 @@ def parse_rules(document: Any) -> list[Rule]:
         if item["server"] == "direct":
             rules.append(Rule(None, pattern))
             continue
+        metered = meter if item.get("metered") is True else ""
+        fallbacks = item.get("fallbacks") or []
+        if not isinstance(fallbacks, list) or not all(isinstance(f, dict) for f in fallbacks):
+            raise ValueError("fallbacks are a list of servers")
         upstream = Upstream.parse(
             item["server"],
             username=str(item.get("username") or ""),
             password=str(item.get("password") or ""),
             name=str(item.get("name") or ""),
-            meter=meter if item.get("metered") is True else "",
+            meter=metered,
         )
+        if fallbacks:
+            others = tuple(
+                Upstream.parse(
+                    str(f.get("server") or ""),
+                    username=str(f.get("username") or ""),
+                    password=str(f.get("password") or ""),
+                    name=str(f.get("name") or ""),
+                    meter=metered,
+                )
+                for f in fallbacks
+            )
+            upstream = dataclasses.replace(upstream, fallbacks=others)
         rules.append(Rule(upstream, pattern))
     return rules
 

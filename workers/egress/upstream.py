@@ -23,6 +23,7 @@ import contextlib
 import fnmatch
 import ipaddress
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -38,7 +39,12 @@ _pending: set[asyncio.Future[None]] = set()
 
 
 class ProxyFailed(Exception):
-    """The upstream proxy could not be reached or refused the tunnel (text safe to show)."""
+    """The upstream proxy could not be reached or refused the tunnel (text safe to show).
+    `down`: it did not answer at all (a pool takes it out of rotation for a while)."""
+
+    def __init__(self, message: str, *, down: bool = False) -> None:
+        super().__init__(message)
+        self.down = down
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class Upstream:
     password: str = field(default="", repr=False)
     name: str = ""  # an operator pool entry's label, for logs and metering
     scheme: str = "http"  # or "socks5" (names are sent to it unresolved, as to an HTTP proxy)
+    # Pool members to use, in this order, while this one is out of rotation (PoolHealth).
+    fallbacks: tuple[Upstream, ...] = ()
     meter: str = ""  # the session its bytes are reported under (metering.py); "": not metered
 
     @classmethod
@@ -97,6 +105,33 @@ class Rule:
         )
 
 
+# A pool member that did not answer is skipped this long; then the next connection tries it again.
+POOL_RETRY_SECONDS = 30.0
+
+
+class PoolHealth:
+    """Which upstreams are out of rotation: one that could not be reached (or did not answer the
+    CONNECT) is skipped for POOL_RETRY_SECONDS by every browser whose rule lists a fallback; the
+    session's own member stays first in its order, so it comes back to it once it answers."""
+
+    def __init__(self, retry_seconds: float = POOL_RETRY_SECONDS) -> None:
+        self.retry_seconds = retry_seconds
+        self._down_until: dict[tuple[str, int], float] = {}
+
+    def candidates(self, upstream: Upstream) -> list[Upstream]:
+        """`upstream` and its fallbacks, those in rotation first (all of them if none is)."""
+        members = [upstream, *upstream.fallbacks]
+        now = time.monotonic()
+        up = [m for m in members if self._down_until.get((m.host, m.port), 0.0) <= now]
+        return up + [m for m in members if m not in up]
+
+    def down(self, upstream: Upstream) -> None:
+        self._down_until[(upstream.host, upstream.port)] = time.monotonic() + self.retry_seconds
+
+    def up(self, upstream: Upstream) -> None:
+        self._down_until.pop((upstream.host, upstream.port), None)
+
+
 def choose(rules: list[Rule], host: str) -> Upstream | None:
     """The upstream for `host`: the first matching rule's; None (direct) when none matches."""
     for rule in rules:
@@ -114,7 +149,7 @@ async def open_tunnel(
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(address, upstream.port), timeout)
     except (OSError, TimeoutError):
-        raise ProxyFailed(f"the proxy {upstream.name} cannot be reached") from None
+        raise ProxyFailed(f"the proxy {upstream.name} cannot be reached", down=True) from None
     if upstream.scheme == "socks5":
         try:
             await asyncio.wait_for(_socks5_connect(reader, writer, upstream, target), timeout)
@@ -123,7 +158,7 @@ async def open_tunnel(
             raise
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
             writer.close()
-            raise ProxyFailed(f"the proxy {upstream.name} did not open the tunnel") from None
+            raise ProxyFailed(f"the proxy {upstream.name} did not open the tunnel", down=True) from None
         return reader, writer
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     credentials = upstream.authorization()
@@ -135,7 +170,7 @@ async def open_tunnel(
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
     except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         writer.close()
-        raise ProxyFailed(f"the proxy {upstream.name} did not open the tunnel") from None
+        raise ProxyFailed(f"the proxy {upstream.name} did not open the tunnel", down=True) from None
     status_line = head[:_MAX_REPLY_HEAD].split(b"\r\n", 1)[0].decode("latin-1")
     parts = status_line.split(" ", 2)
     status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
