@@ -151,6 +151,41 @@ def session_browser_stop(*, session_id: str) -> None:
     session_browser_released(session=session)
 
 
+def proxy_bytes_bill(*, ended_within_seconds: int = 3600, limit: int = 500) -> dict[str, int]:
+    """Charge pool bytes as they go (reconcile, every RECONCILE_INTERVAL_SECONDS): live sessions'
+    running totals, and ended ones' (a stop whose charge was lost, bytes reported late). Charges
+    are keyed by the MB total, so this and the stop never charge a byte twice. A live session
+    whose balance cannot cover its bytes ends as credits_exhausted."""
+    since = timezone.now() - timedelta(seconds=ended_within_seconds)
+    rows = list(
+        BrowserSession.objects.filter(proxy_config__isnull=False, options__use_advanced_proxy=True)
+        .filter(Q(status__in=LIVE_STATUSES) | Q(ended_at__gte=since))
+        .values_list("pk", "status", "proxy_bytes")[:limit]
+    )
+    if not rows:
+        return {"proxy_charged": 0, "proxy_exhausted": 0}
+    try:
+        totals = get_redis().pipeline(transaction=False)
+        for session_id, _, _ in rows:
+            totals.hget(meter_key(session_id), "bytes")
+        counted = totals.execute()
+    except RedisError as exc:
+        logger.warning("proxy bytes not read: %s", exc)
+        return {"proxy_charged": 0, "proxy_exhausted": 0}
+    charged = exhausted = 0
+    for (session_id, status, billed), total in zip(rows, counted, strict=True):
+        if total is None or int(total) <= billed:
+            continue
+        charged += 1
+        if not session_proxy_bill(session_id=session_id, total_bytes=int(total)) and status in LIVE_STATUSES:
+            exhausted += session_terminate(
+                session_id=session_id,
+                reason=EndedReason.CREDITS_EXHAUSTED,
+                error="the credit balance ran out",
+            )
+    return {"proxy_charged": charged, "proxy_exhausted": exhausted}
+
+
 def _proxy_bytes_settle(session: BrowserSession) -> None:
     """Charge the bytes the session's browser sent through the operator's pool (none for a tenant's
     own proxies): the filter's total, once its last tunnel of the session has closed (the browser
@@ -436,6 +471,7 @@ def browsers_reconcile() -> dict[str, int]:
         # No host heartbeats (a worker without a host queue): this machine's browsers, here.
         result = host_reconcile(host=settings.WORKER_HOST)
         crashed += result.get("crashed", 0)
+    proxies_billed = proxy_bytes_bill()
     lost_stops = list(
         BrowserSession.objects.filter(
             status=SessionStatus.TERMINATED,
@@ -456,6 +492,7 @@ def browsers_reconcile() -> dict[str, int]:
         "orphans_killed": len(killed),
         "stops_requeued": len(lost_stops),
         "hosts_forgotten": len(forgotten),
+        **proxies_billed,
     }
 
 

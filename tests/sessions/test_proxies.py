@@ -197,3 +197,36 @@ def test_a_job_asking_for_a_proxy_is_refused_not_run_direct(api_client, option):
     response = api_client.post("/v1/jobs", json={"urls": ["http://127.0.0.1:1/"], **option})
     assert response.status_code == 400 and response.json()["code"] == "proxy_unavailable", response.text
     assert SECRET not in response.text and not Job.objects.exists()
+
+
+def test_pool_bytes_are_charged_as_they_go_and_a_session_that_cannot_pay_ends(db, plans):
+    """The reconcile's pass (workers.services.proxy_bytes_bill) over the filter's counts."""
+    from accounts.services import account_create
+    from project.redis import get_redis
+    from workers.egress.metering import meter_key
+    from workers.services import proxy_bytes_bill
+
+    account, _ = account_create(name="t", plan_name="pro", credits=100)
+    sealed = proxies.proxy_config_seal(session_id="comp_x", config={"pool": "pool-us-1"})
+    live = session_row(account, status="running", proxy_config=sealed, options={"use_advanced_proxy": True})
+    own = session_row(account, status="running", proxy_config=sealed, options={"proxies": []})
+    redis = get_redis()
+    try:
+        redis.hset(meter_key(live.pk), mapping={"bytes": 2 * MB, "open": 1})
+        redis.hset(meter_key(own.pk), mapping={"bytes": 5 * MB, "open": 1})
+        assert proxy_bytes_bill()["proxy_charged"] == 1
+        assert proxy_bytes_bill()["proxy_charged"] == 0  # nothing new: nothing charged
+        price = Price.objects.get(item="proxy_mb").credits
+        assert [-e.amount for e in LedgerEntry.objects.filter(kind=LedgerEntry.Kind.PROXY)] == [2 * price]
+        # A tenant's own proxies are not charged for bytes (not even counted as pool bytes).
+        assert not LedgerEntry.objects.filter(session=own, kind=LedgerEntry.Kind.PROXY).exists()
+        redis.hset(meter_key(live.pk), "bytes", 10_000 * MB)  # far beyond the balance
+        assert proxy_bytes_bill() == {"proxy_charged": 1, "proxy_exhausted": 1}
+        live.refresh_from_db()
+        assert (live.status, live.ended_reason, live.proxy_billed_mb) == (
+            "terminated",
+            "credits_exhausted",
+            2,
+        )
+    finally:
+        redis.delete(meter_key(live.pk), meter_key(own.pk))
