@@ -44,6 +44,8 @@ class LedgerEntry(models.Model):
         JOB_HOLD = "job_hold"
         JOB_RELEASE = "job_release"
         JOB_PAGE = "job_page"
+        # Bytes through the operator's proxy pool (use_advanced_proxy), per started MB.
+        PROXY = "proxy"
 
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="ledger")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -92,6 +94,7 @@ class Price(models.Model):
     """Credits per action type (and per started session minute), edited by operators."""
 
     SESSION_MINUTE = "session_minute"
+    PROXY_MB = "proxy_mb"
 
     item = models.CharField(max_length=32, unique=True, help_text="an action type, or session_minute")
     credits = models.PositiveIntegerField()

@@ -27,6 +27,7 @@ DEFAULT_PRICES: dict[str, int] = {
     "switch_tab": 1,
     "close_tab": 1,
     "viewport": 1,
+    "change_proxy": 1,
     # more: page loads and page-sized payloads
     "navigate": 2,
     "new_tab": 2,
@@ -39,6 +40,9 @@ DEFAULT_PRICES: dict[str, int] = {
     "scrape": 10,
     # time: per started minute of a session, idle time included
     "session_minute": 1,
+    # bytes: per started MB (10**6 bytes, both ways) through the operator's proxy pool
+    # (use_advanced_proxy); a tenant's own proxies are not charged for bytes
+    "proxy_mb": 2,
 }
 
 

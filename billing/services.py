@@ -33,7 +33,7 @@ def _prices(items: list[str]) -> dict[str, int]:
 
 def _highest_action_price() -> int:
     highest = (
-        Price.objects.exclude(item=Price.SESSION_MINUTE)
+        Price.objects.exclude(item__in=[Price.SESSION_MINUTE, Price.PROXY_MB])
         .order_by("-credits")
         .values_list("credits", flat=True)
     )
@@ -113,6 +113,21 @@ def session_minute_charge(
         session_id=session_id,
         api_key_id=api_key_id,
         enforce_key_cap=enforce_key_cap,
+    )
+
+
+def session_proxy_charge(*, account_id: int, session_id: str, upto_mb: int, new_mb: int) -> None:
+    """Charge `new_mb` started MB through the operator's proxy pool, bringing the session's
+    charged MB to `upto_mb`: keyed by that total, so a retried charge moves nothing."""
+    if new_mb <= 0:
+        return
+    ledger_post(
+        account_id=account_id,
+        amount=-price_of(Price.PROXY_MB) * new_mb,
+        kind=LedgerEntry.Kind.PROXY,
+        idempotency_key=f"session:{session_id}:proxy_mb:{upto_mb}",
+        reason=f"{new_mb} MB through the advanced proxy (total {upto_mb} MB)",
+        session_id=session_id,
     )
 
 

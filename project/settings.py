@@ -404,6 +404,16 @@ BROWSER_EGRESS_ENABLED = env_bool("BROWSER_EGRESS_ENABLED", True)
 # seen from the Grid nodes for the grid backend.
 BROWSER_EGRESS_HOST = env_str("BROWSER_EGRESS_HOST", "127.0.0.1")
 BROWSER_EGRESS_PORT = env_int("BROWSER_EGRESS_PORT", 3128, minimum=1)
+# Upstream proxies (docs/proxies.md). The directory of per-browser route files the worker writes
+# and the egress filter reads (the filter reads it from its own environment): root's, 0700.
+# Unset: no session can have a proxy (a create asking for one is refused, never sent direct).
+EGRESS_ROUTES_DIR = env_str("EGRESS_ROUTES_DIR", "")
+# The operator's pool for `use_advanced_proxy`: comma-separated `[tag=]http://[user:pass@]host:port`
+# (a tag such as a country code is what `proxy_country` picks by). Empty: no pool.
+ADVANCED_PROXY_URLS = env_list("ADVANCED_PROXY_URLS", [])
+# After a proxied browser stops, how long the worker waits for the filter to report its last bytes
+# before charging what it has (later bytes are charged by the next billing run).
+PROXY_METER_SETTLE_SECONDS = env_int("PROXY_METER_SETTLE_SECONDS", 3, minimum=0)
 # A Grid session younger than this may be one a worker is starting right now: reconcile spares it.
 BROWSER_ORPHAN_GRACE_SECONDS = env_int("BROWSER_ORPHAN_GRACE_SECONDS", 60, minimum=0)
 

@@ -64,6 +64,13 @@ class UsageOutput(serializers.Serializer[Any]):
     api_key = serializers.IntegerField(allow_null=True, help_text="The `api_key` filter, if one was given.")
     session_minutes = serializers.IntegerField()
     job_pages = serializers.IntegerField(help_text="Batch job pages charged.")
+    proxy_mb = serializers.IntegerField(
+        help_text=(
+            "Started MB (10^6 bytes, both ways) charged through the operator's proxy pool "
+            "(use_advanced_proxy), for the sessions created in the window; a tenant's own proxies "
+            "are not charged for bytes."
+        )
+    )
     sessions = serializers.IntegerField()
     actions = serializers.IntegerField()
     buckets = UsageBucketOutput(many=True)

@@ -41,6 +41,7 @@ def usage_report(
             LedgerEntry.Kind.SESSION_TIME,
             LedgerEntry.Kind.REFUND,
             LedgerEntry.Kind.JOB_PAGE,
+            LedgerEntry.Kind.PROXY,
         ]
     )
     by_action_type = {
@@ -86,6 +87,8 @@ def usage_report(
         "api_key": api_key_id,
         "session_minutes": charges.filter(kind=LedgerEntry.Kind.SESSION_TIME).count(),
         "job_pages": charges.filter(kind=LedgerEntry.Kind.JOB_PAGE).count(),
+        # Started MB through the operator's proxy pool, of the sessions created in the window.
+        "proxy_mb": sessions.aggregate(total=Sum("proxy_billed_mb"))["total"] or 0,
         "sessions": sessions.count(),
         "actions": actions.count(),
         "buckets": buckets,

@@ -9,6 +9,8 @@ invalid input is a 400 that runs nothing, and workers see one shape only.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from rest_framework import serializers
@@ -21,6 +23,8 @@ from sessions.input_limits import (
     check_pixel_budget,
     check_schema_size,
 )
+from sessions.proxies import CHANGE_PROXY_SEAL_ID, proxies_available, proxy_server_check
+from sessions.state_crypto import state_seal
 from sessions.url_policy import navigation_url
 
 # The vocabulary and its limits have one owner, this module: the executor
@@ -271,6 +275,26 @@ class NoParams(CommonFlags):
     pass
 
 
+class ChangeProxyParams(CommonFlags):
+    """The session's upstream proxy from now on: `http://[user:pass@]host:port`, or "direct".
+
+    Stored as the action's params: `proxy_url` without its credentials, which travel sealed to the
+    worker (`sealed`, never shown: action_views drops it) and end in the session's sealed config.
+    """
+
+    proxy_url = StrictCharField(max_length=2048, trim_whitespace=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        proxies_available()
+        rule = proxy_server_check(attrs["proxy_url"])
+        attrs["proxy_url"] = rule["server"]
+        if rule["username"] or rule["password"]:
+            credentials = json.dumps({"username": rule["username"], "password": rule["password"]})
+            sealed = state_seal(state_id=CHANGE_PROXY_SEAL_ID, plaintext=credentials.encode())
+            attrs["sealed"] = base64.b64encode(sealed).decode()
+        return attrs
+
+
 # canonical type -> parameter serializer
 CANONICAL: dict[str, type[serializers.Serializer[Any]]] = {
     "navigate": UrlParams,
@@ -298,6 +322,7 @@ CANONICAL: dict[str, type[serializers.Serializer[Any]]] = {
     "observe": ObserveParams,
     "step": StepParams,
     "scrape": ScrapeParams,
+    "change_proxy": ChangeProxyParams,
 }
 
 # Contract and OpenAI computer-use names for the generic `type` field -> canonical type.
@@ -338,7 +363,6 @@ ENDPOINT_TYPES: dict[str, str] = {
 
 NOT_SUPPORTED = {
     "debug": "Shell commands need a desktop session; this server runs browser sessions only.",
-    "change_proxy": "Changing the proxy of a running session is not supported by this server.",
 }
 
 

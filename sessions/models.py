@@ -131,6 +131,12 @@ class BrowserSession(BrowserLocationColumns):
     browser_released_at = models.DateTimeField(null=True, blank=True)
     # Started minutes charged so far (minute m is [created_at + m min, created_at + (m+1) min)).
     billed_minutes = models.PositiveIntegerField(default=0)
+    # Upstream proxies (sessions/proxies.py): the configuration, sealed with the session's id;
+    # null: direct. Never shown: `options` echoes servers and patterns without credentials.
+    proxy_config = models.BinaryField(null=True, blank=True, editable=False)
+    # Bytes through the operator's pool charged so far (proxy_mb), and whole MB charged.
+    proxy_bytes = models.BigIntegerField(default=0)
+    proxy_billed_mb = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [

@@ -31,7 +31,7 @@ from project.exceptions import (
     SessionEnded,
     TooManyRequests,
 )
-from sessions import dispatch, placement, saved_state
+from sessions import dispatch, placement, proxies, saved_state
 from sessions.events import session_events_publish, session_status_event, session_status_publish
 from sessions.models import (
     LIVE_STATUSES,
@@ -66,6 +66,8 @@ class SessionSpec:
     display_height: int = 768
     display_scale: float = 1.0
     options: dict[str, Any] | None = None
+    # The tenant's own proxy rules, checked (sessions/proxies.py), credentials included.
+    proxies: list[dict[str, str]] | None = None
 
 
 def started_event(session_id: str) -> str:
@@ -164,6 +166,7 @@ def session_create(*, account: Account, spec: SessionSpec, api_key_id: int | Non
         )
         session.idle_expires_at = session.idle_deadline(now)
         session.billed_minutes = 1
+        _proxy_config_set(session, spec)
         session.host = chosen.host
         warm = chosen.warm
         if warm is not None:
@@ -178,6 +181,43 @@ def session_create(*, account: Account, spec: SessionSpec, api_key_id: int | Non
         else:
             dispatch.browser_start(session.pk, host=chosen.host)
     return session
+
+
+def _proxy_config_set(session: BrowserSession, spec: SessionSpec) -> None:
+    """Seal the session's proxy configuration onto it (use_advanced_proxy: a pool member, kept
+    for the session); ProxyUnavailable (4xx) when it cannot be honoured: never silently direct."""
+    options = session.options
+    if options.get("use_advanced_proxy"):
+        proxies.proxies_available()
+        country = str(options.get("proxy_country") or "")
+        member = proxies.pool_choose(session_id=session.pk, country=country)
+        config: dict[str, Any] = {"pool": member.name, "country": country}
+    elif spec.proxies:
+        proxies.proxies_available()
+        config = {"rules": spec.proxies}
+        options["proxies"] = proxies.proxies_public(spec.proxies)
+    else:
+        return
+    session.proxy_config = proxies.proxy_config_seal(session_id=session.pk, config=config)
+
+
+def session_proxy_change(
+    *, session_id: str, proxy_url: str, username: str = "", password: str = ""
+) -> dict[str, Any]:
+    """The session's proxy from now on (change-proxy): every host through `proxy_url` (checked by
+    sessions.proxies), or direct. Returns the egress route document for its browser."""
+    if proxy_url == "direct":
+        config: dict[str, Any] = {"rules": [{"server": "direct", "domain_pattern": ""}]}
+    else:
+        config = {
+            "rules": [{"server": proxy_url, "username": username, "password": password, "domain_pattern": ""}]
+        }
+    session = BrowserSession.objects.get(pk=session_id)
+    options = {**session.options, "proxies": proxies.proxies_public(config["rules"])}
+    BrowserSession.objects.filter(pk=session_id).update(
+        proxy_config=proxies.proxy_config_seal(session_id=session_id, config=config), options=options
+    )
+    return proxies.route_document(session_id=session_id, config=config)
 
 
 def _charge_first_minute(session: BrowserSession) -> None:

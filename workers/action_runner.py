@@ -11,6 +11,8 @@ sessions/browser_state.py.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import threading
@@ -40,9 +42,11 @@ from sessions.action_queue import (
 )
 from sessions.browser_state import session_activity_record, session_display_record, session_main_tab_record
 from sessions.models import LIVE_STATUSES, Action, ActionStatus, BrowserSession, EndedReason, SessionStatus
+from sessions.proxies import CHANGE_PROXY_SEAL_ID
 from sessions.screenshots import screenshot_save
-from sessions.services import session_terminate
-from workers.browser import BrowserError, BrowserGone, Display, get_backend
+from sessions.services import session_proxy_change, session_terminate
+from sessions.state_crypto import StateSealError, state_open
+from workers.browser import BrowserError, BrowserGone, Display, get_backend, proxy_routes
 from workers.browser.egress import error_code as egress_error_code
 from workers.browser.executor import ActionFailed, ActionOutcome, run_action
 from workers.error_text import tenant_error_text
@@ -203,6 +207,8 @@ def _run_step(
 ) -> tuple[str, str, dict[str, Any]]:
     """Run one canonical action; return (status, error, outcome for the row), its result cut to
     `room` bytes of JSON (ACTION_RESULT_MAX_BYTES when not given)."""
+    if action["type"] == "change_proxy":
+        return _change_proxy(session, action)
     display = Display(session.display_width, session.display_height, session.display_scale)
     # The browser may take seconds: the pool lends the connection to another thread meanwhile.
     connection_release()
@@ -233,6 +239,40 @@ def _run_step(
         stored["result"], settings.ACTION_RESULT_MAX_BYTES if room is None else room
     )
     return ActionStatus.SUCCEEDED, "", stored
+
+
+# The egress filter looks for changed route files this often (workers/egress/routes.py
+# ROUTES_POLL_SECONDS) and then closes the browser's open connections: change_proxy answers after
+# two of its rounds, so the next action's connections are new ones, through the new proxy.
+_ROUTE_SWITCH_SECONDS = 0.4
+
+
+def _change_proxy(session: BrowserSession, action: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """Rewrite the browser's route file (no page work). Errored (refunded) when it cannot be."""
+    credentials = {"username": "", "password": ""}
+    try:
+        if action.get("sealed"):
+            opened = json.loads(
+                state_open(state_id=CHANGE_PROXY_SEAL_ID, sealed=base64.b64decode(action["sealed"]))
+            )
+            credentials = {"username": str(opened["username"]), "password": str(opened["password"])}
+    except (StateSealError, binascii.Error, ValueError, KeyError, TypeError):
+        return ActionStatus.ERRORED, "The proxy's credentials could not be opened; nothing changed.", {}
+    uid = proxy_routes.browser_uid(session.profile_dir) if session.backend == "local" else None
+    if uid is None:
+        return (
+            ActionStatus.ERRORED,
+            "This session's browser cannot take a proxy (it has no sandbox uid of its own); nothing changed.",
+            {},
+        )
+    document = session_proxy_change(session_id=session.pk, proxy_url=action["proxy_url"], **credentials)
+    try:
+        proxy_routes.routes_write(uid=uid, document=document)
+    except OSError as exc:
+        logger.error("session %s: route file not written: %s", session.pk, exc.strerror)
+        return ActionStatus.ERRORED, "The proxy could not be put in place; try again.", {}
+    time.sleep(_ROUTE_SWITCH_SECONDS)
+    return ActionStatus.SUCCEEDED, "", {"result": {"proxy_url": action["proxy_url"]}}
 
 
 def _json_size(value: Any) -> int:

@@ -7,16 +7,20 @@ browsers and report what happened.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
 from project.exceptions import is_outage
-from sessions import dispatch, placement
+from project.redis import get_redis
+from sessions import dispatch, placement, proxies
 from sessions import saved_state as saved_states
 from sessions.browser_state import (
     hosts_dead_reap,
@@ -35,12 +39,15 @@ from sessions.models import (
     WarmBrowser,
     WarmBrowserState,
 )
+from sessions.proxy_billing import session_proxy_bill
 from sessions.services import session_terminate
-from workers.browser import BrowserError, BrowserStartError, Display, egress, get_backend
+from sessions.state_crypto import StateSealError
+from workers.browser import BrowserError, BrowserStartError, Display, egress, get_backend, proxy_routes
 from workers.browser.base import prepare_first_tab
 from workers.browser.driver import forget
 from workers.browser.local import LocalBackend
 from workers.browser.saved_state import state_export, state_import
+from workers.egress.metering import meter_key
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +63,16 @@ def session_browser_start(*, session_id: str) -> None:
         return
     backend = get_backend()
     display = Display(session.display_width, session.display_height, session.display_scale)
+    try:
+        routes = _proxy_routes(session)
+    except ProxyNotSet as exc:
+        logger.warning("session %s: %s", session_id, exc)
+        session_browser_start_failed(session_id=session_id, error=str(exc))
+        return
     attempt = 1
     while True:
         try:
-            handle = backend.start(session_id=session_id, display=display)
+            handle = backend.start(session_id=session_id, display=display, routes=routes)
             break
         except BrowserStartError as exc:
             # Slow down, don't fail: a start that timed out on a saturated host is tried again
@@ -85,6 +98,40 @@ def session_browser_start(*, session_id: str) -> None:
         session_browser_start_abandoned(session_id=session_id)
 
 
+class ProxyNotSet(Exception):
+    """The session's proxy cannot be put in place (text safe to show: no credentials)."""
+
+
+def _proxy_routes(session: BrowserSession) -> dict[str, Any] | None:
+    """The egress route document of the session's proxies, or None when it has none."""
+    if session.proxy_config is None:
+        return None
+    try:
+        config = proxies.proxy_config_open(session_id=session.pk, sealed=session.proxy_config)
+        return proxies.route_document(session_id=session.pk, config=config)
+    except StateSealError:
+        raise ProxyNotSet(
+            "the session's proxy settings cannot be opened (SAVED_STATE_KEYS changed?)"
+        ) from None
+    except proxies.ProxyUnavailable as exc:
+        raise ProxyNotSet(exc.detail) from None
+
+
+def _proxy_route_claimed(session: BrowserSession, handle: BrowserLocation) -> None:
+    """Put the session's proxy in front of a warm browser it claimed, before its first navigation
+    (the pool started it without one). ProxyNotSet when that cannot be done."""
+    routes = _proxy_routes(session)
+    if routes is None:
+        return
+    uid = proxy_routes.browser_uid(handle.profile_dir)
+    if uid is None:
+        raise ProxyNotSet("the warm browser has no sandbox uid of its own")
+    try:
+        proxy_routes.routes_write(uid=uid, document=routes)
+    except OSError as exc:
+        raise ProxyNotSet(f"the proxy route could not be written ({exc.strerror})") from None
+
+
 def session_browser_stop(*, session_id: str) -> None:
     """Free an ended session's browser (processes, profile, Grid slot); safe to run twice."""
     session = BrowserSession.objects.filter(pk=session_id).first()
@@ -99,7 +146,64 @@ def session_browser_stop(*, session_id: str) -> None:
         elif session.ended_reason != EndedReason.START_FAILED and handle.webdriver_session_id:
             _state_save(session, handle)
     get_backend(session.backend or None).stop(handle, session_id=session_id)
+    if session.proxy_config is not None:
+        _proxy_bytes_settle(session)
     session_browser_released(session=session)
+
+
+def proxy_bytes_bill(*, ended_within_seconds: int = 3600, limit: int = 500) -> dict[str, int]:
+    """Charge pool bytes as they go (reconcile, every RECONCILE_INTERVAL_SECONDS): live sessions'
+    running totals, and ended ones' (a stop whose charge was lost, bytes reported late). Charges
+    are keyed by the MB total, so this and the stop never charge a byte twice. A live session
+    whose balance cannot cover its bytes ends as credits_exhausted."""
+    since = timezone.now() - timedelta(seconds=ended_within_seconds)
+    rows = list(
+        BrowserSession.objects.filter(proxy_config__isnull=False, options__use_advanced_proxy=True)
+        .filter(Q(status__in=LIVE_STATUSES) | Q(ended_at__gte=since))
+        .values_list("pk", "status", "proxy_bytes")[:limit]
+    )
+    if not rows:
+        return {"proxy_charged": 0, "proxy_exhausted": 0}
+    try:
+        totals = get_redis().pipeline(transaction=False)
+        for session_id, _, _ in rows:
+            totals.hget(meter_key(session_id), "bytes")
+        counted = totals.execute()
+    except RedisError as exc:
+        logger.warning("proxy bytes not read: %s", exc)
+        return {"proxy_charged": 0, "proxy_exhausted": 0}
+    charged = exhausted = 0
+    for (session_id, status, billed), total in zip(rows, counted, strict=True):
+        if total is None or int(total) <= billed:
+            continue
+        charged += 1
+        if not session_proxy_bill(session_id=session_id, total_bytes=int(total)) and status in LIVE_STATUSES:
+            exhausted += session_terminate(
+                session_id=session_id,
+                reason=EndedReason.CREDITS_EXHAUSTED,
+                error="the credit balance ran out",
+            )
+    return {"proxy_charged": charged, "proxy_exhausted": exhausted}
+
+
+def _proxy_bytes_settle(session: BrowserSession) -> None:
+    """Charge the bytes the session's browser sent through the operator's pool (none for a tenant's
+    own proxies): the filter's total, once its last tunnel of the session has closed (the browser
+    is gone, so that is a matter of milliseconds; PROXY_METER_SETTLE_SECONDS at most)."""
+    key = meter_key(session.pk)
+    deadline = time.monotonic() + settings.PROXY_METER_SETTLE_SECONDS
+    try:
+        redis = get_redis()
+        counts = redis.hgetall(key)
+        while counts and int(counts.get(b"open") or 0) > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            counts = redis.hgetall(key)
+    except RedisError as exc:
+        logger.warning("session %s: proxy bytes not read: %s", session.pk, exc)
+        return
+    total = int(counts.get(b"bytes") or 0) if counts else 0
+    if total:
+        session_proxy_bill(session_id=session.pk, total_bytes=total)
 
 
 def _state_save(session: BrowserSession, handle: BrowserLocation) -> None:
@@ -179,8 +283,9 @@ def session_browser_adopt(*, session_id: str) -> None:
     handle = session.location
     display = Display(session.display_width, session.display_height, session.display_scale)
     try:
+        _proxy_route_claimed(session, handle)
         prepare_first_tab(handle.webdriver_url, handle.webdriver_session_id, display)
-    except BrowserError as exc:
+    except (BrowserError, ProxyNotSet) as exc:
         logger.warning("session %s: its warm browser failed (%s); starting a new one", session_id, exc)
         get_backend(handle.backend).stop(handle, session_id=session_id)
         dispatch.browser_start(session_id, host=session.host)
@@ -366,6 +471,7 @@ def browsers_reconcile() -> dict[str, int]:
         # No host heartbeats (a worker without a host queue): this machine's browsers, here.
         result = host_reconcile(host=settings.WORKER_HOST)
         crashed += result.get("crashed", 0)
+    proxies_billed = proxy_bytes_bill()
     lost_stops = list(
         BrowserSession.objects.filter(
             status=SessionStatus.TERMINATED,
@@ -386,6 +492,7 @@ def browsers_reconcile() -> dict[str, int]:
         "orphans_killed": len(killed),
         "stops_requeued": len(lost_stops),
         "hosts_forgotten": len(forgotten),
+        **proxies_billed,
     }
 
 

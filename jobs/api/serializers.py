@@ -13,6 +13,7 @@ from jobs.selectors import JobProgress
 from project.exceptions import InvalidInput
 from project.fields import IsoDateTimeField, StrictBooleanField, StrictCharField, StrictIntegerField
 from sessions.action_specs import SCRAPE_FORMATS, normalize_action
+from sessions.proxies import ProxyUnavailable
 from sessions.url_policy import lookup_needed, navigation_url, resolve_hosts
 
 MAX_ITEMS_PER_REQUEST = 100_000
@@ -126,6 +127,14 @@ class JobCreateInput(serializers.Serializer[Any]):
     webhook = WebhookInput(required=False, allow_null=True, default=None)
     # A saved browser state (a persistent session's id) every job browser starts with, read-only.
     environment_id = StrictCharField(required=False, max_length=100, allow_blank=True, default="")
+    # Not built for jobs yet (docs/proxies.md): refused rather than ignored, so that a job meant to
+    # go through a proxy never runs direct.
+    use_advanced_proxy = StrictBooleanField(
+        required=False, help_text="Not supported for jobs yet: `true` is 400 `proxy_unavailable`."
+    )
+    proxies = serializers.JSONField(
+        required=False, help_text="Not supported for jobs yet: a non-empty list is 400 `proxy_unavailable`."
+    )
 
     def validate_scrape(self, value: Any) -> dict[str, Any]:
         # The same body as the `scrape` action, validated by the same code.
@@ -134,6 +143,11 @@ class JobCreateInput(serializers.Serializer[Any]):
         return {key: action[key] for key in ("schema", "selector", "format") if key in action}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.pop("use_advanced_proxy", False) or attrs.pop("proxies", None):
+            raise ProxyUnavailable(
+                "Batch jobs cannot go through upstream proxies yet; use a session "
+                "(use_advanced_proxy or proxies at create). Nothing was created."
+            )
         _refuse_nul(attrs)
         timeout, retries = attrs.get("page_timeout_seconds", 30), attrs.get("max_retries", 2)
         if timeout * (retries + 1) > MAX_SECONDS_PER_PAGE:

@@ -104,7 +104,10 @@ def action_payload(action: Action, request: Request, *, detail: bool = False) ->
         body.update(
             session_id=action.session_id,
             type=action.type,
-            params=action.params,
+            # change_proxy's sealed credentials are the worker's, not the tenant's to read back.
+            params={k: v for k, v in action.params.items() if k != "sealed"}
+            if action.type == "change_proxy"
+            else action.params,
             created_at=iso(action.created_at),
             started_at=iso(action.started_at),
             finished_at=iso(action.finished_at),

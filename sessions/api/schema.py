@@ -140,6 +140,11 @@ def _endpoint_doc(endpoint: str, action_type: str) -> tuple[Any, str]:
         "step": "One high-level step on an element: click, fill, select, press... (NotexAI).",
         "scrape": "Structured data by a selector schema, or the page as markdown (NotexAI).",
         "wait": "Sleep `ms` milliseconds in the session's queue.",
+        "change-proxy": (
+            "The session's upstream proxy from now on (`http://[user:pass@]host:port`, or `direct`): "
+            "its open connections are closed, new ones go through it. Credentials are never shown "
+            "again; a proxy on a private address is 400 `blocked_address`. Billed as an action."
+        ),
     }
     return CANONICAL[action_type], notes.get(endpoint, f"The `{action_type}` action.")
 
@@ -148,7 +153,6 @@ _UNSUPPORTED_BODY = inline_serializer(
     "UnsupportedAction",
     {
         "command": serializers.CharField(required=False),
-        "proxy_url": serializers.CharField(required=False),
         "tab_id": serializers.CharField(required=False),
     },
 )
@@ -158,7 +162,7 @@ _UNSUPPORTED_BODY = inline_serializer(
 def _action_view(endpoint: str, action_type: str, base: type[APIView]) -> type[APIView]:
     """A subclass of the generic action view that describes one endpoint (schema only)."""
     name = "".join(part.title() for part in re.split(r"[-_]", endpoint)) + "ActionView"
-    if action_type in ("debug", "change_proxy"):
+    if action_type == "debug":
         decorator = extend_schema(
             tags=[ACTIONS],
             summary=f"{endpoint}: not served (501)",

@@ -9,12 +9,21 @@ from billing.selectors import session_cost
 from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField, iso
 from sessions.input_limits import check_pixel_budget
 from sessions.models import ActionStatus, BrowserSession
+from sessions.proxies import InvalidProxy, proxies_check
 
 _MONTH = 30 * 24 * 3600
 
 # Tzafon create fields that we keep in the session's options and echo back. `persistent` and
 # `environment_id` are acted on (sessions/saved_state.py); the others are not (yet).
-ECHOED_OPTIONS = ("persistent", "environment_id", "context_id", "stealth", "use_advanced_proxy")
+# `use_advanced_proxy` and `proxy_country` are acted on too (sessions/proxies.py).
+ECHOED_OPTIONS = (
+    "persistent",
+    "environment_id",
+    "context_id",
+    "stealth",
+    "use_advanced_proxy",
+    "proxy_country",
+)
 
 
 class DisplayInput(serializers.Serializer[Any]):
@@ -42,8 +51,30 @@ class SessionCreateInput(serializers.Serializer[Any]):
     context_id = StrictCharField(required=False, max_length=200, allow_blank=True)
     stealth = serializers.JSONField(required=False)
     use_advanced_proxy = StrictBooleanField(required=False)
+    proxy_country = StrictCharField(
+        required=False,
+        max_length=32,
+        help_text="Extension: with use_advanced_proxy, a pool member tagged with this (e.g. `de`).",
+    )
+    proxies = serializers.JSONField(
+        required=False,
+        help_text=(
+            "Extension: bring-your-own upstream proxies, `[{server, username?, password?, "
+            'domain_pattern?}]`; `server` is `http://host:port` or `"direct"`; the first rule whose '
+            "`domain_pattern` (`*.example.com`) matches wins, a rule without one matches every host. "
+            "Credentials are stored encrypted and never echoed. A proxy on a private or internal "
+            "address is 400 `blocked_address`."
+        ),
+    )
+
+    def validate_proxies(self, value: Any) -> list[dict[str, str]]:
+        return proxies_check(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("proxies") and attrs.get("use_advanced_proxy"):
+            raise InvalidProxy("Give either use_advanced_proxy or proxies, not both.")
+        if attrs.get("proxy_country") and not attrs.get("use_advanced_proxy"):
+            raise InvalidProxy("proxy_country picks an advanced proxy: it needs use_advanced_proxy: true.")
         attrs["max_lifetime_seconds"] = _one_of(attrs, "max_lifetime_seconds", "timeout_seconds")
         attrs["inactivity_timeout_seconds"] = _one_of(attrs, "inactivity_timeout_seconds", "session_timeout")
         if "keep_alive" in attrs:
@@ -95,6 +126,11 @@ class SessionStatusOutput(serializers.Serializer[BrowserSession]):
         return iso(obj.last_activity_at)
 
 
+class ProxyRuleOutput(serializers.Serializer[Any]):
+    server = serializers.CharField()
+    domain_pattern = serializers.CharField(allow_null=True)
+
+
 # The one declaration of a session's answer: it renders every session response and
 # drf-spectacular documents it (as `Computer`). A new session field is one more field here.
 @extend_schema_serializer(component_name="Computer")
@@ -126,6 +162,16 @@ class SessionOutput(SessionStatusOutput):
     context_id = serializers.CharField(source="options.context_id", allow_null=True)
     stealth = serializers.JSONField(source="options.stealth", allow_null=True)
     use_advanced_proxy = serializers.BooleanField(source="options.use_advanced_proxy", allow_null=True)
+    proxy_country = serializers.CharField(source="options.proxy_country", allow_null=True)
+    proxies = ProxyRuleOutput(
+        source="options.proxies",
+        many=True,
+        allow_null=True,
+        help_text="The session's own proxy rules as given (servers and patterns; never credentials).",
+    )
+    proxy_bytes = serializers.IntegerField(
+        help_text="Bytes through the operator's proxy pool charged so far (proxy_mb)."
+    )
 
     def get_credits_spent(self, obj: BrowserSession) -> int:
         annotated = getattr(obj, "ledger_total", None)  # a list annotates it (one query for all)

@@ -51,7 +51,6 @@ def test_sdk_sends_each_501_once(client, session_id):
     sdk, sent = _counting_sdk(client)
     calls = {
         "debug": lambda: sdk.computers.debug(session_id, command="ls"),
-        "change-proxy": lambda: sdk.computers.change_proxy(session_id, proxy_url="http://127.0.0.2:1"),
         "exec/sync": lambda: sdk.computers.exec.sync(session_id, command="ls"),
         "ws": lambda: sdk.computers.retrieve_ws(session_id),
     }

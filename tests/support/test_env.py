@@ -51,3 +51,17 @@ os.environ["BROWSER_EGRESS_ALLOW"] = "127.0.0.1/32"
 with socket.socket() as _sock:
     _sock.bind(("127.0.0.1", 0))
     os.environ["BROWSER_EGRESS_PORT"] = str(_sock.getsockname()[1])
+
+# Upstream proxies (docs/proxies.md): the worker writes route files here, the filter reads them.
+os.environ.setdefault("EGRESS_ROUTES_DIR", tempfile.mkdtemp(prefix="bf-test-routes-"))
+# The operator's pool: two proxies of the tests' own (tests/support/upstream_proxies.py) that
+# tests/flows/test_proxies.py starts on these ports; the second asks for credentials.
+_pool_ports = []
+for _ in range(2):
+    with socket.socket() as _sock:
+        _sock.bind(("127.0.0.1", 0))
+        _pool_ports.append(_sock.getsockname()[1])
+os.environ.setdefault(
+    "ADVANCED_PROXY_URLS",
+    f"us=http://127.0.0.1:{_pool_ports[0]},de=http://pool-user:pool-s3cret@127.0.0.1:{_pool_ports[1]}",
+)

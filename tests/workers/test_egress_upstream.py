@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
+import dataclasses
 import json
 import logging
 import os
 import socket
-import socketserver
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import requests
 from project.netpolicy import EgressPolicy
 from tests.conftest import free_port
 from tests.support.processes import start_egress, stop_process, wait_until
+from tests.support.upstream_proxies import UpstreamProxy as _Proxy
 from workers.egress import BLOCKED_HEADER
 from workers.egress.dns import DnsConfig
 from workers.egress.filter import EgressFilter
@@ -31,6 +31,8 @@ from workers.egress.upstream import Rule, Upstream
 
 
 class _Page(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keeps the connection alive (Content-Length on every answer)
+
     def do_GET(self) -> None:
         body = b"hello from " + self.path.encode()
         self.send_response(200)
@@ -40,79 +42,6 @@ class _Page(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
-
-
-@dataclass
-class _Proxy:
-    """A CONNECT-only upstream proxy: every name is 127.0.0.1 to it; counts what it carried."""
-
-    name: str
-    host: str = "127.0.0.1"
-    credentials: str = ""  # "user:pass" it requires, or none
-    tunnels: list[str] = field(default_factory=list)
-    auth_seen: list[str] = field(default_factory=list)
-    carried: int = 0
-    server: socketserver.ThreadingTCPServer | None = None
-
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        return int(self.server.server_address[1])
-
-    def start(self) -> _Proxy:
-        proxy = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    chunk = self.request.recv(4096)
-                    if not chunk:
-                        return
-                    head += chunk
-                lines = head.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
-                method, authority, _ = lines[0].split(" ", 2)
-                headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-                proxy.auth_seen.append(headers.get("Proxy-Authorization", ""))
-                if proxy.credentials:
-                    expected = "Basic " + base64.b64encode(proxy.credentials.encode()).decode()
-                    if headers.get("Proxy-Authorization") != expected:
-                        self.request.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
-                        return
-                assert method == "CONNECT"
-                proxy.tunnels.append(authority)
-                port = int(authority.rsplit(":", 1)[1])
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as upstream:
-                    self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    proxy._splice(self.request, upstream)
-
-        self.server = socketserver.ThreadingTCPServer((self.host, 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def _splice(self, a: socket.socket, b: socket.socket) -> None:
-        def pipe(src: socket.socket, dst: socket.socket) -> None:
-            try:
-                while data := src.recv(65536):
-                    self.carried += len(data)
-                    dst.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for sock in (src, dst):
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
-
-        other = threading.Thread(target=pipe, args=(b, a), daemon=True)
-        other.start()
-        pipe(a, b)
-        other.join(timeout=5)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
 
 
 @pytest.fixture
@@ -261,6 +190,32 @@ def test_a_dead_proxy_fails_the_connection_and_reaches_nothing(
         chained.get(f"http://pages.test:{page_port}/")
 
 
+def test_a_dead_pool_member_is_taken_out_of_rotation_and_the_connection_moves(
+    chained: _Filter, proxies: tuple[_Proxy, _Proxy], page_port: int
+) -> None:
+    a, b = proxies
+    fallback = Upstream.parse(f"http://alice:s3cret-pw@127.0.0.1:{b.port}", name="pool-2")
+    member = Upstream.parse(f"http://127.0.0.1:{a.port}", name="pool-1")
+    chained.rules[:] = [Rule(dataclasses.replace(member, fallbacks=(fallback,)))]
+    assert chained.get(f"http://pages.test:{page_port}/1").status_code == 200
+    assert len(a.tunnels) == 1 and b.tunnels == []  # its own member first
+    a.stop()
+    # The member is dead: this very request goes through the next one, and so do the next ones
+    # without trying the dead member again (out of rotation).
+    assert chained.get(f"http://pages.test:{page_port}/2").status_code == 200
+    assert chained.get(f"http://pages.test:{page_port}/3").status_code == 200
+    assert len(b.tunnels) == 2
+    assert list(chained.egress.pool_health._down_until) == [("127.0.0.1", a.port)]
+    # Back in rotation after its time out: the session returns to its own member.
+    revived = _Proxy("A again", listen_port=a.port).start()
+    try:
+        chained.egress.pool_health._down_until.clear()  # its retry time, passed
+        assert chained.get(f"http://pages.test:{page_port}/4").status_code == 200
+        assert len(revived.tunnels) == 1 and len(b.tunnels) == 2
+    finally:
+        revived.stop()
+
+
 def test_a_proxy_at_a_forbidden_address_is_never_contacted(
     chained: _Filter, page_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -287,8 +242,35 @@ def test_a_forbidden_target_is_refused_even_through_a_proxy(
     assert a.tunnels == []
 
 
+def test_a_socks5_upstream_carries_the_connection_with_its_credentials(
+    chained: _Filter, page_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    open_, locked = (
+        _Proxy("S", protocol="socks5").start(),
+        _Proxy("T", protocol="socks5", credentials="alice:s3cret-pw"),
+    )
+    locked.start()
+    try:
+        chained.rules[:] = [Rule(Upstream.parse(f"socks5://127.0.0.1:{open_.port}"))]
+        assert chained.get(f"http://pages.test:{page_port}/s").text == "hello from /s"
+        assert b"hello from /t" in _connect_through(chained.port, f"pages.test:{page_port}", "/t")
+        assert open_.tunnels == [f"pages.test:{page_port}"] * 2  # the name, unresolved
+        chained.rules[:] = [Rule(Upstream.parse(f"socks5://alice:s3cret-pw@127.0.0.1:{locked.port}"))]
+        assert chained.get(f"http://pages.test:{page_port}/u").status_code == 200
+        assert locked.auth_seen == ["alice:s3cret-pw"]
+        caplog.set_level(logging.INFO)
+        chained.rules[:] = [Rule(Upstream.parse(f"socks5://alice:wrong-pw@127.0.0.1:{locked.port}"))]
+        with pytest.raises(requests.ConnectionError):
+            chained.get(f"http://pages.test:{page_port}/v")
+        assert "refused the credentials" in caplog.text and "wrong-pw" not in caplog.text
+        assert len(locked.tunnels) == 1
+    finally:
+        open_.stop()
+        locked.stop()
+
+
 @pytest.mark.parametrize(
-    "url", ["socks5://127.0.0.1:1080", "http://", "http://host:99999", "http://h:1/path", "ftp://h:1"]
+    "url", ["socks4://127.0.0.1:1080", "http://", "http://host:99999", "http://h:1/path", "ftp://h:1"]
 )
 def test_a_malformed_proxy_url_is_an_error_without_its_credentials(url: str) -> None:
     with pytest.raises(ValueError) as error:
@@ -353,3 +335,58 @@ def test_the_filter_process_routes_each_uid_by_its_file(
     _write(routes, {"rules": [{"server": "direct"}]})
     assert get().status_code == 200
     assert len(a.tunnels) == 1 and len(b.tunnels) == 1
+
+
+def _keepalive_get(sock: socket.socket, target: str, path: str) -> bytes:
+    """One GET on a kept-alive connection; the response's body (b"" when the connection closed)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(
+        next(
+            line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return body
+
+
+def test_a_changed_route_file_closes_the_uids_kept_alive_tunnels(
+    filter_process: tuple[int, Path], proxies: tuple[_Proxy, _Proxy], page_port: int
+) -> None:
+    """change-proxy's promise: a tunnel the browser keeps alive through A does not outlive the
+    switch, so the next request goes through B."""
+    port, routes = filter_process
+    a, b = proxies
+    target = f"127.0.0.1:{page_port}"
+    _write(routes, {"rules": [{"server": f"http://127.0.0.1:{a.port}", "name": "A"}]})
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        assert _keepalive_get(sock, target, "/one") == b"hello from /one"
+        assert _keepalive_get(sock, target, "/two") == b"hello from /two"  # the same tunnel
+        assert a.tunnels == [target]
+        _write(
+            routes,
+            {
+                "rules": [
+                    {"server": f"http://127.0.0.1:{b.port}", "username": "alice", "password": "s3cret-pw"}
+                ]
+            },
+        )
+
+        def closed() -> bool:
+            try:
+                return _keepalive_get(sock, target, "/three") == b""
+            except OSError:
+                return True
+
+        wait_until(closed, timeout=5, message="the filter to close the tunnel through A")
+    assert b"hello from /four" in _connect_through(port, target, "/four")
+    assert a.tunnels == [target] and b.tunnels == [target]

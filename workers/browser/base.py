@@ -25,7 +25,9 @@ class Display:
 class BrowserBackend(Protocol):
     name: str
 
-    def start(self, *, session_id: str, display: Display) -> BrowserLocation: ...
+    def start(
+        self, *, session_id: str, display: Display, routes: dict[str, Any] | None = None
+    ) -> BrowserLocation: ...
 
     def stop(self, handle: BrowserLocation, *, session_id: str) -> None:
         """End the browser and free everything it held. Safe to call twice."""

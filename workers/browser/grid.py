@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 
@@ -20,7 +21,12 @@ class GridBackend:
     def __init__(self, url: str | None = None) -> None:
         self.url = (url or settings.SELENIUM_GRID_URL).rstrip("/")
 
-    def start(self, *, session_id: str, display: Display) -> BrowserLocation:
+    def start(
+        self, *, session_id: str, display: Display, routes: dict[str, Any] | None = None
+    ) -> BrowserLocation:
+        if routes is not None:
+            # The filter cannot tell one node's session from another's by uid: never go direct.
+            raise BrowserStartError("upstream proxies are not available on the Grid backend")
         # Checked from here: the nodes must reach the filter at the same BROWSER_EGRESS_HOST.
         egress.ensure_ready()
         # The node knows where its browser binary is; profiles are the node's own temp dirs.

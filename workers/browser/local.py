@@ -20,11 +20,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
 from sessions.location import BrowserLocation
-from workers.browser import egress
+from workers.browser import egress, proxy_routes
 from workers.browser.base import Display, prepare_first_tab, webdriver_request, webdriver_session_alive
 from workers.browser.errors import BrowserError, BrowserStartError
 from workers.browser.options import chrome_capabilities, headless_shell_launcher, is_headless_shell
@@ -125,8 +126,10 @@ def _uid_processes(uid: int) -> list[int]:
 
 def end_uid(uid: int) -> None:
     """Kill everything running as a sandbox uid and remove what it left at the top of /tmp (a
-    crash handler's or an escaped process's leftovers; Chromium's singleton sockets), so the next
-    browser leased this uid finds nothing of the last one's. Only for leased sandbox uids."""
+    crash handler's or an escaped process's leftovers; Chromium's singleton sockets) and its
+    upstream proxy route, so the next browser leased this uid finds nothing of the last one's.
+    Only for leased sandbox uids."""
+    proxy_routes.routes_remove(uid=uid)
     for _ in range(3):  # a process forking while it is killed: look again
         pids = _uid_processes(uid)
         if not pids:
@@ -196,7 +199,11 @@ class LocalBackend:
     def _session_dir(self, session_id: str) -> Path:
         return self.root / session_id
 
-    def start(self, *, session_id: str, display: Display) -> BrowserLocation:
+    def start(
+        self, *, session_id: str, display: Display, routes: dict[str, Any] | None = None
+    ) -> BrowserLocation:
+        """Start a browser; with `routes` (an egress route document, sessions/proxies.py) its
+        traffic goes through those upstream proxies from its first connection."""
         _reap_finished_children()
         egress.ensure_ready()
         session_dir = self._session_dir(session_id)
@@ -206,6 +213,23 @@ class LocalBackend:
         shutil.rmtree(session_dir, ignore_errors=True)
         session_dir.mkdir(parents=True)
         plan = sandbox_prepare(session_id=session_id, session_dir=session_dir)
+        if plan.uid is not None:
+            # Written (or a leftover removed) before anything runs as the uid.
+            try:
+                if routes is None:
+                    proxy_routes.routes_remove(uid=plan.uid)
+                else:
+                    proxy_routes.routes_write(uid=plan.uid, document=routes)
+            except OSError as exc:
+                self._end_lease(session_id)
+                shutil.rmtree(session_dir, ignore_errors=True)
+                raise BrowserStartError(f"the proxy route could not be written ({exc.strerror})") from None
+        elif routes is not None:
+            shutil.rmtree(session_dir, ignore_errors=True)
+            raise BrowserStartError(
+                "a session with a proxy needs its browser to run as a sandbox uid of its own (a root "
+                "worker, BROWSER_SANDBOX auto or on); it would otherwise share its route with others"
+            )
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         process = subprocess.Popen(

@@ -1,8 +1,8 @@
 """Run the egress filter: `python -m workers.egress [--host H] [--port P]`.
 
 Reads BROWSER_EGRESS_PORT, BROWSER_EGRESS_ALLOW and ALLOW_PRIVATE_NETWORK_TARGETS (project/netpolicy.py),
-EGRESS_DNS_* (workers/egress/dns.py) and EGRESS_ROUTES_DIR (workers/egress/routes.py) from the
-environment.
+EGRESS_DNS_* (workers/egress/dns.py), EGRESS_ROUTES_DIR (workers/egress/routes.py) and REDIS_URL
+(proxy byte counts, workers/egress/metering.py) from the environment.
 Listens on 127.0.0.1 unless told otherwise (a container serving browsers on other hosts binds
 0.0.0.0 and relies on its network for isolation).
 """
@@ -25,6 +25,7 @@ from project.netpolicy import policy
 from workers.egress import DEFAULT_PORT
 from workers.egress.dns import DnsConfig
 from workers.egress.filter import EgressFilter
+from workers.egress.metering import RedisMeter
 from workers.egress.routes import DirectoryRoutes
 
 
@@ -68,8 +69,12 @@ async def serve(*, host: str, port: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bf-egress-") as scratch:
         confdir = os.environ.get("BROWSER_EGRESS_CONFDIR") or scratch
         routes_dir = os.environ.get("EGRESS_ROUTES_DIR", "")
+        redis_url = os.environ.get("REDIS_URL", "")
         egress_filter = EgressFilter(
-            policy(), routes=DirectoryRoutes(Path(routes_dir)) if routes_dir else None
+            policy(),
+            routes=DirectoryRoutes(Path(routes_dir)) if routes_dir else None,
+            # Bytes through the operator's pool are reported to Redis for billing.
+            meter=RedisMeter(redis_url) if routes_dir and redis_url else None,
         )
         master = build_master(host=host, port=port, egress_filter=egress_filter, confdir=confdir)
         # Supervisors stop it with SIGTERM: shut down cleanly, so the scratch directory goes too.

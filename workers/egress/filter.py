@@ -24,6 +24,7 @@ allows 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import ipaddress
 import logging
@@ -33,14 +34,16 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from mitmproxy import connection, http
+from mitmproxy import connection, ctx, http
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
 from project.netpolicy import EgressPolicy
 from workers.egress import BLOCKED_ELEMENT_ID, BLOCKED_HEADER, BLOCKED_TITLE, HEALTH_BODY, HEALTH_HOST
 from workers.egress.clients import client_key
 from workers.egress.dns import CachingResolver, DnsConfig, DnsLookup, Lookup, LookupFailed
-from workers.egress.upstream import ProxyFailed, Rule, choose, open_tunnel, splice
+from workers.egress.metering import RedisMeter
+from workers.egress.routes import ROUTES_POLL_SECONDS, DirectoryRoutes
+from workers.egress.upstream import PoolHealth, ProxyFailed, Rule, choose, open_tunnel, splice
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +101,12 @@ class EgressFilter:
         dns_config: DnsConfig | None = None,
         routes: Routes | None = None,
         browser_ports: BrowserPorts | None = None,
+        meter: RedisMeter | None = None,
     ) -> None:
         self.policy = policy
+        self.meter = meter
+        self.pool_health = PoolHealth()
+        self._watch_task: asyncio.Task[None] | None = None
         self.browser_ports = browser_ports or BrowserPorts()
         self.routes = routes
         # Bytes carried through each upstream proxy, by (client key, upstream name).
@@ -150,7 +157,48 @@ class EgressFilter:
                 raise Refused("blocked_address", f"{host} resolves to {address}, not a public address")
         return addresses[0]
 
+    def close_client_connections(self, key: str, *, opened_before: float) -> int:
+        """Close the connections of the client `key` (a browser) opened before `opened_before`
+        (its route's change): its kept-alive connections and tunnels, through whichever upstream,
+        end; its next ones (and those opened since) follow its new route."""
+        proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
+        connections = getattr(proxyserver, "connections", {})
+        closed = 0
+        for conn_id, owner in list(self._clients.items()):
+            handler = connections.get(conn_id) if owner == key else None
+            if handler is None or (handler.client.timestamp_start or 0) >= opened_before:
+                continue
+            io = handler.transports.get(handler.client)
+            if io is not None and io.handler is not None:
+                io.handler.cancel("its upstream route changed")
+                closed += 1
+        if closed:
+            logger.info("route of %s changed: closed its %d connections", key, closed)
+        return closed
+
+    async def _watch_routes(self, routes: DirectoryRoutes) -> None:
+        while True:
+            await asyncio.sleep(ROUTES_POLL_SECONDS)
+            try:
+                changed = routes.changes()
+            except OSError as exc:
+                logger.warning("route files not read: %s", exc)
+                continue
+            for key, when in changed.items():
+                self.close_client_connections(key, opened_before=when)
+
     # mitmproxy hooks -------------------------------------------------------------------------
+
+    def running(self) -> None:
+        if self.meter is not None:
+            self.meter.start()
+        if isinstance(self.routes, DirectoryRoutes) and self._watch_task is None:
+            self.routes.changes()  # the baseline
+            self._watch_task = asyncio.ensure_future(self._watch_routes(self.routes))
+
+    def done(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
 
     async def _check(self, flow: http.HTTPFlow) -> Refused | None:
         host, port = flow.request.host, flow.request.port
@@ -198,25 +246,48 @@ class EgressFilter:
             # Pin: the socket opens to the address just checked, never to a new lookup.
             data.server.address = (address, port)
             return
-        # Through the client's upstream proxy: its own address is checked like any target.
-        try:
-            proxy_address = await self.destination(upstream.host, upstream.port, client=client)
-        except Refused as refused:
-            logger.info("refused proxy %s for %s:%s: %s", upstream.name, host, port, refused.code)
-            data.server.error = f"{refused.code}: the proxy's address is not allowed"
-            return
-        try:
-            tunnel = await open_tunnel(upstream, proxy_address, (str(host), int(port)))
-        except ProxyFailed as exc:
-            logger.info("proxy failed for %s:%s: %s", host, port, exc)
-            data.server.error = f"proxy_error: {exc}"
+        # Through the client's upstream proxy: its own address is checked like any target. A
+        # pool rule lists fallbacks: a member that does not answer is taken out of rotation and
+        # the next one carries this very connection.
+        failure: ProxyFailed | None = None
+        for candidate in self.pool_health.candidates(upstream):
+            try:
+                proxy_address = await self.destination(candidate.host, candidate.port, client=client)
+            except Refused as refused:
+                logger.info("refused proxy %s for %s:%s: %s", candidate.name, host, port, refused.code)
+                data.server.error = f"{refused.code}: the proxy's address is not allowed"
+                return
+            try:
+                tunnel = await open_tunnel(candidate, proxy_address, (str(host), int(port)))
+            except ProxyFailed as exc:
+                logger.info("proxy failed for %s:%s: %s", host, port, exc)
+                failure = exc
+                if exc.down and upstream.fallbacks:
+                    self.pool_health.down(candidate)
+                    continue
+                break
+            if upstream.fallbacks:
+                self.pool_health.up(candidate)
+            upstream, failure = candidate, None
+            break
+        if failure is not None:
+            data.server.error = f"proxy_error: {failure}"
             return
         key = (client, upstream.name)
+        meter, sink = upstream.meter, self.meter if upstream.meter else None
 
         def count(size: int) -> None:
             self.proxy_bytes[key] += size
+            if sink is not None:
+                sink.add(meter, size)
 
-        data.server.address = ("127.0.0.1", await splice(tunnel, count=count))
+        def closed() -> None:
+            if sink is not None:
+                sink.closed(meter)
+
+        if sink is not None:
+            sink.opened(meter)
+        data.server.address = ("127.0.0.1", await splice(tunnel, count=count, closed=closed))
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._clients.pop(client.id, None)

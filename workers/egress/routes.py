@@ -17,9 +17,11 @@ through a proxy never silently goes direct. Credentials never appear in a log li
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,17 @@ from workers.egress.upstream import ProxyFailed, Rule, Upstream
 logger = logging.getLogger(__name__)
 
 
+# How often the filter looks for changed route files (to close the connections of their uid).
+ROUTES_POLL_SECONDS = 0.2
+
+
 def parse_rules(document: Any) -> list[Rule]:
     """Rules from the file's JSON; ValueError (naming no credential) when malformed."""
     if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
         raise ValueError("not {'rules': [...]}")
+    meter = document.get("meter") or ""
+    if not isinstance(meter, str):
+        raise ValueError("a meter is a string")
     rules = []
     for item in document["rules"]:
         if not isinstance(item, dict) or not isinstance(item.get("server"), str):
@@ -40,12 +49,29 @@ def parse_rules(document: Any) -> list[Rule]:
         if item["server"] == "direct":
             rules.append(Rule(None, pattern))
             continue
+        metered = meter if item.get("metered") is True else ""
+        fallbacks = item.get("fallbacks") or []
+        if not isinstance(fallbacks, list) or not all(isinstance(f, dict) for f in fallbacks):
+            raise ValueError("fallbacks are a list of servers")
         upstream = Upstream.parse(
             item["server"],
             username=str(item.get("username") or ""),
             password=str(item.get("password") or ""),
             name=str(item.get("name") or ""),
+            meter=metered,
         )
+        if fallbacks:
+            others = tuple(
+                Upstream.parse(
+                    str(f.get("server") or ""),
+                    username=str(f.get("username") or ""),
+                    password=str(f.get("password") or ""),
+                    name=str(f.get("name") or ""),
+                    meter=metered,
+                )
+                for f in fallbacks
+            )
+            upstream = dataclasses.replace(upstream, fallbacks=others)
         rules.append(Rule(upstream, pattern))
     return rules
 
@@ -54,6 +80,31 @@ class DirectoryRoutes:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self._cache: dict[str, tuple[tuple[int, int], list[Rule] | None]] = {}
+        self._seen: dict[str, tuple[int, int]] | None = None
+
+    def _stamps(self) -> dict[str, tuple[int, int]]:
+        stamps = {}
+        for path in self.directory.glob("uid-*.json"):
+            try:
+                stat = path.stat()
+                stamps[f"uid:{int(path.name[4:-5])}"] = (stat.st_mtime_ns, stat.st_size)
+            except (OSError, ValueError):
+                continue
+        return stamps
+
+    def changes(self) -> dict[str, float]:
+        """Client keys whose file changed, appeared or went since the last call (none the first),
+        each with when (the file's mtime; now for one that went)."""
+        stamps = self._stamps()
+        seen, self._seen = self._seen, stamps
+        if seen is None:
+            return {}
+        now = time.time()
+        return {
+            key: stamps[key][0] / 1e9 if key in stamps else now
+            for key in stamps.keys() | seen.keys()
+            if stamps.get(key) != seen.get(key)
+        }
 
     def path(self, uid: int) -> Path:
         return self.directory / f"uid-{uid}.json"

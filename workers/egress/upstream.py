@@ -21,7 +21,9 @@ import asyncio
 import base64
 import contextlib
 import fnmatch
+import ipaddress
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -37,7 +39,12 @@ _pending: set[asyncio.Future[None]] = set()
 
 
 class ProxyFailed(Exception):
-    """The upstream proxy could not be reached or refused the tunnel (text safe to show)."""
+    """The upstream proxy could not be reached or refused the tunnel (text safe to show).
+    `down`: it did not answer at all (a pool takes it out of rotation for a while)."""
+
+    def __init__(self, message: str, *, down: bool = False) -> None:
+        super().__init__(message)
+        self.down = down
 
 
 @dataclass(frozen=True)
@@ -47,15 +54,23 @@ class Upstream:
     username: str = field(default="", repr=False)
     password: str = field(default="", repr=False)
     name: str = ""  # an operator pool entry's label, for logs and metering
+    scheme: str = "http"  # or "socks5" (names are sent to it unresolved, as to an HTTP proxy)
+    # Pool members to use, in this order, while this one is out of rotation (PoolHealth).
+    fallbacks: tuple[Upstream, ...] = ()
+    meter: str = ""  # the session its bytes are reported under (metering.py); "": not metered
 
     @classmethod
-    def parse(cls, url: str, *, username: str = "", password: str = "", name: str = "") -> Upstream:
-        """`http://[user:pass@]host:port`; ValueError (without the credentials) otherwise."""
+    def parse(
+        cls, url: str, *, username: str = "", password: str = "", name: str = "", meter: str = ""
+    ) -> Upstream:
+        """`http://` or `socks5://[user:pass@]host:port`; ValueError (without the credentials)
+        otherwise."""
         parts = urlsplit(url.strip())
-        if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
-            raise ValueError("a proxy is http://host:port")
+        schemes = {"http": 80, "socks5": 1080}
+        if parts.scheme not in schemes or not parts.hostname or parts.path not in ("", "/") or parts.query:
+            raise ValueError("a proxy is http://host:port or socks5://host:port")
         try:
-            port = parts.port or 80
+            port = parts.port or schemes[parts.scheme]
         except ValueError:
             raise ValueError("a proxy's port is a number from 1 to 65535") from None
         return cls(
@@ -64,6 +79,8 @@ class Upstream:
             username=username or unquote(parts.username or ""),
             password=password or unquote(parts.password or ""),
             name=name or f"{parts.hostname}:{port}",
+            meter=meter,
+            scheme=parts.scheme,
         )
 
     def authorization(self) -> str | None:
@@ -88,6 +105,33 @@ class Rule:
         )
 
 
+# A pool member that did not answer is skipped this long; then the next connection tries it again.
+POOL_RETRY_SECONDS = 30.0
+
+
+class PoolHealth:
+    """Which upstreams are out of rotation: one that could not be reached (or did not answer the
+    CONNECT) is skipped for POOL_RETRY_SECONDS by every browser whose rule lists a fallback; the
+    session's own member stays first in its order, so it comes back to it once it answers."""
+
+    def __init__(self, retry_seconds: float = POOL_RETRY_SECONDS) -> None:
+        self.retry_seconds = retry_seconds
+        self._down_until: dict[tuple[str, int], float] = {}
+
+    def candidates(self, upstream: Upstream) -> list[Upstream]:
+        """`upstream` and its fallbacks, those in rotation first (all of them if none is)."""
+        members = [upstream, *upstream.fallbacks]
+        now = time.monotonic()
+        up = [m for m in members if self._down_until.get((m.host, m.port), 0.0) <= now]
+        return up + [m for m in members if m not in up]
+
+    def down(self, upstream: Upstream) -> None:
+        self._down_until[(upstream.host, upstream.port)] = time.monotonic() + self.retry_seconds
+
+    def up(self, upstream: Upstream) -> None:
+        self._down_until.pop((upstream.host, upstream.port), None)
+
+
 def choose(rules: list[Rule], host: str) -> Upstream | None:
     """The upstream for `host`: the first matching rule's; None (direct) when none matches."""
     for rule in rules:
@@ -105,7 +149,17 @@ async def open_tunnel(
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(address, upstream.port), timeout)
     except (OSError, TimeoutError):
-        raise ProxyFailed(f"the proxy {upstream.name} cannot be reached") from None
+        raise ProxyFailed(f"the proxy {upstream.name} cannot be reached", down=True) from None
+    if upstream.scheme == "socks5":
+        try:
+            await asyncio.wait_for(_socks5_connect(reader, writer, upstream, target), timeout)
+        except ProxyFailed:
+            writer.close()
+            raise
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            writer.close()
+            raise ProxyFailed(f"the proxy {upstream.name} did not open the tunnel", down=True) from None
+        return reader, writer
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     credentials = upstream.authorization()
     if credentials:
@@ -116,7 +170,7 @@ async def open_tunnel(
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
     except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         writer.close()
-        raise ProxyFailed(f"the proxy {upstream.name} did not open the tunnel") from None
+        raise ProxyFailed(f"the proxy {upstream.name} did not open the tunnel", down=True) from None
     status_line = head[:_MAX_REPLY_HEAD].split(b"\r\n", 1)[0].decode("latin-1")
     parts = status_line.split(" ", 2)
     status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
@@ -124,6 +178,39 @@ async def open_tunnel(
         writer.close()
         raise ProxyFailed(f"the proxy {upstream.name} answered {status or 'garbage'}")
     return reader, writer
+
+
+async def _socks5_connect(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: Upstream, target: tuple[str, int]
+) -> None:
+    """RFC 1928 CONNECT (the name unresolved, as for an HTTP proxy), with RFC 1929
+    username/password when the rule has credentials."""
+    host, port = target
+    credentials = bool(upstream.username or upstream.password)
+    writer.write(b"\x05\x02\x00\x02" if credentials else b"\x05\x01\x00")
+    await writer.drain()
+    version, method = await reader.readexactly(2)
+    if version != 5 or method not in (0, 2) or (method == 2 and not credentials):
+        raise ProxyFailed(f"the proxy {upstream.name} refused our authentication methods")
+    if method == 2:
+        user, password = upstream.username.encode()[:255], upstream.password.encode()[:255]
+        writer.write(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
+        await writer.drain()
+        if (await reader.readexactly(2))[1] != 0:
+            raise ProxyFailed(f"the proxy {upstream.name} refused the credentials")
+    try:
+        literal = ipaddress.ip_address(host.strip("[]"))
+        address = (b"\x01" if literal.version == 4 else b"\x04") + literal.packed
+    except ValueError:
+        name = host.encode("idna")[:255]
+        address = b"\x03" + bytes([len(name)]) + name
+    writer.write(b"\x05\x01\x00" + address + port.to_bytes(2, "big"))
+    await writer.drain()
+    _, status, _, kind = await reader.readexactly(4)
+    if status != 0:
+        raise ProxyFailed(f"the proxy {upstream.name} answered SOCKS status {status}")
+    bound = {1: 4, 4: 16}.get(kind)
+    await reader.readexactly((bound if bound is not None else (await reader.readexactly(1))[0]) + 2)
 
 
 async def _pipe(
@@ -145,14 +232,22 @@ def _uncounted(size: int) -> None:
     pass
 
 
+def _nothing() -> None:
+    pass
+
+
 async def splice(
-    tunnel: tuple[asyncio.StreamReader, asyncio.StreamWriter], *, count: Callable[[int], None] = _uncounted
+    tunnel: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    *,
+    count: Callable[[int], None] = _uncounted,
+    closed: Callable[[], None] = _nothing,
 ) -> int:
     """A loopback port whose first connection, from this process's uid, is joined to `tunnel`.
 
     Only a connection from this process's own uid is taken (the sandbox uids cannot even reach
     it past the firewall); the listener closes after that one, or after SPLICE_ACCEPT_SECONDS.
-    `count` gets the size of every chunk carried, both ways (metering).
+    `count` gets the size of every chunk carried, both ways (metering); `closed` is called once
+    when the splice is done (both ways closed, or never taken).
     """
     up_reader, up_writer = tunnel
     taken = asyncio.Event()
@@ -167,7 +262,10 @@ async def splice(
             return
         taken.set()
         server.close()
-        await asyncio.gather(_pipe(reader, up_writer, count), _pipe(up_reader, writer, count))
+        try:
+            await asyncio.gather(_pipe(reader, up_writer, count), _pipe(up_reader, writer, count))
+        finally:
+            closed()
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
     port = int(server.sockets[0].getsockname()[1])
@@ -178,6 +276,7 @@ async def splice(
         if not taken.is_set():
             server.close()
             up_writer.close()
+            closed()
 
     # Held until done: the event loop keeps only weak references to tasks.
     _pending.add(task := asyncio.ensure_future(expire()))

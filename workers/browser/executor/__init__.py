@@ -49,8 +49,11 @@ __all__ = ["HANDLED_TYPES", "ActionFailed", "ActionOutcome", "run_action"]
 _HANDLERS: dict[str, Handler] = {**pointer.HANDLERS, **keyboard.HANDLERS, **page.HANDLERS, **step.HANDLERS}
 # These move the main tab themselves, and read tab_id as their own parameter.
 _TAB_HANDLERS: dict[str, Handler] = tabs.TAB_HANDLERS
+# Actions with no page work, run by workers/action_runner.py itself (change_proxy rewrites the
+# browser's egress route file).
+RUNNER_TYPES = frozenset({"change_proxy"})
 # Every canonical action type (sessions/action_specs.py) has a handler: tests/workers/test_vocabulary.py.
-HANDLED_TYPES = frozenset(_HANDLERS) | frozenset(_TAB_HANDLERS)
+HANDLED_TYPES = frozenset(_HANDLERS) | frozenset(_TAB_HANDLERS) | RUNNER_TYPES
 # Actions that give the page a user gesture, the only way it can open a tab (the popup blocker is
 # on, options.py): after them, tabs past MAX_TABS are closed. A tab opened later from a timer
 # that such a gesture allowed is closed after the next one.
