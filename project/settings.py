@@ -159,9 +159,11 @@ DATABASES = {
         "PASSWORD": env_str("POSTGRES_PASSWORD", ""),
         # A pool keeps connections itself (Django refuses both).
         "CONN_MAX_AGE": 0 if _DB_POOL else POSTGRES_CONN_MAX_AGE,
-        # Off by default: a health check is one more round trip on every request and task (the
-        # action benchmark's hot path); on with flaky networks between app and database.
-        "CONN_HEALTH_CHECKS": env_bool("POSTGRES_CONN_HEALTH_CHECKS", False),
+        # A connection taken from the pool, or a prefork worker's persistent one at its first query
+        # of a task, is checked first (an empty query, ~35 us here): without it, every connection
+        # opened before a PostgreSQL restart failed its next request or task once, and a lifecycle
+        # child's first browser start after the restart failed (tests/faults, issue 20).
+        "CONN_HEALTH_CHECKS": env_bool("POSTGRES_CONN_HEALTH_CHECKS", True),
         # The hot path's statements (project/rows.py hot_cursor) are prepared on each connection
         # after 5 runs. Turn off behind PgBouncer in transaction pooling mode.
         "OPTIONS": {
