@@ -374,6 +374,10 @@ BROWSER_START_TIMEOUT_SECONDS = env_int("BROWSER_START_TIMEOUT_SECONDS", 20, min
 # A start that fails (on a CPU-saturated host: Chromium's new-session call times out) is tried
 # again, up to this many attempts in all, while its create still waits for it.
 BROWSER_START_ATTEMPTS = env_int("BROWSER_START_ATTEMPTS", 2, minimum=1)
+# Local Chromium starts one host runs at once (sessions, pool refills, job browsers together;
+# workers/start_slots.py): a start beyond waits for a slot, within its create's wait, instead of
+# slowing every start down until their DevTools calls time out. One per core by default.
+BROWSER_STARTS_PER_HOST = env_int("BROWSER_STARTS_PER_HOST", os.cpu_count() or 1, minimum=1)
 # A browser start is CPU-bound batch work; live sessions' clicks are not. A starting browser runs
 # at this nice value (its process group and, where the kernel groups sessions, its autogroup)
 # until BROWSER_START_NICE_SECONDS after it answers, then at 0 like every live browser (lowering
