@@ -64,7 +64,10 @@ sys.path.insert(0, str(REPO))  # run as `python bench/NAME.py`: the project's ow
 from tests.support.processes import browser_processes as processes_mentioning  # noqa: E402
 
 PYTHON = sys.executable
-DEFAULT_REDIS_DB = 13
+# Several people benchmarking on one machine: each sets BENCH_REDIS_DB and BENCH_DB_PREFIX of
+# their own, so that their stacks share neither a Redis database nor a PostgreSQL one.
+DEFAULT_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "13"))
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "browserfleet_bench")
 READY_TIMEOUT_SECONDS = 90
 STOP_TIMEOUT_SECONDS = 20
 END_SESSIONS_TIMEOUT_SECONDS = 45
@@ -384,7 +387,7 @@ def running_stack(
         raise ValueError("name must be 1-40 characters of a-z, 0-9 and _")
     if worker_concurrency < 1:
         raise ValueError("worker_concurrency must be at least 1")
-    database = f"browserfleet_bench_{name}"
+    database = f"{DB_PREFIX}_{name}"
     workdir = Path(tempfile.mkdtemp(prefix=f"bf-bench-{name}-"))
     # mkdtemp's 0700 would keep each browser's own uid out of its profile, and the worker would
     # fall back to running browsers as root without Chromium's sandbox: not what a service runs.
