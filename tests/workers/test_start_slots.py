@@ -87,6 +87,14 @@ class _RecordingBackend(LocalBackend):
         )
 
 
+@pytest.fixture
+def backend(host: str, monkeypatch: pytest.MonkeyPatch) -> _RecordingBackend:
+    """What session starts on `host` use, in place of the real local backend."""
+    recording = _RecordingBackend()
+    monkeypatch.setattr(services, "get_backend", lambda *a, **k: recording)
+    return recording
+
+
 def _starting_session() -> BrowserSession:
     account = account_create(name=f"slots-{uuid.uuid4().hex[:6]}", plan_name="enterprise")[0]
     now = timezone.now()
@@ -97,12 +105,10 @@ def _starting_session() -> BrowserSession:
 
 
 def test_a_start_with_no_slot_within_its_create_wait_ends_as_start_failed(
-    host: str, plans: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+    host: str, backend: _RecordingBackend, plans: Any, settings: Any
 ) -> None:
     settings.SESSION_CREATE_WAIT_SECONDS = 1
     session = _starting_session()
-    backend = _RecordingBackend()
-    monkeypatch.setattr(services, "get_backend", lambda *a, **k: backend)
     held = _fill(host)
     services.session_browser_start(session_id=session.pk)
     session.refresh_from_db()
@@ -119,12 +125,10 @@ def test_a_start_with_no_slot_within_its_create_wait_ends_as_start_failed(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_start_waiting_for_a_slot_stops_waiting_when_its_create_gives_up(
-    host: str, plans: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+    host: str, backend: _RecordingBackend, plans: Any, settings: Any
 ) -> None:
     settings.SESSION_CREATE_WAIT_SECONDS = 60
     session = _starting_session()
-    backend = _RecordingBackend()
-    monkeypatch.setattr(services, "get_backend", lambda *a, **k: backend)
     _fill(host)
 
     def create_gives_up() -> None:
