@@ -35,22 +35,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import shlex
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import requests
-from harness import REPO, Stack, free_port, log, running_stack
-from session_lifecycle import loadavg, machine_info, percentile
+from harness import (
+    REPO,
+    Stack,
+    free_port,
+    loadavg,
+    log,
+    percentile,
+    report_header,
+    report_write,
+    running_stack,
+)
 
 sys.path.insert(0, str(REPO))  # workers.browser.driver, tests.support.selenium_grid
 
@@ -355,11 +361,7 @@ def main() -> int:
         parser.error("--iterations must be at least 10, --warmup not negative")
 
     results: dict[str, Any] = {
-        "benchmark": "action_roundtrip",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": shlex.join(["bin/dev", "bench", "action_roundtrip", *sys.argv[1:]]),
-        "machine": machine_info(),
-        "loadavg_start": loadavg(),
+        **report_header("action_roundtrip"),
         "config": {
             "web": "gunicorn + uvicorn (ASGI) 2 workers x 16 API threads",
             "worker": "celery worker -Q lifecycle,actions,batch -c 4",
@@ -395,10 +397,7 @@ def main() -> int:
                 )
     results["loadavg_end"] = loadavg()
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(markdown(results))
-    log(f"wrote {args.output}")
+    report_write(results, args.output, markdown(results))
     return 1 if any(run["leaked_browser_processes"] for run in results["runs"]) else 0
 
 

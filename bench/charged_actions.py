@@ -27,20 +27,25 @@ each on a fresh stack. Prints Markdown and writes JSON to bench/results/charged_
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
 import statistics
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import requests
-from harness import REPO, Stack, log, running_stack
-from session_lifecycle import loadavg, machine_info, percentile
+from harness import (
+    REPO,
+    Stack,
+    loadavg,
+    log,
+    percentile,
+    report_header,
+    report_write,
+    running_stack,
+)
 
 HTTP_TIMEOUT = 60
 WAIT0 = {"action": {"type": "wait", "ms": 0}}
@@ -453,11 +458,7 @@ def main() -> int:
         parser.error("--cases takes letters from ABC")
 
     results: dict[str, Any] = {
-        "benchmark": "charged_actions",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": shlex.join(["bin/dev", "bench", "charged_actions", *sys.argv[1:]]),
-        "machine": machine_info(),
-        "loadavg_start": loadavg(),
+        **report_header("charged_actions"),
         "config": {
             "web": "gunicorn + uvicorn (ASGI) 2 workers x 16 API threads",
             "worker": "celery worker -Q lifecycle,actions,batch -c N (prefork)",
@@ -492,10 +493,7 @@ def main() -> int:
         results["runs"].append(run)
     results["loadavg_end"] = loadavg()
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(markdown(results))
-    log(f"wrote {args.output}")
+    report_write(results, args.output, markdown(results))
     consistent = all(c["consistent"] for r in results["runs"] for c in r["cases"])
     return 0 if consistent and not any(r["leaked"] for r in results["runs"]) else 1
 

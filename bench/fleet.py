@@ -22,20 +22,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import requests
-from harness import REPO, Stack, _stop, log, running_stack
-from session_lifecycle import loadavg, machine_info, percentile, summary
+from harness import (
+    REPO,
+    Stack,
+    _stop,
+    loadavg,
+    log,
+    percentile,
+    report_header,
+    running_stack,
+    summary,
+)
 
 HTTP = 60
 
@@ -435,11 +442,7 @@ def main() -> int:
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     results: dict[str, Any] = {
-        "benchmark": "fleet",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": shlex.join(["bin/dev", "bench", "fleet", *sys.argv[1:]]),
-        "machine": machine_info(),
-        "loadavg_start": loadavg(),
+        **report_header("fleet"),
         "leaked": [],
     }
     common = {"BROWSERS_PER_HOST": "200", "LOG_LEVEL": "WARNING"}

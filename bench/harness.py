@@ -23,6 +23,9 @@ At the end, live sessions are ended through the service (as `admin`) and their b
 time to go; then the processes are stopped and any chromium or chromedriver still carrying the
 profile root in its command line is killed and reported (`stack.leaked`).
 
+What every benchmark records with its figures: `report_header(NAME)` (command, date, machine,
+commit, load average) and `report_write(results, output, markdown)`; `percentile` and `summary`.
+
 Run scripts from the repository root with the virtualenv's Python: `bin/dev bench NAME`.
 """
 
@@ -30,17 +33,23 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
+import math
 import os
+import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +64,10 @@ sys.path.insert(0, str(REPO))  # run as `python bench/NAME.py`: the project's ow
 from tests.support.processes import browser_processes as processes_mentioning  # noqa: E402
 
 PYTHON = sys.executable
-DEFAULT_REDIS_DB = 13
+# Several people benchmarking on one machine: each sets BENCH_REDIS_DB and BENCH_DB_PREFIX of
+# their own, so that their stacks share neither a Redis database nor a PostgreSQL one.
+DEFAULT_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "13"))
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "browserfleet_bench")
 READY_TIMEOUT_SECONDS = 90
 STOP_TIMEOUT_SECONDS = 20
 END_SESSIONS_TIMEOUT_SECONDS = 45
@@ -375,7 +387,7 @@ def running_stack(
         raise ValueError("name must be 1-40 characters of a-z, 0-9 and _")
     if worker_concurrency < 1:
         raise ValueError("worker_concurrency must be at least 1")
-    database = f"browserfleet_bench_{name}"
+    database = f"{DB_PREFIX}_{name}"
     workdir = Path(tempfile.mkdtemp(prefix=f"bf-bench-{name}-"))
     # mkdtemp's 0700 would keep each browser's own uid out of its profile, and the worker would
     # fall back to running browsers as root without Chromium's sandbox: not what a service runs.
@@ -558,3 +570,98 @@ def _teardown(
         log(f"logs kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- reports: what every benchmark records with its figures -------------------------------------
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def summary(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "median": None, "p90": None, "min": None, "max": None, "mean": None}
+    return {
+        "n": len(values),
+        "median": round(statistics.median(values), 4),
+        "p90": round(percentile(values, 90), 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+        "mean": round(statistics.fmean(values), 4),
+    }
+
+
+def _output(cmd: list[str]) -> str:
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False, cwd=REPO)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout.strip()
+
+
+def machine_info() -> dict[str, Any]:
+    chromium = re.search(r"Chromium [\d.]+", _output(["chromium", "--version"]))
+    chromedriver = re.search(r"ChromeDriver [\d.]+", _output(["chromedriver", "--version"]))
+    cpu_model = ""
+    mem_total = ""
+    try:
+        cpu_model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+        mem_total = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        pass
+    return {
+        "nproc": int(_output(["nproc"]) or os.cpu_count() or 0),
+        "cpu_model": cpu_model,
+        "mem_total": mem_total,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "chromium": chromium.group(0) if chromium else "unknown",
+        "chromedriver": chromedriver.group(0) if chromedriver else "unknown",
+        **source_info(),
+    }
+
+
+def source_info() -> dict[str, Any]:
+    """The code measured: the checkout's commit, or BENCH_SOURCE_COMMIT for an exported tree."""
+    if (REPO / ".git").exists():
+        return {
+            "git_commit": _output(["git", "rev-parse", "--short", "HEAD"]),
+            "git_dirty": bool(_output(["git", "status", "--porcelain", "--untracked-files=no"])),
+            "source": str(REPO),
+        }
+    return {
+        "git_commit": os.environ.get("BENCH_SOURCE_COMMIT", "unknown"),
+        "git_dirty": None,
+        "source": f"exported tree {REPO}",
+    }
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# --- a) create-to-ready -----------------------------------------------------------------------
+
+
+def report_header(benchmark: str) -> dict[str, Any]:
+    """The start of a benchmark's results: what ran, when, where, at what load."""
+    return {
+        "benchmark": benchmark,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join(["bin/dev", "bench", benchmark, *sys.argv[1:]]),
+        "machine": machine_info(),
+        "loadavg_start": loadavg(),
+    }
+
+
+def report_write(results: dict[str, Any], output: Path, text: str) -> None:
+    """Write the results as JSON to `output` and print their Markdown summary `text`."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(text)
+    log(f"wrote {output}")

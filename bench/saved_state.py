@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from harness import Stack, log, running_stack
-from session_lifecycle import loadavg, machine_info
+from harness import Stack, loadavg, log, machine_info, running_stack
 
 HTTP_TIMEOUT = 60
 

@@ -20,14 +20,6 @@ Prints a Markdown table and writes JSON to bench/results/session_lifecycle.json.
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
-import platform
-import re
-import shlex
-import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -35,29 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from harness import REPO, Stack, log, running_stack
+from harness import (
+    REPO,
+    Stack,
+    loadavg,
+    log,
+    report_header,
+    report_write,
+    running_stack,
+    summary,
+)
 
 HTTP_TIMEOUT = 60
-
-
-# --- statistics -------------------------------------------------------------------------------
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
-
-
-def summary(values: list[float]) -> dict[str, float | int | None]:
-    if not values:
-        return {"n": 0, "median": None, "p90": None, "min": None, "max": None, "mean": None}
-    return {
-        "n": len(values),
-        "median": round(statistics.median(values), 4),
-        "p90": round(percentile(values, 90), 4),
-        "min": round(min(values), 4),
-        "max": round(max(values), 4),
-        "mean": round(statistics.fmean(values), 4),
-    }
 
 
 def seconds(later: datetime | None, earlier: datetime | None) -> float | None:
@@ -66,61 +47,6 @@ def seconds(later: datetime | None, earlier: datetime | None) -> float | None:
     return (later - earlier).total_seconds()
 
 
-# --- machine ----------------------------------------------------------------------------------
-def _output(cmd: list[str]) -> str:
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False, cwd=REPO)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return result.stdout.strip()
-
-
-def machine_info() -> dict[str, Any]:
-    chromium = re.search(r"Chromium [\d.]+", _output(["chromium", "--version"]))
-    chromedriver = re.search(r"ChromeDriver [\d.]+", _output(["chromedriver", "--version"]))
-    cpu_model = ""
-    mem_total = ""
-    try:
-        cpu_model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-        mem_total = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        pass
-    return {
-        "nproc": int(_output(["nproc"]) or os.cpu_count() or 0),
-        "cpu_model": cpu_model,
-        "mem_total": mem_total,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "chromium": chromium.group(0) if chromium else "unknown",
-        "chromedriver": chromedriver.group(0) if chromedriver else "unknown",
-        **source_info(),
-    }
-
-
-def source_info() -> dict[str, Any]:
-    """The code measured: the checkout's commit, or BENCH_SOURCE_COMMIT for an exported tree."""
-    if (REPO / ".git").exists():
-        return {
-            "git_commit": _output(["git", "rev-parse", "--short", "HEAD"]),
-            "git_dirty": bool(_output(["git", "status", "--porcelain", "--untracked-files=no"])),
-            "source": str(REPO),
-        }
-    return {
-        "git_commit": os.environ.get("BENCH_SOURCE_COMMIT", "unknown"),
-        "git_dirty": None,
-        "source": f"exported tree {REPO}",
-    }
-
-
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-# --- a) create-to-ready -----------------------------------------------------------------------
 def bench_create(stack: Stack, *, creates: int, warmup: int) -> dict[str, Any]:
     key = stack.make_account(plan="enterprise")
     http = requests.Session()
@@ -351,11 +277,7 @@ def main() -> int:
         parser.error("--sweep-interval must be at least 1, --fast-sweep-interval at least 0")
 
     results: dict[str, Any] = {
-        "benchmark": "session_lifecycle",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": shlex.join(["bin/dev", "bench", "session_lifecycle", *sys.argv[1:]]),
-        "machine": machine_info(),
-        "loadavg_start": loadavg(),
+        **report_header("session_lifecycle"),
         "config": {
             "web": "gunicorn + uvicorn (ASGI) 2 workers x 16 API threads",
             "worker": "celery worker -Q lifecycle,actions,batch -c 4",
@@ -392,10 +314,7 @@ def main() -> int:
         results["leaked_browser_processes"] += stack.leaked
     results["loadavg_end"] = loadavg()
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(markdown(results))
-    log(f"wrote {args.output}")
+    report_write(results, args.output, markdown(results))
     return 1 if results["leaked_browser_processes"] else 0
 
 

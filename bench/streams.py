@@ -19,22 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import socket
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import requests
 from action_roundtrip import stats_ms
-from harness import REPO, Stack, free_port, log, running_stack
-from session_lifecycle import loadavg, machine_info
+from harness import REPO, Stack, free_port, loadavg, log, report_header, report_write, running_stack
 
 HTTP_TIMEOUT = 60
 
@@ -260,18 +257,12 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "streams.json")
     args = parser.parse_args()
     results: dict[str, Any] = {
-        "benchmark": "streams",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": shlex.join(["bin/dev", "bench", "streams", *sys.argv[1:]]),
-        "machine": machine_info(),
+        **report_header("streams"),
         "config": {k: v for k, v in vars(args).items() if k != "output"},
     }
     with serving_pages() as pages:
         results["phases"] = run(args, pages)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(markdown(results))
-    log(f"wrote {args.output}")
+    report_write(results, args.output, markdown(results))
     return 0
 
 

@@ -32,8 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
-from harness import REPO, log, running_stack
-from session_lifecycle import loadavg, machine_info, percentile
+from harness import REPO, loadavg, log, machine_info, percentile, running_stack
 
 HTTP_TIMEOUT = 60
 

@@ -21,66 +21,32 @@ from project.heartbeat import WorkerHeartbeat  # noqa: E402  (needs the app's se
 app.steps["worker"].add(WorkerHeartbeat)
 
 
+# Beat's schedule: (task, its period, what it does). A period is a setting's name or seconds.
+PERIODIC_TASKS: tuple[tuple[str, str | int, str], ...] = (
+    ("workers.tasks.sessions_sweep", "SESSION_SWEEP_INTERVAL_SECONDS", "sweep expired sessions"),
+    ("workers.tasks.actions_reconcile", "SESSION_SWEEP_INTERVAL_SECONDS",
+     "settle actions of lost workers, redeliver undelivered ones"),
+    ("workers.tasks.browsers_reconcile", "RECONCILE_INTERVAL_SECONDS", "reconcile browsers"),
+    ("workers.tasks.sessions_bill_time", "BILLING_INTERVAL_SECONDS", "bill session time"),
+    ("workers.tasks.screenshots_purge", 600, "purge expired screenshots"),
+    ("workers.tasks.saved_states_purge", 3600,
+     "purge saved browser states unused past their plan's retention"),
+    ("workers.job_tasks.jobs_tick", "JOB_TICK_INTERVAL_SECONDS",
+     "batch jobs: lost pages, idle jobs, waiting jobs"),
+    ("workers.job_tasks.jobs_purge", 600, "batch jobs: purge expired results"),
+    ("workers.webhook_tasks.webhooks_sweep", "WEBHOOK_SWEEP_INTERVAL_SECONDS",
+     "webhooks: send due deliveries"),
+    ("workers.webhook_tasks.sessions_expiring", "WEBHOOK_SWEEP_INTERVAL_SECONDS",
+     "webhooks: session.expiring a minute before a session ends"),
+    ("workers.webhook_tasks.webhooks_purge", 3600, "webhooks: purge the delivery log"),
+)  # fmt: skip
+
+
 @app.on_after_finalize.connect
 def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
-    sweep = settings.SESSION_SWEEP_INTERVAL_SECONDS
-    reconcile = settings.RECONCILE_INTERVAL_SECONDS
-    # A periodic run that waited longer than its own interval is stale: the next one is due.
-    sender.add_periodic_task(
-        float(sweep),
-        sender.signature("workers.tasks.sessions_sweep", options={"expires": sweep}),
-        name="sweep expired sessions",
-    )
-    sender.add_periodic_task(
-        float(sweep),
-        sender.signature("workers.tasks.actions_reconcile", options={"expires": sweep}),
-        name="settle actions of lost workers, redeliver undelivered ones",
-    )
-    sender.add_periodic_task(
-        float(reconcile),
-        sender.signature("workers.tasks.browsers_reconcile", options={"expires": reconcile}),
-        name="reconcile browsers",
-    )
-    billing = settings.BILLING_INTERVAL_SECONDS
-    sender.add_periodic_task(
-        float(billing),
-        sender.signature("workers.tasks.sessions_bill_time", options={"expires": billing}),
-        name="bill session time",
-    )
-    sender.add_periodic_task(
-        600.0,
-        sender.signature("workers.tasks.screenshots_purge", options={"expires": 600}),
-        name="purge expired screenshots",
-    )
-    sender.add_periodic_task(
-        3600.0,
-        sender.signature("workers.tasks.saved_states_purge", options={"expires": 3600}),
-        name="purge saved browser states unused past their plan's retention",
-    )
-    tick = settings.JOB_TICK_INTERVAL_SECONDS
-    sender.add_periodic_task(
-        float(tick),
-        sender.signature("workers.job_tasks.jobs_tick", options={"expires": tick}),
-        name="batch jobs: lost pages, idle jobs, waiting jobs",
-    )
-    sender.add_periodic_task(
-        600.0,
-        sender.signature("workers.job_tasks.jobs_purge", options={"expires": 600}),
-        name="batch jobs: purge expired results",
-    )
-    hooks = settings.WEBHOOK_SWEEP_INTERVAL_SECONDS
-    sender.add_periodic_task(
-        float(hooks),
-        sender.signature("workers.webhook_tasks.webhooks_sweep", options={"expires": hooks}),
-        name="webhooks: send due deliveries",
-    )
-    sender.add_periodic_task(
-        float(hooks),
-        sender.signature("workers.webhook_tasks.sessions_expiring", options={"expires": hooks}),
-        name="webhooks: session.expiring a minute before a session ends",
-    )
-    sender.add_periodic_task(
-        3600.0,
-        sender.signature("workers.webhook_tasks.webhooks_purge", options={"expires": 3600}),
-        name="webhooks: purge the delivery log",
-    )
+    for task, period_of, name in PERIODIC_TASKS:
+        period = int(getattr(settings, period_of)) if isinstance(period_of, str) else period_of
+        # A periodic run that waited longer than its own interval is stale: the next one is due.
+        sender.add_periodic_task(
+            float(period), sender.signature(task, options={"expires": period}), name=name
+        )

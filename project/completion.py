@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from redis.client import Pipeline
+
 from project.db import connection_release
 from project.redis import get_redis
 
@@ -20,11 +22,16 @@ def _key(event: str) -> str:
     return f"bf:done:{event}"
 
 
-def completion_publish(event: str, payload: dict[str, Any] | None = None) -> None:
+def completion_commands(pipe: Pipeline, event: str, payload: dict[str, Any] | None = None) -> None:
+    """Add the signal's commands to `pipe` (two replies), to send it with other commands."""
     key = _key(event)
-    pipe = get_redis().pipeline(transaction=False)  # one round trip; no MULTI/EXEC needed
     pipe.rpush(key, json.dumps(payload or {}))
     pipe.expire(key, _TTL_SECONDS)
+
+
+def completion_publish(event: str, payload: dict[str, Any] | None = None) -> None:
+    pipe = get_redis().pipeline(transaction=False)  # one round trip; no MULTI/EXEC needed
+    completion_commands(pipe, event, payload)
     pipe.execute()
 
 

@@ -174,9 +174,11 @@ DATABASES = {
         "PASSWORD": env_str("POSTGRES_PASSWORD", ""),
         # A pool keeps connections itself (Django refuses both).
         "CONN_MAX_AGE": 0 if _DB_POOL else POSTGRES_CONN_MAX_AGE,
-        # Off by default: a health check is one more round trip on every request and task (the
-        # action benchmark's hot path); on with flaky networks between app and database.
-        "CONN_HEALTH_CHECKS": env_bool("POSTGRES_CONN_HEALTH_CHECKS", False),
+        # A connection taken from the pool, or a prefork worker's persistent one at its first query
+        # of a task, is checked first (an empty query, ~35 us here): without it, every connection
+        # opened before a PostgreSQL restart failed its next request or task once, and a lifecycle
+        # child's first browser start after the restart failed (tests/faults, issue 20).
+        "CONN_HEALTH_CHECKS": env_bool("POSTGRES_CONN_HEALTH_CHECKS", True),
         # The hot path's statements (project/rows.py hot_cursor) are prepared on each connection
         # after 5 runs. Turn off behind PgBouncer in transaction pooling mode.
         "OPTIONS": {
@@ -388,6 +390,10 @@ BROWSER_START_TIMEOUT_SECONDS = env_int("BROWSER_START_TIMEOUT_SECONDS", 20, min
 # A start that fails (on a CPU-saturated host: Chromium's new-session call times out) is tried
 # again, up to this many attempts in all, while its create still waits for it.
 BROWSER_START_ATTEMPTS = env_int("BROWSER_START_ATTEMPTS", 2, minimum=1)
+# Local Chromium starts one host runs at once (sessions, pool refills, job browsers together;
+# workers/start_slots.py): a start beyond waits for a slot, within its create's wait, instead of
+# slowing every start down until their DevTools calls time out. One per core by default.
+BROWSER_STARTS_PER_HOST = env_int("BROWSER_STARTS_PER_HOST", os.cpu_count() or 1, minimum=1)
 # A browser start is CPU-bound batch work; live sessions' clicks are not. A starting browser runs
 # at this nice value (its process group and, where the kernel groups sessions, its autogroup)
 # until BROWSER_START_NICE_SECONDS after it answers, then at 0 like every live browser (lowering

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from accounts.authentication import RequestKey
@@ -31,9 +32,15 @@ from billing.spend_caps import key_spend_cap_check
 from project.completion import completion_publish, completion_wait
 from project.db import retry_on_conflict
 from project.exceptions import Busy, InsufficientCredits, ServiceUnavailable, is_outage
-from project.rows import as_loaded, from_row, hot_cursor, json_value, select_list
+from project.rows import NO_FLUSH_WAIT, as_loaded, from_row, hot_cursor, json_value, select_list
 from sessions import dispatch, selectors
-from sessions.events import action_finished_publish, action_requested_publish, session_status_publish
+from sessions.events import (
+    action_finished_event,
+    action_requested_publish,
+    session_events_publish,
+    session_events_publish_with_completion,
+    session_status_publish,
+)
 from sessions.models import Action, ActionStatus, BrowserSession, SessionStatus, session_alive
 from sessions.services import session_require_active
 
@@ -263,7 +270,7 @@ WITH next AS (
 claimed AS (
     UPDATE browser_sessions_action a
     SET status = '{_RUNNING}', started_at = %(now)s, lease_expires_at = %(lease_until)s
-    FROM next WHERE a.id = next.id AND next.status = '{_QUEUED}'
+    FROM next WHERE a.id = next.id AND next.status = '{_QUEUED}' AND {NO_FLUSH_WAIT}
     RETURNING a.id
 )
 SELECT EXISTS (SELECT 1 FROM claimed), {select_list(Action, "a")}, {select_list(BrowserSession, "s")}
@@ -302,7 +309,7 @@ def action_lease_renew(*, action_id: int) -> bool:
 
 _RENEW_MANY = f"""
     UPDATE browser_sessions_action SET lease_expires_at = %s
-    WHERE id = ANY(%s) AND status = '{_RUNNING}' RETURNING id
+    WHERE id = ANY(%s) AND status = '{_RUNNING}' AND {NO_FLUSH_WAIT} RETURNING id
 """  # noqa: S608
 
 
@@ -320,7 +327,8 @@ def action_leases_renew(*, action_ids: list[int]) -> set[int]:
 _LEASE_LOST_ERROR = "The worker running this action was lost; what did not run was not charged. Try again."
 
 _PROGRESS = f"""
-    UPDATE browser_sessions_action SET result = %s::jsonb WHERE id = %s AND status = '{_RUNNING}'
+    UPDATE browser_sessions_action SET result = %s::jsonb
+    WHERE id = %s AND status = '{_RUNNING}' AND {NO_FLUSH_WAIT}
 """  # noqa: S608
 
 
@@ -378,6 +386,9 @@ _FINISH = f"""
     WHERE id = %(id)s AND status IN ('{_QUEUED}', '{_RUNNING}')
       AND (%(lease_expired_before)s::timestamptz IS NULL OR lease_expires_at < %(lease_expired_before)s)
 """  # noqa: S608
+# Outside a transaction (the worker's finish; refunds that follow commit synchronously). Inside
+# one, the whole transaction would commit without the flush: the plain statement there.
+_FINISH_ALONE = _FINISH.rstrip() + f"\n      AND {NO_FLUSH_WAIT}\n"
 
 
 def _json_or_null(value: Any) -> str | None:
@@ -411,7 +422,7 @@ def action_finish(
     }
     with hot_cursor() as cursor:
         cursor.execute(
-            _FINISH,
+            _FINISH if connection.in_atomic_block else _FINISH_ALONE,
             {
                 **fields,
                 "id": action.pk,
@@ -437,21 +448,30 @@ def action_finish(
                 ran=ran,
             )
     # Before the waiter is woken, so that a client's next action's events come after this one's.
+    entries = []
     if finished:
-        action_finished_publish(
-            session_id=action.session_id,
-            action_id=action.public_id,
-            action_type=action.type,
-            action_status=status,
-            error=fields["error"],
-            code=(fields["result"] or {}).get("error_code") if isinstance(fields["result"], dict) else None,
-            created_at=action.created_at,
-            started_at=action.started_at,
-            finished_at=fields["finished_at"],
+        entries.append(
+            action_finished_event(
+                session_id=action.session_id,
+                action_id=action.public_id,
+                action_type=action.type,
+                action_status=status,
+                error=fields["error"],
+                code=(fields["result"] or {}).get("error_code")
+                if isinstance(fields["result"], dict)
+                else None,
+                created_at=action.created_at,
+                started_at=action.started_at,
+                finished_at=fields["finished_at"],
+            )
         )
     # The waiting request answers from this payload, without reading the row back.
     payload = {**fields, "finished_at": fields["finished_at"].isoformat()} if finished else None
-    completion_publish(action_event(action.public_id), payload)
+    if connection.in_atomic_block:
+        session_events_publish(entries)  # once committed
+        completion_publish(action_event(action.public_id), payload)
+    else:
+        session_events_publish_with_completion(entries, action_event(action.public_id), payload)
     return finished
 
 

@@ -20,8 +20,10 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
+from project.completion import completion_commands
 from project.fields import iso
 from project.redis import get_redis
 
@@ -40,21 +42,49 @@ def events_key(session_id: str) -> str:
     return f"bf:events:{session_id}"
 
 
-def _append(entries: list[tuple[str, str, dict[str, Any]]]) -> None:
+Entry = tuple[str, str, dict[str, Any]]  # (session id, event name, data)
+
+
+def _commands(pipe: Pipeline, entries: list[Entry]) -> None:
+    for session_id, event, data in entries:
+        key = events_key(session_id)
+        pipe.xadd(
+            key,
+            {"event": event, "data": json.dumps(data, separators=(",", ":"))},
+            maxlen=settings.SESSION_EVENTS_MAX_EVENTS,
+            approximate=True,
+        )
+        pipe.expire(key, settings.SESSION_EVENTS_RETENTION_SECONDS)
+
+
+def _append(entries: list[Entry]) -> None:
     try:
         pipe = get_redis().pipeline(transaction=False)
-        for session_id, event, data in entries:
-            key = events_key(session_id)
-            pipe.xadd(
-                key,
-                {"event": event, "data": json.dumps(data, separators=(",", ":"))},
-                maxlen=settings.SESSION_EVENTS_MAX_EVENTS,
-                approximate=True,
-            )
-            pipe.expire(key, settings.SESSION_EVENTS_RETENTION_SECONDS)
+        _commands(pipe, entries)
         pipe.execute()
     except RedisError as exc:
         logger.warning("session events not written (%r): %s", exc, [e[:2] for e in entries])
+
+
+def session_events_publish_with_completion(
+    entries: list[Entry], event: str, payload: dict[str, Any] | None
+) -> None:
+    """Append `entries`, then send the completion signal `event`, in one Redis round trip (each
+    round trip is a wake-up of Redis and of this thread: on a busy host ~1 ms, measured in
+    docs/benchmarks.md, "Commits and round trips"). Outside a transaction only: the entries are
+    for changes committed already. The events go first, so a watcher sees an action's response
+    before its waiter answers; an event that cannot be written is logged, as in `_append`, and a
+    signal that cannot be sent raises, as `completion_publish` does."""
+    pipe = get_redis().pipeline(transaction=False)
+    _commands(pipe, entries)
+    completion_commands(pipe, event, payload)
+    replies = pipe.execute(raise_on_error=False)
+    for reply in replies[2 * len(entries) :]:
+        if isinstance(reply, Exception):
+            raise reply
+    failed = [reply for reply in replies[: 2 * len(entries)] if isinstance(reply, Exception)]
+    if failed:
+        logger.warning("session events not written (%r): %s", failed[0], [e[:2] for e in entries])
 
 
 def session_events_publish(entries: list[tuple[str, str, dict[str, Any]]]) -> None:
@@ -100,7 +130,7 @@ def action_requested_publish(
     session_events_publish([(session_id, ACTION_REQUEST, data)])
 
 
-def action_finished_publish(
+def action_finished_event(
     *,
     session_id: str,
     action_id: str,
@@ -111,7 +141,7 @@ def action_finished_publish(
     created_at: datetime | None,
     started_at: datetime | None,
     finished_at: datetime,
-) -> None:
+) -> Entry:
     data: dict[str, Any] = {
         "request_id": action_id,
         "action_id": action_id,
@@ -127,7 +157,7 @@ def action_finished_publish(
     }
     if code:
         data["code"] = code
-    session_events_publish([(session_id, ACTION_RESPONSE, data)])
+    return session_id, ACTION_RESPONSE, data
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int | None:

@@ -25,8 +25,10 @@ from sessions.location import BrowserLocation
 from sessions.saved_state import EnvironmentRestoreFailed, saved_state_read
 from workers.browser import BrowserError, BrowserGone, BrowserStartError, Display, get_backend
 from workers.browser.job_page import JobPageBrowser, PageVisit
+from workers.browser.local import LocalBackend
 from workers.browser.saved_state import state_import
 from workers.error_text import tenant_error_text
+from workers.start_slots import lease_seconds, start_slot
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ class _Browser:
     def ready(self) -> JobPageBrowser:
         if self.page is None:
             if self.handle is None:
-                handle = self.backend.start(session_id=self.id, display=Display())
+                handle = self._start()
                 if not jobs.job_browser_attached(browser_id=self.id, location=handle):
                     self.backend.stop(handle, session_id=self.id)
                     raise BrowserGone("the job browser was ended while it started")
@@ -103,6 +105,16 @@ class _Browser:
                 self.pages = 0
             self.page = JobPageBrowser(self.handle, page_timeout=self.page_timeout)
         return self.page
+
+    def _start(self) -> BrowserLocation:
+        """A local start takes one of the host's start slots (workers/start_slots.py), waiting up
+        to a start's own bound: every slot held is given back within it."""
+        if not isinstance(self.backend, LocalBackend):
+            return self.backend.start(session_id=self.id, display=Display())
+        with start_slot(host=self.backend.host, wait_seconds=lease_seconds()) as held:
+            if not held:
+                raise BrowserStartError("no browser start slot came free on this host")
+            return self.backend.start(session_id=self.id, display=Display())
 
     def _restore(self, handle: BrowserLocation, account_id: int, environment_id: str) -> None:
         """The job's saved state, read-only (never saved back); a browser that refuses it is stopped."""

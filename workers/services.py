@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -42,12 +44,21 @@ from sessions.models import (
 from sessions.proxy_billing import session_proxy_bill
 from sessions.services import session_terminate
 from sessions.state_crypto import StateSealError
-from workers.browser import BrowserError, BrowserStartError, Display, egress, get_backend, proxy_routes
+from workers.browser import (
+    BrowserBackend,
+    BrowserError,
+    BrowserStartError,
+    Display,
+    egress,
+    get_backend,
+    proxy_routes,
+)
 from workers.browser.base import prepare_first_tab
 from workers.browser.driver import forget
 from workers.browser.local import LocalBackend
 from workers.browser.saved_state import state_export, state_import
 from workers.egress.metering import meter_key
+from workers.start_slots import start_slot
 
 logger = logging.getLogger(__name__)
 
@@ -71,25 +82,32 @@ def session_browser_start(*, session_id: str) -> None:
         return
     attempt = 1
     while True:
-        try:
-            handle = backend.start(session_id=session_id, display=display, routes=routes)
-            break
-        except BrowserStartError as exc:
-            # Slow down, don't fail: a start that timed out on a saturated host is tried again
-            # while its create still waits (the create gives up at its own budget and ends the
-            # session; the next attempt then is not made).
-            still_starting = BrowserSession.objects.filter(
-                pk=session_id, status=SessionStatus.STARTING
-            ).exists()
-            if attempt < settings.BROWSER_START_ATTEMPTS and still_starting:
-                logger.warning(
-                    "session %s: browser start failed (%s); attempt %d", session_id, exc, attempt + 1
-                )
-                attempt += 1
-                continue
-            logger.warning("session %s: browser start failed: %s", session_id, exc)
-            session_browser_start_failed(session_id=session_id, error=str(exc))
-            return
+        # Beyond the host's start slots, a start waits while its create still does (the create
+        # ends the session at its own budget).
+        with _start_slot(backend, wait_seconds=settings.SESSION_CREATE_WAIT_SECONDS,
+                         still_wanted=lambda: _still_starting(session_id)) as held:  # fmt: skip
+            if not held:
+                if _still_starting(session_id):
+                    logger.warning("session %s: no browser start slot came free", session_id)
+                    session_browser_start_failed(session_id=session_id, error="no start slot came free")
+                return
+            try:
+                handle = backend.start(session_id=session_id, display=display, routes=routes)
+                break
+            except BrowserStartError as exc:
+                error = exc
+        # Slow down, don't fail: a start that timed out on a saturated host is tried again
+        # while its create still waits (the create gives up at its own budget and ends the
+        # session; the next attempt then is not made).
+        if attempt < settings.BROWSER_START_ATTEMPTS and _still_starting(session_id):
+            logger.warning(
+                "session %s: browser start failed (%s); attempt %d", session_id, error, attempt + 1
+            )
+            attempt += 1
+            continue
+        logger.warning("session %s: browser start failed: %s", session_id, error)
+        session_browser_start_failed(session_id=session_id, error=str(error))
+        return
     if not _restore_or_fail(session, handle):
         return
     if not session_browser_ready(session=session, location=handle):
@@ -130,6 +148,20 @@ def _proxy_route_claimed(session: BrowserSession, handle: BrowserLocation) -> No
         proxy_routes.routes_write(uid=uid, document=routes)
     except OSError as exc:
         raise ProxyNotSet(f"the proxy route could not be written ({exc.strerror})") from None
+
+
+def _still_starting(session_id: str) -> bool:
+    return BrowserSession.objects.filter(pk=session_id, status=SessionStatus.STARTING).exists()
+
+
+def _start_slot(
+    backend: BrowserBackend, *, wait_seconds: float, still_wanted: Callable[[], bool] | None = None
+) -> AbstractContextManager[bool]:
+    """A start slot of this host for a local start (workers/start_slots.py); a Grid start runs
+    on a node the Grid itself schedules."""
+    if not isinstance(backend, LocalBackend):
+        return nullcontext(True)
+    return start_slot(host=backend.host, wait_seconds=wait_seconds, still_wanted=still_wanted)
 
 
 def session_browser_stop(*, session_id: str) -> None:
@@ -321,12 +353,19 @@ def pool_refill(*, host: str) -> int:
             placement.warm_browsers_take(host=host, ids=reserved[index:])
             logger.info("pool refill on %s: %d starts yield to creates", host, len(reserved[index:]))
             break
-        try:
-            handle = backend.start(session_id=pool_id, display=Display())
-        except BrowserStartError as exc:
-            logger.warning("pool browser %s did not start: %s", pool_id, exc)
-            placement.warm_browsers_take(host=host, ids=[pool_id])
-            continue
+        # A refill never waits for a start slot: the starts that hold them are creates' or
+        # jobs'; the rest is given back and the next heartbeat asks again.
+        with _start_slot(backend, wait_seconds=0) as held:
+            if not held:
+                placement.warm_browsers_take(host=host, ids=reserved[index:])
+                logger.info("pool refill on %s: %d starts yield to other starts", host, len(reserved[index:]))
+                break
+            try:
+                handle = backend.start(session_id=pool_id, display=Display())
+            except BrowserStartError as exc:
+                logger.warning("pool browser %s did not start: %s", pool_id, exc)
+                placement.warm_browsers_take(host=host, ids=[pool_id])
+                continue
         if placement.warm_browser_ready(pool_id=pool_id, location=handle):
             started += 1
         else:

@@ -37,11 +37,14 @@ from workers.browser.local import become_subreaper
 
 logger = logging.getLogger(__name__)
 
-# Every attempt of a start (workers/services.py session_browser_start) fits in the limits, and
-# a start may restore a saved state (environment_id) after the browser is up.
+# Every attempt of a start (workers/services.py session_browser_start) fits in the limits, after
+# its wait for a start slot (at most the create's), and a start may restore a saved state
+# (environment_id) after the browser is up.
 _START_LIMIT = (
-    settings.BROWSER_START_TIMEOUT_SECONDS + 15
-) * settings.BROWSER_START_ATTEMPTS + settings.SAVED_STATE_TIMEOUT_SECONDS
+    (settings.BROWSER_START_TIMEOUT_SECONDS + 15) * settings.BROWSER_START_ATTEMPTS
+    + settings.SESSION_CREATE_WAIT_SECONDS
+    + settings.SAVED_STATE_TIMEOUT_SECONDS
+)
 # A database that restarts under a task (it could not read its rows) is transient: sent again,
 # the task finds what is still to do (an action drain claims what is still queued).
 _DB_OUTAGE = (OperationalError, InterfaceError)
