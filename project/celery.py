@@ -57,6 +57,11 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         sender.signature("workers.tasks.saved_states_purge", options={"expires": 3600}),
         name="purge saved browser states unused past their plan's retention",
     )
+    sender.add_periodic_task(
+        600.0,
+        sender.signature("workers.tasks.page_logs_purge", options={"expires": 600}),
+        name="purge page logs of sessions ended past their retention",
+    )
     tick = settings.JOB_TICK_INTERVAL_SECONDS
     sender.add_periodic_task(
         float(tick),

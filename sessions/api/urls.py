@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from sessions.api import action_views, environment_views, live_views, stream_views, views
+from sessions.api import action_views, environment_views, live_views, log_views, stream_views, views
 
 urlpatterns = [
     path("computers", views.ComputerListCreateView.as_view(), name="computers"),
@@ -66,6 +66,7 @@ urlpatterns = [
 # (whose last one takes any computers/<id>/<endpoint>).
 v1_only_urlpatterns = [
     path("computers/<str:session_id>/live", live_views.ComputerLiveView.as_view(), name="computer-live"),
+    path("computers/<str:session_id>/logs", log_views.ComputerLogsView.as_view(), name="computer-logs"),
     # The live viewer: the token in the path is the credential (sessions/live_viewer.py).
     path("live/<str:token>", live_views.LiveViewerPageView.as_view(), name="live-viewer"),
     path("live/<str:token>/viewer.js", live_views.LiveViewerScriptView.as_view(), name="live-viewer-js"),
