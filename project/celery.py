@@ -62,6 +62,16 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         sender.signature("workers.tasks.page_logs_purge", options={"expires": 600}),
         name="purge page logs of sessions ended past their retention",
     )
+    sender.add_periodic_task(
+        float(sweep),
+        sender.signature("workers.tasks.recordings_finalize", options={"expires": sweep}),
+        name="settle recordings of ended sessions (ready or failed)",
+    )
+    sender.add_periodic_task(
+        600.0,
+        sender.signature("workers.tasks.recordings_purge", options={"expires": 600}),
+        name="purge recordings past their retention",
+    )
     tick = settings.JOB_TICK_INTERVAL_SECONDS
     sender.add_periodic_task(
         float(tick),

@@ -322,6 +322,8 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.session_state_save": {"queue": "actions"},
     "workers.tasks.saved_states_purge": {"queue": "maintenance"},
     "workers.tasks.page_logs_purge": {"queue": "maintenance"},
+    "workers.tasks.recordings_finalize": {"queue": "maintenance"},
+    "workers.tasks.recordings_purge": {"queue": "maintenance"},
     # Batch jobs: their own queues, so that bulk scraping never delays actions.
     "workers.job_tasks.job_browser_run": {"queue": "jobs"},
     # Short bookkeeping: never stuck behind job browsers that fill the jobs queue's workers.

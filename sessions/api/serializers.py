@@ -14,7 +14,7 @@ _MONTH = 30 * 24 * 3600
 
 # Tzafon create fields that we keep in the session's options and echo back. `persistent` and
 # `environment_id` are acted on (sessions/saved_state.py); the others are not (yet).
-ECHOED_OPTIONS = ("persistent", "environment_id", "context_id", "stealth", "use_advanced_proxy")
+ECHOED_OPTIONS = ("persistent", "environment_id", "context_id", "stealth", "use_advanced_proxy", "record")
 
 
 class DisplayInput(serializers.Serializer[Any]):
@@ -42,6 +42,8 @@ class SessionCreateInput(serializers.Serializer[Any]):
     context_id = StrictCharField(required=False, max_length=200, allow_blank=True)
     stealth = serializers.JSONField(required=False)
     use_advanced_proxy = StrictBooleanField(required=False)
+    # An extension: record the screen (docs/logs-and-recordings.md); absent: the plan's default.
+    record = StrictBooleanField(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs["max_lifetime_seconds"] = _one_of(attrs, "max_lifetime_seconds", "timeout_seconds")
@@ -126,6 +128,12 @@ class SessionOutput(SessionStatusOutput):
     context_id = serializers.CharField(source="options.context_id", allow_null=True)
     stealth = serializers.JSONField(source="options.stealth", allow_null=True)
     use_advanced_proxy = serializers.BooleanField(source="options.use_advanced_proxy", allow_null=True)
+    record = serializers.BooleanField(
+        source="options.record",
+        allow_null=True,
+        help_text="Whether the session is recorded (GET /v1/computers/{id}/recording); the plan's default "
+        "when the create did not say.",
+    )
 
     def get_credits_spent(self, obj: BrowserSession) -> int:
         annotated = getattr(obj, "ledger_total", None)  # a list annotates it (one query for all)
