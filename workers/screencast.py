@@ -109,9 +109,10 @@ class _Caster(threading.Thread):
     def run(self) -> None:
         try:
             self._cast()
+            logger.info("screencast of %s ended after %d frames", self.session_id, self.frames)
         except Exception as exc:  # a browser that went away, a DevTools hiccup: tried again later
             _failed_at[self.session_id] = time.monotonic()
-            logger.info("screencast of %s stopped: %r", self.session_id, exc)
+            logger.info("screencast of %s stopped after %d frames: %r", self.session_id, self.frames, exc)
         finally:
             connection.close()
             if self.recorder is not None:
@@ -184,6 +185,7 @@ class _Caster(threading.Thread):
                     )
                 )
                 next_id += 1
+                self.frames += 1
                 if self.recorder is not None:
                     self._record(params)
                 if self.watched:
@@ -223,7 +225,6 @@ class _Caster(threading.Thread):
         )
         pipe.expire(key, FRAMES_TTL_SECONDS)
         pipe.execute()
-        self.frames += 1
 
 
 def supervise_once(host: str) -> None:

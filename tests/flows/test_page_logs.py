@@ -28,7 +28,7 @@ def test_logs_hold_the_console_errors_and_requests_of_a_test_page_paged_filtered
     make_client: Any, pages_server: str
 ) -> None:
     client = make_client(plan="pro")
-    session_id = client.sdk().computers.create(kind="browser").id  # the tzafon SDK's create
+    session_id = client.sdk(max_retries=3).computers.create(kind="browser").id  # the tzafon SDK's create
     nav = client.post(f"/v1/computers/{session_id}/navigate", {"url": f"{pages_server}/logs.html?tag=one"})
     assert nav.json()["status"] == "success", nav.text
     _click_go(client, session_id)
