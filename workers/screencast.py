@@ -52,6 +52,9 @@ _POLL_SECONDS = 0.25
 # A caster that failed (browser still starting, DevTools not answering) is tried again after this.
 _RETRY_SECONDS = 2.0
 JPEG_QUALITY = 60
+# A recording caster checks this often that it still casts the session's main tab.
+_RECORDING_CHECK_SECONDS = 2.0
+_FIRST_FRAME_SECONDS = 5.0
 
 _stopping = threading.Event()
 _casters: dict[str, _Caster] = {}
@@ -161,7 +164,13 @@ class _Caster(threading.Thread):
                 )
             )
             next_id = 2
+            target_id = url.rsplit("/", 1)[-1]
+            started = checked = time.monotonic()
             while not self.stop.is_set() and not _stopping.is_set():
+                if self.recorder is not None and time.monotonic() - checked >= _RECORDING_CHECK_SECONDS:
+                    checked = time.monotonic()
+                    if not self._still_on_main_tab(target_id, since=checked - started):
+                        return
                 if self.recorded and self.recorder is None:
                     self.recorder = Recorder(account_id=account_id, session_id=self.session_id)
                 # A recorder writes a waiting frame when its turn comes: tick often enough.
@@ -194,6 +203,18 @@ class _Caster(threading.Thread):
                 ws.send(json.dumps({"id": next_id, "method": "Page.stopScreencast"}))
         finally:
             ws.close()
+
+    def _still_on_main_tab(self, target_id: str, *, since: float) -> bool:
+        """A recording follows the session's main tab: False (the caster ends, the supervisor
+        starts a new one at once) when it changed. Chromium sends a first frame as soon as a
+        screencast starts; none after a while means a screencast that will not run: raise (tried
+        again)."""
+        if self.frames == 0 and since > _FIRST_FRAME_SECONDS:
+            raise RuntimeError("no frame since the screencast started")
+        main_tab = (
+            BrowserSession.objects.filter(pk=self.session_id).values_list("main_tab_id", flat=True).first()
+        )
+        return not main_tab or main_tab == target_id
 
     def _record(self, params: dict[str, Any]) -> None:
         assert self.recorder is not None

@@ -82,17 +82,23 @@ def test_a_recorded_session_replays_its_frames_and_actions(make_client: Any, pag
     person = client.post("/v1/computers", {}).json()["id"]
     opened = client.post(f"/v1/computers/{person}/navigate", {"url": url})
     assert opened.json()["status"] == "success", opened.text
-    wait_until(lambda: _body_data(client, person).get("loaded") == "true", timeout=20, message="replay loaded")
+    wait_until(
+        lambda: _body_data(client, person).get("loaded") == "true", timeout=20, message="replay loaded"
+    )
     data = _body_data(client, person)
     assert data["actions"] == "3" and int(data["frame"]) == 0
-    stepped = client.post(f"/v1/computers/{person}/step", {"action": "click", "selector": "#play", "timeout_ms": 5000})
+    stepped = client.post(
+        f"/v1/computers/{person}/step", {"action": "click", "selector": "#play", "timeout_ms": 5000}
+    )
     assert stepped.json()["status"] == "success", stepped.text
     wait_until(
         lambda: int(_body_data(client, person)["frame"]) > 0, timeout=20, message="the replay to play on"
     )
 
 
-def test_a_crashed_sessions_recording_settles_and_another_accounts_is_404(make_client: Any, pages_server: str) -> None:
+def test_a_crashed_sessions_recording_settles_and_another_accounts_is_404(
+    make_client: Any, pages_server: str
+) -> None:
     client = make_client(plan="pro")
     stranger = make_client(plan="pro", name="stranger")
     session_id = client.post("/v1/computers", {"record": True}).json()["id"]
