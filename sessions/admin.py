@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from project.exceptions import ApplicationError
-
+from sessions.live_viewer import live_viewer_token_create
 from sessions.models import (
     LIVE_STATUSES,
     Action,
@@ -23,7 +23,6 @@ from sessions.models import (
     WarmBrowser,
     WorkerHost,
 )
-from sessions.live_viewer import live_viewer_token_create
 from sessions.recordings import recording_replay_token
 from sessions.saved_state import saved_state_delete
 from sessions.services import session_terminate
