@@ -16,6 +16,7 @@ recording never stays `recording` or `processing` once its session ended.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -89,6 +90,13 @@ def recording_frames(*, account_id: int, session_id: str) -> list[Frame]:
         if frame.offset + frame.length <= size:
             frames.append(frame)
     return frames
+
+
+@functools.lru_cache(maxsize=32)
+def recording_frames_settled(*, account_id: int, session_id: str, frame_count: int) -> tuple[Frame, ...]:
+    """A ready recording's frames (they never change once counted), read once per process: a
+    replay asks for one frame after another."""
+    return tuple(recording_frames(account_id=account_id, session_id=session_id)[:frame_count])
 
 
 def recording_frame_bytes(*, account_id: int, session_id: str, frame: Frame) -> bytes:

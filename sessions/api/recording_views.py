@@ -29,6 +29,7 @@ from sessions.models import Action, RecordingStatus, SessionRecording
 from sessions.recordings import (
     recording_frame_bytes,
     recording_frames,
+    recording_frames_settled,
     recording_replay_resolve,
     recording_replay_token,
 )
@@ -205,8 +206,11 @@ class ReplayIndexView(_ReplayView):
     )
     def get(self, request: Request, token: str) -> Response:
         recording = recording_replay_resolve(token)
-        frames = recording_frames(account_id=recording.account_id, session_id=recording.session_id)
-        frames = frames[: recording.frame_count]
+        frames = recording_frames_settled(
+            account_id=recording.account_id,
+            session_id=recording.session_id,
+            frame_count=recording.frame_count,
+        )
         actions = [
             {
                 "t": int((a.finished_at or a.created_at).timestamp() * 1000),
@@ -237,8 +241,12 @@ class ReplayFrameView(_ReplayView):
     )
     def get(self, request: Request, token: str, number: int) -> HttpResponse:
         recording = recording_replay_resolve(token)
-        frames = recording_frames(account_id=recording.account_id, session_id=recording.session_id)
-        if not 0 <= number < min(len(frames), recording.frame_count):
+        frames = recording_frames_settled(
+            account_id=recording.account_id,
+            session_id=recording.session_id,
+            frame_count=recording.frame_count,
+        )
+        if not 0 <= number < len(frames):
             raise NotFound("No such frame.", code="frame_not_found")
         data = recording_frame_bytes(
             account_id=recording.account_id, session_id=recording.session_id, frame=frames[number]
