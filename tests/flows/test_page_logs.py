@@ -102,7 +102,7 @@ def test_logs_hold_the_console_errors_and_requests_of_a_test_page_paged_filtered
 def test_logs_of_another_accounts_session_are_404_and_bad_filters_400(make_client: Any) -> None:
     owner = make_client(plan="pro")
     stranger = make_client(plan="pro", name="stranger")
-    session_id = owner.post("/v1/computers", {}).json()["id"]
+    session_id = owner.sdk(max_retries=3).computers.create(kind="browser").id
     refused = stranger.get(f"/v1/computers/{session_id}/logs")
     assert refused.status_code == 404 and refused.json()["code"] == "session_not_found"
     assert stranger.get(f"/v1/computers/{session_id}/logs", params={"format": "ndjson"}).status_code == 404

@@ -16,6 +16,12 @@ from sessions.models import BrowserSession
 from tests.support.processes import wait_until
 
 
+def _create(client: Any, **extra: Any) -> str:
+    """As the SDK creates: a 503 (no capacity yet, a create that outlived its wait on a loaded
+    machine) is retried."""
+    return str(client.sdk(max_retries=3).computers.create(kind="browser", extra_body=extra).id)
+
+
 def _recording(client: Any, session_id: str) -> dict[str, Any]:
     response = client.get(f"/v1/computers/{session_id}/recording")
     assert response.status_code == 200, response.text
@@ -41,8 +47,7 @@ def _body_data(client: Any, session_id: str) -> dict[str, str]:
 
 def test_a_recorded_session_replays_its_frames_and_actions(make_client: Any, pages_server: str) -> None:
     client = make_client(plan="pro")
-    created = client.sdk(max_retries=3).computers.create(kind="browser", extra_body={"record": True})
-    session_id = created.id
+    session_id = _create(client, record=True)  # an extension field, through the tzafon SDK
     assert client.get(f"/v1/computers/{session_id}").json()["record"] is True
     page = client.post(f"/v1/computers/{session_id}/navigate", {"url": f"{pages_server}/screencast.html"})
     assert page.json()["status"] == "success", page.text
@@ -79,7 +84,7 @@ def test_a_recorded_session_replays_its_frames_and_actions(make_client: Any, pag
     assert requests.get(url + f"/frames/{recording['frames']}", timeout=10).status_code == 404
 
     # The replay page plays in a real Chromium (another session), under its CSP.
-    person = client.post("/v1/computers", {}).json()["id"]
+    person = _create(client)
     opened = client.post(f"/v1/computers/{person}/navigate", {"url": url})
     assert opened.json()["status"] == "success", opened.text
     wait_until(
@@ -101,8 +106,8 @@ def test_a_crashed_sessions_recording_settles_and_another_accounts_is_404(
 ) -> None:
     client = make_client(plan="pro")
     stranger = make_client(plan="pro", name="stranger")
-    session_id = client.post("/v1/computers", {"record": True}).json()["id"]
-    plain = client.post("/v1/computers", {}).json()["id"]
+    session_id = _create(client, record=True)
+    plain = _create(client)
     assert client.get(f"/v1/computers/{plain}").json()["record"] is False  # the pro plan's default
     missing = client.get(f"/v1/computers/{plain}/recording")
     assert missing.status_code == 404 and missing.json()["code"] == "recording_not_found"
