@@ -26,6 +26,8 @@ class Plan(models.Model):
     saved_state_max_bytes = models.PositiveBigIntegerField(default=10 * 1024 * 1024)
     max_saved_states = models.PositiveIntegerField(null=True, blank=True, default=10)
     saved_state_retention_days = models.PositiveIntegerField(default=30)
+    # Whether a session records its screen when its create does not say (`record`).
+    record_sessions_by_default = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.name

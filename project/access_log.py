@@ -2,10 +2,11 @@
 
 Some URLs need no API key because a signed token in the path is the credential: screenshots
 (`/v1/screenshots/<token>.png`, `/v1/job-screenshots/<token>.png`) and the live viewer
-(`/v1/live/<token>` and its feed). Access logs are read and shipped more widely than the data
-they describe, so the token is replaced before a line is written: by the web server's access log
-(uvicorn's `uvicorn.access` logger under gunicorn, project/asgi_worker.py; gunicorn's own access
-log through `--logger-class project.access_log.RedactingLogger`) and by Django's request log.
+(`/v1/live/<token>` and its feed), recording replays (`/v1/replay/<token>`). Access logs are read
+and shipped more widely than the data they describe, so the token is replaced before a line is
+written: by the web server's access log (uvicorn's `uvicorn.access` logger under gunicorn,
+project/asgi_worker.py; gunicorn's own access log through `--logger-class
+project.access_log.RedactingLogger`) and by Django's request log.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from gunicorn.glogging import Logger  # type: ignore[import-untyped]  # gunicorn
 # Action screenshots (/v1/screenshots/), job screenshots (/v1/job-screenshots/) and the live
 # viewer (/v1/live/): the whole path segment, whatever characters the token is made of, up to a
 # `.png` of screenshots.
-_TOKEN = re.compile(r"(/(?:screenshots|job-screenshots|live)/)[^/?#\s\"']+?(\.png)?(?=[/?#\s\"']|$)")
-_MARKERS = ("screenshots/", "/live/")
+_TOKEN = re.compile(r"(/(?:screenshots|job-screenshots|live|replay)/)[^/?#\s\"']+?(\.png)?(?=[/?#\s\"']|$)")
+_MARKERS = ("screenshots/", "/live/", "/replay/")
 
 
 def redact(text: str) -> str:

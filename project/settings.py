@@ -289,6 +289,22 @@ ACCOUNT_MAX_OPEN_STREAMS = env_int("ACCOUNT_MAX_OPEN_STREAMS", 20, minimum=1)
 STREAM_KEEPALIVE_SECONDS = env_int("STREAM_KEEPALIVE_SECONDS", 15, minimum=1)
 # POST /v1/computers/{id}/live: how long a viewer link works (never past the session's end).
 LIVE_VIEWER_TTL_SECONDS = env_int("LIVE_VIEWER_TTL_SECONDS", 900, minimum=30)
+# Page logs (docs/logs-and-recordings.md): console messages, page errors and network requests
+# collected on the browser's host through DevTools. Per session at most this many entries and
+# bytes (of stored JSON); later entries are counted as dropped, not stored.
+SESSION_LOGS_ENABLED = env_bool("SESSION_LOGS_ENABLED", True)
+SESSION_LOGS_MAX_ENTRIES = env_int("SESSION_LOGS_MAX_ENTRIES", 5000, minimum=10)
+SESSION_LOGS_MAX_BYTES = env_int("SESSION_LOGS_MAX_BYTES", 2_000_000, minimum=10_000)
+# Logs are kept this long after their session ended, then Beat deletes them.
+SESSION_LOGS_RETENTION_DAYS = env_int("SESSION_LOGS_RETENTION_DAYS", 7, minimum=1)
+# Recordings (create option `record`): frames of the screencast, at most this many per second,
+# this many bytes and seconds per session (then the recording stops, `truncated`); kept this
+# long after the session ended. A replay link works for REPLAY_TTL seconds.
+RECORDING_FPS = env_int("RECORDING_FPS", 5, minimum=1)
+RECORDING_MAX_BYTES = env_int("RECORDING_MAX_BYTES", 200_000_000, minimum=100_000)
+RECORDING_MAX_SECONDS = env_int("RECORDING_MAX_SECONDS", 4 * 3600, minimum=10)
+RECORDING_RETENTION_DAYS = env_int("RECORDING_RETENTION_DAYS", 7, minimum=1)
+RECORDING_REPLAY_TTL_SECONDS = env_int("RECORDING_REPLAY_TTL_SECONDS", 900, minimum=30)
 
 # --- Redis and Celery -------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -322,6 +338,9 @@ CELERY_TASK_ROUTES = {
     # A live save reads the browser like an action does: on the actions queue of its host.
     "workers.tasks.session_state_save": {"queue": "actions"},
     "workers.tasks.saved_states_purge": {"queue": "maintenance"},
+    "workers.tasks.page_logs_purge": {"queue": "maintenance"},
+    "workers.tasks.recordings_finalize": {"queue": "maintenance"},
+    "workers.tasks.recordings_purge": {"queue": "maintenance"},
     # Batch jobs: their own queues, so that bulk scraping never delays actions.
     "workers.job_tasks.job_browser_run": {"queue": "jobs"},
     # Short bookkeeping: never stuck behind job browsers that fill the jobs queue's workers.

@@ -6,18 +6,24 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from project.exceptions import ApplicationError
+from sessions.live_viewer import live_viewer_token_create
 from sessions.models import (
     LIVE_STATUSES,
     Action,
     BrowserSession,
     EndedReason,
+    RecordingStatus,
     SavedState,
+    SessionRecording,
     WarmBrowser,
     WorkerHost,
 )
+from sessions.recordings import recording_replay_token
 from sessions.saved_state import saved_state_delete
 from sessions.services import session_terminate
 
@@ -43,13 +49,48 @@ class BrowserSessionAdmin(admin.ModelAdmin[BrowserSession]):
     actions = ["terminate"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in BrowserSession._meta.fields]
+        return ["live_view", "recording_replay", *(f.name for f in BrowserSession._meta.fields)]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="Live view")
+    def live_view(self, obj: BrowserSession) -> str:
+        """A read-only live viewer of a live session: an iframe of a freshly signed viewer link
+        (same origin; the viewer page allows framing by this origin only, and its stream counts
+        against the session's account's open streams while the page is open)."""
+        if obj.backend != "local":
+            return "Live view: local backend only."
+        try:
+            token, expires_at = live_viewer_token_create(session=obj, interactive=False)
+        except ApplicationError as exc:  # starting (409) or ended (410)
+            return str(exc.detail)
+        return format_html(
+            '<iframe src="{}" title="Live view of {}" width="1040" height="820" '
+            'style="border:1px solid #ccc" referrerpolicy="no-referrer"></iframe>'
+            "<br>The link expires at {}.",
+            reverse("v1:live-viewer", args=[token]),
+            obj.pk,
+            expires_at.isoformat(timespec="seconds"),
+        )
+
+    @admin.display(description="Recording")
+    def recording_replay(self, obj: BrowserSession) -> str:
+        recording = SessionRecording.objects.filter(session=obj).first()
+        if recording is None:
+            return "Not recorded."
+        if recording.status != RecordingStatus.READY:
+            return f"{recording.status} {recording.failure_reason}".strip()
+        token, _ = recording_replay_token(recording=recording)
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener noreferrer">Replay</a> ({} frames, {} s)',
+            reverse("v1:replay", args=[token]),
+            recording.frame_count,
+            round(recording.duration_ms / 1000, 1),
+        )
 
     @admin.action(description="Terminate selected sessions (ended_reason=admin)")
     def terminate(self, request: HttpRequest, queryset: QuerySet[BrowserSession]) -> None:

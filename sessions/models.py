@@ -363,3 +363,95 @@ class SavedStateBlob(models.Model):
 
     def __str__(self) -> str:
         return f"blob of {self.state_id}"
+
+
+class PageLogKind(models.TextChoices):
+    CONSOLE = "console"  # console.* calls and the browser's own messages (Log domain)
+    ERROR = "error"  # uncaught page errors (exceptions, unhandled rejections)
+    NETWORK = "network"  # a request the page made: method, URL, status, size, timing
+
+
+class PageLogLevel(models.TextChoices):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class PageLogEntry(models.Model):
+    """One console message, page error or network request of a session's browser, collected on
+    its host through the DevTools protocol (workers/page_logs.py, docs/logs-and-recordings.md).
+    Never a request body, a cookie or a header."""
+
+    id = models.BigAutoField(primary_key=True)
+    session = models.ForeignKey(BrowserSession, on_delete=models.CASCADE, related_name="page_logs")
+    kind = models.CharField(max_length=16, choices=PageLogKind.choices)
+    level = models.CharField(max_length=16, choices=PageLogLevel.choices)
+    at = models.DateTimeField()
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "id"], name="page_log_session_id")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.level} of {self.session_id}"
+
+
+class PageLogStats(models.Model):
+    """What a session's logs hold and what the cap dropped; the row the appender locks."""
+
+    session = models.OneToOneField(
+        BrowserSession, primary_key=True, on_delete=models.CASCADE, related_name="page_log_stats"
+    )
+    entries = models.PositiveIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    # {kind: count} of entries not stored because the session's cap was reached.
+    dropped = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"logs of {self.session_id}"
+
+
+class RecordingStatus(models.TextChoices):
+    RECORDING = "recording"  # the session is live; frames are being written
+    PROCESSING = "processing"  # the session ended; its frames are being indexed
+    READY = "ready"
+    FAILED = "failed"  # `failure_reason` says why
+
+
+class SessionRecording(models.Model):
+    """A session's recording (create option `record`): JPEG frames of DevTools' screencast with
+    their timestamps, in one file of frames and one index file under MEDIA_ROOT
+    (workers/recorder.py, sessions/recordings.py)."""
+
+    session = models.OneToOneField(
+        BrowserSession, primary_key=True, on_delete=models.CASCADE, related_name="recording"
+    )
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="recordings")
+    status = models.CharField(
+        max_length=16, choices=RecordingStatus.choices, default=RecordingStatus.RECORDING
+    )
+    failure_reason = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    frame_count = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    # The cap (RECORDING_MAX_BYTES or RECORDING_MAX_SECONDS) stopped the recording early.
+    truncated = models.BooleanField(default=False)
+    # A finalize claimed it until then (processing); past it, the sweep may claim it again.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["status"],
+                condition=Q(status__in=["recording", "processing"]),
+                name="recording_unfinished",
+            ),
+            models.Index(fields=["finished_at"], name="recording_finished"),
+        ]
+
+    def __str__(self) -> str:
+        return f"recording of {self.session_id}"

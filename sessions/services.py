@@ -43,6 +43,7 @@ from sessions.models import (
     session_alive,
     session_expired,
 )
+from sessions.recordings import recording_open
 
 # Browsers an account runs outside sessions (a batch job's) count against the same plan limit.
 # Higher layers register a counter (account id -> live browsers) here, so that sessions never
@@ -165,6 +166,8 @@ def session_create(*, account: Account, spec: SessionSpec, api_key_id: int | Non
             options=spec.options or {},
         )
         session.idle_expires_at = session.idle_deadline(now)
+        record = session.options.get("record")
+        session.options["record"] = plan.record_sessions_by_default if record is None else bool(record)
         session.billed_minutes = 1
         _proxy_config_set(session, spec)
         session.host = chosen.host
@@ -174,6 +177,8 @@ def session_create(*, account: Account, spec: SessionSpec, api_key_id: int | Non
             # worker has applied the display (the web process never drives a browser).
             session.location = warm.location
         session.save(force_insert=True)
+        if session.options["record"]:
+            recording_open(session=session, now=now)
         _charge_first_minute(session)
         if warm is not None:
             dispatch.browser_adopt(session.pk, host=warm.host)

@@ -42,7 +42,9 @@ from sessions.screencast import (
     host_watch_key,
     screencast_watched,
 )
+from workers import page_logs
 from workers.host_heartbeat import _is_host_worker
+from workers.recorder import Recorder
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ _POLL_SECONDS = 0.25
 # A caster that failed (browser still starting, DevTools not answering) is tried again after this.
 _RETRY_SECONDS = 2.0
 JPEG_QUALITY = 60
+# A recording caster checks this often that it still casts the session's main tab.
+_RECORDING_CHECK_SECONDS = 2.0
+_FIRST_FRAME_SECONDS = 5.0
 
 _stopping = threading.Event()
 _casters: dict[str, _Caster] = {}
@@ -98,21 +103,36 @@ class _Caster(threading.Thread):
         self.session_id = session_id
         self.stop = threading.Event()
         self.frames = 0
+        # Whether an open stream watches (frames go to Redis) and whether the session records
+        # (frames go to its recording's files); set by the supervisor.
+        self.watched = True
+        self.recorded = False
+        self.recorder: Recorder | None = None
 
     def run(self) -> None:
         try:
             self._cast()
+            logger.info("screencast of %s ended after %d frames", self.session_id, self.frames)
         except Exception as exc:  # a browser that went away, a DevTools hiccup: tried again later
             _failed_at[self.session_id] = time.monotonic()
-            logger.info("screencast of %s stopped: %r", self.session_id, exc)
+            logger.info("screencast of %s stopped after %d frames: %r", self.session_id, self.frames, exc)
         finally:
             connection.close()
+            if self.recorder is not None:
+                with contextlib.suppress(OSError):
+                    self.recorder.close()
 
     def _cast(self) -> None:
         row = (
             BrowserSession.objects.filter(pk=self.session_id, status__in=LIVE_STATUSES)
             .values(
-                "backend", "profile_dir", "main_tab_id", "display_width", "display_height", "display_scale"
+                "backend",
+                "profile_dir",
+                "main_tab_id",
+                "display_width",
+                "display_height",
+                "display_scale",
+                "account_id",
             )
             .first()
         )
@@ -125,6 +145,7 @@ class _Caster(threading.Thread):
         if url is None:
             raise RuntimeError("no DevTools endpoint yet")
         ws = websocket.create_connection(url, timeout=5, suppress_origin=True)
+        account_id = row["account_id"]
         try:
             scale = row["display_scale"] or 1.0
             ws.send(
@@ -142,12 +163,23 @@ class _Caster(threading.Thread):
                     }
                 )
             )
-            ws.settimeout(0.5)
             next_id = 2
+            target_id = url.rsplit("/", 1)[-1]
+            started = checked = time.monotonic()
             while not self.stop.is_set() and not _stopping.is_set():
+                if self.recorder is not None and time.monotonic() - checked >= _RECORDING_CHECK_SECONDS:
+                    checked = time.monotonic()
+                    if not self._still_on_main_tab(target_id, since=checked - started):
+                        return
+                if self.recorded and self.recorder is None:
+                    self.recorder = Recorder(account_id=account_id, session_id=self.session_id)
+                # A recorder writes a waiting frame when its turn comes: tick often enough.
+                ws.settimeout(0.1 if self.recorder is not None else 0.5)
                 try:
                     message = json.loads(ws.recv())
                 except websocket.WebSocketTimeoutException:
+                    if self.recorder is not None:
+                        self.recorder.tick(time.time() * 1000)
                     continue
                 if message.get("method") != "Page.screencastFrame":
                     continue
@@ -162,11 +194,35 @@ class _Caster(threading.Thread):
                     )
                 )
                 next_id += 1
-                self._publish(params)
+                self.frames += 1
+                if self.recorder is not None:
+                    self._record(params)
+                if self.watched:
+                    self._publish(params)
             with contextlib.suppress(Exception):  # the browser may be gone already
                 ws.send(json.dumps({"id": next_id, "method": "Page.stopScreencast"}))
         finally:
             ws.close()
+
+    def _still_on_main_tab(self, target_id: str, *, since: float) -> bool:
+        """A recording follows the session's main tab: False (the caster ends, the supervisor
+        starts a new one at once) when it changed. Chromium sends a first frame as soon as a
+        screencast starts; none after a while means a screencast that will not run: raise (tried
+        again)."""
+        if self.frames == 0 and since > _FIRST_FRAME_SECONDS:
+            raise RuntimeError("no frame since the screencast started")
+        main_tab = (
+            BrowserSession.objects.filter(pk=self.session_id).values_list("main_tab_id", flat=True).first()
+        )
+        return not main_tab or main_tab == target_id
+
+    def _record(self, params: dict[str, Any]) -> None:
+        assert self.recorder is not None
+        meta = params.get("metadata", {})
+        data: str = params["data"]
+        size = jpeg_size(base64.b64decode(data[:4096] + "=" * (-len(data[:4096]) % 4))) or (0, 0)
+        stamp = meta.get("timestamp")
+        self.recorder.offer(data, float(stamp) * 1000 if stamp else time.time() * 1000, size[0], size[1])
 
     def _publish(self, params: dict[str, Any]) -> None:
         data: str = params["data"]
@@ -190,30 +246,34 @@ class _Caster(threading.Thread):
         )
         pipe.expire(key, FRAMES_TTL_SECONDS)
         pipe.execute()
-        self.frames += 1
 
 
 def supervise_once(host: str) -> None:
     """Start a caster for each watched session of `host`, stop those nobody watches."""
     redis = get_redis()
     asked = {s.decode() if isinstance(s, bytes) else s for s in redis.smembers(host_watch_key(host))}
+    recorded = page_logs.recorded_sessions  # recorded sessions are cast while they live
     now = time.monotonic()
-    for session_id in asked:
+    for session_id in asked | recorded:
         caster = _casters.get(session_id)
-        if not screencast_watched(session_id=session_id):
+        watched = session_id in asked and screencast_watched(session_id=session_id)
+        if session_id in asked and not watched:
             redis.srem(host_watch_key(host), session_id)
+        if not watched and session_id not in recorded:
             _failed_at.pop(session_id, None)
             if caster is not None:
                 caster.stop.set()
             continue
         if caster is not None and caster.is_alive():
+            caster.watched, caster.recorded = watched, session_id in recorded
             continue
         if now - _failed_at.get(session_id, 0.0) < _RETRY_SECONDS:
             continue
         _casters[session_id] = caster = _Caster(session_id)
+        caster.watched, caster.recorded = watched, session_id in recorded
         caster.start()
     for session_id, caster in list(_casters.items()):
-        if session_id not in asked:
+        if session_id not in asked and session_id not in recorded:
             caster.stop.set()
         if not caster.is_alive() and (session_id not in asked or caster.stop.is_set()):
             del _casters[session_id]

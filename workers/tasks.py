@@ -17,13 +17,15 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from project.db import ConnectionBudgetExceeded, connection_budget_verify, pool_off_in_this_process
-from sessions import saved_state, screenshots, time_billing
+from sessions import page_logs as session_page_logs
+from sessions import recordings, saved_state, screenshots, time_billing
 from sessions import services as session_services
 from sessions.browser_state import hosts_dead_reap
 from workers import (  # noqa: F401  (job_tasks, webhook_tasks: see below)
     action_runner,
     host_heartbeat,
     job_tasks,
+    page_logs,
     screencast,
     services,
     webhook_tasks,
@@ -208,3 +210,21 @@ def session_state_save(session_id: str, token: str) -> None:
 @shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
 def saved_states_purge() -> int:
     return saved_state.saved_states_purge()
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def page_logs_purge() -> int:
+    """Delete the logs of sessions ended more than SESSION_LOGS_RETENTION_DAYS ago (a batch a run)."""
+    return session_page_logs.page_logs_purge()
+
+
+@shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
+def recordings_finalize() -> int:
+    """Settle the recordings of ended sessions: `ready` or `failed`, never left `recording`."""
+    return recordings.recordings_finalize_due()
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def recordings_purge() -> int:
+    """Delete recordings finished more than RECORDING_RETENTION_DAYS ago (files and rows)."""
+    return recordings.recordings_purge()

@@ -128,6 +128,8 @@ class LiveViewerPageView(_ViewerView):
         response["Content-Security-Policy"] = _CSP
         response["Cache-Control"] = "no-store"
         response["Referrer-Policy"] = "no-referrer"
+        # The admin's session page frames it; XFrameOptionsMiddleware would say DENY.
+        response["X-Frame-Options"] = "SAMEORIGIN"
         return response
 
 

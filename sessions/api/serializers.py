@@ -23,6 +23,7 @@ ECHOED_OPTIONS = (
     "stealth",
     "use_advanced_proxy",
     "proxy_country",
+    "record",
 )
 
 
@@ -69,6 +70,9 @@ class SessionCreateInput(serializers.Serializer[Any]):
 
     def validate_proxies(self, value: Any) -> list[dict[str, str]]:
         return proxies_check(value)
+
+    # An extension: record the screen (docs/logs-and-recordings.md); absent: the plan's default.
+    record = StrictBooleanField(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("proxies") and attrs.get("use_advanced_proxy"):
@@ -162,6 +166,12 @@ class SessionOutput(SessionStatusOutput):
     context_id = serializers.CharField(source="options.context_id", allow_null=True)
     stealth = serializers.JSONField(source="options.stealth", allow_null=True)
     use_advanced_proxy = serializers.BooleanField(source="options.use_advanced_proxy", allow_null=True)
+    record = serializers.BooleanField(
+        source="options.record",
+        allow_null=True,
+        help_text="Whether the session is recorded (GET /v1/computers/{id}/recording); the plan's default "
+        "when the create did not say.",
+    )
     proxy_country = serializers.CharField(source="options.proxy_country", allow_null=True)
     proxies = ProxyRuleOutput(
         source="options.proxies",

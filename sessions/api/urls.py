@@ -3,7 +3,15 @@
 
 from django.urls import path
 
-from sessions.api import action_views, environment_views, live_views, stream_views, views
+from sessions.api import (
+    action_views,
+    environment_views,
+    live_views,
+    log_views,
+    recording_views,
+    stream_views,
+    views,
+)
 
 urlpatterns = [
     path("computers", views.ComputerListCreateView.as_view(), name="computers"),
@@ -66,6 +74,22 @@ urlpatterns = [
 # (whose last one takes any computers/<id>/<endpoint>).
 v1_only_urlpatterns = [
     path("computers/<str:session_id>/live", live_views.ComputerLiveView.as_view(), name="computer-live"),
+    path("computers/<str:session_id>/logs", log_views.ComputerLogsView.as_view(), name="computer-logs"),
+    path(
+        "computers/<str:session_id>/recording",
+        recording_views.ComputerRecordingView.as_view(),
+        name="computer-recording",
+    ),
+    # A recording's replay: the token in the path is the credential (sessions/recordings.py).
+    path("replay/<str:token>", recording_views.ReplayPageView.as_view(), name="replay"),
+    path("replay/<str:token>/replay.js", recording_views.ReplayScriptView.as_view(), name="replay-js"),
+    path("replay/<str:token>/replay.css", recording_views.ReplayStyleView.as_view(), name="replay-css"),
+    path("replay/<str:token>/index", recording_views.ReplayIndexView.as_view(), name="replay-index"),
+    path(
+        "replay/<str:token>/frames/<int:number>",
+        recording_views.ReplayFrameView.as_view(),
+        name="replay-frame",
+    ),
     # The live viewer: the token in the path is the credential (sessions/live_viewer.py).
     path("live/<str:token>", live_views.LiveViewerPageView.as_view(), name="live-viewer"),
     path("live/<str:token>/viewer.js", live_views.LiveViewerScriptView.as_view(), name="live-viewer-js"),

@@ -118,7 +118,7 @@ def test_every_operation_has_errors_auth_and_a_described_success(schema):
             assert error["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/ErrorBody"
             }
-            if path.startswith(("/v1/screenshots/", "/v1/job-screenshots/", "/v1/live/")):
+            if path.startswith(("/v1/screenshots/", "/v1/job-screenshots/", "/v1/live/", "/v1/replay/")):
                 assert operation.get("security") in (None, [], [{}])  # the URL is the credential
             else:
                 assert {"ApiKey": []} in operation["security"], (path, method)

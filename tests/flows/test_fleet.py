@@ -290,10 +290,16 @@ def test_a_state_saved_on_one_host_restores_on_pool_browsers_of_every_host(api, 
 
 def test_a_host_that_stops_heartbeating_has_its_sessions_ended_crashed(api, fleet):
     for _ in range(6):  # host-b's pool browser is among the oldest three; then cold starts spread
-        session = _create(api)
+        session = _create(api, record=True)
         if _row(session["id"]).host == "host-b":
             break
     assert _row(session["id"]).host == "host-b"
+    # Its recording is cast by host-b's lifecycle worker, which dies with the machine below.
+    wait_until(
+        lambda: api.get(f"/v1/computers/{session['id']}/recording").json()["frames"] >= 1,
+        timeout=30,
+        message="a recorded frame on host-b",
+    )
     # The machine goes away: its workers and its browsers.
     for process in fleet["host-b"]["processes"]:
         os.killpg(process.pid, signal.SIGKILL)
@@ -312,5 +318,16 @@ def test_a_host_that_stops_heartbeating_has_its_sessions_ended_crashed(api, flee
     assert row.ended_reason == "crashed" and row.browser_released_at is not None
     assert not WorkerHost.objects.filter(pk="host-b").exists()
     assert not WarmBrowser.objects.filter(host="host-b").exists()
+    # The recording does not wait for its dead recorder: it settles with what was written.
+    recording = wait_until(
+        lambda: (
+            (r := api.get(f"/v1/computers/{session['id']}/recording").json())["status"] in ("ready", "failed")
+            and r
+        ),
+        timeout=30,
+        interval=0.5,
+        message="the dead host's session's recording to settle",
+    )
+    assert recording["status"] == "ready" and recording["frames"] >= 1, recording
     # New sessions go to the hosts that are left.
     assert _row(_create(api)["id"]).host != "host-b"

@@ -1,0 +1,131 @@
+"""Recordings through the stack: a session created with `record` (through the tzafon SDK's extra
+body) records the screencast of a real Chromium, the recording settles `ready` after the session
+ends, its replay page plays in another Chromium under its CSP; a crashed session's recording
+still settles; another account's is 404."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from typing import Any
+
+import requests
+
+from sessions.models import BrowserSession
+from tests.support.processes import wait_until
+
+
+def _create(client: Any, **extra: Any) -> str:
+    """As the SDK creates: a 503 (no capacity yet, a create that outlived its wait on a loaded
+    machine) is retried."""
+    return str(client.sdk(max_retries=3).computers.create(kind="browser", extra_body=extra).id)
+
+
+def _recording(client: Any, session_id: str) -> dict[str, Any]:
+    response = client.get(f"/v1/computers/{session_id}/recording")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _settled(client: Any, session_id: str) -> dict[str, Any]:
+    return dict(
+        wait_until(
+            lambda: (r := _recording(client, session_id))["status"] in ("ready", "failed") and r,
+            timeout=40,
+            interval=0.5,
+            message="the recording to settle",
+        )
+    )
+
+
+def _body_data(client: Any, session_id: str) -> dict[str, str]:
+    html = client.post(f"/v1/computers/{session_id}/html", {}).json()["result"]["html_content"]
+    tags = re.findall(r"<(?:body|img)[^>]*>", html)
+    return {k: v for tag in tags for k, v in re.findall(r'data-(\w+)="([^"]*)"', tag)}
+
+
+def test_a_recorded_session_replays_its_frames_and_actions(make_client: Any, pages_server: str) -> None:
+    client = make_client(plan="pro")
+    session_id = _create(client, record=True)  # an extension field, through the tzafon SDK
+    assert client.get(f"/v1/computers/{session_id}").json()["record"] is True
+    page = client.post(f"/v1/computers/{session_id}/navigate", {"url": f"{pages_server}/screencast.html"})
+    assert page.json()["status"] == "success", page.text
+    wait_until(
+        lambda: _recording(client, session_id)["frames"] >= 1, timeout=30, message="a first recorded frame"
+    )
+    assert _recording(client, session_id)["status"] == "recording"
+    for _ in range(2):
+        clicked = client.post(f"/v1/computers/{session_id}/click", {"x": 150, "y": 150})
+        assert clicked.json()["status"] == "success", clicked.text
+    wait_until(
+        lambda: _recording(client, session_id)["frames"] >= 3, timeout=30, message="frames after the clicks"
+    )
+    assert client.delete(f"/v1/computers/{session_id}").status_code == 200
+
+    recording = _settled(client, session_id)
+    assert recording["status"] == "ready", recording
+    assert recording["frames"] >= 3 and recording["duration_ms"] > 0 and recording["size_bytes"] > 0
+    assert recording["replay_url"] and client.key not in recording["replay_url"]
+    url = recording["replay_url"]
+    page_response = requests.get(url, timeout=10)
+    assert page_response.status_code == 200
+    csp = page_response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "<script>" not in page_response.text
+    index = requests.get(url + "/index", timeout=10).json()
+    assert len(index["frames"]) == recording["frames"]
+    assert [a["type"] for a in index["actions"]] == ["navigate", "click", "click"]
+    # Every action has a frame at or before its end to show (the replay's marker jumps to it).
+    first_frame = index["frames"][0]["t"]
+    assert all(a["t"] >= first_frame for a in index["actions"][1:])
+    frame = requests.get(url + "/frames/0", timeout=10)
+    assert frame.status_code == 200 and frame.headers["Content-Type"] == "image/jpeg"
+    assert frame.content[:2] == b"\xff\xd8"
+    assert requests.get(url + f"/frames/{recording['frames']}", timeout=10).status_code == 404
+
+    # The replay page plays in a real Chromium (another session), under its CSP.
+    person = _create(client)
+    opened = client.post(f"/v1/computers/{person}/navigate", {"url": url})
+    assert opened.json()["status"] == "success", opened.text
+    wait_until(
+        lambda: _body_data(client, person).get("loaded") == "true", timeout=20, message="replay loaded"
+    )
+    data = _body_data(client, person)
+    assert data["actions"] == "3" and int(data["frame"]) == 0
+    stepped = client.post(
+        f"/v1/computers/{person}/step", {"action": "click", "selector": "#play", "timeout_ms": 5000}
+    )
+    assert stepped.json()["status"] == "success", stepped.text
+    wait_until(
+        lambda: int(_body_data(client, person)["frame"]) > 0, timeout=20, message="the replay to play on"
+    )
+
+
+def test_a_crashed_sessions_recording_settles_and_another_accounts_is_404(
+    make_client: Any, pages_server: str
+) -> None:
+    client = make_client(plan="pro")
+    stranger = make_client(plan="pro", name="stranger")
+    session_id = _create(client, record=True)
+    plain = _create(client)
+    assert client.get(f"/v1/computers/{plain}").json()["record"] is False  # the pro plan's default
+    missing = client.get(f"/v1/computers/{plain}/recording")
+    assert missing.status_code == 404 and missing.json()["code"] == "recording_not_found"
+    refused = stranger.get(f"/v1/computers/{session_id}/recording")
+    assert refused.status_code == 404 and refused.json()["code"] == "session_not_found"
+    bad = client.post("/v1/computers", {"record": "yes"})
+    assert bad.status_code == 400, bad.text
+
+    page = client.post(f"/v1/computers/{session_id}/navigate", {"url": f"{pages_server}/screencast.html"})
+    assert page.json()["status"] == "success", page.text
+    wait_until(lambda: _recording(client, session_id)["frames"] >= 1, timeout=30, message="a recorded frame")
+    os.killpg(BrowserSession.objects.get(pk=session_id).browser_pid, signal.SIGKILL)
+    wait_until(
+        lambda: BrowserSession.objects.filter(pk=session_id, status="terminated").exists(),
+        timeout=30,
+        message="reconcile to end the session as crashed",
+    )
+    recording = _settled(client, session_id)
+    # What was written before the crash is a valid recording.
+    assert recording["status"] == "ready" and recording["frames"] >= 1, recording
+    client.delete(f"/v1/computers/{plain}")
