@@ -93,9 +93,7 @@ def test_the_admin_lists_and_deletes_saved_states_without_their_contents(admin_c
     assert "keeper" in page.content.decode() and "http://127.0.0.1:8000" in page.content.decode()
     assert admin_client.get("/admin/browser_sessions/savedstateblob/").status_code == 404  # not registered
 
-    response = admin_client.post(
-        f"/admin/browser_sessions/savedstate/{session.pk}/delete/", {"post": "yes"}
-    )
+    response = admin_client.post(f"/admin/browser_sessions/savedstate/{session.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not SavedState.objects.filter(pk=session.pk).exists()
     assert not SavedStateBlob.objects.exists()
