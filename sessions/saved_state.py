@@ -303,14 +303,19 @@ def saved_state_origins_hint(*, session: BrowserSession) -> list[str]:
 
 
 def saved_state_get(*, account: Account, environment_id: str) -> SavedState:
-    state = SavedState.objects.filter(pk=environment_id, account=account).first()
+    """The account's state; an expired one (not purged yet) is as gone as for a create."""
+    state = SavedState.objects.filter(
+        pk=environment_id, account=account, expires_at__gt=timezone.now()
+    ).first()
     if state is None:
         raise _not_found(environment_id)
     return state
 
 
 def saved_state_list(*, account: Account, limit: int = 100) -> QuerySet[SavedState]:
-    return SavedState.objects.filter(account=account).order_by("-last_used_at")[:limit]
+    return SavedState.objects.filter(account=account, expires_at__gt=timezone.now()).order_by(
+        "-last_used_at"
+    )[:limit]
 
 
 def saved_state_delete(*, account: Account, environment_id: str) -> None:

@@ -148,3 +148,36 @@ def test_a_second_run_of_the_end_save_never_marks_a_saved_state_failed(account):
     saved_state_save_failed(session=session, reason="the browser could not be read")
     row = SavedState.objects.get(pk=session.pk)
     assert row.status == "ready" and row.failure_reason == ""
+
+
+def test_an_expired_state_is_gone_before_the_purge_and_each_use_extends_it(account):
+    from sessions.saved_state import saved_state_admit, saved_state_get, saved_state_list
+    from sessions.selectors import session_list
+
+    used, expired = _session(account), _session(account)
+    saved_state_store(session=used, state=STATE)
+    saved_state_store(session=expired, state=STATE)
+    week_ago = timezone.now() - timedelta(days=7)
+    SavedState.objects.filter(pk=used.pk).update(
+        last_used_at=week_ago, expires_at=week_ago + timedelta(days=30)
+    )
+    SavedState.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    for check in (
+        lambda: saved_state_admit(
+            account=account, options={"environment_id": expired.pk}, now=timezone.now()
+        ),
+        lambda: saved_state_get(account=account, environment_id=expired.pk),
+    ):
+        with pytest.raises(NotFound) as caught:
+            check()
+        assert caught.value.code == "environment_not_found"
+    assert [s.pk for s in saved_state_list(account=account)] == [used.pk]
+    assert [s.pk for s in session_list(account=account, status="all", persistent=True)] == [used.pk]
+
+    reader = _session(account, persistent=False, environment_id=used.pk)
+    assert saved_state_load(session=reader) == STATE
+    row = SavedState.objects.get(pk=used.pk)
+    retention = timedelta(days=account.plan.saved_state_retention_days)
+    assert row.last_used_at > week_ago + timedelta(days=6)
+    assert row.expires_at == row.last_used_at + retention  # a restore moves the expiry

@@ -98,7 +98,16 @@ class _Browser:
         self.dt.blocking.discard(session)
         self.dt.drop_events(session)
         self.dt.send("Page.navigate", {"url": origin + "/"}, session)
-        paused = self.dt.wait_event("Fetch.requestPaused", session)
+        while True:
+            paused = self.dt.wait_event("Fetch.requestPaused", session)
+            if paused.get("resourceType") == "Document":  # the navigation (its URL is normalized)
+                break
+            # A late request of the tab's previous page (a favicon): refused, not answered as ours.
+            self.dt.send(
+                "Fetch.failRequest",
+                {"requestId": paused["requestId"], "errorReason": "BlockedByClient"},
+                session,
+            )
         self.dt.blocking.add(session)  # anything else this page asks for is refused
         self.dt.send(
             "Fetch.fulfillRequest",
