@@ -181,3 +181,38 @@ def test_an_expired_state_is_gone_before_the_purge_and_each_use_extends_it(accou
     retention = timedelta(days=account.plan.saved_state_retention_days)
     assert row.last_used_at > week_ago + timedelta(days=6)
     assert row.expires_at == row.last_used_at + retention  # a restore moves the expiry
+
+
+def test_a_state_that_does_not_open_ends_the_start_as_failed_and_refunds_it(db, plans):
+    """The worker's side of a failed restore, without a browser: the sealed bytes do not open (a bit
+    flipped, as a key no longer configured would do), so the session ends start_failed with the
+    restore's reason, which the create turns into 422 environment_restore_failed, and its first
+    minute is refunded."""
+    from billing.selectors import balance_of
+    from sessions.browser_state import session_browser_released
+    from sessions.location import BrowserLocation
+    from sessions.saved_state import RESTORE_FAILED
+    from sessions.services import SessionSpec, session_create
+    from workers.services import _restore_or_fail
+
+    owner = account_create(name="restorer", plan_name="pro", credits=1000)[0]
+    saver = _session(owner)
+    saved_state_store(session=saver, state=STATE)
+    blob = SavedStateBlob.objects.get(state_id=saver.pk)
+    sealed = bytes(blob.data)
+    blob.data = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    blob.save()
+    before = balance_of(account_id=owner.pk)
+
+    session = session_create(account=owner, spec=SessionSpec(options={"environment_id": saver.pk}))
+    assert balance_of(account_id=owner.pk) < before  # the first minute, charged at create
+    # A browser of another host: stopping it here is a no-op (its own host's reconcile would).
+    handle = BrowserLocation(
+        backend="local", webdriver_url="http://127.0.0.1:9", webdriver_session_id="x", host="elsewhere"
+    )
+    assert _restore_or_fail(session, handle) is False
+    session.refresh_from_db()
+    assert session.status == "terminated" and session.ended_reason == "start_failed"
+    assert session.error == f"{RESTORE_FAILED}: Environment {saver.pk!r} could not be read."
+    session_browser_released(session=session)  # what its stop task does once the browser is gone
+    assert balance_of(account_id=owner.pk) == before

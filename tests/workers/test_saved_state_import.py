@@ -64,6 +64,8 @@ def test_a_state_of_several_origins_restores_through_the_main_tab_and_leaves_it_
         session = _Browser(dt).attach(pages[0]["targetId"])
         history = dt.call("Page.getNavigationHistory", {}, session)["entries"]
         assert [e["url"] for e in history] == ["about:blank"]  # the scratch pages left no trace
+    # WebDriver follows: it drives the tab where the restore left it.
+    assert browser.js("return [location.href, history.length]") == ["about:blank", 1]
     exported = state_export(browser.handle, origins=origins, timeout=60)
     assert [c["name"] for c in exported["cookies"]] == ["sid"] and exported["cookies"][0]["httpOnly"]
     for n, origin in enumerate(origins):
