@@ -27,6 +27,7 @@ from sessions.models import (
     FINISHED_ACTION_STATUSES,
     LIVE_STATUSES,
     BrowserSession,
+    SavedStateStatus,
     WarmBrowserState,
 )
 
@@ -167,9 +168,43 @@ def webhooks_tile() -> Tile | None:
     return Tile(key="webhooks", label="Webhook deliveries failed (24 h)", value=failed, detail=detail)
 
 
+def _megabytes(count: int) -> str:
+    return f"{count / 1_000_000:.1f} MB" if count >= 100_000 else f"{count / 1000:.1f} KB"
+
+
+def saved_states_tile() -> Tile | None:
+    """Saved browser states kept, their encrypted bytes, and the ones saving now or whose last save
+    failed (one statement); nothing when no account keeps one."""
+    [(count, stored, plaintext, saving, failed, elsewhere)] = _rows(
+        "SELECT count(*), coalesce(sum(stored_bytes), 0), coalesce(sum(size_bytes), 0),"
+        " count(*) FILTER (WHERE status = %(saving)s), count(*) FILTER (WHERE status = %(failed)s),"
+        " count(*) FILTER (WHERE saved_at IS NOT NULL AND store <> %(store)s)"
+        " FROM browser_sessions_savedstate",
+        {
+            "saving": str(SavedStateStatus.SAVING),
+            "failed": str(SavedStateStatus.FAILED),
+            "store": settings.SAVED_STATE_STORE,
+        },
+    )
+    if not count:
+        return None
+    detail = (
+        f"{_megabytes(int(stored))} encrypted in {settings.SAVED_STATE_STORE}"
+        f" ({_megabytes(int(plaintext))} of state); {saving} saving, {failed} failed"
+    )
+    if elsewhere:
+        detail += f"; {elsewhere} still in another store (manage.py saved_states_move)"
+    return Tile(key="saved-states", label="Saved browser states", value=count, detail=detail)
+
+
 # Tiles that other parts contribute: one SQL statement each; a provider returns None when it has
 # nothing to show (the dashboard never shows a number it cannot read).
-OPTIONAL_TILES: list[Callable[[], Tile | None]] = [warm_pool_tile, jobs_tile, webhooks_tile]
+OPTIONAL_TILES: list[Callable[[], Tile | None]] = [
+    warm_pool_tile,
+    jobs_tile,
+    webhooks_tile,
+    saved_states_tile,
+]
 
 
 def queue_names() -> list[str]:

@@ -496,8 +496,23 @@ DEFAULT_INACTIVITY_TIMEOUT_SECONDS = env_int("DEFAULT_INACTIVITY_TIMEOUT_SECONDS
 # AES-256-GCM keys, `id:base64-of-32-bytes`, comma-separated; the first one encrypts, all decrypt.
 # Empty: one key derived from DJANGO_SECRET_KEY (rotating that key then loses every saved state).
 SAVED_STATE_KEYS = env_list("SAVED_STATE_KEYS", [])
-# Where the encrypted states are kept: `postgres` (the only store built in; see the docs).
+# Where new saves are kept: `postgres` or `s3` (any S3-compatible object store). A state is read
+# from the store its row names, so switching loses nothing (docs/saved-state.md, "Where").
 SAVED_STATE_STORE = env_str("SAVED_STATE_STORE", "postgres")
+if SAVED_STATE_STORE not in ("postgres", "s3"):
+    raise ImproperlyConfigured(f"SAVED_STATE_STORE must be postgres or s3, not {SAVED_STATE_STORE!r}")
+# The `s3` store: bucket (it must exist), key prefix, endpoint (empty: AWS), region and credentials
+# (empty: boto3's own chain: environment, instance role, ...). Only ciphertext is sent there.
+SAVED_STATE_S3_BUCKET = env_str("SAVED_STATE_S3_BUCKET", "")
+SAVED_STATE_S3_PREFIX = env_str("SAVED_STATE_S3_PREFIX", "saved-states/")
+SAVED_STATE_S3_ENDPOINT_URL = env_str("SAVED_STATE_S3_ENDPOINT_URL", "")
+SAVED_STATE_S3_REGION = env_str("SAVED_STATE_S3_REGION", "us-east-1")
+SAVED_STATE_S3_ACCESS_KEY_ID = env_str("SAVED_STATE_S3_ACCESS_KEY_ID", "")
+SAVED_STATE_S3_SECRET_ACCESS_KEY = env_str("SAVED_STATE_S3_SECRET_ACCESS_KEY", "")
+# Connect and read timeout of one object-store request (a save or restore waits for it).
+SAVED_STATE_S3_TIMEOUT_SECONDS = env_int("SAVED_STATE_S3_TIMEOUT_SECONDS", 10, minimum=1)
+if SAVED_STATE_STORE == "s3" and not SAVED_STATE_S3_BUCKET:
+    raise ImproperlyConfigured("SAVED_STATE_STORE=s3 needs SAVED_STATE_S3_BUCKET")
 # The longest a save or a restore may take on the worker (a save runs before the browser stops).
 SAVED_STATE_TIMEOUT_SECONDS = env_int("SAVED_STATE_TIMEOUT_SECONDS", 30, minimum=1)
 

@@ -336,6 +336,10 @@ class SavedState(models.Model):
     stored_bytes = models.PositiveBigIntegerField(default=0)
     origins = models.JSONField(default=list, blank=True)
     cookie_count = models.PositiveIntegerField(default=0)
+    # Where the bytes of the last good save are (sessions/state_store.py): the store that wrote
+    # them, whatever SAVED_STATE_STORE says now, and the object's key in an object store.
+    store = models.CharField(max_length=16, default="postgres")
+    object_key = models.CharField(max_length=300, blank=True, default="")
     created_at = models.DateTimeField()
     saved_at = models.DateTimeField(null=True, blank=True)  # null: no data stored (yet)
     last_used_at = models.DateTimeField()

@@ -34,7 +34,7 @@ from sessions.models import (
     SessionStatus,
 )
 from sessions.state_crypto import StateSealError, state_open, state_seal
-from sessions.state_store import state_store
+from sessions.state_store import StateStoreError, state_bytes_delete, state_bytes_get, state_bytes_put
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def saved_state_store(*, session: BrowserSession, state: dict[str, Any]) -> Save
     with transaction.atomic():
         row = _state_row(session, now)
         row = SavedState.objects.select_for_update().get(pk=row.pk)
-        state_store().put(row, sealed)
+        state_bytes_put(row, sealed)
         row.status = SavedStateStatus.READY
         row.failure_reason = ""
         row.size_bytes = len(plaintext)
@@ -242,7 +242,11 @@ def saved_state_load(*, session: BrowserSession) -> dict[str, Any] | None:
 def saved_state_read(*, account_id: int, environment_id: str) -> dict[str, Any]:
     """The account's saved state, opened (a session's restore, a batch job's browsers)."""
     state = SavedState.objects.filter(pk=environment_id, account_id=account_id).first()
-    sealed = state_store().get(state) if state is not None else None
+    try:
+        sealed = state_bytes_get(state) if state is not None else None
+    except StateStoreError as exc:
+        logger.error("saved state %s could not be read from its store: %s", environment_id, exc)
+        raise EnvironmentRestoreFailed(f"Environment {environment_id!r} could not be read.") from exc
     if state is None or sealed is None:
         raise EnvironmentRestoreFailed(f"Environment {environment_id!r} has no stored state.")
     try:
@@ -299,14 +303,19 @@ def saved_state_origins_hint(*, session: BrowserSession) -> list[str]:
 
 
 def saved_state_get(*, account: Account, environment_id: str) -> SavedState:
-    state = SavedState.objects.filter(pk=environment_id, account=account).first()
+    """The account's state; an expired one (not purged yet) is as gone as for a create."""
+    state = SavedState.objects.filter(
+        pk=environment_id, account=account, expires_at__gt=timezone.now()
+    ).first()
     if state is None:
         raise _not_found(environment_id)
     return state
 
 
 def saved_state_list(*, account: Account, limit: int = 100) -> QuerySet[SavedState]:
-    return SavedState.objects.filter(account=account).order_by("-last_used_at")[:limit]
+    return SavedState.objects.filter(account=account, expires_at__gt=timezone.now()).order_by(
+        "-last_used_at"
+    )[:limit]
 
 
 def saved_state_delete(*, account: Account, environment_id: str) -> None:
@@ -315,7 +324,7 @@ def saved_state_delete(*, account: Account, environment_id: str) -> None:
         state = SavedState.objects.select_for_update().filter(pk=environment_id, account=account).first()
         if state is None:
             raise _not_found(environment_id)
-        state_store().delete(state)
+        state_bytes_delete(state)
         state.delete()
 
 
@@ -330,9 +339,8 @@ def saved_states_purge(*, now: datetime | None = None, batch_size: int = 500) ->
                     :batch_size
                 ]
             )
-            store = state_store()
             for row in rows:
-                store.delete(row)
+                state_bytes_delete(row)
                 row.delete()
         purged += len(rows)
         if len(rows) < batch_size:

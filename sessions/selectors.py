@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from accounts.models import Account
 from project.exceptions import InvalidInput, NotFound
@@ -31,7 +32,9 @@ def session_list(
         sessions = sessions.filter(status=SessionStatus.TERMINATED)
     if persistent:
         # Tzafon: "persistent sessions" are those whose state is saved (restorable).
-        saved = SavedState.objects.filter(account=account, saved_at__isnull=False).values("pk")
+        saved = SavedState.objects.filter(
+            account=account, saved_at__isnull=False, expires_at__gt=timezone.now()
+        ).values("pk")
         sessions = sessions.filter(pk__in=saved)
     # Each session shows what it cost so far; one aggregate instead of a query per session.
     sessions = sessions.annotate(ledger_total=Coalesce(Sum("ledger_entries__amount"), 0))

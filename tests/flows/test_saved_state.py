@@ -377,3 +377,61 @@ def test_a_batch_job_browses_with_a_saved_state_read_only(client, site):
         assert f"sid=sid-{token}" in row["data"]["cookies"]
         assert f"ls=ls-{token}" in row["data"]["out"] and f"idb=idb-{token}@true" in row["data"]["out"]
     assert _environment(client, session_id)["saved_at"] == saved_at  # read, never written
+
+
+def test_a_state_that_does_not_restore_fails_the_create_with_422_and_costs_nothing(client, site):
+    from billing.selectors import balance_of
+    from sessions.models import BrowserSession, SavedStateBlob
+
+    base, _ = site
+    sdk = _sdk(client)
+    first = _persistent_logged_in(client, sdk, base)
+    sdk.computers.delete(first)
+    blob = SavedStateBlob.objects.get(state_id=first)
+    sealed = bytes(blob.data)
+    blob.data = sealed[:-1] + bytes([sealed[-1] ^ 1])  # one bit flipped: authentication fails
+    blob.save()
+    before = balance_of(account_id=client.account.pk)
+
+    response = client.post("/v1/computers", {"environment_id": first})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "environment_restore_failed"
+    assert "could not be read" in response.json()["detail"]
+    failed = BrowserSession.objects.filter(account=client.account).exclude(pk=first).get()
+    assert failed.status == "terminated" and failed.ended_reason == "start_failed"
+    wait_until(
+        lambda: BrowserSession.objects.filter(pk=failed.pk, browser_released_at__isnull=False).exists(),
+        timeout=30,
+        message="the browser of the failed restore to be stopped",
+    )
+    assert balance_of(account_id=client.account.pk) == before  # its first minute refunded
+
+
+@pytest.mark.parametrize("reason", ["admin", "credits_exhausted", "max_lifetime"])
+def test_every_end_but_a_crash_saves_the_state(client, site, reason):
+    from django.utils import timezone
+
+    from sessions.models import BrowserSession
+    from sessions.services import session_terminate
+
+    base, token = site
+    sdk = _sdk(client)
+    session_id = _persistent_logged_in(client, sdk, base)
+    if reason == "max_lifetime":  # its lifetime runs out now: Beat's sweep ends it
+        BrowserSession.objects.filter(pk=session_id).update(expires_at=timezone.now())
+    else:  # the admin action's and the time charge's own call
+        assert session_terminate(session_id=session_id, reason=reason)
+    env = wait_until(
+        lambda: (
+            (r := client.get(f"/v1/environments/{session_id}")).status_code == 200
+            and r.json()["status"] == "ready"
+            and r.json()
+        ),
+        timeout=60,
+        message=f"the state of a session ended {reason} to be saved",
+    )
+    assert client.get(f"/v1/computers/{session_id}").json()["ended_reason"] == reason
+    assert env["origins"] == [base]
+    restored = sdk.computers.create(kind="browser", environment_id=session_id)
+    assert _state_of(_whoami(sdk, restored.id, base))["sid"] == f"sid-{token}"
+    sdk.computers.delete(restored.id)

@@ -15,9 +15,9 @@ from accounts.services import account_create
 from billing.models import LedgerEntry
 from sessions.models import Action, BrowserSession
 
-# Admin session, user and permissions (4), tiles (2 + warm pool + jobs + webhooks), charts (6), live
-# table (1): the same count with 3 sessions and with 40, so nothing is read per row.
-DASHBOARD_MAX_QUERIES = 16
+# Admin session, user and permissions (4), tiles (2 + warm pool + jobs + webhooks + saved states),
+# charts (6), live table (1): the same count with 3 sessions and with 40, so nothing is read per row.
+DASHBOARD_MAX_QUERIES = 17
 SESSION_PAGE_MAX_QUERIES = 7
 ACCOUNT_PAGE_MAX_QUERIES = 10
 

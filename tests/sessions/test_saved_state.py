@@ -148,3 +148,71 @@ def test_a_second_run_of_the_end_save_never_marks_a_saved_state_failed(account):
     saved_state_save_failed(session=session, reason="the browser could not be read")
     row = SavedState.objects.get(pk=session.pk)
     assert row.status == "ready" and row.failure_reason == ""
+
+
+def test_an_expired_state_is_gone_before_the_purge_and_each_use_extends_it(account):
+    from sessions.saved_state import saved_state_admit, saved_state_get, saved_state_list
+    from sessions.selectors import session_list
+
+    used, expired = _session(account), _session(account)
+    saved_state_store(session=used, state=STATE)
+    saved_state_store(session=expired, state=STATE)
+    week_ago = timezone.now() - timedelta(days=7)
+    SavedState.objects.filter(pk=used.pk).update(
+        last_used_at=week_ago, expires_at=week_ago + timedelta(days=30)
+    )
+    SavedState.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    for check in (
+        lambda: saved_state_admit(
+            account=account, options={"environment_id": expired.pk}, now=timezone.now()
+        ),
+        lambda: saved_state_get(account=account, environment_id=expired.pk),
+    ):
+        with pytest.raises(NotFound) as caught:
+            check()
+        assert caught.value.code == "environment_not_found"
+    assert [s.pk for s in saved_state_list(account=account)] == [used.pk]
+    assert [s.pk for s in session_list(account=account, status="all", persistent=True)] == [used.pk]
+
+    reader = _session(account, persistent=False, environment_id=used.pk)
+    assert saved_state_load(session=reader) == STATE
+    row = SavedState.objects.get(pk=used.pk)
+    retention = timedelta(days=account.plan.saved_state_retention_days)
+    assert row.last_used_at > week_ago + timedelta(days=6)
+    assert row.expires_at == row.last_used_at + retention  # a restore moves the expiry
+
+
+def test_a_state_that_does_not_open_ends_the_start_as_failed_and_refunds_it(db, plans):
+    """The worker's side of a failed restore, without a browser: the sealed bytes do not open (a bit
+    flipped, as a key no longer configured would do), so the session ends start_failed with the
+    restore's reason, which the create turns into 422 environment_restore_failed, and its first
+    minute is refunded."""
+    from billing.selectors import balance_of
+    from sessions.browser_state import session_browser_released
+    from sessions.location import BrowserLocation
+    from sessions.saved_state import RESTORE_FAILED
+    from sessions.services import SessionSpec, session_create
+    from workers.services import _restore_or_fail
+
+    owner = account_create(name="restorer", plan_name="pro", credits=1000)[0]
+    saver = _session(owner)
+    saved_state_store(session=saver, state=STATE)
+    blob = SavedStateBlob.objects.get(state_id=saver.pk)
+    sealed = bytes(blob.data)
+    blob.data = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    blob.save()
+    before = balance_of(account_id=owner.pk)
+
+    session = session_create(account=owner, spec=SessionSpec(options={"environment_id": saver.pk}))
+    assert balance_of(account_id=owner.pk) < before  # the first minute, charged at create
+    # A browser of another host: stopping it here is a no-op (its own host's reconcile would).
+    handle = BrowserLocation(
+        backend="local", webdriver_url="http://127.0.0.1:9", webdriver_session_id="x", host="elsewhere"
+    )
+    assert _restore_or_fail(session, handle) is False
+    session.refresh_from_db()
+    assert session.status == "terminated" and session.ended_reason == "start_failed"
+    assert session.error == f"{RESTORE_FAILED}: Environment {saver.pk!r} could not be read."
+    session_browser_released(session=session)  # what its stop task does once the browser is gone
+    assert balance_of(account_id=owner.pk) == before

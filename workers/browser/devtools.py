@@ -47,6 +47,7 @@ class DevTools:
         self.deadline = time.monotonic() + timeout
         self._ids = itertools.count(1)
         self._events: list[dict[str, Any]] = []
+        self._replies: dict[int, dict[str, Any]] = {}
         # Scratch tabs whose other requests (anything but the one page we serve) are refused.
         self.blocking: set[str] = set()
         try:
@@ -94,16 +95,27 @@ class DevTools:
     def call(
         self, method: str, params: dict[str, Any] | None = None, session: str | None = None
     ) -> dict[str, Any]:
-        message_id = self.send(method, params, session)
-        while True:
+        return self.reply(self.send(method, params, session), method)
+
+    def reply(self, message_id: int, method: str) -> dict[str, Any]:
+        """The result of a command sent earlier with `send` (commands may be pipelined: several
+        sent, then their replies collected, saves a round trip each)."""
+        while message_id not in self._replies:
             message = self._receive()
-            if message.get("id") == message_id:
-                if "error" in message:
-                    error = message["error"]
-                    raise BrowserError(f"{method}: {error.get('message', error)}"[:300])
-                return dict(message.get("result") or {})
-            if "method" in message:
+            if "id" in message:
+                self._replies[int(message["id"])] = message
+            elif "method" in message:
                 self._events.append(message)
+        message = self._replies.pop(message_id)
+        if "error" in message:
+            error = message["error"]
+            raise BrowserError(f"{method}: {error.get('message', error)}"[:300])
+        return dict(message.get("result") or {})
+
+    def call_all(self, commands: list[tuple[str, dict[str, Any], str | None]]) -> list[dict[str, Any]]:
+        """Send every command at once, then collect the replies in order (the first error raises)."""
+        sent = [(self.send(method, params, session), method) for method, params, session in commands]
+        return [self.reply(message_id, method) for message_id, method in sent]
 
     def drop_events(self, session: str | None) -> None:
         self._events = [e for e in self._events if e.get("sessionId") != session]
@@ -115,7 +127,9 @@ class DevTools:
                     self._events.remove(event)
                     return dict(event.get("params") or {})
             message = self._receive()
-            if "method" in message:
+            if "id" in message:
+                self._replies[int(message["id"])] = message
+            elif "method" in message:
                 self._events.append(message)
 
     def evaluate(self, expression: str, session: str, *, context_id: int | None = None) -> Any:

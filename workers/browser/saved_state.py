@@ -16,7 +16,7 @@ import base64
 import contextlib
 import json
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sessions.location import BrowserLocation
@@ -80,18 +80,36 @@ class _Browser:
         )
         return int(world["executionContextId"])
 
-    def open_origin(self, session: str, origin: str) -> None:
-        """Load an empty document of `origin` in the tab, served by us: no network, no site script."""
-        self.dt.call("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}, session)
-        self.dt.call("Page.enable", {}, session)
+    def serve_scratch_pages(self, session: str) -> None:
+        """From now on the tab's requests pause for us (open_origin answers them)."""
+        self.dt.call_all(
+            [
+                ("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}, session),
+                ("Page.enable", {}, session),
+            ]
+        )
         # Not every build has it; a service worker would only see a request it cannot answer.
         with contextlib.suppress(BrowserError):
             self.dt.call("Network.setBypassServiceWorker", {"bypass": True}, session)
+
+    def open_origin(self, session: str, origin: str) -> None:
+        """Load an empty document of `origin` in the tab, served by us: no network, no site script.
+        The tab serves scratch pages (serve_scratch_pages)."""
+        self.dt.blocking.discard(session)
         self.dt.drop_events(session)
         self.dt.send("Page.navigate", {"url": origin + "/"}, session)
-        paused = self.dt.wait_event("Fetch.requestPaused", session)
+        while True:
+            paused = self.dt.wait_event("Fetch.requestPaused", session)
+            if paused.get("resourceType") == "Document":  # the navigation (its URL is normalized)
+                break
+            # A late request of the tab's previous page (a favicon): refused, not answered as ours.
+            self.dt.send(
+                "Fetch.failRequest",
+                {"requestId": paused["requestId"], "errorReason": "BlockedByClient"},
+                session,
+            )
         self.dt.blocking.add(session)  # anything else this page asks for is refused
-        self.dt.call(
+        self.dt.send(
             "Fetch.fulfillRequest",
             {
                 "requestId": paused["requestId"],
@@ -106,14 +124,16 @@ class _Browser:
         )
         self.dt.wait_event("Page.loadEventFired", session)
 
-    def in_origin(self, origin: str, expression: str) -> Any:
+    @contextlib.contextmanager
+    def scratch_tab(self) -> Iterator[str]:
+        """A background tab serving scratch pages (its DevTools session), closed after."""
         target = str(
             self.dt.call("Target.createTarget", {"url": "about:blank", "background": True})["targetId"]
         )
         try:
             session = self.attach(target)
-            self.open_origin(session, origin)
-            return self.dt.evaluate(expression, session)
+            self.serve_scratch_pages(session)
+            yield session
         finally:
             self.dt.call("Target.closeTarget", {"targetId": target})
 
@@ -142,10 +162,16 @@ def state_export(
                     session_storage.setdefault(here, {}).update(dict(entries))
             dt.call("Target.detachFromTarget", {"sessionId": session})
         storage: dict[str, Any] = {}
-        for origin in sorted(wanted):
-            data = json.loads(browser.in_origin(origin, _async_body(STATE_EXPORT)))
-            if data["localStorage"] or data["indexedDB"]:
-                storage[origin] = {"localStorage": data["localStorage"], "indexedDB": data["indexedDB"]}
+        if wanted:
+            with browser.scratch_tab() as scratch:  # one tab, one navigation per origin
+                for origin in sorted(wanted):
+                    browser.open_origin(scratch, origin)
+                    data = json.loads(dt.evaluate(_async_body(STATE_EXPORT), scratch))
+                    if data["localStorage"] or data["indexedDB"]:
+                        storage[origin] = {
+                            "localStorage": data["localStorage"],
+                            "indexedDB": data["indexedDB"],
+                        }
         return {
             "format": STATE_FORMAT,
             "cookies": cookies,
@@ -155,46 +181,63 @@ def state_export(
 
 
 def state_import(handle: BrowserLocation, state: dict[str, Any], *, timeout: float = 30.0) -> None:
-    """Put a saved state into a browser that has none yet (a fresh or a blank warm one)."""
+    """Put a saved state into a browser that has none yet (a fresh or a blank warm one).
+
+    What a restore costs is mostly fixed (docs/saved-state.md, "Restore time"), so it does as
+    little as it can: the cookies in one command, sent first and collected last; then the
+    origins' storage (localStorage, IndexedDB, sessionStorage) in the session's own main tab,
+    one scratch navigation and one script per origin. The main tab, not a new one: a new tab
+    is a new renderer process to start, while a blank tab's first navigation can take the
+    process it already has. The tab is then put back on about:blank with an empty history.
+    """
     if state.get("format") != STATE_FORMAT:
         raise BrowserError(f"unknown saved state format {state.get('format')!r}")
+    per_origin = _per_origin(state)
     with DevTools(devtools_url(handle), timeout=timeout) as dt:
         browser = _Browser(dt)
-        if state["cookies"]:
-            dt.call("Storage.setCookies", {"cookies": state["cookies"]})
-        for origin, data in state["origins"].items():
-            browser.in_origin(
-                origin, _async_body(STATE_IMPORT, f"JSON.parse({json.dumps(json.dumps(data))})")
-            )
-        session_storage: dict[str, dict[str, str]] = state.get("sessionStorage") or {}
-        if session_storage:
-            # WebDriver's window handle is the tab's DevTools target id.
-            main_tab = webdriver_request(
-                "GET", f"{handle.webdriver_url}/session/{handle.webdriver_session_id}/window"
-            )["value"]
-            _session_storage_import(browser, str(main_tab), session_storage)
-            # Back to a blank page through WebDriver, which then knows where its tab is.
-            webdriver_request(
-                "POST",
-                f"{handle.webdriver_url}/session/{handle.webdriver_session_id}/url",
-                body={"url": "about:blank"},
-            )
-
-
-def _session_storage_import(browser: _Browser, main_tab: str, saved: dict[str, dict[str, str]]) -> None:
-    """sessionStorage lives in a tab: it goes into the main tab, origin by origin (the tab's history
-    keeps those scratch pages)."""
-    dt = browser.dt
-    session = browser.attach(main_tab)
-    try:
-        for origin, entries in saved.items():
-            browser.open_origin(session, origin)
+        cookies = dt.send("Storage.setCookies", {"cookies": state["cookies"]}) if state["cookies"] else None
+        if per_origin:
+            tab = _main_tab(browser, handle)
+            session = browser.attach(tab)
+            browser.serve_scratch_pages(session)
+            for origin, data in per_origin.items():
+                browser.open_origin(session, origin)
+                dt.evaluate(_async_body(STATE_IMPORT, f"JSON.parse({json.dumps(json.dumps(data))})"), session)
             dt.blocking.discard(session)
             dt.call("Fetch.disable", {}, session)
-            script = (
-                f"(() => {{ const e = JSON.parse({json.dumps(json.dumps(entries))});"
-                " for (const k of Object.keys(e)) sessionStorage.setItem(k, e[k]); return true; })()"
-            )
-            dt.evaluate(script, session)
-    finally:
-        dt.call("Target.detachFromTarget", {"sessionId": session})
+            # Back to a blank page (here, not through WebDriver: a chromedriver round trip costs
+            # more on a busy host; chromedriver follows the tab's navigations as it does a
+            # page's own), and the scratch pages leave no trace in the tab's history.
+            dt.drop_events(session)
+            dt.call("Page.navigate", {"url": "about:blank"}, session)
+            dt.wait_event("Page.loadEventFired", session)
+            with contextlib.suppress(BrowserError):  # an older build keeps the entries
+                dt.call("Page.resetNavigationHistory", {}, session)
+            dt.call("Target.detachFromTarget", {"sessionId": session})
+        if cookies is not None:
+            dt.reply(cookies, "Storage.setCookies")
+
+
+def _per_origin(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What each origin restores: its localStorage and IndexedDB, and its sessionStorage (of the
+    tabs open at save time, put into the main tab)."""
+    out: dict[str, dict[str, Any]] = {}
+    for origin, data in state["origins"].items():
+        out[origin] = {"localStorage": data["localStorage"], "indexedDB": data["indexedDB"]}
+    for origin, entries in (state.get("sessionStorage") or {}).items():
+        if entries:
+            target = out.setdefault(origin, {"localStorage": [], "indexedDB": []})
+            target["sessionStorage"] = list(entries.items())
+    return out
+
+
+def _main_tab(browser: _Browser, handle: BrowserLocation) -> str:
+    """The DevTools target id of the session's main tab (WebDriver's window handle)."""
+    pages = browser.pages()
+    if len(pages) == 1:  # a fresh browser: no need to ask WebDriver
+        return str(pages[0]["targetId"])
+    return str(
+        webdriver_request("GET", f"{handle.webdriver_url}/session/{handle.webdriver_session_id}/window")[
+            "value"
+        ]
+    )

@@ -1,5 +1,6 @@
 // Runs as the body of an async function in an empty page of one origin, with `data` (one
-// origin's part of a saved state): replaces that origin's localStorage and IndexedDB with it.
+// origin's part of a saved state): replaces that origin's localStorage and IndexedDB with it, and
+// sets the tab's sessionStorage items it names.
 const request = (r) => new Promise((ok, ko) => {
   r.onsuccess = () => ok(r.result);
   r.onerror = () => ko(r.error);
@@ -7,6 +8,7 @@ const request = (r) => new Promise((ok, ko) => {
 });
 localStorage.clear();
 for (const [key, value] of data.localStorage) localStorage.setItem(key, value);
+for (const [key, value] of data.sessionStorage || []) sessionStorage.setItem(key, value);
 for (const saved of data.indexedDB) {
   await request(indexedDB.deleteDatabase(saved.name));
   const opening = indexedDB.open(saved.name, saved.version);
