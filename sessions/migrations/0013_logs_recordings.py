@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0011_plan_record_sessions'),
-        ('browser_sessions', '0010_saved_state'),
+        ('accounts', '0012_plan_record_sessions'),
+        ('browser_sessions', '0012_proxies'),
     ]
 
     operations = [

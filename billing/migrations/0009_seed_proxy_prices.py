@@ -8,6 +8,6 @@ def seed(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("billing", "0007_proxy_ledger_kind")]
+    dependencies = [("billing", "0008_proxy_ledger_kind")]
 
     operations = [migrations.RunPython(seed, migrations.RunPython.noop)]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('browser_sessions', '0010_saved_state'),
+        ('browser_sessions', '0011_session_action_api_key'),
     ]
 
     operations = [

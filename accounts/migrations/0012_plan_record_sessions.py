@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0010_seed_plan_saved_state_limits'),
+        ('accounts', '0011_membership'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('browser_sessions', '0010_saved_state'),
+        ('browser_sessions', '0013_logs_recordings'),
     ]
 
     operations = [

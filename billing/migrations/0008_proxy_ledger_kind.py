@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0006_balance_low_threshold'),
+        ('billing', '0007_ledger_api_key_spend_caps_topups'),
     ]
 
     operations = [
