@@ -40,7 +40,7 @@ def _stream(session_id: str) -> list[tuple[str, dict[str, Any]]]:
 
 def test_claim_and_finish_commit_and_leave_the_connection_synchronous(plans: Any) -> None:
     account, session = _session()
-    accepted = _accept(session_id=session.pk, account=account, action={"type": "wait", "ms": 0})
+    accepted = _accept(session_id=session.pk, account=account, action={"type": "wait", "ms": 0}, api_key=None)
     assert accepted is not None
     action, claimed = action_claim_next(session_id=session.pk) or (None, False)
     assert claimed and action is not None
@@ -61,7 +61,7 @@ def test_claim_and_finish_commit_and_leave_the_connection_synchronous(plans: Any
 
 def test_the_response_event_is_written_before_the_waiter_is_signalled(plans: Any) -> None:
     account, session = _session()
-    accepted = _accept(session_id=session.pk, account=account, action={"type": "wait", "ms": 0})
+    accepted = _accept(session_id=session.pk, account=account, action={"type": "wait", "ms": 0}, api_key=None)
     assert accepted is not None
     action, _ = action_claim_next(session_id=session.pk) or (None, False)
     assert action is not None
@@ -77,7 +77,7 @@ def test_the_response_event_is_written_before_the_waiter_is_signalled(plans: Any
 
 def test_a_finish_inside_a_transaction_writes_its_event_once_committed(plans: Any) -> None:
     account, session = _session()
-    accepted = _accept(session_id=session.pk, account=account, action={"type": "wait", "ms": 0})
+    accepted = _accept(session_id=session.pk, account=account, action={"type": "wait", "ms": 0}, api_key=None)
     assert accepted is not None
     with transaction.atomic():
         action_finish(accepted, ActionStatus.CANCELLED, error="ended")

@@ -80,7 +80,9 @@ class _RecordingBackend(LocalBackend):
         super().__init__()
         self.starts = 0
 
-    def start(self, *, session_id: str, display: Display) -> BrowserLocation:
+    def start(
+        self, *, session_id: str, display: Display, routes: dict[str, Any] | None = None
+    ) -> BrowserLocation:
         self.starts += 1
         return BrowserLocation(
             backend="local", webdriver_url="http://127.0.0.1:1", webdriver_session_id="x", host=self.host
