@@ -3,6 +3,8 @@ it ended, what it cost, its timeline of actions with screenshots, and a live vie
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -20,6 +22,8 @@ from console.selectors import (
 )
 from project.exceptions import ApplicationError
 from sessions.live_viewer import live_viewer_token_create
+from sessions.models import BrowserSession, RecordingStatus, SessionRecording
+from sessions.recordings import recording_replay_token
 
 PAGE_SIZE = 50
 
@@ -67,7 +71,21 @@ def session_detail(request: HttpRequest, member: Membership, session_id: str) ->
         facts=session_facts(session=session),
         timeline=session_timeline(session=session),
         screenshot_minutes=settings.SCREENSHOT_URL_TTL_SECONDS // 60,
+        recording=_recording(session),
     )
+
+
+def _recording(session: BrowserSession) -> dict[str, Any] | None:
+    """The session's recording (issue 22) and, once ready, a freshly signed replay link, the one
+    GET /v1/computers/{id}/recording gives."""
+    recording = SessionRecording.objects.filter(session=session).first()
+    if recording is None:
+        return None
+    replay_url = None
+    if recording.status == RecordingStatus.READY:
+        token, _ = recording_replay_token(recording=recording)
+        replay_url = reverse("v1:replay", args=[token])
+    return {"recording": recording, "replay_url": replay_url}
 
 
 @require_POST

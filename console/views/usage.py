@@ -10,11 +10,11 @@ import io
 from datetime import UTC, datetime
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from accounts.models import Membership
+from accounts.models import ApiKey, Membership
 from console.access import member_view, render_page
 from console.selectors import USAGE_RANGES, usage_range
 from reports.serializers import UsageOutput
@@ -40,9 +40,24 @@ def _usage(request: HttpRequest, member: Membership) -> tuple[dict[str, Any], di
         end = now
     span = usage_range(key, end=end)
     report = usage_report(
-        account_id=member.account_id, start=span["from"], end=span["to"], group_by=span["group_by"]
+        account_id=member.account_id,
+        start=span["from"],
+        end=span["to"],
+        group_by=span["group_by"],
+        api_key_id=_api_key_id(request, member),
     )
     return span, dict(UsageOutput(report).data)
+
+
+def _api_key_id(request: HttpRequest, member: Membership) -> int | None:
+    """`?key=` narrows the page to one of the account's keys (/v1/usage's `api_key`); any other
+    account's key, or no key at all, is 404 as every other id of the console."""
+    raw = request.GET.get("key", "")
+    if not raw:
+        return None
+    if not raw.isdigit() or not ApiKey.objects.filter(pk=int(raw), account_id=member.account_id).exists():
+        raise Http404
+    return int(raw)
 
 
 @member_view
@@ -57,6 +72,8 @@ def usage(request: HttpRequest, member: Membership) -> HttpResponse:
         usage=data,
         ranges=[(key, label) for key, (label, _, _) in USAGE_RANGES.items()],
         to_param=data["to"],
+        keys=ApiKey.objects.filter(account_id=member.account_id).order_by("name", "pk"),
+        key_param=data["api_key"] or "",
     )
 
 
@@ -66,6 +83,7 @@ def usage_csv_rows(data: dict[str, Any]) -> list[list[Any]]:
     rows.append(["total", f"{data['from']}/{data['to']}", data["credits_spent"], data["session_minutes"]])
     rows += [["kind", kind, credits, ""] for kind, credits in data["credits_by_kind"].items()]
     rows += [["action_type", name, credits, ""] for name, credits in data["credits_by_action_type"].items()]
+    rows += [["api_key", k["prefix"] or "(none)", k["credits"], ""] for k in data["credits_by_api_key"]]
     rows += [["bucket", b["start"], b["credits"], b["session_minutes"]] for b in data["buckets"]]
     return rows
 

@@ -244,3 +244,61 @@ def test_a_live_sessions_page_refreshes_its_timeline(tenant: Tenant) -> None:
     )
     fragment = pages.get(f"/console/sessions/{session.pk}/?fragment=1").content.decode()
     assert 'id="timeline"' in fragment and "<html" not in fragment and 'id="live-view"' not in fragment
+
+
+def test_usage_per_key_holds_v1_usages_numbers_for_that_key(
+    tenant: Tenant, world: World, stranger: Tenant
+) -> None:
+    from accounts.models import ApiKey
+    from billing.models import LedgerEntry
+
+    pages = tenant.pages()
+    api = _api(tenant)
+    key = ApiKey.objects.filter(account=tenant.account).order_by("pk").first()
+    assert key is not None
+    # The world's rows were written directly, without a key: its action charges were this key's.
+    charged = LedgerEntry.objects.filter(account=tenant.account, kind=LedgerEntry.Kind.ACTION)
+    assert charged.update(api_key=key) > 0
+    html = pages.get(f"/console/usage/?range=7d&key={key.pk}").content.decode()
+    data = json.loads(
+        re.search(r'<script id="usage-data" type="application/json">(.*?)</script>', html, re.S)[1]
+    )
+    expected = api.get(
+        "/v1/usage", {"from": data["from"], "to": data["to"], "group_by": data["group_by"], "api_key": key.pk}
+    ).json()
+    assert data == expected and data["api_key"] == key.pk
+    # The world's actions were charged to this key; the page's key table names it.
+    assert any(k["api_key_id"] == key.pk and k["credits"] > 0 for k in expected["credits_by_api_key"])
+    assert 'id="table-keys"' in html and key.prefix in html
+    csv_link = re.search(r'id="usage-csv" href="([^"]+)"', html)[1].replace("&amp;", "&")
+    assert f"key={key.pk}" in csv_link
+    rows = list(csv.reader(io.StringIO(pages.get(csv_link).content.decode())))
+    assert rows[1][2] == str(expected["credits_spent"])
+    # Another account's key, a key that does not exist and a malformed one: 404, like every id.
+    other = ApiKey.objects.filter(account=stranger.account).first()
+    assert other is not None
+    for bad in (str(other.pk), "999999", "x1"):
+        assert pages.get(f"/console/usage/?key={bad}").status_code == 404
+        assert pages.get(f"/console/usage.csv?key={bad}").status_code == 404
+
+
+def test_session_page_links_a_ready_recordings_replay(tenant: Tenant, world: World) -> None:
+    from sessions.models import RecordingStatus, SessionRecording
+    from sessions.recordings import recording_replay_resolve
+
+    page = f"/console/sessions/{world.session_id}/"
+    assert 'id="recording"' not in tenant.pages().get(page).content.decode()  # not recorded
+    recording = SessionRecording.objects.create(
+        session_id=world.session_id,
+        account=tenant.account,
+        status=RecordingStatus.PROCESSING,
+        created_at=timezone.now(),
+    )
+    html = tenant.pages().get(page).content.decode()
+    assert 'id="recording-status">processing' in html and 'id="replay"' not in html
+    recording.status = RecordingStatus.READY
+    recording.save(update_fields=["status"])
+    html = tenant.pages().get(page).content.decode()
+    link = re.search(r'id="replay" href="/v1/replay/([^"/]+)/?"', html)
+    assert link is not None, html
+    assert recording_replay_resolve(link[1]).pk == world.session_id
