@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import User
 from django.urls import reverse
 
@@ -120,7 +121,7 @@ def test_unknown_ids_in_admin_urls_are_not_server_errors(operator):
         "browser_sessions/action",
     ]:
         for pk in ("987654", "not-an-id"):
-            response = operator.get(f"/admin/{model}/{pk}/change/")
+            response = operator.get(f"/admin/{model}/{quote(pk)}/change/")
             assert response.status_code in (302, 404), (model, pk, response.status_code)
 
 
@@ -159,8 +160,8 @@ def test_typed_text_is_not_shown_in_full_in_the_admin(operator):
         )
     ]
     for row in rows:
-        page = operator.get(f"/admin/browser_sessions/action/{row.pk}/change/")
+        page = operator.get(f"/admin/browser_sessions/action/{quote(row.pk)}/change/")
         assert page.status_code == 200
         assert secret.encode() not in page.content, row.type
         assert f"hidden: {len(secret)} characters".encode() in page.content
-    assert b"#password" in operator.get(f"/admin/browser_sessions/action/{rows[2].pk}/change/").content
+    assert b"#password" in operator.get(f"/admin/browser_sessions/action/{quote(rows[2].pk)}/change/").content

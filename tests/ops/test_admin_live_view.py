@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
@@ -34,7 +35,7 @@ def account(db):
 
 def test_a_live_sessions_admin_page_embeds_a_framable_read_only_viewer(admin_client, account):
     session = session_row(account, status="running", backend="local", host="vm")
-    page = admin_client.get(f"/admin/browser_sessions/browsersession/{session.pk}/change/")
+    page = admin_client.get(f"/admin/browser_sessions/browsersession/{quote(session.pk)}/change/")
     assert page.status_code == 200
     frame = re.search(r'<iframe src="(/v1/live/[^"]+)"', page.content.decode())
     assert frame, "no live viewer on the page"
@@ -56,6 +57,8 @@ def test_an_ended_sessions_admin_page_has_no_viewer_and_links_its_ready_recordin
         frame_count=3,
         duration_ms=2500,
     )
-    page = admin_client.get(f"/admin/browser_sessions/browsersession/{session.pk}/change/").content.decode()
+    page = admin_client.get(
+        f"/admin/browser_sessions/browsersession/{quote(session.pk)}/change/"
+    ).content.decode()
     assert "<iframe" not in page
     assert re.search(r'<a href="/v1/replay/[^"]+"[^>]*>Replay</a> \(3 frames, 2.5 s\)', page), page

@@ -5,6 +5,7 @@ secret is never shown in the admin. Database only."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
@@ -57,7 +58,7 @@ def test_view_only_staff_cannot_cancel_a_job(job):
 
 def test_the_admin_never_shows_a_webhook_secret(job):
     viewer = _staff("view_job", "change_job")
-    page = viewer.get(f"/admin/jobs/job/{job.pk}/change/")
+    page = viewer.get(f"/admin/jobs/job/{quote(job.pk)}/change/")
     assert page.status_code == 200, (page.status_code, page.get("Location"), Job.objects.count())
     html = page.content.decode()
     assert SECRET not in html

@@ -8,6 +8,7 @@ import base64
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
@@ -83,7 +84,7 @@ def test_the_admin_lists_and_deletes_saved_states_without_their_contents(admin_c
     sealed = bytes(SavedStateBlob.objects.get(state_id=session.pk).data)
 
     listing = admin_client.get("/admin/browser_sessions/savedstate/")
-    page = admin_client.get(f"/admin/browser_sessions/savedstate/{session.pk}/change/")
+    page = admin_client.get(f"/admin/browser_sessions/savedstate/{quote(session.pk)}/change/")
     assert listing.status_code == 200 and page.status_code == 200
     for html in (listing.content.decode(), page.content.decode()):
         assert session.pk in html
@@ -93,7 +94,9 @@ def test_the_admin_lists_and_deletes_saved_states_without_their_contents(admin_c
     assert "keeper" in page.content.decode() and "http://127.0.0.1:8000" in page.content.decode()
     assert admin_client.get("/admin/browser_sessions/savedstateblob/").status_code == 404  # not registered
 
-    response = admin_client.post(f"/admin/browser_sessions/savedstate/{session.pk}/delete/", {"post": "yes"})
+    response = admin_client.post(
+        f"/admin/browser_sessions/savedstate/{quote(session.pk)}/delete/", {"post": "yes"}
+    )
     assert response.status_code == 302
     assert not SavedState.objects.filter(pk=session.pk).exists()
     assert not SavedStateBlob.objects.exists()

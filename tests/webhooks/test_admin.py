@@ -4,6 +4,7 @@ field of a balance (fast tier)."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 
 from accounts.models import Plan
 from accounts.plans import seed_plans
@@ -22,7 +23,7 @@ def test_the_admin_never_shows_a_secret(admin_client, account):
     endpoint = Endpoint.objects.create(
         account=account, url="http://127.0.0.1:9/x", secret="whsec_c2VjcmV0c2VjcmV0"
     )
-    response = admin_client.get(f"/admin/webhooks/endpoint/{endpoint.pk}/change/")
+    response = admin_client.get(f"/admin/webhooks/endpoint/{quote(endpoint.pk)}/change/")
     assert response.status_code == 200, (response.status_code, response.get("Location"))
     page = response.content.decode()
     assert endpoint.url in page and "whsec_" not in page
