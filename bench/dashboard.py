@@ -61,7 +61,8 @@ INSERT INTO browser_sessions_browsersession
     (id, account_id, kind, status, ended_reason, error, created_at, started_at, ended_at,
      last_activity_at, expires_at, idle_expires_at, max_lifetime_seconds, inactivity_timeout_seconds,
      idle_timeout_enabled, display_width, display_height, display_scale, options, backend,
-     webdriver_url, webdriver_session_id, host, profile_dir, main_tab_id, billed_minutes)
+     webdriver_url, webdriver_session_id, host, profile_dir, main_tab_id, billed_minutes,
+     proxy_bytes, proxy_billed_mb, browser_released_at)
 SELECT 'comp_bench_' || g,
        (SELECT array_agg(id ORDER BY id) FROM accounts_account)[1 + (g * 7919) %% %(accounts)s],
        'browser',
@@ -73,7 +74,8 @@ SELECT 'comp_bench_' || g,
        CASE WHEN g > %(sessions)s - 50 THEN NULL ELSE t.created + interval '3 minutes' END,
        t.created + interval '2 minutes', t.created + interval '4 hours',
        t.created + interval '4 minutes', 14400, 120, true, 1024, 768, 1.0, '{}', 'local', '', 'wd' || g,
-       'worker-' || (g %% 4), '', '', 3
+       'worker-' || (g %% 4), '', '', 3, 0, 0,
+       CASE WHEN g > %(sessions)s - 50 THEN NULL ELSE t.created + interval '3 minutes 2 seconds' END
   FROM generate_series(1, %(sessions)s) g,
        LATERAL (SELECT now() - %(days)s * interval '1 day' * (1 - g::float / %(sessions)s)
                        - interval '5 minutes' AS created) t;

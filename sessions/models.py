@@ -156,6 +156,12 @@ class BrowserSession(BrowserLocationColumns):
             ),
             # A host's load (admission, placement) and its sessions when it dies.
             models.Index(fields=["host"], condition=_LIVE, name="session_live_host"),
+            # Proxy metering's scan (workers/services.py proxy_bytes_bill): live sessions come
+            # from session_live_host, recently ended proxied ones from here; without it the OR
+            # of the two read every session ever (bench/periodic_scans.py).
+            models.Index(
+                fields=["ended_at"], condition=Q(proxy_config__isnull=False), name="session_proxied_ended"
+            ),
         ]
 
     def __str__(self) -> str:
