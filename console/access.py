@@ -135,3 +135,49 @@ def render_page(
     request: HttpRequest, member: Membership, template: str, *, nav: str, http_status: int = 200, **extra: Any
 ) -> TemplateResponse:
     return TemplateResponse(request, template, page_context(member, nav=nav, **extra), status=http_status)
+
+
+PAGE_SIZE = 50
+MAX_OFFSET = 100_000
+
+
+def list_offset(request: HttpRequest) -> int:
+    """`?offset=`, clamped to [0, MAX_OFFSET]; anything unreadable is the first page."""
+    try:
+        return max(0, min(int(request.GET.get("offset", "0")), MAX_OFFSET))
+    except ValueError:
+        return 0
+
+
+def render_filtered_list(
+    request: HttpRequest,
+    member: Membership,
+    template: str,
+    *,
+    nav: str,
+    filters: tuple[str, ...],
+    fetch: Callable[[str, int, int], list[Any]],
+    **extra: Any,
+) -> TemplateResponse:
+    """A list page with a status filter (`?status=`, unknown is "all") and Newer/Older links
+    (`?offset=`, PAGE_SIZE rows a page): `fetch(status, limit, offset)` reads one row more than a
+    page to tell whether there is an older one. The template gets `rows`, `status`, `filters`,
+    `offset`, `next_offset` and `previous_offset` (console/_pager.html draws the links)."""
+    status = request.GET.get("status", "all")
+    if status not in filters:
+        status = "all"
+    offset = list_offset(request)
+    rows = fetch(status, PAGE_SIZE + 1, offset)
+    return render_page(
+        request,
+        member,
+        template,
+        nav=nav,
+        rows=rows[:PAGE_SIZE],
+        status=status,
+        filters=filters,
+        offset=offset,
+        next_offset=offset + PAGE_SIZE if len(rows) > PAGE_SIZE else None,
+        previous_offset=max(0, offset - PAGE_SIZE) if offset else None,
+        **extra,
+    )

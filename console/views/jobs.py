@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.models import Membership
-from console.access import member_view, render_page
+from console.access import member_view, render_filtered_list, render_page
 from console.selectors import console_job, console_jobs, job_failures, job_recent_items, job_row
 from jobs import selectors as job_selectors
 from jobs.api import exports
@@ -25,33 +25,21 @@ from jobs.screenshots import job_screenshot_token
 from jobs.services import job_cancel
 from project.exceptions import ApplicationError
 
-PAGE_SIZE = 50
 JOB_FILTERS = ("all", "active", *JobStatus.values)
 RESULT_FORMATS = ("json", "jsonl", "csv")
 
 
 @member_view
 def job_list(request: HttpRequest, member: Membership) -> HttpResponse:
-    status = request.GET.get("status", "all")
-    if status not in JOB_FILTERS:
-        status = "all"
-    try:
-        offset = max(0, min(int(request.GET.get("offset", "0")), 100_000))
-    except ValueError:
-        offset = 0
-    rows = console_jobs(
-        account=member.account, status=None if status == "all" else status, limit=PAGE_SIZE + 1, offset=offset
-    )
-    return render_page(
+    return render_filtered_list(
         request,
         member,
         "console/jobs.html",
         nav="jobs",
-        rows=rows[:PAGE_SIZE],
-        status=status,
         filters=JOB_FILTERS,
-        next_offset=offset + PAGE_SIZE if len(rows) > PAGE_SIZE else None,
-        previous_offset=max(0, offset - PAGE_SIZE) if offset else None,
+        fetch=lambda status, limit, offset: console_jobs(
+            account=member.account, status=None if status == "all" else status, limit=limit, offset=offset
+        ),
     )
 
 

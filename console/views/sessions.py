@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.models import Membership
-from console.access import member_view, render_page
+from console.access import member_view, render_filtered_list, render_page
 from console.selectors import (
     SESSION_FILTERS,
     console_session,
@@ -25,34 +25,18 @@ from sessions.live_viewer import live_viewer_token_create
 from sessions.models import BrowserSession, RecordingStatus, SessionRecording
 from sessions.recordings import recording_replay_token
 
-PAGE_SIZE = 50
-
-
-def _offset(request: HttpRequest) -> int:
-    try:
-        return max(0, min(int(request.GET.get("offset", "0")), 100_000))
-    except ValueError:
-        return 0
-
 
 @member_view
 def session_list(request: HttpRequest, member: Membership) -> HttpResponse:
-    status = request.GET.get("status", "all")
-    if status not in SESSION_FILTERS:
-        status = "all"
-    offset = _offset(request)
-    sessions = console_sessions(account=member.account, status=status, limit=PAGE_SIZE + 1, offset=offset)
-    return render_page(
+    return render_filtered_list(
         request,
         member,
         "console/sessions.html",
         nav="sessions",
-        sessions=sessions[:PAGE_SIZE],
-        status=status,
         filters=SESSION_FILTERS,
-        offset=offset,
-        next_offset=offset + PAGE_SIZE if len(sessions) > PAGE_SIZE else None,
-        previous_offset=max(0, offset - PAGE_SIZE) if offset else None,
+        fetch=lambda status, limit, offset: console_sessions(
+            account=member.account, status=status, limit=limit, offset=offset
+        ),
     )
 
 

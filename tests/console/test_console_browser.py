@@ -5,24 +5,18 @@ error on any page. SAVE_DOCS_SCREENSHOTS=1 saves each page into docs/img/console
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
-import os
-from pathlib import Path
-from typing import Any
 
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from accounts.services import member_add
 from tests.conftest import _end_all_jobs, _end_all_sessions
 from tests.console.conftest import PASSWORD
 from tests.jobs.conftest import wait_job
+from tests.support.page_browser import click_and_wait, open_page, save_page_png, severe_console_errors
 from tests.support.processes import wait_until
-
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 READ_CHARTS = """
 return Object.fromEntries(Object.entries(window.consoleCharts || {}).map(([key, chart]) => [key, {
@@ -36,34 +30,6 @@ FETCH_TEXT = """
 const done = arguments[arguments.length - 1];
 fetch(arguments[0], {credentials: "same-origin"}).then(r => r.text().then(t => done([r.status, t])));
 """
-
-
-def _save(browser: Any, name: str, tmp_path: Path) -> None:
-    """The whole page (docs/console.md shows them when saved with SAVE_DOCS_SCREENSHOTS=1)."""
-    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 3000), "scale": 1}
-    shot = browser.execute_cdp_cmd(
-        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
-    )
-    target = DOCS_IMG if os.environ.get("SAVE_DOCS_SCREENSHOTS") == "1" else tmp_path
-    target.mkdir(parents=True, exist_ok=True)
-    (target / name).write_bytes(base64.b64decode(shot["data"]))
-
-
-def _errors(browser: Any) -> list[dict[str, Any]]:
-    """The browser console's errors since the last call (CSP violations, 404s, script errors)."""
-    return [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
-
-
-def _open(browser: Any, url: str) -> None:
-    browser.get(url)
-    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
-
-
-def _click_and_wait(browser: Any, element: Any) -> None:
-    element.click()
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(element))
-    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def test_a_member_follows_their_account_in_the_console(make_client, pages_server, browser, tmp_path):
@@ -95,20 +61,20 @@ def test_a_member_follows_their_account_in_the_console(make_client, pages_server
     wait_job(client, job_id)
 
     # --- Signed out: the password reset page; then sign in through the form.
-    _open(browser, f"{base}/console/password-reset/")
-    assert not _errors(browser)
-    _open(browser, f"{base}/console/")
+    open_page(browser, f"{base}/console/password-reset/")
+    assert not severe_console_errors(browser)
+    open_page(browser, f"{base}/console/")
     assert "/console/login/" in browser.current_url
-    _save(browser, "console-login.png", tmp_path)
+    save_page_png(browser, "console-login.png", tmp_path)
     browser.find_element(By.ID, "id_username").send_keys("owner@acme.test")
     browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
-    _click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert browser.current_url == f"{base}/console/"
-    assert not _errors(browser)
+    assert not severe_console_errors(browser)
 
     # --- Overview: the balance is /v1/account's (session time may still be billed: read again).
     def balances_agree() -> bool:
-        _open(browser, f"{base}/console/")
+        open_page(browser, f"{base}/console/")
         shown = browser.find_element(By.ID, "balance").text
         return shown == str(client.get("/v1/account").json()["balance"])
 
@@ -117,12 +83,12 @@ def test_a_member_follows_their_account_in_the_console(make_client, pages_server
     live = browser.find_element(By.ID, "overview-live")
     WebDriverWait(browser, 30).until(lambda d: live.get_attribute("data-refreshed-at"))
     assert browser.find_element(By.ID, "balance").text == str(client.get("/v1/account").json()["balance"])
-    assert not _errors(browser)
-    _save(browser, "console-overview.png", tmp_path)
+    assert not severe_console_errors(browser)
+    save_page_png(browser, "console-overview.png", tmp_path)
 
     # --- Usage: every chart drawn, from the same numbers /v1/usage answers for the page's range.
     for key in ("24h", "7d", "30d"):
-        _open(browser, f"{base}/console/usage/?range={key}")
+        open_page(browser, f"{base}/console/usage/?range={key}")
         start = browser.find_element(By.ID, "usage-from").get_attribute("datetime")
         end = browser.find_element(By.ID, "usage-to").get_attribute("datetime")
         group_by = "hour" if key == "24h" else "day"
@@ -142,15 +108,15 @@ def test_a_member_follows_their_account_in_the_console(make_client, pages_server
             == (usage["credits_by_action_type"])
         )
         assert browser.find_element(By.ID, "credits-spent").text == str(usage["credits_spent"])
-        assert not _errors(browser)
+        assert not severe_console_errors(browser)
         if key == "7d":
-            _save(browser, "console-usage.png", tmp_path)
+            save_page_png(browser, "console-usage.png", tmp_path)
 
     # --- Sessions: the list, then the session's page with its actions and the screenshot.
-    _open(browser, f"{base}/console/sessions/")
-    assert not _errors(browser)
-    _save(browser, "console-sessions.png", tmp_path)
-    _click_and_wait(
+    open_page(browser, f"{base}/console/sessions/")
+    assert not severe_console_errors(browser)
+    save_page_png(browser, "console-sessions.png", tmp_path)
+    click_and_wait(
         browser, browser.find_element(By.CSS_SELECTOR, f'a[href="/console/sessions/{session_id}/"]')
     )
     rows = browser.find_elements(By.CSS_SELECTOR, "#timeline tr[data-action-id]")
@@ -158,15 +124,15 @@ def test_a_member_follows_their_account_in_the_console(make_client, pages_server
     assert browser.find_element(By.ID, "ended-reason").text == "user"
     shot = browser.find_element(By.CSS_SELECTOR, "#timeline img.shot")
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return arguments[0].naturalWidth", shot) > 0)
-    assert not _errors(browser)
-    _save(browser, "console-session.png", tmp_path)
+    assert not severe_console_errors(browser)
+    save_page_png(browser, "console-session.png", tmp_path)
 
     # --- Jobs: the list with its progress bar, the job's page, its CSV as the API gives it.
-    _open(browser, f"{base}/console/jobs/")
+    open_page(browser, f"{base}/console/jobs/")
     assert browser.find_element(By.CSS_SELECTOR, "#jobs progress").get_attribute("value") == "100"
-    assert not _errors(browser)
-    _save(browser, "console-jobs.png", tmp_path)
-    _click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, f'a[href="/console/jobs/{job_id}/"]'))
+    assert not severe_console_errors(browser)
+    save_page_png(browser, "console-jobs.png", tmp_path)
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, f'a[href="/console/jobs/{job_id}/"]'))
     assert browser.find_element(By.ID, "job-status").text == "completed"
     csv_href = browser.find_element(By.ID, "download-csv").get_attribute("href")
     status, console_csv = browser.execute_async_script(FETCH_TEXT, csv_href)
@@ -181,23 +147,23 @@ def test_a_member_follows_their_account_in_the_console(make_client, pages_server
     failed = [r for r in rows if r["status"] == "failed"]
     shown = browser.find_elements(By.CSS_SELECTOR, "#job-failures tbody td.num")
     assert sum(int(td.text) for td in shown) == len(failed)
-    assert not _errors(browser)
-    _save(browser, "console-job.png", tmp_path)
+    assert not severe_console_errors(browser)
+    save_page_png(browser, "console-job.png", tmp_path)
 
     # --- Members (owners invite from here); the billing pages; the admin has a favicon too.
-    _open(browser, f"{base}/console/members/")
+    open_page(browser, f"{base}/console/members/")
     assert browser.find_element(By.CSS_SELECTOR, '#members tr[data-member="owner@acme.test"]')
-    assert not _errors(browser)
-    _save(browser, "console-members.png", tmp_path)
+    assert not severe_console_errors(browser)
+    save_page_png(browser, "console-members.png", tmp_path)
     for path in ("/console/billing/", "/console/keys/"):
-        _open(browser, base + path)
-        assert not _errors(browser)
-    _open(browser, f"{base}/admin/login/")
-    assert not _errors(browser)  # before, /favicon.ico was a 404 in every admin page's console
+        open_page(browser, base + path)
+        assert not severe_console_errors(browser)
+    open_page(browser, f"{base}/admin/login/")
+    assert not severe_console_errors(browser)  # before, /favicon.ico was a 404 in every admin page's console
 
     # --- A live session's page opens the live viewer.
     with sdk.computer.create(kind="browser") as computer:
-        _open(browser, f"{base}/console/sessions/{computer.id}/")
+        open_page(browser, f"{base}/console/sessions/{computer.id}/")
         assert browser.find_element(By.ID, "session-status").text.strip() in ("ready", "running")
         first = browser.current_window_handle
         browser.find_element(By.ID, "live-view").click()
@@ -209,9 +175,9 @@ def test_a_member_follows_their_account_in_the_console(make_client, pages_server
     browser.get_log("browser")  # the viewer's own page is the live viewer's tests' concern
 
     # --- Signing out ends it.
-    _open(browser, f"{base}/console/")
-    _click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, ".who button[type=submit]"))
-    _open(browser, f"{base}/console/")
+    open_page(browser, f"{base}/console/")
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, ".who button[type=submit]"))
+    open_page(browser, f"{base}/console/")
     assert "/console/login/" in browser.current_url
     _end_all_jobs()
     _end_all_sessions()

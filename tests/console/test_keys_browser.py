@@ -9,23 +9,11 @@ import httpx
 import pytest
 import tzafon
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.wait import WebDriverWait
 
 from accounts.models import ApiKey
 from tests.console.conftest import PASSWORD, Tenant
 from tests.ops.conftest import browser  # noqa: F401  (the headless Chromium fixture)
-
-
-def _open(driver: Any, url: str) -> None:
-    driver.get(url)
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
-
-
-def _submit(driver: Any, button: Any) -> None:
-    button.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(button))
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+from tests.support.page_browser import click_and_wait, open_page, severe_console_errors
 
 
 def _sdk(base_url: str, key: str) -> tzafon.Lightcone:
@@ -40,14 +28,14 @@ def test_a_key_made_in_the_console_works_with_the_sdk_until_it_is_revoked(
 ) -> None:
     tenant: Tenant = make_tenant("initech")
     base = live_server.url
-    _open(browser, f"{base}/console/login/?next=/console/keys/")
+    open_page(browser, f"{base}/console/login/?next=/console/keys/")
     browser.find_element(By.ID, "id_username").send_keys("owner@initech.test")
     browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
-    _submit(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit].primary"))
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit].primary"))
     assert browser.current_url.endswith("/console/keys/"), browser.current_url
 
     browser.find_element(By.ID, "key-name").send_keys("from the browser")
-    _submit(browser, browser.find_element(By.CSS_SELECTOR, "form[action$='/keys/create/'] button"))
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[action$='/keys/create/'] button"))
     raw_key = browser.find_element(By.ID, "new-key-value").text.strip()
     assert raw_key.startswith("bf_")
     copy = browser.find_element(By.CSS_SELECTOR, "[data-copy-target]")
@@ -58,11 +46,11 @@ def test_a_key_made_in_the_console_works_with_the_sdk_until_it_is_revoked(
     key = ApiKey.objects.get(account=tenant.account, name="from the browser")
 
     row = browser.find_element(By.CSS_SELECTOR, f"tr[data-key-id='{key.pk}']")
-    _submit(browser, row.find_element(By.CSS_SELECTOR, "form[action$='/revoke/'] button"))
+    click_and_wait(browser, row.find_element(By.CSS_SELECTOR, "form[action$='/revoke/'] button"))
     assert "is revoked" in browser.find_element(By.CSS_SELECTOR, ".messages").text
 
     with pytest.raises(tzafon.AuthenticationError):
         sdk.computers.list()
     assert _sdk(base, tenant.raw_key).computers.list() is not None  # the other key still works
-    severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    severe = severe_console_errors(browser)
     assert severe == [], severe

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import os
 import socket
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +12,9 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from sessions.models import BrowserSession
+from tests.support.page_browser import click_and_wait, open_page, save_page_png, severe_console_errors
 from tests.support.processes import wait_until
 
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 CHART_KEYS = {"sessions", "session_minutes", "credits", "actions", "latency", "top_accounts"}
 
 READ_CHARTS = """
@@ -29,36 +26,11 @@ return Object.fromEntries(Object.entries(window.opsCharts || {}).map(([key, char
 """
 
 
-def _save(browser: Any, name: str, tmp_path: Path) -> None:
-    """The whole page, for docs/operations.md when SAVE_DOCS_SCREENSHOTS=1, else into the test's tmp dir."""
-    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000), "scale": 1}
-    shot = browser.execute_cdp_cmd(
-        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
-    )
-    target = DOCS_IMG if os.environ.get("SAVE_DOCS_SCREENSHOTS") == "1" else tmp_path
-    target.mkdir(parents=True, exist_ok=True)
-    (target / name).write_bytes(base64.b64decode(shot["data"]))
-
-
-def _console_errors(browser: Any) -> list[dict[str, Any]]:
-    return [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
-
-
-def _open(browser: Any, url: str) -> None:
-    browser.get(url)
-    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
-
-
 def _login(browser: Any, base_url: str, username: str, password: str, next_url: str = "/admin/ops/") -> None:
-    _open(browser, f"{base_url}/admin/login/?next={next_url}")
+    open_page(browser, f"{base_url}/admin/login/?next={next_url}")
     browser.find_element(By.ID, "id_username").send_keys(username)
     browser.find_element(By.ID, "id_password").send_keys(password)
-    submit = browser.find_element(By.CSS_SELECTOR, "input[type=submit]")
-    submit.click()
-    # The login page's own readyState is already complete: wait for the next page first.
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(submit))
-    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"))
 
 
 def _tile(browser: Any, key: str) -> str:
@@ -153,8 +125,8 @@ def test_operator_watches_and_steers_the_fleet_from_the_dashboard(
     assert browser.find_element(By.CSS_SELECTOR, '[data-chart-table="top_accounts"]').get_attribute(
         "textContent"
     )
-    assert not _console_errors(browser)
-    _save(browser, "dashboard.png", tmp_path)
+    assert not severe_console_errors(browser)
+    save_page_png(browser, "dashboard.png", tmp_path)
 
     # --- The live table counts down, and terminates a session.
     rows = browser.find_elements(By.CSS_SELECTOR, "#ops-live-sessions tr[data-session]")
@@ -195,11 +167,11 @@ def test_operator_watches_and_steers_the_fleet_from_the_dashboard(
     )
     assert browser.find_elements(By.CSS_SELECTOR, '#ops-ledger tr[data-kind="action"]')
     assert browser.find_elements(By.CSS_SELECTOR, f'button[data-terminate="{working}"]')
-    assert not _console_errors(browser)
-    _save(browser, "session.png", tmp_path)
+    assert not severe_console_errors(browser)
+    save_page_png(browser, "session.png", tmp_path)
 
     # --- An account page: balance over time, spend, sessions, keys, top-up.
-    _open(browser, f"{base}/admin/ops/accounts/{alpha.account.pk}/")
+    open_page(browser, f"{base}/admin/ops/accounts/{alpha.account.pk}/")
     balance = browser.execute_script("return window.opsCharts.balance.data.datasets[0].data")
     assert balance[-1] == 100_000 - spent["alpha"]
     assert browser.find_element(By.CSS_SELECTOR, '[data-field="balance"]').text == str(
@@ -209,14 +181,14 @@ def test_operator_watches_and_steers_the_fleet_from_the_dashboard(
     assert len(browser.find_elements(By.CSS_SELECTOR, "#ops-keys tbody tr")) == 1
     topup = browser.find_element(By.ID, "ops-topup").get_attribute("href")
     assert topup.endswith(f"/admin/accounts/account/{alpha.account.pk}/credits/topup/")
-    assert not _console_errors(browser)
-    _save(browser, "account.png", tmp_path)
+    assert not severe_console_errors(browser)
+    save_page_png(browser, "account.png", tmp_path)
 
     # --- A user who is not staff is refused.
     browser.delete_all_cookies()
     _login(browser, base, "customer", "cu-pass")
     assert "/admin/login/" in browser.current_url
     assert "staff account" in browser.find_element(By.CSS_SELECTOR, ".errornote").text
-    _open(browser, f"{base}/admin/ops/")
+    open_page(browser, f"{base}/admin/ops/")
     assert "/admin/login/" in browser.current_url
     assert not browser.find_elements(By.ID, "ops-dashboard")
