@@ -13,7 +13,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 patch_kombu_redis_transport()
 app = Celery("browserfleet")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+app.config_from_object("project.celery_config:config", namespace="CELERY")
 app.autodiscover_tasks(["workers"])
 
 from project.heartbeat import WorkerHeartbeat  # noqa: E402  (needs the app's settings module set)
