@@ -131,6 +131,24 @@ def session_proxy_charge(*, account_id: int, session_id: str, upto_mb: int, new_
     )
 
 
+def job_proxy_charge(
+    *, account_id: int, job_id: str, upto_mb: int, new_mb: int, api_key_id: int | None = None
+) -> None:
+    """A job's `session_proxy_charge`: `new_mb` started MB through the pool, bringing the job's
+    charged MB to `upto_mb`; keyed by that total, so a retried charge moves nothing. Taken from
+    the balance (the job's hold covers its pages only); InsufficientCredits when it cannot."""
+    if new_mb <= 0:
+        return
+    ledger_post(
+        account_id=account_id,
+        amount=-price_of(Price.PROXY_MB) * new_mb,
+        kind=LedgerEntry.Kind.PROXY,
+        idempotency_key=f"job:{job_id}:proxy_mb:{upto_mb}",
+        reason=f"job {job_id}: {new_mb} MB through the advanced proxy (total {upto_mb} MB)",
+        api_key_id=api_key_id,
+    )
+
+
 def session_time_refund(*, session_id: str, account_id: int) -> None:
     """A session whose browser never started is not billed: refund its time charges, once."""
     lines = list(

@@ -271,6 +271,8 @@ class EgressFilter:
             upstream, failure = candidate, None
             break
         if failure is not None:
+            if self.meter is not None and upstream.report:
+                await self.meter.failed(upstream.report)
             data.server.error = f"proxy_error: {failure}"
             return
         key = (client, upstream.name)

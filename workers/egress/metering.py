@@ -29,6 +29,17 @@ def meter_key(meter: str) -> str:
     return f"{KEY_PREFIX}{meter}"
 
 
+ERRORS_PREFIX = "bf:proxy-errors:"
+# Seconds the filter waits for a failure's report to be written before it fails the connection.
+REPORT_TIMEOUT_SECONDS = 2.0
+
+
+def proxy_errors_key(report: str) -> str:
+    """How many connections of the browser `report` (a job browser's id) an upstream proxy failed:
+    the job runner reads it before and after a page (workers/job_runner.py)."""
+    return f"{ERRORS_PREFIX}{report}"
+
+
 class RedisMeter:
     def __init__(self, url: str) -> None:
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
@@ -54,6 +65,25 @@ class RedisMeter:
         self._dirty.add(meter)
         if self._wake is not None:
             self._wake.set()
+
+    async def failed(self, report: str) -> None:
+        """Count a proxy failure under `report`, written before the browser hears of the failure
+        (the caller awaits this), so a runner that sees its page fail then sees the count too.
+        A Redis that does not answer in REPORT_TIMEOUT_SECONDS loses the report (logged): the page
+        then fails as a connection error."""
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.run_in_executor(None, self._count_failure, report), REPORT_TIMEOUT_SECONDS
+            )
+        except (redis.RedisError, TimeoutError) as exc:
+            logger.warning("proxy failure not reported: %s", exc)
+
+    def _count_failure(self, report: str) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(proxy_errors_key(report))
+        pipe.expire(proxy_errors_key(report), KEY_TTL_SECONDS)
+        pipe.execute()
 
     def start(self) -> None:
         if self._task is None:

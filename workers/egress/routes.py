@@ -39,8 +39,9 @@ def parse_rules(document: Any) -> list[Rule]:
     if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
         raise ValueError("not {'rules': [...]}")
     meter = document.get("meter") or ""
-    if not isinstance(meter, str):
-        raise ValueError("a meter is a string")
+    report = document.get("report") or ""
+    if not isinstance(meter, str) or not isinstance(report, str):
+        raise ValueError("a meter and a report are strings")
     rules = []
     for item in document["rules"]:
         if not isinstance(item, dict) or not isinstance(item.get("server"), str):
@@ -60,6 +61,7 @@ def parse_rules(document: Any) -> list[Rule]:
             name=str(item.get("name") or ""),
             meter=metered,
         )
+        upstream = dataclasses.replace(upstream, report=report)
         if fallbacks:
             others = tuple(
                 Upstream.parse(

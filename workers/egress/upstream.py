@@ -58,6 +58,9 @@ class Upstream:
     # Pool members to use, in this order, while this one is out of rotation (PoolHealth).
     fallbacks: tuple[Upstream, ...] = ()
     meter: str = ""  # the session its bytes are reported under (metering.py); "": not metered
+    # Where its failures are reported (metering.py `proxy_errors_key`), so that a job browser's
+    # runner tells a proxy's failure from the target's; "": not reported.
+    report: str = ""
 
     @classmethod
     def parse(
