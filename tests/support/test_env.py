@@ -71,3 +71,7 @@ os.environ.setdefault(
     "ADVANCED_PROXY_URLS",
     f"us=http://127.0.0.1:{_pool_ports[0]},de=http://pool-user:pool-s3cret@127.0.0.1:{_pool_ports[1]}",
 )
+# The pool's active probe (workers/egress/pool_probe.py) stays off in the suite's filter: members
+# that tests start and stop would be judged between a test's start and its first request.
+# tests/workers/test_egress_pool_probe.py runs filters of its own with it on.
+os.environ.setdefault("PROXY_PROBE_SECONDS", "0")
