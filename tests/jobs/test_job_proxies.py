@@ -152,3 +152,11 @@ def test_an_advanced_proxy_jobs_bytes_are_charged_once_and_shown(client, site):
     assert usage["proxy_mb"] == mb_started(member.carried)
     assert usage["credits_by_kind"]["proxy"] == price * mb_started(member.carried)
     assert balances_mismatched() == []
+    # The operator's dashboard counts the member's bytes of the day (every filter adds to it).
+    from django.utils import timezone
+
+    from project.proxy_pool import pool_bytes_key
+    from project.redis import get_redis
+
+    counted = get_redis().hget(pool_bytes_key(timezone.now().date()), "pool-us-1")
+    assert int(counted or 0) >= member.carried

@@ -286,10 +286,12 @@ class EgressFilter:
         key = (client, upstream.name)
         meter, sink = upstream.meter, self.meter if upstream.meter else None
 
+        member = upstream.name
+
         def count(size: int) -> None:
             self.proxy_bytes[key] += size
             if sink is not None:
-                sink.add(meter, size)
+                sink.add(meter, size, member=member)
 
         def closed() -> None:
             if sink is not None:

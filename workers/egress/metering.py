@@ -14,8 +14,11 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from datetime import UTC, datetime
 
 import redis
+
+from project.proxy_pool import POOL_BYTES_TTL_SECONDS, pool_bytes_key
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +47,18 @@ class RedisMeter:
     def __init__(self, url: str) -> None:
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._pending: Counter[str] = Counter()
+        # Bytes by pool member, for the operator's dashboard (project/proxy_pool.py).
+        self._members: Counter[str] = Counter()
         self._open: Counter[str] = Counter()
         self._dirty: set[str] = set()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, meter: str, size: int) -> None:
+    def add(self, meter: str, size: int, *, member: str = "") -> None:
         self._pending[meter] += size
         self._dirty.add(meter)
+        if member:
+            self._members[member] += size
 
     def opened(self, meter: str) -> None:
         self._open[meter] += 1
@@ -101,22 +108,29 @@ class RedisMeter:
                 continue
             dirty, self._dirty = self._dirty, set()
             batch = {meter: (self._pending.pop(meter, 0), max(0, self._open[meter])) for meter in dirty}
+            members, self._members = self._members, Counter()
             for meter in dirty:
                 if self._open[meter] <= 0:
                     self._open.pop(meter, None)
             try:
-                await loop.run_in_executor(None, self._write, batch)
+                await loop.run_in_executor(None, self._write, batch, members)
             except redis.RedisError as exc:
                 logger.warning("proxy byte counts not written (kept for the next try): %s", exc)
                 for meter, (size, _) in batch.items():
                     self._pending[meter] += size
                     self._dirty.add(meter)
+                self._members.update(members)
 
-    def _write(self, batch: dict[str, tuple[int, int]]) -> None:
+    def _write(self, batch: dict[str, tuple[int, int]], members: Counter[str] | None = None) -> None:
         pipe = self._redis.pipeline(transaction=True)
         for meter, (size, open_now) in batch.items():
             key = meter_key(meter)
             pipe.hincrby(key, "bytes", size)
             pipe.hset(key, "open", open_now)
             pipe.expire(key, KEY_TTL_SECONDS)
+        if members:
+            day = pool_bytes_key(datetime.now(UTC).date())
+            for member, size in members.items():
+                pipe.hincrby(day, member, size)
+            pipe.expire(day, POOL_BYTES_TTL_SECONDS)
         pipe.execute()

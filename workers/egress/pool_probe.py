@@ -24,11 +24,11 @@ from collections.abc import Iterable
 
 import redis
 
+from project.proxy_pool import POOL_HEALTH_KEY as HEALTH_KEY
 from workers.egress.upstream import PoolHealth, ProxyFailed, Upstream, open_tunnel
 
 logger = logging.getLogger(__name__)
 
-HEALTH_KEY = "bf:proxy-pool-health"
 PROBE_TIMEOUT_SECONDS = 3.0
 STALE_PROBES = 3
 READ_ONLY_SECONDS = 1.0
