@@ -6,7 +6,11 @@ leased uid of its own (workers/browser/sandbox.py) and the filter knows a connec
 `uid-<uid>.json` there and removes it at stop:
 
     {"rules": [{"server": "http://host:port" | "direct", "username": "...", "password": "...",
-                "domain_pattern": "*.example.com", "name": "pool:de-1"}]}
+                "domain_pattern": "*.example.com", "name": "pool:de-1"}],
+     "meter": "<session or job browser id>", "report": "<job browser id>"}
+
+`meter` names whose bytes the `metered` rules count under (metering.py); `report`, when given,
+where a failure of the upstream is counted (`proxy_errors_key`, read by the job runner).
 
 The filter reads a file again when it changed (mtime and size), on the next new connection. It
 only trusts files owned by its own uid and writable by no one else (the directory is root's,
