@@ -59,7 +59,7 @@ from workers.browser.base import prepare_first_tab
 from workers.browser.driver import forget
 from workers.browser.local import LocalBackend
 from workers.browser.saved_state import state_export, state_import
-from workers.egress.metering import meter_key
+from workers.egress.metering import meter_key, meter_read
 from workers.start_slots import start_slot
 
 logger = logging.getLogger(__name__)
@@ -201,17 +201,18 @@ def proxy_bytes_bill(*, ended_within_seconds: int = 3600, limit: int = 500) -> d
     try:
         totals = get_redis().pipeline(transaction=False)
         for session_id, _, _ in rows:
-            totals.hget(meter_key(session_id), "bytes")
+            totals.hgetall(meter_key(session_id))
         counted = totals.execute()
     except RedisError as exc:
         logger.warning("proxy bytes not read: %s", exc)
         return {"proxy_charged": 0, "proxy_exhausted": 0}
     charged = exhausted = 0
-    for (session_id, status, billed), total in zip(rows, counted, strict=True):
-        if total is None or int(total) <= billed:
+    for (session_id, status, billed), counts in zip(rows, counted, strict=True):
+        total, _ = meter_read(counts)
+        if total <= billed:
             continue
         charged += 1
-        if not session_proxy_bill(session_id=session_id, total_bytes=int(total)) and status in LIVE_STATUSES:
+        if not session_proxy_bill(session_id=session_id, total_bytes=total) and status in LIVE_STATUSES:
             exhausted += session_terminate(
                 session_id=session_id,
                 reason=EndedReason.CREDITS_EXHAUSTED,
@@ -229,13 +230,13 @@ def proxy_meter_settled(meter: str) -> int | None:
     try:
         redis = get_redis()
         counts = redis.hgetall(key)
-        while counts and int(counts.get(b"open") or 0) > 0 and time.monotonic() < deadline:
+        while meter_read(counts)[1] > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
             counts = redis.hgetall(key)
     except RedisError as exc:
         logger.warning("%s: proxy bytes not read: %s", meter, exc)
         return None
-    return int(counts.get(b"bytes") or 0) if counts else 0
+    return meter_read(counts)[0]
 
 
 def _proxy_bytes_settle(session: BrowserSession) -> None:
@@ -261,16 +262,17 @@ def job_proxy_bytes_bill(*, ended_within_seconds: int = 3600, limit: int = 500) 
     try:
         totals = get_redis().pipeline(transaction=False)
         for browser_id, _ in rows:
-            totals.hget(meter_key(browser_id), "bytes")
+            totals.hgetall(meter_key(browser_id))
         counted = totals.execute()
     except RedisError as exc:
         logger.warning("job proxy bytes not read: %s", exc)
         return 0
     moved = 0
-    for (browser_id, recorded), total in zip(rows, counted, strict=True):
-        if total is not None and int(total) > recorded:
+    for (browser_id, recorded), counts in zip(rows, counted, strict=True):
+        total, _ = meter_read(counts)
+        if total > recorded:
             moved += 1
-            job_proxy_bill(browser_id=browser_id, total_bytes=int(total))
+            job_proxy_bill(browser_id=browser_id, total_bytes=total)
     return moved
 
 
