@@ -7,39 +7,23 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
 
 import pytest
 import redis
 import requests
 
 from tests.conftest import free_port
+from tests.support.plain_page import plain_page
 from tests.support.processes import start_egress, stop_process, wait_until
 from tests.support.upstream_proxies import UpstreamProxy
 from workers.egress.pool_probe import HEALTH_KEY
 
 
-class _Page(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"hello"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def page_port() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    Thread(target=server.serve_forever, daemon=True).start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    server.server_close()
+    with plain_page(b"hello") as port:
+        yield port
 
 
 def _health(member: UpstreamProxy) -> bool | None:
