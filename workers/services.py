@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from jobs.models import JobBrowser
 from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
-from jobs.services import job_proxy_bill
+from jobs.services import job_end_unpaid, job_proxy_bill
 from project.exceptions import is_outage
 from project.redis import get_redis
 from sessions import dispatch, placement, proxies
@@ -250,29 +250,31 @@ def _proxy_bytes_settle(session: BrowserSession) -> None:
 def job_proxy_bytes_bill(*, ended_within_seconds: int = 3600, limit: int = 500) -> int:
     """The reconcile's pass over job browsers of pool jobs (live, or ended within the hour): their
     running totals charged as they go (jobs.services.job_proxy_bill, keyed by the job's MB total,
-    so this and the stop never charge a byte twice). Returns how many browsers moved."""
+    so this and the stop never charge a byte twice). A running job whose balance cannot cover its
+    bytes ends `credits_exhausted`. Returns how many browsers moved."""
     since = timezone.now() - timedelta(seconds=ended_within_seconds)
     rows = list(
         JobBrowser.objects.filter(job__proxy_config__isnull=False, job__spec__use_advanced_proxy=True)
         .filter(Q(is_live=True) | Q(ended_at__gte=since))
-        .values_list("pk", "proxy_bytes")[:limit]
+        .values_list("pk", "proxy_bytes", "job_id")[:limit]
     )
     if not rows:
         return 0
     try:
         totals = get_redis().pipeline(transaction=False)
-        for browser_id, _ in rows:
+        for browser_id, _, _ in rows:
             totals.hgetall(meter_key(browser_id))
         counted = totals.execute()
     except RedisError as exc:
         logger.warning("job proxy bytes not read: %s", exc)
         return 0
     moved = 0
-    for (browser_id, recorded), counts in zip(rows, counted, strict=True):
+    for (browser_id, recorded, job_id), counts in zip(rows, counted, strict=True):
         total, _ = meter_read(counts)
         if total > recorded:
             moved += 1
-            job_proxy_bill(browser_id=browser_id, total_bytes=total)
+            if not job_proxy_bill(browser_id=browser_id, total_bytes=total):
+                job_end_unpaid(job_id=job_id)
     return moved
 
 

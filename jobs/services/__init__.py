@@ -35,7 +35,7 @@ from jobs.services.items import (
     item_record,
     retry_delay,
 )
-from jobs.services.proxies import job_proxy_bill, job_uses_pool
+from jobs.services.proxies import job_end_unpaid, job_proxy_bill, job_uses_pool
 from jobs.services.submit import (
     JobSpec,
     item_key,
@@ -64,6 +64,7 @@ __all__ = [
     "job_browser_renew",
     "job_browsers_unreleased",
     "job_cancel",
+    "job_end_unpaid",
     "job_finish_if_done",
     "job_proxy_bill",
     "job_submit",

@@ -17,7 +17,8 @@ from django.db.models import Sum
 from django.db.models.functions import Greatest
 
 from billing.services import job_proxy_charge
-from jobs.models import Job, JobBrowser
+from jobs.models import Job, JobBrowser, JobEndedReason, JobStatus
+from jobs.services.finishing import job_end_locked
 from project.db import retry_on_conflict
 from project.exceptions import InsufficientCredits
 from sessions.proxy_billing import mb_started
@@ -60,3 +61,19 @@ def job_proxy_bill(*, browser_id: str, total_bytes: int) -> bool:
             return False
         Job.objects.filter(pk=job.pk).update(proxy_bytes=total, proxy_billed_mb=max(due, job.proxy_billed_mb))
     return True
+
+
+def job_end_unpaid(*, job_id: str) -> bool:
+    """End a running job whose balance cannot cover its pool bytes (the reconcile calls this when
+    job_proxy_bill said so): `failed`, `credits_exhausted`; queued pages are skipped, its hold
+    released, its browsers stop at their next heartbeat. The bytes stay uncharged (logged)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
+        if job is None or job.status != JobStatus.RUNNING:
+            return False
+        return job_end_locked(
+            job,
+            JobStatus.FAILED,
+            JobEndedReason.CREDITS_EXHAUSTED,
+            error="The credit balance cannot cover the bytes through the advanced proxy.",
+        )

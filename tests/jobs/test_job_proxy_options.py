@@ -156,3 +156,29 @@ def test_a_jobs_pool_bytes_are_summed_over_its_browsers_and_charged_per_started_
     assert usage["proxy_mb"] == 2 and usage["credits_by_kind"]["proxy"] == 2 * price
     ledger = LedgerEntry.objects.filter(account=account).values_list("amount", flat=True)
     assert Balance.objects.get(account=account).credits == sum(ledger)
+
+
+def test_a_running_job_whose_balance_cannot_cover_its_pool_bytes_ends_credits_exhausted(seeded):
+    from jobs.models import JobStatus
+    from project.redis import get_redis
+    from workers.egress.metering import meter_key
+    from workers.services import job_proxy_bytes_bill
+
+    api, account = api_for("pro", credits=60)  # 2 pages x 3 tries x 10: all of it held
+    created = api.post("/v1/jobs", {"urls": URLS, "use_advanced_proxy": True}, format="json")
+    assert created.status_code == 201, created.content
+    job = Job.objects.get(pk=created.json()["id"])
+    (browser_id, *_) = _admit_account(account.pk)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
+    redis = get_redis()
+    try:
+        redis.hset(meter_key(browser_id), mapping={"bytes:filter-1": 3 * MB, "open:filter-1": 0})
+        assert job_proxy_bytes_bill() == 1
+    finally:
+        redis.delete(meter_key(browser_id))
+    job.refresh_from_db()
+    assert (job.status, job.ended_reason) == ("failed", "credits_exhausted")
+    assert job.proxy_billed_mb == 0 and job.credits_held == 0
+    assert not LedgerEntry.objects.filter(account=account, kind=LedgerEntry.Kind.PROXY).exists()
+    ledger = LedgerEntry.objects.filter(account=account).values_list("amount", flat=True)
+    assert Balance.objects.get(account=account).credits == sum(ledger) == 60
