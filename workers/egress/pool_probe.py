@@ -4,13 +4,14 @@ Passive health (upstream.py `PoolHealth`) learns that a member is dead from a br
 that failed on it, per filter process. This adds a probe: every PROXY_PROBE_SECONDS each filter
 process tries every member of ADVANCED_PROXY_URLS (a TCP connection; with PROXY_PROBE_TARGET
 `host:port`, a whole CONNECT tunnel to it, with the member's credentials) and writes what it saw
-to the Redis hash `bf:proxy-pool-health` (`host:port` -> `{"up": bool, "at": epoch seconds}`).
+to the Redis hash `bf:proxy-pool-health` (`host:port` -> `{"up": bool, "at": epoch seconds,
+"every": its probe interval}`).
 Every filter process reads the hash as often (once a second when it does not probe itself,
 PROXY_PROBE_SECONDS=0), so a member that one of them found dead is skipped by all of them before a
 browser's connection hits it, and comes back as soon as a probe finds it answering again. A
-record older than STALE_PROBES intervals counts for nothing (its prober is gone): passive health
-alone then. Redis unreachable: each process goes by its own probes. Credentials never appear in a
-log line (members are named by host:port).
+record older than STALE_PROBES of its prober's intervals (5 s at least) counts for nothing (its
+prober is gone): passive health alone then. Redis unreachable: each process goes by its own
+probes. Credentials never appear in a log line (members are named by host:port).
 """
 
 from __future__ import annotations
@@ -158,13 +159,14 @@ class PoolProbe:
             )
         pipe.hgetall(HEALTH_KEY)
         everything = pipe.execute()[-1]
-        fresh = STALE_PROBES * max(self.interval, READ_ONLY_SECONDS, 5.0)
         state: dict[str, bool] = {}
         known = {member_key(m) for m in self.members}
         for raw_key, raw_value in everything.items():
             key = raw_key.decode()
             try:
                 record = json.loads(raw_value)
+                # Stale after STALE_PROBES of its prober's intervals (5 s at least): its prober is gone.
+                fresh = STALE_PROBES * max(float(record.get("every") or 0), 5.0)
                 if key in known and now - float(record["at"]) <= fresh:
                     state[key] = bool(record["up"])
             except (ValueError, KeyError, TypeError):
