@@ -20,7 +20,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "max_job_urls": 100,
         "max_running_jobs": 1,
         "max_queued_jobs": 5,
-        "max_waiting_requests": 4,
+        "max_waiting_requests": 8,
         "max_webhook_endpoints": 2,
         "saved_state_max_bytes": 10 * MB,
         "max_saved_states": 10,
@@ -34,7 +34,7 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "max_job_urls": 10_000,
         "max_running_jobs": 5,
         "max_queued_jobs": 50,
-        "max_waiting_requests": 16,
+        "max_waiting_requests": 64,
         "max_webhook_endpoints": 10,
         "saved_state_max_bytes": 100 * MB,
         "max_saved_states": 100,
@@ -48,9 +48,9 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "max_job_urls": 100_000,
         "max_running_jobs": None,
         "max_queued_jobs": 500,
-        # Below the web's threads (WEB_WORKERS x WEB_THREADS, 64 by default): one account never
-        # holds every thread.
-        "max_waiting_requests": 32,
+        # A fairness rule, not a thread budget: a waiting request holds no web thread
+        # (project/awaiting.py), only a Redis connection while it waits.
+        "max_waiting_requests": 500,
         "max_webhook_endpoints": 50,
         "saved_state_max_bytes": 500 * MB,
         "max_saved_states": None,

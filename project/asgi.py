@@ -7,6 +7,9 @@ Two kinds of request share one origin (the SDK has one base URL):
   thread keeps its database connection between requests (CONN_MAX_AGE), and a request costs one
   hop from the event loop to a thread and back. (Django's own ASGI path would run each sync
   middleware in its own hop, on a new thread per request, with a new database connection each.)
+  A create or an action that waits for its result is accepted on a thread, then waits on the
+  event loop (redis.asyncio) with no thread held, and is answered in a second short hop
+  (project/awaiting.py). Hundreds of waiting requests cost coroutines, not threads.
 - Streams (events, screencast, the live viewer's feed; `STREAM_PATHS`): async views with no
   middleware, which hold no thread while they wait on Redis; only their preflight (key,
   throttle, session lookup) runs on the pool. Hundreds of open streams cost coroutines, not
@@ -29,6 +32,7 @@ from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 
+from project.awaiting import AwaitedResponse, request_mark_waits_on_loop  # noqa: E402
 from project.web_threads import run_in_web_thread  # noqa: E402
 
 # Served by StreamHandler: paths whose views are async and stream. (The same URLs are in the
@@ -49,13 +53,18 @@ class _NoThreadPerRequest(ASGIHandler):
 
 
 class ApiHandler(_NoThreadPerRequest):
-    """Django's sync middleware chain and views, one web-pool thread per request."""
+    """Django's sync middleware chain and views, one web-pool thread per request; a request that
+    waits for a completion (a create, an action) waits on the loop in between (project/awaiting.py)."""
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
-        return await run_in_web_thread(self.get_response, request)
+        request_mark_waits_on_loop(request)
+        response = await run_in_web_thread(self.get_response, request)
+        if isinstance(response, AwaitedResponse):
+            return await response.settle()
+        return response
 
 
 class StreamHandler(_NoThreadPerRequest):

@@ -2,7 +2,9 @@
 
 The worker pushes one message onto a per-event Redis list; the single waiter pops it with a
 blocking pop. The list outlives a late waiter for a few minutes, so the order of the two never
-matters, and the waiter's wake-up is immediate (no polling).
+matters, and the waiter's wake-up is immediate (no polling). The web process waits on its event
+loop (`completion_wait_async`, project/awaiting.py), holding a connection of the loop's Redis
+pool and no thread; a sync caller (a worker, a sync handler) blocks its thread instead.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 from redis.client import Pipeline
 
 from project.db import connection_release
-from project.redis import get_redis
+from project.redis import get_async_redis, get_redis
 
 _TTL_SECONDS = 300
 
@@ -41,6 +43,17 @@ def completion_wait(event: str, *, timeout: float) -> dict[str, Any] | None:
         return None
     connection_release()  # the wait needs no database connection: another thread may use it
     reply = get_redis().blpop([_key(event)], timeout=timeout)
+    if reply is None:
+        return None
+    return dict(json.loads(reply[1]))
+
+
+async def completion_wait_async(event: str, *, timeout: float) -> dict[str, Any] | None:
+    """`completion_wait` on the event loop (redis.asyncio): no thread, no database connection.
+    Cancelled (the client went away), its Redis connection is closed, which ends the BLPOP."""
+    if timeout <= 0:
+        return None
+    reply = await get_async_redis().blpop([_key(event)], timeout=timeout)
     if reply is None:
         return None
     return dict(json.loads(reply[1]))

@@ -1,5 +1,5 @@
 """One Redis connection pool per process, for locks, counters and completion signals (and one
-per event loop for the web process's streams)."""
+per event loop for the web process's streams and waiting requests)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.async
 
 
 def get_async_redis() -> redis.asyncio.Redis:
-    """The running event loop's client (redis.asyncio), for the streams of the ASGI web process:
-    a stream waiting on Redis holds a connection of this pool, never a thread. Answers are str."""
+    """The running event loop's client (redis.asyncio), for the ASGI web process's streams and
+    waiting requests: one waiting on Redis holds a connection of this pool, never a thread.
+    Answers are str."""
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
@@ -32,8 +33,14 @@ def get_async_redis() -> redis.asyncio.Redis:
             settings.REDIS_URL,
             decode_responses=True,
             health_check_interval=30,
-            # Above the longest blocking read of a stream (sessions/streams.py).
-            socket_timeout=settings.STREAM_KEEPALIVE_SECONDS + 15,
+            # Above the longest blocking read: a stream's (sessions/streams.py), a completion
+            # wait's (project/awaiting.py: an action's or a create's budget).
+            socket_timeout=max(
+                settings.STREAM_KEEPALIVE_SECONDS,
+                settings.ACTION_WAIT_SECONDS,
+                settings.SESSION_CREATE_WAIT_SECONDS,
+            )
+            + 15,
         )
         _async_clients[loop] = client
     return client

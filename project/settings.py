@@ -594,8 +594,9 @@ API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024
 # Django's own cap, behind the middleware's per-route one (a body without Content-Length is
 # never read), so the larger of the two.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, JOB_MAX_BODY_BYTES)
-# Requests of one account that may wait for a result at once (action waits, creates); more get
-# 429 with Retry-After, so one account cannot hold every web thread (0: no limit).
+# Requests of one account that may wait for a result at once (action waits, creates), for plans
+# without their own `max_waiting_requests`; more get 429 with Retry-After (0: no limit). A fairness
+# rule: a waiting request holds no web thread (project/awaiting.py).
 ACCOUNT_MAX_INFLIGHT_REQUESTS = env_int("ACCOUNT_MAX_INFLIGHT_REQUESTS", 8, minimum=0)
 AUTH_LOCKOUT_MAX_FAILURES = env_int("AUTH_LOCKOUT_MAX_FAILURES", 10, minimum=1)
 AUTH_LOCKOUT_WINDOW_SECONDS = env_int("AUTH_LOCKOUT_WINDOW_SECONDS", 600, minimum=1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -24,6 +25,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _executor: ThreadPoolExecutor | None = None
+_busy = 0
+_busy_lock = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -33,12 +36,22 @@ def _pool() -> ThreadPoolExecutor:
     return _executor
 
 
+def web_threads_busy() -> int:
+    """How many of the pool's threads run a call now (tests; a waiting request holds none)."""
+    return _busy
+
+
 def _with_connection_housekeeping(call: Callable[[], R]) -> R:
+    global _busy
+    with _busy_lock:
+        _busy += 1
     close_old_connections()
     try:
         return call()
     finally:
         close_old_connections()
+        with _busy_lock:
+            _busy -= 1
 
 
 async def run_in_web_thread(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

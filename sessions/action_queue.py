@@ -29,7 +29,7 @@ from billing.ledger import accept_debit, spend_period
 from billing.selectors import balance_of
 from billing.services import action_charge_key, action_prices, action_refund_unrun
 from billing.spend_caps import key_spend_cap_check
-from project.completion import completion_publish, completion_wait
+from project.completion import completion_publish
 from project.db import retry_on_conflict
 from project.exceptions import Busy, InsufficientCredits, ServiceUnavailable, is_outage
 from project.rows import NO_FLUSH_WAIT, as_loaded, from_row, hot_cursor, json_value, select_list
@@ -475,11 +475,11 @@ def action_finish(
     return finished
 
 
-def action_wait(*, action: Action, timeout: float) -> Action:
-    """Wait (bounded) for the action to finish; return it as it stands."""
-    done = completion_wait(action_event(action.public_id), timeout=timeout)
+def action_completed(*, action: Action, done: dict[str, Any] | None) -> Action:
+    """The action after waiting for its completion signal (`done`: its payload, None if it did
+    not come in time): the payload is what the worker wrote to the row, no need to read it back;
+    without one, the row as it stands (still queued or running)."""
     if done and "status" in done:
-        # The worker sent what it wrote to the row; no need to read it back.
         for field, value in done.items():
             setattr(action, field, datetime.fromisoformat(value) if field == "finished_at" else value)
     else:

@@ -21,7 +21,6 @@ from django.utils import timezone
 
 from accounts.models import Account
 from billing.services import session_minute_charge
-from project.completion import completion_wait
 from project.db import retry_on_conflict
 from project.exceptions import (
     Busy,
@@ -251,9 +250,9 @@ def _seconds_until_a_slot_frees(live: list[BrowserSession], now: datetime) -> in
     return max(1, min(60, int((soonest - now).total_seconds()) + 1))
 
 
-def session_wait_until_started(*, session: BrowserSession, timeout: float) -> BrowserSession:
-    """Block until a worker has started the browser; give up (and end the session) at `timeout`."""
-    completion_wait(started_event(session.pk), timeout=timeout)
+def session_start_waited(*, session: BrowserSession) -> BrowserSession:
+    """The session after its create waited (bounded) for its start signal (started_event): if the
+    browser is still starting, too slow: end it. 503 if it did not start."""
     session.refresh_from_db()
     if session.status == SessionStatus.STARTING:
         # Too slow: end it. The start task sees the ended row and stops what it started.

@@ -13,7 +13,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +20,8 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from project.exceptions import InvalidInput, TooManyRequests
-from project.redis import get_async_redis, get_redis
+from project.redis import get_async_redis
+from project.slots import slot_refresh_async, slot_release_async, slot_take
 from project.web_threads import run_in_web_thread
 from sessions.events import STATUS, events_key, session_status_event
 from sessions.models import BrowserSession, SessionStatus
@@ -44,15 +44,8 @@ def _slots_key(account_id: int) -> str:
 def stream_slot_take(*, account_id: int) -> str:
     """One of the account's open-stream slots; 429 with Retry-After when all are held."""
     limit = settings.ACCOUNT_MAX_OPEN_STREAMS
-    key, token, now = _slots_key(account_id), uuid.uuid4().hex, time.time()
-    pipe = get_redis().pipeline(transaction=True)
-    pipe.zremrangebyscore(key, "-inf", now - _slot_ttl())
-    pipe.zadd(key, {token: now})
-    pipe.zcard(key)
-    pipe.expire(key, int(_slot_ttl()) + 1)
-    held = int(pipe.execute()[2])
-    if held > limit:
-        get_redis().zrem(key, token)
+    token = slot_take(key=_slots_key(account_id), limit=limit, ttl=_slot_ttl())
+    if token is None:
         raise TooManyRequests(
             f"This account already has {limit} streams open; close one first.",
             code="too_many_open_streams",
@@ -63,15 +56,11 @@ def stream_slot_take(*, account_id: int) -> str:
 
 
 async def _slot_refresh(account_id: int, token: str) -> None:
-    key = _slots_key(account_id)
-    client = get_async_redis()
-    await client.zadd(key, {token: time.time()}, xx=True)
-    await client.expire(key, int(_slot_ttl()) + 1)
+    await slot_refresh_async(key=_slots_key(account_id), token=token, ttl=_slot_ttl())
 
 
 async def _slot_release(account_id: int, token: str) -> None:
-    with contextlib.suppress(RedisError):  # else it drops out after _slot_ttl()
-        await get_async_redis().zrem(_slots_key(account_id), token)
+    await slot_release_async(key=_slots_key(account_id), token=token)  # else it drops out after _slot_ttl()
 
 
 def last_event_id_of(raw: str | None) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseBase
 from django.urls import reverse
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotAcceptable
@@ -19,12 +19,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import request_account, request_key
-from accounts.inflight import inflight_slot
+from accounts.inflight import inflight_slot_accepting
+from project.awaiting import awaited_response
 from project.exceptions import ApplicationError, InvalidInput, NotFound, NotImplementedByServer
 from project.fields import iso
 from project.pagination import paginate
 from sessions import selectors
-from sessions.action_queue import action_submit, action_wait
+from sessions.action_queue import action_completed, action_event, action_submit
 from sessions.action_specs import (
     ENDPOINT_TYPES,
     NOT_SUPPORTED,
@@ -122,8 +123,18 @@ def _prefers_async(request: Request) -> bool:
     return "respond-async" in request.headers.get("Prefer", "")
 
 
-def submit(request: Request, session_id: str, build: Any) -> Response:
-    """Validate (400, but 404 first for an unknown session), accept (410/409/402), then wait or 202."""
+def _answer(action: Action, request: Request) -> Response:
+    if not action.is_finished:
+        body = action_payload(action, request)
+        body["poll_url"] = request.build_absolute_uri(f"/v1/actions/{action.public_id}")
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+    return Response(action_payload(action, request))
+
+
+def submit(view: APIView, request: Request, session_id: str, build: Any) -> HttpResponseBase:
+    """Validate (400, but 404 first for an unknown session), accept (410/409/402), then wait or 202.
+
+    The wait holds no web thread (project/awaiting.py): the answer comes from the completion."""
     try:
         spec = build()
     except (ApplicationError, APIException):
@@ -134,19 +145,21 @@ def submit(request: Request, session_id: str, build: Any) -> Response:
         action = action_submit(
             session_id=session_id, account=account, action=spec, api_key=request_key(request)
         )
-    else:
-        budget = client_wait_budget(request, settings.ACTION_WAIT_SECONDS)
-        # Taken before the accept: a 429 means nothing was charged or queued.
-        with inflight_slot(account=account, wait_seconds=budget):
-            action = action_submit(
-                session_id=session_id, account=account, action=spec, api_key=request_key(request)
-            )
-            action = action_wait(action=action, timeout=budget)
-    if not action.is_finished:
-        body = action_payload(action, request)
-        body["poll_url"] = request.build_absolute_uri(f"/v1/actions/{action.public_id}")
-        return Response(body, status=status.HTTP_202_ACCEPTED)
-    return Response(action_payload(action, request))
+        return _answer(action, request)
+    budget = client_wait_budget(request, settings.ACTION_WAIT_SECONDS)
+    # Taken before the accept: a 429 means nothing was charged or queued.
+    with inflight_slot_accepting(account=account, wait_seconds=budget) as slot:
+        action = action_submit(
+            session_id=session_id, account=account, action=spec, api_key=request_key(request)
+        )
+    return awaited_response(
+        view,
+        request,
+        event=action_event(action.public_id),
+        timeout=budget,
+        then=lambda done: _answer(action_completed(action=action, done=done), request),
+        slot=slot,
+    )
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -158,28 +171,29 @@ def _body(request: Request) -> dict[str, Any]:
 class ComputerActionView(APIView):
     """POST /computers/{id}/<action>: one Tzafon (or NotexAI) action."""
 
-    def post(self, request: Request, session_id: str, endpoint: str) -> Response:
+    def post(self, request: Request, session_id: str, endpoint: str) -> HttpResponseBase:
         action_type = ENDPOINT_TYPES.get(endpoint)
         if action_type is None:
             raise NotFound(f"Unknown action endpoint {endpoint!r}.")
-        return submit(request, session_id, lambda: normalize_action(action_type, _body(request)))
+        return submit(self, request, session_id, lambda: normalize_action(action_type, _body(request)))
 
 
 class ExecuteView(APIView):
     @schema.execute_schema
-    def post(self, request: Request, session_id: str) -> Response:
+    def post(self, request: Request, session_id: str) -> HttpResponseBase:
         def build() -> dict[str, Any]:
             body = _body(request)
             # SDK 2.44 sends {"action": {...}}; older docs show the action at the top level.
             return normalize_generic(body.get("action", body))
 
-        return submit(request, session_id, build)
+        return submit(self, request, session_id, build)
 
 
 class BatchView(APIView):
     @schema.batch_schema
-    def post(self, request: Request, session_id: str) -> Response:
+    def post(self, request: Request, session_id: str) -> HttpResponseBase:
         return submit(
+            self,
             request,
             session_id,
             lambda: {"type": "batch", "actions": normalize_batch(_body(request).get("actions"))},
@@ -188,24 +202,24 @@ class BatchView(APIView):
 
 class TabsView(APIView):
     @schema.tabs_list_schema
-    def get(self, request: Request, session_id: str) -> Response:
-        return submit(request, session_id, lambda: normalize_action("list_tabs", {}))
+    def get(self, request: Request, session_id: str) -> HttpResponseBase:
+        return submit(self, request, session_id, lambda: normalize_action("list_tabs", {}))
 
     @schema.tabs_create_schema
-    def post(self, request: Request, session_id: str) -> Response:
-        return submit(request, session_id, lambda: normalize_action("new_tab", _body(request)))
+    def post(self, request: Request, session_id: str) -> HttpResponseBase:
+        return submit(self, request, session_id, lambda: normalize_action("new_tab", _body(request)))
 
 
 class TabDetailView(APIView):
     @schema.tab_close_schema
-    def delete(self, request: Request, session_id: str, tab_id: str) -> Response:
-        return submit(request, session_id, lambda: normalize_action("close_tab", {"tab_id": tab_id}))
+    def delete(self, request: Request, session_id: str, tab_id: str) -> HttpResponseBase:
+        return submit(self, request, session_id, lambda: normalize_action("close_tab", {"tab_id": tab_id}))
 
 
 class TabSwitchView(APIView):
     @schema.tab_switch_schema
-    def post(self, request: Request, session_id: str, tab_id: str) -> Response:
-        return submit(request, session_id, lambda: normalize_action("switch_tab", {"tab_id": tab_id}))
+    def post(self, request: Request, session_id: str, tab_id: str) -> HttpResponseBase:
+        return submit(self, request, session_id, lambda: normalize_action("switch_tab", {"tab_id": tab_id}))
 
 
 class ExecUnsupportedView(APIView):

@@ -3,13 +3,20 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpResponseBase
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import request_account, request_key
-from accounts.inflight import inflight_limit, inflight_slot, inflight_slot_release, inflight_slot_take
+from accounts.inflight import (
+    inflight_limit,
+    inflight_slot_accepting,
+    inflight_slot_release,
+    inflight_slot_take,
+)
+from project.awaiting import awaited_response
 from project.exceptions import InvalidInput, ServiceUnavailable
 from sessions import saved_state, selectors, services
 from sessions.api import schema
@@ -19,7 +26,7 @@ from sessions.api.serializers import (
     SessionOutput,
     SessionStatusOutput,
 )
-from sessions.models import EndedReason, SessionStatus
+from sessions.models import BrowserSession, EndedReason, SessionStatus
 
 
 def client_wait_budget(request: Request, configured: float, *, floor: float = 0.1) -> float:
@@ -61,7 +68,7 @@ class ComputerListCreateView(APIView):
         return Response(SessionOutput(sessions, many=True).data)  # type: ignore[arg-type]  # many=True takes a list
 
     @schema.computer_create_schema
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponseBase:
         serializer = SessionCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
@@ -83,7 +90,7 @@ class ComputerListCreateView(APIView):
         )
         environment_id = str(data.get("environment_id") or "")
         # Taken before the create: a 429 means no session and no charge.
-        with inflight_slot(account=account, wait_seconds=budget):
+        with inflight_slot_accepting(account=account, wait_seconds=budget) as slot:
             if environment_id:
                 # A create right after the DELETE of the session it restores gets what it saved.
                 saved_state.saved_state_wait_saved(
@@ -93,22 +100,35 @@ class ComputerListCreateView(APIView):
             session = services.session_create(
                 account=account, spec=spec, api_key_id=api_key.id if api_key is not None else None
             )
-            try:
-                session = services.session_wait_until_started(session=session, timeout=budget)
-            except ServiceUnavailable:
-                session.refresh_from_db()
-                if session.error.startswith(saved_state.RESTORE_FAILED):
-                    raise saved_state.EnvironmentRestoreFailed(
-                        f"The saved state of environment {environment_id!r} could not be restored "
-                        f"({session.error.split(': ', 1)[-1]}); no session is running and nothing was "
-                        "charged."
-                    ) from None
-                if session.ended_reason != EndedReason.MAX_LIFETIME:
-                    raise
-                # A lifetime shorter than the browser's start ran out first (found by
-                # schemathesis): the request was valid and sending it again ends the same way, so
-                # not a 503 but the session as it is, terminated.
-        return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)
+        # The wait for the browser holds no web thread (project/awaiting.py).
+        return awaited_response(
+            self,
+            request,
+            event=services.started_event(session.pk),
+            timeout=budget,
+            then=lambda _: _created(session=session, environment_id=environment_id),
+            slot=slot,
+        )
+
+
+def _created(*, session: BrowserSession, environment_id: str) -> Response:
+    """The create's answer once its browser started, or the error of a start that failed."""
+    try:
+        session = services.session_start_waited(session=session)
+    except ServiceUnavailable:
+        session.refresh_from_db()
+        if session.error.startswith(saved_state.RESTORE_FAILED):
+            raise saved_state.EnvironmentRestoreFailed(
+                f"The saved state of environment {environment_id!r} could not be restored "
+                f"({session.error.split(': ', 1)[-1]}); no session is running and nothing was "
+                "charged."
+            ) from None
+        if session.ended_reason != EndedReason.MAX_LIFETIME:
+            raise
+        # A lifetime shorter than the browser's start ran out first (found by schemathesis): the
+        # request was valid and sending it again ends the same way, so not a 503 but the session
+        # as it is, terminated.
+    return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)
 
 
 class ComputerDetailView(APIView):
