@@ -274,9 +274,8 @@ LOGGING = {
 }
 
 # --- Web process (ASGI: project/asgi.py) -----------------------------------------------------
-# Threads per web process that run the sync API views (each keeps its database connection).
-# Streams (events, screencast) hold none of them while they wait.
-WEB_THREADS = env_int("WEB_THREADS", 32, minimum=1)
+# WEB_THREADS (above, with the connection budget): threads per web process that run the sync API
+# views. Streams and waiting creates and actions hold none of them while they wait.
 
 # --- Watching sessions (docs/streams.md) ------------------------------------------------------
 # GET /computers/{id}/events: a session's events kept in Redis (at most this many, for this long
