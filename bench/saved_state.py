@@ -68,6 +68,14 @@ def _median_ms(values: list[float]) -> float | None:
     return round(statistics.median(values) * 1000, 1) if values else None
 
 
+def _p95_ms(values: list[float]) -> float | None:
+    """Nearest-rank 95th percentile (of few samples: their maximum)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[max(0, -(-95 * len(ordered) // 100) - 1)] * 1000, 1)
+
+
 def _wait(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -96,16 +104,16 @@ def _create(http: requests.Session, stack: Stack, body: dict[str, Any]) -> tuple
     return elapsed, session_id, warm
 
 
-_RESTORED = re.compile(r"saved state restored in (\d+) ms")
+_RESTORED = re.compile(r"saved state restored in (\d+) ms \(read (\d+) ms, import (\d+) ms([^)]*)\)")
 _restores_seen = 0
 
 
-def _worker_restore_ms(stack: Stack) -> list[float]:
+def _worker_restore_ms(stack: Stack) -> list[tuple[str, ...]]:
     """Restore times the worker logged since the last call."""
     global _restores_seen
     text = (stack.workdir / "worker.log").read_text(errors="replace")
-    times = [float(m) for m in _RESTORED.findall(text)]
-    new, _restores_seen = times[_restores_seen:], len(times)
+    found = _RESTORED.findall(text)
+    new, _restores_seen = found[_restores_seen:], len(found)
     return new
 
 
@@ -152,10 +160,15 @@ def bench_size(stack: Stack, http: requests.Session, pages: str, size: int, reps
         "create_with_environment_ms": {"median": restore_ms, "all": [round(s * 1000, 1) for s in restored]},
         "plain_warm_create_ms": {"median": plain_ms, "all": [round(s * 1000, 1) for s in plain]},
         "restore_overhead_ms": round(restore_ms - plain_ms, 1) if restore_ms and plain_ms else None,
-        # The worker's own figure (its log): reading and opening the state, and the import.
+        "create_with_environment_p95_ms": _p95_ms(restored),
+        "plain_warm_create_p95_ms": _p95_ms(plain),
+        # The worker's own figures (its log): the whole restore, reading and opening the state,
+        # the import, and the import's phases.
         "worker_restore_ms": {
-            "median": statistics.median(worker) if worker else None,
-            "all": worker,
+            "median": statistics.median(float(w[0]) for w in worker) if worker else None,
+            "read_median": statistics.median(float(w[1]) for w in worker) if worker else None,
+            "import_median": statistics.median(float(w[2]) for w in worker) if worker else None,
+            "all": [f"{w[0]} ms (read {w[1]}, import {w[2]}{w[3]})" for w in worker],
         },
         "cold_creates": cold,
         "loadavg_before": load_before,
@@ -195,16 +208,19 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
     print(
-        "| stored | state JSON | save p50 | create+restore p50 | plain warm create p50 "
-        "| overhead | worker restore p50 | cold | load |"
+        "| stored | state JSON | save p50 | create+restore p50 / p95 | plain warm create p50 / p95 "
+        "| overhead p50 | worker restore p50 (read, import) | cold | load |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for row in results["sizes"]:
+        for line in row["worker_restore_ms"]["all"]:
+            log(f"{row['size_bytes']} B: worker restore {line}")
         print(
             f"| {row['size_bytes']} | {row['state_size_bytes']} | {row['save_ms']['median']} ms "
-            f"| {row['create_with_environment_ms']['median']} ms "
-            f"| {row['plain_warm_create_ms']['median']} ms "
+            f"| {row['create_with_environment_ms']['median']} / {row['create_with_environment_p95_ms']} ms "
+            f"| {row['plain_warm_create_ms']['median']} / {row['plain_warm_create_p95_ms']} ms "
             f"| {row['restore_overhead_ms']} ms | {row['worker_restore_ms']['median']} ms "
+            f"({row['worker_restore_ms']['read_median']}, {row['worker_restore_ms']['import_median']}) "
             f"| {row['cold_creates']} | {row['loadavg_before']} |"
         )
     return 1 if stack.leaked else 0
