@@ -46,7 +46,7 @@ from sessions.models import (
 from sessions.proxy_billing import session_proxy_bill
 from sessions.services import session_terminate
 from sessions.state_crypto import StateSealError
-from workers.action_runner import lock_key
+from workers.action_runner import actions_drain, lock_key
 from workers.browser import (
     BrowserBackend,
     BrowserError,
@@ -383,10 +383,12 @@ class _Restore:
         """The session ended before it was ready: nothing more to restore."""
         _storage_unlock(self.session.pk, self.lock)
 
-    def storage(self) -> None:
+    def storage(self, *, drain_here: bool = False, before_drain: Callable[[], None] | None = None) -> None:
         """The origins' storage, into the ready session's browser, before any of its actions run
-        (they wait for the lock); then its queued actions run. A browser that does not take it
-        ends the session as start_failed (refunded, error `environment_restore_failed`)."""
+        (they wait for the lock); then its queued actions run: here (`drain_here`, when this runs
+        on the actions queue: no hand-off to another task) or in a task of their own. A browser
+        that does not take it ends the session as start_failed (refunded, error
+        `environment_restore_failed`)."""
         if self.state is None or self.lock is None:
             return
         session_id = self.session.pk
@@ -413,8 +415,14 @@ class _Restore:
             )
         finally:
             _storage_unlock(session_id, self.lock)
+        if before_drain is not None:
+            before_drain()
         if not failed and action_has_queued(session_id=session_id):
-            dispatch.actions_run(session_id)  # their drain found the lock taken and returned
+            # Their drain found the lock taken and returned.
+            if drain_here:
+                actions_drain(session_id=session_id)
+            else:
+                dispatch.actions_run(session_id)
 
 
 def _restore_wait(session_id: str) -> None:
@@ -441,7 +449,21 @@ def session_browser_adopt(*, session_id: str) -> None:
     stopped and the session falls back to a cold start on the same host.
     """
     session = BrowserSession.objects.filter(pk=session_id).first()
-    if session is None or session.status != SessionStatus.STARTING or not session.webdriver_session_id:
+    if session is None:
+        return
+    # The claim did not refill the pool of a session that restores a state: a Chromium start
+    # beside the restore would take the CPU it needs. Sent here once the state is in (or not).
+    restores = bool(saved_states.restores_from(session))
+    refill = _Once(lambda: dispatch.pool_refill(session.host, expires=60) if restores else None)
+    try:
+        _adopt(session, refill)
+    finally:
+        refill()
+
+
+def _adopt(session: BrowserSession, refill: Callable[[], None]) -> None:
+    session_id = session.pk
+    if session.status != SessionStatus.STARTING or not session.webdriver_session_id:
         return
     handle = session.location
     display = Display(session.display_width, session.display_height, session.display_scale)
@@ -461,7 +483,19 @@ def session_browser_adopt(*, session_id: str) -> None:
         # Ended meanwhile: its row names this browser, so its stop task frees it.
         session_browser_start_abandoned(session_id=session_id)
         return
-    restore.storage()
+    restore.storage(drain_here=True, before_drain=refill)  # adopt runs on the actions queue
+
+
+class _Once:
+    """Calls `call` the first time it is called, then nothing."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self._call: Callable[[], object] | None = call
+
+    def __call__(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:
+            call()
 
 
 def _warm_browsers_stop(backend: LocalBackend, taken: list[WarmBrowser]) -> None:

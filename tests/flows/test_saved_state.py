@@ -198,8 +198,10 @@ def test_a_page_reads_the_restored_storage_at_its_first_run_even_while_the_resto
     assert sdk.computers.navigate(first.id, url=base + "/login?bulk=8").status == "success"
     _page_text(sdk, first.id, "stored")
     wait_until(
-        lambda: (r := client.post(f"/v1/computers/{first.id}/state")).status_code == 200
-        and r.json()["size_bytes"] > 8_000_000,
+        lambda: (
+            (r := client.post(f"/v1/computers/{first.id}/state")).status_code == 200
+            and r.json()["size_bytes"] > 8_000_000
+        ),
         timeout=60,
         message="the bulk data to be in the saved state",
     )
@@ -514,3 +516,40 @@ def test_every_end_but_a_crash_saves_the_state(client, site, reason):
     restored = sdk.computers.create(kind="browser", environment_id=session_id)
     assert _state_of(_whoami(sdk, restored.id, base))["sid"] == f"sid-{token}"
     sdk.computers.delete(restored.id)
+
+
+def test_a_storage_the_browser_refuses_after_ready_ends_the_session_start_failed_at_no_cost(client, site):
+    """The storage goes in after the session is ready: a browser that does not take it (here an
+    IndexedDB record without the key its store's keyPath names) ends the session start_failed
+    with `environment_restore_failed`, its browser stopped and its first minute refunded."""
+    from billing.selectors import balance_of
+    from sessions.models import BrowserSession
+    from sessions.saved_state import saved_state_store
+
+    base, _ = site
+    sdk = _sdk(client)
+    first = _persistent_logged_in(client, sdk, base)
+    sdk.computers.delete(first)
+    store = {"name": "s", "keyPath": "id", "autoIncrement": False, "indexes": []}
+    database = {"name": "d", "version": 1, "stores": [{**store, "records": [[None, "no id"]]}]}
+    refused = {
+        "format": 1,
+        "cookies": [{"name": "c", "value": "v", "domain": "127.0.0.1", "path": "/"}],
+        "origins": {base: {"localStorage": [], "indexedDB": [database]}},
+        "sessionStorage": {},
+    }
+    saved_state_store(session=BrowserSession.objects.get(pk=first), state=refused)
+    before = balance_of(account_id=client.account.pk)
+
+    created = client.post("/v1/computers", {"environment_id": first})
+    assert created.status_code == 201, created.text  # ready once its cookies were in
+    session_id = created.json()["id"]
+    wait_until(
+        lambda: BrowserSession.objects.filter(pk=session_id, browser_released_at__isnull=False).exists(),
+        timeout=60,
+        message="the session whose storage was refused to end and its browser to stop",
+    )
+    ended = client.get(f"/v1/computers/{session_id}").json()
+    assert ended["status"] == "terminated" and ended["ended_reason"] == "start_failed", ended
+    assert BrowserSession.objects.get(pk=session_id).error.startswith("environment_restore_failed")
+    assert balance_of(account_id=client.account.pk) == before  # its first minute refunded
