@@ -387,8 +387,8 @@ class _Restore:
         """The origins' storage, into the ready session's browser, before any of its actions run
         (they wait for the lock); then its queued actions run: here (`drain_here`, when this runs
         on the actions queue: no hand-off to another task) or in a task of their own. A browser
-        that does not take it ends the session as start_failed (refunded, error
-        `environment_restore_failed`)."""
+        that does not take it ends the session as start_failed (refunded, error "environment
+        restore failed: ...")."""
         if self.state is None or self.lock is None:
             return
         session_id = self.session.pk

@@ -521,10 +521,10 @@ def test_every_end_but_a_crash_saves_the_state(client, site, reason):
 def test_a_storage_the_browser_refuses_after_ready_ends_the_session_start_failed_at_no_cost(client, site):
     """The storage goes in after the session is ready: a browser that does not take it (here an
     IndexedDB record without the key its store's keyPath names) ends the session start_failed
-    with `environment_restore_failed`, its browser stopped and its first minute refunded."""
+    (error "environment restore failed: ..."), its browser stopped and its first minute refunded."""
     from billing.selectors import balance_of
     from sessions.models import BrowserSession
-    from sessions.saved_state import saved_state_store
+    from sessions.saved_state import RESTORE_FAILED, saved_state_store
 
     base, _ = site
     sdk = _sdk(client)
@@ -551,5 +551,7 @@ def test_a_storage_the_browser_refuses_after_ready_ends_the_session_start_failed
     )
     ended = client.get(f"/v1/computers/{session_id}").json()
     assert ended["status"] == "terminated" and ended["ended_reason"] == "start_failed", ended
-    assert BrowserSession.objects.get(pk=session_id).error.startswith("environment_restore_failed")
+    assert BrowserSession.objects.get(pk=session_id).error == (
+        f"{RESTORE_FAILED}: the browser did not accept the saved state"
+    )
     assert balance_of(account_id=client.account.pk) == before  # its first minute refunded
