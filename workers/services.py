@@ -344,7 +344,7 @@ def _storage_lock(session_id: str) -> Lock | None:
     the session is ready: its first action waits for the storage restore. None if Redis fails
     (the caller then restores the storage before ready)."""
     ttl = settings.SAVED_STATE_TIMEOUT_SECONDS + 10
-    lock = get_redis().lock(lock_key(session_id), timeout=ttl, blocking=False, thread_local=False)
+    lock: Lock = get_redis().lock(lock_key(session_id), timeout=ttl, blocking=False, thread_local=False)
     try:
         if not lock.acquire(blocking=False):
             return None  # nobody acts on a session before it is ready; be safe anyway
