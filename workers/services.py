@@ -343,7 +343,7 @@ def _storage_lock(session_id: str) -> Lock | None:
     """The session's action lock (workers/action_runner.py) and the restoring mark, taken before
     the session is ready: its first action waits for the storage restore. None if Redis fails
     (the caller then restores the storage before ready)."""
-    ttl = settings.SAVED_STATE_TIMEOUT_SECONDS + 10
+    ttl = 2 * settings.SAVED_STATE_TIMEOUT_SECONDS + 10  # the cookies' import, then the storage's
     lock: Lock = get_redis().lock(lock_key(session_id), timeout=ttl, blocking=False, thread_local=False)
     try:
         if not lock.acquire(blocking=False):
@@ -393,13 +393,12 @@ class _Restore:
             return
         session_id = self.session.pk
         started = time.perf_counter()
-        failed = False
         try:
             phases = state_import(
                 self.handle, self.state, timeout=settings.SAVED_STATE_TIMEOUT_SECONDS, cookies=False
             )
         except BrowserError as exc:
-            failed = True
+            # (A session ended meanwhile, its browser stopped, is not ended twice.)
             logger.warning("session %s: %s: %s", session_id, saved_states.RESTORE_FAILED, exc)
             session_terminate(
                 session_id=session_id,
@@ -417,8 +416,8 @@ class _Restore:
             _storage_unlock(session_id, self.lock)
         if before_drain is not None:
             before_drain()
-        if not failed and action_has_queued(session_id=session_id):
-            # Their drain found the lock taken and returned.
+        if action_has_queued(session_id=session_id):
+            # Their drain found the lock taken and returned. (After a failure: it cancels them.)
             if drain_here:
                 actions_drain(session_id=session_id)
             else:
