@@ -114,8 +114,7 @@ def session_browser_start(*, session_id: str) -> None:
     restore = _restore_or_fail(session, handle)
     if restore is None:
         return
-    if not session_browser_ready(session=session, location=handle):
-        restore.abandon()
+    if not restore.ready():
         logger.info("session %s ended while its browser started; stopping it", session_id)
         backend.stop(handle, session_id=session_id)
         session_browser_start_abandoned(session_id=session_id)
@@ -379,9 +378,17 @@ class _Restore:
     ) -> None:
         self.session, self.handle, self.state, self.lock = session, handle, state, lock
 
-    def abandon(self) -> None:
-        """The session ended before it was ready: nothing more to restore."""
-        _storage_unlock(self.session.pk, self.lock)
+    def ready(self) -> bool:
+        """Mark the session ready (session_browser_ready); False if it ended meanwhile, and then
+        nothing more is restored (nor on an error: the lock is not left behind)."""
+        try:
+            ready = session_browser_ready(session=self.session, location=self.handle)
+        except BaseException:
+            _storage_unlock(self.session.pk, self.lock)
+            raise
+        if not ready:
+            _storage_unlock(self.session.pk, self.lock)
+        return ready
 
     def storage(self, *, drain_here: bool = False, before_drain: Callable[[], None] | None = None) -> None:
         """The origins' storage, into the ready session's browser, before any of its actions run
@@ -477,8 +484,7 @@ def _adopt(session: BrowserSession, refill: Callable[[], None]) -> None:
     restore = _restore_or_fail(session, handle)
     if restore is None:
         return
-    if not session_browser_ready(session=session, location=handle):
-        restore.abandon()
+    if not restore.ready():
         # Ended meanwhile: its row names this browser, so its stop task frees it.
         session_browser_start_abandoned(session_id=session_id)
         return
