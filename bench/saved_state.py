@@ -8,8 +8,10 @@ a little localStorage), then
 a) save: `POST /v1/computers/{id}/state` round trips (`--reps`), the export, sealing and storing;
 b) restore: creates with `environment_id` and plain creates, interleaved (`--reps` each), every
    one on a warm pool browser (the bench waits until one is ready before each create), each
-   followed by DELETE. The difference of the medians is what a restore adds to a warm create
-   (goal: <= 150 ms for 1 MB).
+   followed at once by a navigation to a small page of the restored origin, then DELETE. The
+   difference of the create medians is what a restore adds to a warm create (goal: <= 150 ms
+   for 1 MB); that of create + first navigation is what it adds before the first page is there
+   (the origins' storage goes in after the session is ready, before its first action).
 
 Prints a Markdown table and writes JSON to bench/results/saved_state.json.
 """
@@ -50,10 +52,16 @@ open.onsuccess = () => {
 </script></body>"""
 
 
+# The first page a created session opens (on the restored origin): what a create then its first
+# navigation cost together.
+HELLO_PAGE = "<!doctype html><title>hello</title><body>hello</body>"
+
+
 class _Pages(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         size = int(self.path.rsplit("=", 1)[-1]) if "bytes=" in self.path else 0
-        body = (FILL_PAGE % {"bytes": size}).encode()
+        page = FILL_PAGE % {"bytes": size} if self.path.startswith("/fill") else HELLO_PAGE
+        body = page.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
@@ -66,6 +74,14 @@ class _Pages(BaseHTTPRequestHandler):
 
 def _median_ms(values: list[float]) -> float | None:
     return round(statistics.median(values) * 1000, 1) if values else None
+
+
+def _p95_ms(values: list[float]) -> float | None:
+    """Nearest-rank 95th percentile (of few samples: their maximum)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[max(0, -(-95 * len(ordered) // 100) - 1)] * 1000, 1)
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> None:
@@ -96,16 +112,26 @@ def _create(http: requests.Session, stack: Stack, body: dict[str, Any]) -> tuple
     return elapsed, session_id, warm
 
 
-_RESTORED = re.compile(r"saved state restored in (\d+) ms")
+_RESTORED = re.compile(r"saved state restored in (\d+) ms \(read (\d+) ms, import (\d+) ms([^)]*)\)")
 _restores_seen = 0
+_STORAGE = re.compile(r"saved state storage restored in (\d+) ms after ready \(([^)]*)\)")
+_storages_seen = 0
 
 
-def _worker_restore_ms(stack: Stack) -> list[float]:
+def _worker_storage_ms(stack: Stack) -> list[tuple[str, ...]]:
+    """Storage restores after ready (and their phases) the worker logged since the last call."""
+    global _storages_seen
+    found = _STORAGE.findall((stack.workdir / "worker.log").read_text(errors="replace"))
+    new, _storages_seen = found[_storages_seen:], len(found)
+    return new
+
+
+def _worker_restore_ms(stack: Stack) -> list[tuple[str, ...]]:
     """Restore times the worker logged since the last call."""
     global _restores_seen
     text = (stack.workdir / "worker.log").read_text(errors="replace")
-    times = [float(m) for m in _RESTORED.findall(text)]
-    new, _restores_seen = times[_restores_seen:], len(times)
+    found = _RESTORED.findall(text)
+    new, _restores_seen = found[_restores_seen:], len(found)
     return new
 
 
@@ -136,15 +162,33 @@ def bench_size(stack: Stack, http: requests.Session, pages: str, size: int, reps
     http.delete(f"{stack.base_url}/v1/computers/{source}", timeout=HTTP_TIMEOUT)
     restored: list[float] = []
     plain: list[float] = []
+    restored_first: list[float] = []
+    plain_first: list[float] = []
     cold = 0
     for _ in range(reps):
-        for body, into in (({"environment_id": source}, restored), ({}, plain)):
+        for body, into, first in (
+            ({"environment_id": source}, restored, restored_first),
+            ({}, plain, plain_first),
+        ):
             elapsed, session_id, warm = _create(http, stack, body)
             cold += not warm
             into.append(elapsed)
+            # Then at once its first navigation, to the restored origin: the create's time plus
+            # this one's is what a script waits before its first page is there.
+            started = time.perf_counter()
+            navigate = http.post(
+                f"{stack.base_url}/v1/computers/{session_id}/navigate",
+                json={"url": f"{pages}/hello"},
+                timeout=HTTP_TIMEOUT,
+            )
+            first.append(elapsed + time.perf_counter() - started)
+            if navigate.json().get("status") != "success":
+                raise RuntimeError(f"first navigation failed: {navigate.text[:300]}")
             http.delete(f"{stack.base_url}/v1/computers/{session_id}", timeout=HTTP_TIMEOUT)
     restore_ms, plain_ms = _median_ms(restored), _median_ms(plain)
+    first_r, first_p = _median_ms(restored_first), _median_ms(plain_first)
     worker = _worker_restore_ms(stack)
+    storage = _worker_storage_ms(stack)
     return {
         "size_bytes": size,
         "state_size_bytes": environment["size_bytes"],
@@ -152,10 +196,32 @@ def bench_size(stack: Stack, http: requests.Session, pages: str, size: int, reps
         "create_with_environment_ms": {"median": restore_ms, "all": [round(s * 1000, 1) for s in restored]},
         "plain_warm_create_ms": {"median": plain_ms, "all": [round(s * 1000, 1) for s in plain]},
         "restore_overhead_ms": round(restore_ms - plain_ms, 1) if restore_ms and plain_ms else None,
-        # The worker's own figure (its log): reading and opening the state, and the import.
+        "create_with_environment_p95_ms": _p95_ms(restored),
+        "plain_warm_create_p95_ms": _p95_ms(plain),
+        # Create, then at once a navigation to the restored origin, both answered.
+        "create_and_first_navigate_with_environment_ms": {
+            "median": _median_ms(restored_first),
+            "p95": _p95_ms(restored_first),
+            "all": [round(s * 1000, 1) for s in restored_first],
+        },
+        "plain_create_and_first_navigate_ms": {
+            "median": _median_ms(plain_first),
+            "p95": _p95_ms(plain_first),
+            "all": [round(s * 1000, 1) for s in plain_first],
+        },
+        "first_navigate_overhead_ms": round(first_r - first_p, 1) if first_r and first_p else None,
+        # The worker's own figures (its log): the whole restore, reading and opening the state,
+        # the import, and the import's phases.
         "worker_restore_ms": {
-            "median": statistics.median(worker) if worker else None,
-            "all": worker,
+            "median": statistics.median(float(w[0]) for w in worker) if worker else None,
+            "read_median": statistics.median(float(w[1]) for w in worker) if worker else None,
+            "import_median": statistics.median(float(w[2]) for w in worker) if worker else None,
+            "all": [f"{w[0]} ms (read {w[1]}, import {w[2]}{w[3]})" for w in worker],
+        },
+        # The origins' storage, restored after the session is ready (before its first action).
+        "worker_storage_after_ready_ms": {
+            "median": statistics.median(float(w[0]) for w in storage) if storage else None,
+            "all": [f"{w[0]} ms ({w[1]})" for w in storage],
         },
         "cold_creates": cold,
         "loadavg_before": load_before,
@@ -195,16 +261,28 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
     print(
-        "| stored | state JSON | save p50 | create+restore p50 | plain warm create p50 "
-        "| overhead | worker restore p50 | cold | load |"
+        "| stored | state JSON | save p50 | create+restore p50 / p95 | plain warm create p50 / p95 "
+        "| overhead p50 | + first navigate p50 / p95, restored vs plain | its overhead p50 "
+        "| worker restore p50 (read, import) | cold | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in results["sizes"]:
+        for line in row["worker_restore_ms"]["all"]:
+            log(f"{row['size_bytes']} B: worker restore {line}")
+        for line in row["worker_storage_after_ready_ms"]["all"]:
+            log(f"{row['size_bytes']} B: storage after ready {line}")
         print(
             f"| {row['size_bytes']} | {row['state_size_bytes']} | {row['save_ms']['median']} ms "
-            f"| {row['create_with_environment_ms']['median']} ms "
-            f"| {row['plain_warm_create_ms']['median']} ms "
-            f"| {row['restore_overhead_ms']} ms | {row['worker_restore_ms']['median']} ms "
+            f"| {row['create_with_environment_ms']['median']} / {row['create_with_environment_p95_ms']} ms "
+            f"| {row['plain_warm_create_ms']['median']} / {row['plain_warm_create_p95_ms']} ms "
+            f"| {row['restore_overhead_ms']} ms "
+            f"| {row['create_and_first_navigate_with_environment_ms']['median']} / "
+            f"{row['create_and_first_navigate_with_environment_ms']['p95']} vs "
+            f"{row['plain_create_and_first_navigate_ms']['median']} / "
+            f"{row['plain_create_and_first_navigate_ms']['p95']} ms "
+            f"| {row['first_navigate_overhead_ms']} ms "
+            f"| {row['worker_restore_ms']['median']} ms "
+            f"({row['worker_restore_ms']['read_median']}, {row['worker_restore_ms']['import_median']}) "
             f"| {row['cold_creates']} | {row['loadavg_before']} |"
         )
     return 1 if stack.leaked else 0

@@ -181,7 +181,10 @@ def session_create(*, account: Account, spec: SessionSpec, api_key_id: int | Non
         _charge_first_minute(session)
         if warm is not None:
             dispatch.browser_adopt(session.pk, host=warm.host)
-            dispatch.pool_refill(warm.host, expires=60)
+            if not session.options.get("environment_id"):
+                # A restore's refill is sent by its worker once the state is in (a Chromium
+                # start beside it would take the CPU the restore needs: workers/services.py).
+                dispatch.pool_refill(warm.host, expires=60)
         else:
             dispatch.browser_start(session.pk, host=chosen.host)
     return session

@@ -17,7 +17,8 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
 
 from jobs.models import JobBrowser
 from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
@@ -26,6 +27,7 @@ from project.exceptions import is_outage
 from project.redis import get_redis
 from sessions import dispatch, placement, proxies
 from sessions import saved_state as saved_states
+from sessions.action_queue import action_has_queued
 from sessions.browser_state import (
     hosts_dead_reap,
     session_browser_ready,
@@ -46,6 +48,7 @@ from sessions.models import (
 from sessions.proxy_billing import session_proxy_bill
 from sessions.services import session_terminate
 from sessions.state_crypto import StateSealError
+from workers.action_runner import actions_drain, lock_key
 from workers.browser import (
     BrowserBackend,
     BrowserError,
@@ -58,7 +61,7 @@ from workers.browser import (
 from workers.browser.base import prepare_first_tab
 from workers.browser.driver import forget
 from workers.browser.local import LocalBackend
-from workers.browser.saved_state import state_export, state_import
+from workers.browser.saved_state import state_export, state_has_storage, state_import
 from workers.egress.metering import meter_key, meter_read
 from workers.start_slots import start_slot
 
@@ -110,12 +113,15 @@ def session_browser_start(*, session_id: str) -> None:
         logger.warning("session %s: browser start failed: %s", session_id, error)
         session_browser_start_failed(session_id=session_id, error=str(error))
         return
-    if not _restore_or_fail(session, handle):
+    restore = _restore_or_fail(session, handle)
+    if restore is None:
         return
-    if not session_browser_ready(session=session, location=handle):
+    if not restore.ready():
         logger.info("session %s ended while its browser started; stopping it", session_id)
         backend.stop(handle, session_id=session_id)
         session_browser_start_abandoned(session_id=session_id)
+        return
+    restore.storage()
 
 
 class ProxyNotSet(Exception):
@@ -283,6 +289,7 @@ def _state_save(session: BrowserSession, handle: BrowserLocation) -> None:
     state (status failed, the previous save kept), never raised: the browser must still stop."""
     if saved_states.saved_state_saved_since_end(session=session):
         return  # a stop task that runs twice saves once
+    _restore_wait(session.pk)  # a save never reads a half-restored browser
     saved_states.saved_state_save_begin(session=session)
     try:
         state = state_export(
@@ -318,32 +325,160 @@ def session_state_save_live(*, session_id: str, token: str) -> None:
         saved_states.saved_state_save_done(session_id=session_id, token=token)
 
 
-def _restore_or_fail(session: BrowserSession, handle: BrowserLocation) -> bool:
-    """Put the state the session restores (`environment_id`) into its new browser. On failure the
-    browser is stopped and the session ends as start_failed (refunded): False."""
+def _restore_or_fail(session: BrowserSession, handle: BrowserLocation) -> _Restore | None:
+    """Start putting the state the session restores (`environment_id`) into its new browser: read
+    it and import its cookies now, before the session is ready; its origins' storage after
+    (`_Restore.storage`), behind the session's action lock so that no action (hence no page of
+    the session) runs before it is in. On failure the browser is stopped and the session ends
+    as start_failed (refunded): None."""
     started = time.perf_counter()
     try:
         state = saved_states.saved_state_load(session=session)
         if state is None:
-            return True
+            return _Restore(session, handle, None, None)
         loaded = time.perf_counter()
-        state_import(handle, state, timeout=settings.SAVED_STATE_TIMEOUT_SECONDS)
+        lock = _storage_lock(session.pk) if state_has_storage(state) else None
+        try:
+            # Without the lock (Redis away) the storage goes in now, before ready, as before.
+            phases = state_import(
+                handle, state, timeout=settings.SAVED_STATE_TIMEOUT_SECONDS, storage=lock is None
+            )
+        except BaseException:
+            _storage_unlock(session.pk, lock)
+            raise
     except (saved_states.EnvironmentRestoreFailed, BrowserError) as exc:
-        logger.warning("session %s: %s: %s", session.pk, saved_states.RESTORE_FAILED, exc)
-        get_backend(handle.backend).stop(handle, session_id=session.pk)
-        session_browser_start_failed(
-            session_id=session.pk, error=f"{saved_states.RESTORE_FAILED}: {_restore_reason(exc)}"
-        )
-        return False
+        _restore_failed(session, handle, exc)
+        return None
     # Operators (and bench/saved_state.py) read what a restore costs from this line.
     logger.info(
-        "session %s: saved state restored in %.0f ms (read %.0f ms, import %.0f ms)",
+        "session %s: saved state restored in %.0f ms (read %.0f ms, import %.0f ms: %s)",
         session.pk,
         (time.perf_counter() - started) * 1000,
         (loaded - started) * 1000,
         (time.perf_counter() - loaded) * 1000,
+        _phases_text(phases) + ("; storage after ready" if lock is not None else ""),
     )
-    return True
+    return _Restore(session, handle, state if lock is not None else None, lock)
+
+
+def _phases_text(phases: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms:.0f}" for name, ms in phases.items()) or "nothing"
+
+
+def _restore_failed(session: BrowserSession, handle: BrowserLocation, exc: Exception) -> None:
+    logger.warning("session %s: %s: %s", session.pk, saved_states.RESTORE_FAILED, exc)
+    get_backend(handle.backend).stop(handle, session_id=session.pk)
+    session_browser_start_failed(
+        session_id=session.pk, error=f"{saved_states.RESTORE_FAILED}: {_restore_reason(exc)}"
+    )
+
+
+def restoring_key(session_id: str) -> str:
+    """Set while a session's storage is being restored: a save of its state waits for it."""
+    return f"bf:session-restoring:{session_id}"
+
+
+def _storage_lock(session_id: str) -> Lock | None:
+    """The session's action lock (workers/action_runner.py) and the restoring mark, taken before
+    the session is ready: its first action waits for the storage restore. None if Redis fails
+    (the caller then restores the storage before ready)."""
+    ttl = 2 * settings.SAVED_STATE_TIMEOUT_SECONDS + 10  # the cookies' import, then the storage's
+    lock: Lock = get_redis().lock(lock_key(session_id), timeout=ttl, blocking=False, thread_local=False)
+    try:
+        if not lock.acquire(blocking=False):
+            return None  # nobody acts on a session before it is ready; be safe anyway
+        get_redis().set(restoring_key(session_id), "1", ex=ttl)
+    except RedisError as exc:
+        logger.warning(
+            "session %s: no action lock for the restore (%s); restoring before ready", session_id, exc
+        )
+        return None
+    return lock
+
+
+def _storage_unlock(session_id: str, lock: Lock | None) -> None:
+    if lock is None:
+        return
+    try:
+        get_redis().delete(restoring_key(session_id))
+        lock.release()
+    except (RedisError, LockError) as exc:
+        logger.warning("session %s: restore lock release: %s", session_id, exc)
+
+
+class _Restore:
+    """What is left of a restore once the session is ready: the origins' storage."""
+
+    def __init__(
+        self,
+        session: BrowserSession,
+        handle: BrowserLocation,
+        state: dict[str, Any] | None,
+        lock: Lock | None,
+    ) -> None:
+        self.session, self.handle, self.state, self.lock = session, handle, state, lock
+
+    def ready(self) -> bool:
+        """Mark the session ready (session_browser_ready); False if it ended meanwhile, and then
+        nothing more is restored (nor on an error: the lock is not left behind)."""
+        try:
+            ready = session_browser_ready(session=self.session, location=self.handle)
+        except BaseException:
+            _storage_unlock(self.session.pk, self.lock)
+            raise
+        if not ready:
+            _storage_unlock(self.session.pk, self.lock)
+        return ready
+
+    def storage(self, *, drain_here: bool = False, before_drain: Callable[[], None] | None = None) -> None:
+        """The origins' storage, into the ready session's browser, before any of its actions run
+        (they wait for the lock); then its queued actions run: here (`drain_here`, when this runs
+        on the actions queue: no hand-off to another task) or in a task of their own. A browser
+        that does not take it ends the session as start_failed (refunded, error "environment
+        restore failed: ...")."""
+        if self.state is None or self.lock is None:
+            return
+        session_id = self.session.pk
+        started = time.perf_counter()
+        try:
+            phases = state_import(
+                self.handle, self.state, timeout=settings.SAVED_STATE_TIMEOUT_SECONDS, cookies=False
+            )
+        except BrowserError as exc:
+            # (A session ended meanwhile, its browser stopped, is not ended twice.)
+            logger.warning("session %s: %s: %s", session_id, saved_states.RESTORE_FAILED, exc)
+            session_terminate(
+                session_id=session_id,
+                reason=EndedReason.START_FAILED,
+                error=f"{saved_states.RESTORE_FAILED}: {_restore_reason(exc)}",
+            )
+        else:
+            logger.info(
+                "session %s: saved state storage restored in %.0f ms after ready (%s)",
+                session_id,
+                (time.perf_counter() - started) * 1000,
+                _phases_text(phases),
+            )
+        finally:
+            _storage_unlock(session_id, self.lock)
+        if before_drain is not None:
+            before_drain()
+        if action_has_queued(session_id=session_id):
+            # Their drain found the lock taken and returned. (After a failure: it cancels them.)
+            if drain_here:
+                actions_drain(session_id=session_id)
+            else:
+                dispatch.actions_run(session_id)
+
+
+def _restore_wait(session_id: str) -> None:
+    """A save waits (bounded) for the session's storage restore still under way."""
+    deadline = time.monotonic() + settings.SAVED_STATE_TIMEOUT_SECONDS
+    try:
+        while get_redis().exists(restoring_key(session_id)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    except RedisError:
+        return
 
 
 def _restore_reason(exc: Exception) -> str:
@@ -360,7 +495,21 @@ def session_browser_adopt(*, session_id: str) -> None:
     stopped and the session falls back to a cold start on the same host.
     """
     session = BrowserSession.objects.filter(pk=session_id).first()
-    if session is None or session.status != SessionStatus.STARTING or not session.webdriver_session_id:
+    if session is None:
+        return
+    # The claim did not refill the pool of a session that restores a state: a Chromium start
+    # beside the restore would take the CPU it needs. Sent here once the state is in (or not).
+    restores = bool(saved_states.restores_from(session))
+    refill = _Once(lambda: dispatch.pool_refill(session.host, expires=60) if restores else None)
+    try:
+        _adopt(session, refill)
+    finally:
+        refill()
+
+
+def _adopt(session: BrowserSession, refill: Callable[[], None]) -> None:
+    session_id = session.pk
+    if session.status != SessionStatus.STARTING or not session.webdriver_session_id:
         return
     handle = session.location
     display = Display(session.display_width, session.display_height, session.display_scale)
@@ -372,11 +521,26 @@ def session_browser_adopt(*, session_id: str) -> None:
         get_backend(handle.backend).stop(handle, session_id=session_id)
         dispatch.browser_start(session_id, host=session.host)
         return
-    if not _restore_or_fail(session, handle):
+    restore = _restore_or_fail(session, handle)
+    if restore is None:
         return
-    if not session_browser_ready(session=session, location=handle):
+    if not restore.ready():
         # Ended meanwhile: its row names this browser, so its stop task frees it.
         session_browser_start_abandoned(session_id=session_id)
+        return
+    restore.storage(drain_here=True, before_drain=refill)  # adopt runs on the actions queue
+
+
+class _Once:
+    """Calls `call` the first time it is called, then nothing."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self._call: Callable[[], object] | None = call
+
+    def __call__(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:
+            call()
 
 
 def _warm_browsers_stop(backend: LocalBackend, taken: list[WarmBrowser]) -> None:

@@ -33,6 +33,16 @@ fetch('/secret%(query)s').then((r) => r.json()).then(({token}) => {
     tx.objectStore('notes').put({id: 1, note: 'idb-' + token, at: new Date(0)});
     tx.oncomplete = () => { document.getElementById('out').textContent = 'stored'; };
   };
+  // ?bulk=N: N MB more in another database, so that restoring the state takes a while.
+  const bulk = %(bulk)d;
+  if (bulk) {
+    const more = indexedDB.open('bulk', 1);
+    more.onupgradeneeded = () => more.result.createObjectStore('blobs');
+    more.onsuccess = () => {
+      const tx = more.result.transaction('blobs', 'readwrite');
+      for (let i = 0; i < bulk * 16; i++) tx.objectStore('blobs').put('x'.repeat(65536), i);
+    };
+  }
 });
 </script></body>"""
 
@@ -64,7 +74,11 @@ class _Site(BaseHTTPRequestHandler):
         token = self.token + ("-v2" if "v=2" in self.path else "")
         content_type = "text/html; charset=utf-8"
         if self.path.startswith("/login"):
-            body = LOGIN_PAGE % {"query": "?v=2" if "v=2" in self.path else ""}
+            bulk = re.search(r"bulk=(\d+)", self.path)
+            body = LOGIN_PAGE % {
+                "query": "?v=2" if "v=2" in self.path else "",
+                "bulk": int(bulk.group(1)) if bulk else 0,
+            }
             cookies = [
                 f"sid=sid-{token}; Path=/; HttpOnly",
                 f"remember=rem-{token}; Path=/; Max-Age=86400",
@@ -92,9 +106,7 @@ class _Site(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def site() -> Iterator[tuple[str, str]]:
-    """(base URL, the secret token its state holds)."""
+def _serve_site() -> Iterator[tuple[str, str]]:
     token = secrets.token_hex(8)
     handler = type("Site", (_Site,), {"token": token})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -102,6 +114,18 @@ def site() -> Iterator[tuple[str, str]]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", token
     server.shutdown()
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[str, str]]:
+    """(base URL, the secret token its state holds)."""
+    yield from _serve_site()
+
+
+@pytest.fixture
+def other_site() -> Iterator[tuple[str, str]]:
+    """A second site, another origin (another port)."""
+    yield from _serve_site()
 
 
 def _sdk(client: Any) -> Lightcone:
@@ -160,6 +184,63 @@ def test_persistent_session_state_is_restored_by_environment_id(client, site):
     assert state["ls"] == f"ls-{token}"
     assert state["ss"] == f"ss-{token}"  # the open tab's sessionStorage, into the main tab
     assert state["idb"] == f"idb-{token}@true"  # a Date stays a Date
+
+
+def test_a_page_reads_the_restored_storage_at_its_first_run_even_while_the_restore_runs(client, site):
+    """The session is ready once its cookies are in; its origins' storage goes in after, before
+    its first action runs (docs/saved-state.md, "Restore time"). A navigation sent right after
+    the create, to a page whose script reads localStorage, sessionStorage and IndexedDB as it
+    first runs, sees every restored value, with a state large enough (8 MB) that its restore
+    is still running when the navigation arrives."""
+    base, token = site
+    sdk = _sdk(client)
+    first = sdk.computers.create(kind="browser", persistent=True)
+    assert sdk.computers.navigate(first.id, url=base + "/login?bulk=8").status == "success"
+    _page_text(sdk, first.id, "stored")
+    wait_until(
+        lambda: (
+            (r := client.post(f"/v1/computers/{first.id}/state")).status_code == 200
+            and r.json()["size_bytes"] > 8_000_000
+        ),
+        timeout=60,
+        message="the bulk data to be in the saved state",
+    )
+    sdk.computers.delete(first.id)
+
+    second = sdk.computers.create(kind="browser", environment_id=first.id)
+    state = _state_of(_whoami(sdk, second.id, base))  # at once: no wait between the two
+    sdk.computers.delete(second.id)
+    assert state["ls"] == f"ls-{token}"
+    assert state["ss"] == f"ss-{token}"
+    assert state["idb"] == f"idb-{token}@true"
+    assert state["sid"] == f"sid-{token}"
+
+
+def test_an_origin_restored_but_never_visited_is_in_the_next_save(client, site, other_site):
+    """A restores two origins' storage into B, which visits neither and saves: C, restored from
+    B, has both origins' localStorage and IndexedDB. sessionStorage, as documented, is saved
+    only for origins open in a tab at save time: B's main tab was blank, so C has none."""
+    base, token = site
+    other, other_token = other_site
+    sdk = _sdk(client)
+    first = _persistent_logged_in(client, sdk, base)
+    assert sdk.computers.navigate(first, url=other + "/login").status == "success"
+    _page_text(sdk, first, "stored")
+    sdk.computers.delete(first)
+    assert sorted(_environment(client, first)["origins"]) == sorted([base, other])
+
+    second = sdk.computers.create(kind="browser", persistent=True, environment_id=first)
+    sdk.computers.delete(second.id)  # nothing visited: its save is what it restored
+    assert sorted(_environment(client, second.id)["origins"]) == sorted([base, other])
+
+    third = sdk.computers.create(kind="browser", environment_id=second.id)
+    here = _state_of(_whoami(sdk, third.id, base))
+    there = _state_of(_whoami(sdk, third.id, other))
+    sdk.computers.delete(third.id)
+    assert (here["ls"], here["idb"]) == (f"ls-{token}", f"idb-{token}@true")
+    assert here["sid"] == there["sid"] == f"sid-{other_token}"  # cookies are per host, not per port
+    assert (there["ls"], there["idb"]) == (f"ls-{other_token}", f"idb-{other_token}@true")
+    assert here["ss"] == "null" and there["ss"] == "null"
 
 
 def _environment(client: Any, environment_id: str) -> dict[str, Any]:
@@ -435,3 +516,42 @@ def test_every_end_but_a_crash_saves_the_state(client, site, reason):
     restored = sdk.computers.create(kind="browser", environment_id=session_id)
     assert _state_of(_whoami(sdk, restored.id, base))["sid"] == f"sid-{token}"
     sdk.computers.delete(restored.id)
+
+
+def test_a_storage_the_browser_refuses_after_ready_ends_the_session_start_failed_at_no_cost(client, site):
+    """The storage goes in after the session is ready: a browser that does not take it (here an
+    IndexedDB record without the key its store's keyPath names) ends the session start_failed
+    (error "environment restore failed: ..."), its browser stopped and its first minute refunded."""
+    from billing.selectors import balance_of
+    from sessions.models import BrowserSession
+    from sessions.saved_state import RESTORE_FAILED, saved_state_store
+
+    base, _ = site
+    sdk = _sdk(client)
+    first = _persistent_logged_in(client, sdk, base)
+    sdk.computers.delete(first)
+    store = {"name": "s", "keyPath": "id", "autoIncrement": False, "indexes": []}
+    database = {"name": "d", "version": 1, "stores": [{**store, "records": [[None, "no id"]]}]}
+    refused = {
+        "format": 1,
+        "cookies": [{"name": "c", "value": "v", "domain": "127.0.0.1", "path": "/"}],
+        "origins": {base: {"localStorage": [], "indexedDB": [database]}},
+        "sessionStorage": {},
+    }
+    saved_state_store(session=BrowserSession.objects.get(pk=first), state=refused)
+    before = balance_of(account_id=client.account.pk)
+
+    created = client.post("/v1/computers", {"environment_id": first})
+    assert created.status_code == 201, created.text  # ready once its cookies were in
+    session_id = created.json()["id"]
+    wait_until(
+        lambda: BrowserSession.objects.filter(pk=session_id, browser_released_at__isnull=False).exists(),
+        timeout=60,
+        message="the session whose storage was refused to end and its browser to stop",
+    )
+    ended = client.get(f"/v1/computers/{session_id}").json()
+    assert ended["status"] == "terminated" and ended["ended_reason"] == "start_failed", ended
+    assert BrowserSession.objects.get(pk=session_id).error == (
+        f"{RESTORE_FAILED}: the browser did not accept the saved state"
+    )
+    assert balance_of(account_id=client.account.pk) == before  # its first minute refunded

@@ -210,7 +210,7 @@ def test_a_state_that_does_not_open_ends_the_start_as_failed_and_refunds_it(db, 
     handle = BrowserLocation(
         backend="local", webdriver_url="http://127.0.0.1:9", webdriver_session_id="x", host="elsewhere"
     )
-    assert _restore_or_fail(session, handle) is False
+    assert _restore_or_fail(session, handle) is None  # failed: nothing left to restore
     session.refresh_from_db()
     assert session.status == "terminated" and session.ended_reason == "start_failed"
     assert session.error == f"{RESTORE_FAILED}: Environment {saver.pk!r} could not be read."

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -180,8 +181,18 @@ def state_export(
         }
 
 
-def state_import(handle: BrowserLocation, state: dict[str, Any], *, timeout: float = 30.0) -> None:
-    """Put a saved state into a browser that has none yet (a fresh or a blank warm one).
+def state_import(
+    handle: BrowserLocation,
+    state: dict[str, Any],
+    *,
+    timeout: float = 30.0,
+    cookies: bool = True,
+    storage: bool = True,
+) -> dict[str, float]:
+    """Put a saved state into a browser that has none yet (a fresh or a blank warm one): its
+    cookies, its origins' storage, or both (the default). A session's restore puts the cookies
+    in before the session is ready and the storage after, before its first action
+    (workers/services.py); a batch job's browser takes both at once.
 
     What a restore costs is mostly fixed (docs/saved-state.md, "Restore time"), so it does as
     little as it can: the cookies in one command, sent first and collected last; then the
@@ -189,20 +200,30 @@ def state_import(handle: BrowserLocation, state: dict[str, Any], *, timeout: flo
     one scratch navigation and one script per origin. The main tab, not a new one: a new tab
     is a new renderer process to start, while a blank tab's first navigation can take the
     process it already has. The tab is then put back on about:blank with an empty history.
+
+    Returns where its time went, in ms per phase (for the worker's log line).
     """
     if state.get("format") != STATE_FORMAT:
         raise BrowserError(f"unknown saved state format {state.get('format')!r}")
-    per_origin = _per_origin(state)
+    per_origin = _per_origin(state) if storage else {}
+    phases = _Phases()
     with DevTools(devtools_url(handle), timeout=timeout) as dt:
         browser = _Browser(dt)
-        cookies = dt.send("Storage.setCookies", {"cookies": state["cookies"]}) if state["cookies"] else None
+        sent = (
+            dt.send("Storage.setCookies", {"cookies": state["cookies"]})
+            if cookies and state["cookies"]
+            else None
+        )
         if per_origin:
             tab = _main_tab(browser, handle)
             session = browser.attach(tab)
             browser.serve_scratch_pages(session)
+            phases.mark("connect")
             for origin, data in per_origin.items():
                 browser.open_origin(session, origin)
+                phases.mark("open")
                 dt.evaluate(_async_body(STATE_IMPORT, f"JSON.parse({json.dumps(json.dumps(data))})"), session)
+                phases.mark("write")
             dt.blocking.discard(session)
             dt.call("Fetch.disable", {}, session)
             # Back to a blank page (here, not through WebDriver: a chromedriver round trip costs
@@ -214,8 +235,29 @@ def state_import(handle: BrowserLocation, state: dict[str, Any], *, timeout: flo
             with contextlib.suppress(BrowserError):  # an older build keeps the entries
                 dt.call("Page.resetNavigationHistory", {}, session)
             dt.call("Target.detachFromTarget", {"sessionId": session})
-        if cookies is not None:
-            dt.reply(cookies, "Storage.setCookies")
+            phases.mark("blank")
+        if sent is not None:
+            dt.reply(sent, "Storage.setCookies")
+            phases.mark("cookies")
+    return phases.ms
+
+
+class _Phases:
+    """Milliseconds spent per named phase (a phase run per origin adds up)."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._at = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.ms[name] = self.ms.get(name, 0.0) + (now - self._at) * 1000
+        self._at = now
+
+
+def state_has_storage(state: dict[str, Any]) -> bool:
+    """The state holds some origin's storage (not only cookies)."""
+    return bool(_per_origin(state))
 
 
 def _per_origin(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
