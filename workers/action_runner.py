@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import threading
@@ -64,6 +65,40 @@ def lock_key(session_id: str) -> str:
     return f"bf:session-actions:{session_id}"
 
 
+def restoring_key(session_id: str) -> str:
+    """Set while a session's storage is being restored after ready (workers/services.py
+    `_storage_lock`), under the session's action lock; it outlives that lock, so that an action
+    that finds it after taking the lock knows the restore was never finished."""
+    return f"bf:session-restoring:{session_id}"
+
+
+# How long the restoring mark outlives a lost restorer's lock: past it, nothing tells that the
+# session's storage is missing. A session that waited that long for its first action is rare.
+RESTORING_MARK_SECONDS = 24 * 3600
+
+
+def _restore_interrupted(session_id: str) -> bool:
+    """The restore that held this session's lock was lost (its worker died) before the storage
+    was in: the session ends crashed (its queued actions cancelled) rather than act without the
+    state it was created with; a crashed session's end saves nothing, so no save replaces a
+    state with a half-restored one."""
+    try:
+        if not get_redis().exists(restoring_key(session_id)):
+            return False
+    except RedisError:
+        return False  # as a drain without Redis: the restore went in before ready (services.py)
+    logger.warning("session %s: its saved state's restore was interrupted; ending it", session_id)
+    session_terminate(
+        session_id=session_id,
+        reason=EndedReason.CRASHED,
+        error="The saved state's restore was interrupted (its worker was lost); the session was ended "
+        "before any action ran without it.",
+    )
+    with contextlib.suppress(RedisError):
+        get_redis().delete(restoring_key(session_id))
+    return True
+
+
 def actions_drain(*, session_id: str) -> None:
     # Not thread-local: the heartbeat thread re-arms it.
     lock = get_redis().lock(
@@ -77,6 +112,8 @@ def actions_drain(*, session_id: str) -> None:
         if not lock.acquire(blocking=False):
             return  # the holder runs our action, and re-checks the queue when it is done
         try:
+            # A lost restore ends the session: the claims below then find only cancelled actions.
+            _restore_interrupted(session_id)
             while (taken := action_claim_next(session_id=session_id)) is not None:
                 action, claimed = taken
                 if not claimed:

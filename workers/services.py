@@ -48,7 +48,7 @@ from sessions.models import (
 from sessions.proxy_billing import session_proxy_bill
 from sessions.services import session_terminate
 from sessions.state_crypto import StateSealError
-from workers.action_runner import actions_drain, lock_key
+from workers.action_runner import RESTORING_MARK_SECONDS, actions_drain, lock_key, restoring_key
 from workers.browser import (
     BrowserBackend,
     BrowserError,
@@ -289,8 +289,14 @@ def _state_save(session: BrowserSession, handle: BrowserLocation) -> None:
     state (status failed, the previous save kept), never raised: the browser must still stop."""
     if saved_states.saved_state_saved_since_end(session=session):
         return  # a stop task that runs twice saves once
-    _restore_wait(session.pk)  # a save never reads a half-restored browser
+    restored = _restore_wait(session.pk)  # a save never reads a half-restored browser
     saved_states.saved_state_save_begin(session=session)
+    if not restored:
+        logger.warning("session %s: state not saved: its restore never finished", session.pk)
+        saved_states.saved_state_save_failed(
+            session=session, reason="the state it was created from was never fully restored"
+        )
+        return
     try:
         state = state_export(
             handle,
@@ -373,11 +379,6 @@ def _restore_failed(session: BrowserSession, handle: BrowserLocation, exc: Excep
     )
 
 
-def restoring_key(session_id: str) -> str:
-    """Set while a session's storage is being restored: a save of its state waits for it."""
-    return f"bf:session-restoring:{session_id}"
-
-
 def _storage_lock(session_id: str) -> Lock | None:
     """The session's action lock (workers/action_runner.py) and the restoring mark, taken before
     the session is ready: its first action waits for the storage restore. None if Redis fails
@@ -387,7 +388,8 @@ def _storage_lock(session_id: str) -> Lock | None:
     try:
         if not lock.acquire(blocking=False):
             return None  # nobody acts on a session before it is ready; be safe anyway
-        get_redis().set(restoring_key(session_id), "1", ex=ttl)
+        # Outlives the lock: a drain that takes the lock of a lost restore finds it (action_runner).
+        get_redis().set(restoring_key(session_id), "1", ex=RESTORING_MARK_SECONDS)
     except RedisError as exc:
         logger.warning(
             "session %s: no action lock for the restore (%s); restoring before ready", session_id, exc
@@ -471,14 +473,18 @@ class _Restore:
                 dispatch.actions_run(session_id)
 
 
-def _restore_wait(session_id: str) -> None:
-    """A save waits (bounded) for the session's storage restore still under way."""
+def _restore_wait(session_id: str) -> bool:
+    """A save waits (bounded) for the session's storage restore still under way; False if it is
+    still not done (a slow or lost restore): then nothing is saved."""
     deadline = time.monotonic() + settings.SAVED_STATE_TIMEOUT_SECONDS
     try:
-        while get_redis().exists(restoring_key(session_id)) and time.monotonic() < deadline:
+        while get_redis().exists(restoring_key(session_id)):
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.05)
     except RedisError:
-        return
+        return True  # no mark can be read: as a restore that went in before ready
+    return True
 
 
 def _restore_reason(exc: Exception) -> str:

@@ -555,3 +555,41 @@ def test_a_storage_the_browser_refuses_after_ready_ends_the_session_start_failed
         f"{RESTORE_FAILED}: the browser did not accept the saved state"
     )
     assert balance_of(account_id=client.account.pk) == before  # its first minute refunded
+
+
+def test_a_restore_lost_with_its_worker_ends_the_session_before_an_action_runs_without_it(client, site):
+    """The storage goes in after ready, under the session's action lock. If the worker doing it is
+    lost, the lock runs out but the restoring mark does not: the next drain that takes the lock
+    finds the mark and ends the session (crashed, the action cancelled and refunded) instead of
+    browsing logged out; a crashed end saves nothing over the state."""
+    from billing.models import LedgerEntry
+    from project.redis import get_redis
+    from sessions.models import Action, BrowserSession
+    from workers.action_runner import lock_key, restoring_key
+
+    base, _ = site
+    sdk = _sdk(client)
+    first = sdk.computers.create(kind="browser", persistent=True)
+    _log_in(sdk, first.id, base)
+    sdk.computers.delete(first.id)
+    second = sdk.computers.create(kind="browser", environment_id=first.id, persistent=True)
+    redis = get_redis()
+    wait_until(
+        lambda: not redis.exists(restoring_key(second.id)) and not redis.exists(lock_key(second.id)),
+        timeout=60,
+        message="the restore to finish and let go of the session's lock",
+    )
+    redis.set(restoring_key(second.id), "1")  # as left by a restorer lost with its lock
+
+    answer = client.post(f"/v1/computers/{second.id}/navigate", {"url": base + "/whoami"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "error", answer.text
+    action = Action.objects.get(public_id=answer.json()["action_id"])
+    assert action.status == "cancelled"
+    assert LedgerEntry.objects.filter(action=action, kind="refund").exists()
+    session = BrowserSession.objects.get(pk=second.id)
+    assert session.status == "terminated" and session.ended_reason == "crashed"
+    assert "restore was interrupted" in session.error
+    assert not redis.exists(restoring_key(second.id))
+    # The environment it came from is untouched and still restores.
+    assert _environment(client, first.id)["status"] == "ready"
