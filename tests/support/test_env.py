@@ -5,8 +5,35 @@ their tasks, and their own browser profile root, so reconcile never touches othe
 """
 
 import os
+import random
 import socket
 import tempfile
+
+_chosen: set[int] = set()
+
+
+def _fixed_port() -> int:
+    """A port for a server that a test starts later at an address fixed now (in the settings):
+    below the kernel's ephemeral range, so that no outgoing connection of the run (their local
+    ports come from that range) can hold it when the server binds; free when chosen."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            low = int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        if port in _chosen:
+            continue
+        with socket.socket() as candidate:
+            try:
+                candidate.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _chosen.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
+
 
 os.environ["BROWSERFLEET_ENV"] = "test"
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -49,24 +76,16 @@ os.environ["BROWSER_EGRESS_HOST"] = "127.0.0.1"
 # The batch jobs' test site (tests/jobs/conftest.py) listens on a port chosen here, so that the
 # name `proxied.test` on that port can be allowed too: a name that resolves nowhere, which only a
 # test's upstream proxy (every name is 127.0.0.1 to it) can reach; a page there went through it.
-with socket.socket() as _sock:
-    _sock.bind(("127.0.0.1", 0))
-    os.environ.setdefault("BF_TEST_SITE_PORT", str(_sock.getsockname()[1]))
+os.environ.setdefault("BF_TEST_SITE_PORT", str(_fixed_port()))
 os.environ["BROWSER_EGRESS_ALLOW"] = f"127.0.0.1/32,proxied.test:{os.environ['BF_TEST_SITE_PORT']}"
 # A fresh port, never one that a development filter may hold.
-with socket.socket() as _sock:
-    _sock.bind(("127.0.0.1", 0))
-    os.environ["BROWSER_EGRESS_PORT"] = str(_sock.getsockname()[1])
+os.environ["BROWSER_EGRESS_PORT"] = str(_fixed_port())
 
 # Upstream proxies (docs/proxies.md): the worker writes route files here, the filter reads them.
 os.environ.setdefault("EGRESS_ROUTES_DIR", tempfile.mkdtemp(prefix="bf-test-routes-"))
 # The operator's pool: two proxies of the tests' own (tests/support/upstream_proxies.py) that
 # tests/flows/test_proxies.py starts on these ports; the second asks for credentials.
-_pool_ports = []
-for _ in range(2):
-    with socket.socket() as _sock:
-        _sock.bind(("127.0.0.1", 0))
-        _pool_ports.append(_sock.getsockname()[1])
+_pool_ports = [_fixed_port(), _fixed_port()]
 os.environ.setdefault(
     "ADVANCED_PROXY_URLS",
     f"us=http://127.0.0.1:{_pool_ports[0]},de=http://pool-user:pool-s3cret@127.0.0.1:{_pool_ports[1]}",
