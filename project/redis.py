@@ -23,8 +23,9 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.async
 
 
 def get_async_redis() -> redis.asyncio.Redis:
-    """The running event loop's client (redis.asyncio), for the streams of the ASGI web process:
-    a stream waiting on Redis holds a connection of this pool, never a thread. Answers are str."""
+    """The running event loop's client (redis.asyncio), for async code of the ASGI web process:
+    a coroutine waiting on Redis holds a connection of this pool, never a thread. Answers are str.
+    (The streams read through their process's one reader instead: sessions/stream_hub.py.)"""
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:

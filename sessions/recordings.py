@@ -324,7 +324,9 @@ def recording_export_request(*, recording: SessionRecording, now: datetime | Non
         mp4_status=ExportStatus.PROCESSING, mp4_requested_at=now
     )
     if not asked:  # queued or encoding: sent again only if its message or worker was lost
-        asked = SessionRecording.objects.filter(_export_stale(now), pk=pk).update(mp4_requested_at=now)
+        asked = SessionRecording.objects.filter(_export_stale(now), pk=pk).update(
+            mp4_requested_at=now, mp4_claimed_until=None
+        )
     if asked:
         dispatch.recording_export(pk)
     return SessionRecording.objects.get(pk=pk)
@@ -374,7 +376,10 @@ def recording_exports_stale(*, now: datetime | None = None, batch_size: int = 50
     stale = list(
         SessionRecording.objects.filter(_export_stale(now)).values_list("session_id", flat=True)[:batch_size]
     )
-    SessionRecording.objects.filter(pk__in=stale).update(mp4_requested_at=now)
+    # Queued again: sent again only if it is still not taken _EXPORT_QUEUED_SECONDS from now.
+    SessionRecording.objects.filter(_export_stale(now), pk__in=stale).update(
+        mp4_requested_at=now, mp4_claimed_until=None
+    )
     return stale
 
 

@@ -210,7 +210,8 @@ class StreamHub:
         (a hundred viewers of one session make one database check, not a hundred)."""
         now = time.monotonic()
         held = self._checks.get(name)
-        if held is None or now - held[0] >= max_age or (held[1].done() and held[1].exception()):
+        failed = held is not None and held[1].done() and (held[1].cancelled() or held[1].exception())
+        if held is None or failed or now - held[0] >= max_age:
             if len(self._checks) > 1000:
                 self._checks = {k: v for k, v in self._checks.items() if now - v[0] < max_age}
             held = (now, asyncio.ensure_future(check()))
