@@ -177,7 +177,7 @@ class StreamHub:
 
     async def _read(self) -> None:
         while self._subscriptions:
-            streams = {self._wake_key: self._wake_cursor, **self._cursors}
+            streams: dict[Any, Any] = {self._wake_key: self._wake_cursor, **self._cursors}
             try:
                 reply: Any = await self.reader.xread(streams, count=100, block=_BLOCK_MS)
             except RedisError as exc:

@@ -111,9 +111,10 @@ def _is_end(event: str, data: str) -> bool:
 
 async def _ended(session_id: str, *, max_age: float) -> dict[str, Any] | None:
     """`_ended_status`, asked once per process and session within `max_age` seconds."""
-    return await stream_hub().shared(
+    ended: dict[str, Any] | None = await stream_hub().shared(
         f"ended:{session_id}", max_age=max_age, check=lambda: run_in_web_thread(_ended_status, session_id)
     )
+    return ended
 
 
 async def _catch_up(subscription: Subscription, key: str) -> list[tuple[str, dict[str, str]]]:
