@@ -224,7 +224,7 @@ class StreamHub:
             with contextlib.suppress(BaseException):
                 await self._task
         await self.reader.aclose()
-        await self.commands.aclose()
+        await self.commands.aclose(close_connection_pool=True)
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamHub] = weakref.WeakKeyDictionary()

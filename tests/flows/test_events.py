@@ -187,6 +187,10 @@ def _stream_connections(pid: int) -> list[dict[str, str]]:
     ]
 
 
+def _blocked_on_xread(client: dict[str, Any]) -> bool:
+    return str(client.get("cmd")) == "xread" and "b" in str(client.get("flags", ""))
+
+
 def test_the_streams_of_one_process_share_one_redis_reader_and_end_with_the_session(
     make_client: Any, settings: Any
 ) -> None:
@@ -223,7 +227,7 @@ def test_the_streams_of_one_process_share_one_redis_reader_and_end_with_the_sess
         # Every stream has subscribed: the reader follows both sessions' events and frames.
         pid = os.getpid()
         wait_until(
-            lambda: sum(c["cmd"] == "xread" for c in _stream_connections(pid)) == 1,
+            lambda: sum(_blocked_on_xread(c) for c in _stream_connections(pid)) == 1,
             timeout=10,
             message="one blocked XREAD",
         )
@@ -234,7 +238,7 @@ def test_the_streams_of_one_process_share_one_redis_reader_and_end_with_the_sess
         assert len(connections) <= 1 + 4, connections
         # No other connection of the suite's database waits on XREAD (before: one per stream).
         db = str(get_redis().connection_pool.connection_kwargs.get("db", 0))
-        blocked = [c for c in get_redis().client_list() if str(c.get("db")) == db and c.get("cmd") == "xread"]
+        blocked = [c for c in get_redis().client_list() if str(c.get("db")) == db and _blocked_on_xread(c)]
         assert len(blocked) == 1, blocked
 
         ended = client.delete(f"/v1/computers/{sessions[0]}")
@@ -248,7 +252,11 @@ def test_the_streams_of_one_process_share_one_redis_reader_and_end_with_the_sess
                 pass
             assert time.monotonic() - deleted_at < 2.0, f"stream {n} outlived its session"
         # The other session's streams are still served by the same reader.
-        assert sum(c["cmd"] == "xread" for c in _stream_connections(pid)) == 1
+        wait_until(
+            lambda: sum(_blocked_on_xread(c) for c in _stream_connections(pid)) == 1,
+            timeout=10,
+            message="the reader still blocked for the other session",
+        )
     finally:
         for sock in sockets:
             sock.close()
