@@ -25,9 +25,6 @@ from sessions.recordings import (
     storage_full_reason,
 )
 
-# The account's storage left is read again this often (its other recordings grow meanwhile).
-_ROOM_CHECK_MS = 5000
-
 
 class Recorder:
     def __init__(self, *, account_id: int, session_id: str) -> None:
@@ -43,15 +40,15 @@ class Recorder:
         self.stopped = (self.folder / TRUNCATED_FILE).exists()
         self.written = 0
         self.account_id, self.session_id = account_id, session_id
-        self._room_checked_ms: float | None = None
         self._room_limit = 0  # the frames file may grow to this size under the account's cap
+        self.refresh_room()
 
-    def _room(self, now_ms: float) -> int:
-        if self._room_checked_ms is None or now_ms - self._room_checked_ms >= _ROOM_CHECK_MS:
-            self._room_checked_ms = now_ms
-            room = recording_storage_room(account_id=self.account_id, exclude_session_id=self.session_id)
-            self._room_limit = max(0, room)
-        return self._room_limit
+    def refresh_room(self) -> None:
+        """Read again how far the frames file may grow under the account's storage cap (the
+        account's other recordings grow meanwhile). Called when the recorder starts and by the
+        caster every few seconds, never on the path of a frame."""
+        room = recording_storage_room(account_id=self.account_id, exclude_session_id=self.session_id)
+        self._room_limit = max(0, room)
 
     def _stop(self, reason: str) -> None:
         """Stop recording: what was written stays a whole recording; the reason is kept."""
@@ -83,7 +80,7 @@ class Recorder:
         if at_ms - self._first_ms > settings.RECORDING_MAX_SECONDS * 1000:
             self._stop(f"The recording reached its length cap ({settings.RECORDING_MAX_SECONDS} s).")
             return
-        if self._offset + len(jpeg) > self._room(at_ms):
+        if self._offset + len(jpeg) > self._room_limit:
             self._stop(storage_full_reason(account_id=self.account_id))
             return
         self._frames.write(jpeg)

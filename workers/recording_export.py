@@ -56,8 +56,14 @@ def _encode(recording: SessionRecording, work: Path) -> Path:
             jpegs.seek(frame.offset)
             (work / f"{n:06d}.jpg").write_bytes(jpegs.read(frame.length))
             until = frames[n + 1].at_ms if n + 1 < len(frames) else max(end_ms, frame.at_ms + 1)
-            lines += [f"file '{n:06d}.jpg'", f"duration {max(1, until - frame.at_ms) / 1000:.3f}"]
-    lines.append(f"file '{len(frames) - 1:06d}.jpg'")
+            # framerate: each image's timestamps in ms (image2's default, 1/25 s, would round
+            # frames closer than 40 ms onto one another, and vfr would drop them).
+            lines += [
+                f"file '{n:06d}.jpg'",
+                "option framerate 1000",
+                f"duration {max(1, until - frame.at_ms) / 1000:.3f}",
+            ]
+    lines += [f"file '{len(frames) - 1:06d}.jpg'", "option framerate 1000"]
     (work / "list.ffconcat").write_text("\n".join(lines) + "\n")
     width = _even(frames[0].width or 2)
     height = _even(frames[0].height or 2)

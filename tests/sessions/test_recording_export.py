@@ -89,8 +89,9 @@ def test_the_mp4_is_made_once_from_the_frames_at_their_own_times(
 ):
     account = _account()
     base = 1_700_000_000_000.0
-    # Frames 0.5 s and 2 s apart, the last shown 1.5 s until the session ended: 4 s in all.
-    recording = _ready_recording(account, jpegs, [base, base + 500, base + 2500], ended_ms=base + 4000)
+    # Frames 10 ms and 2.5 s apart (closer than a 25 fps frame), the last shown 1.49 s until the
+    # session ended: 4 s in all.
+    recording = _ready_recording(account, jpegs, [base, base + 10, base + 2510], ended_ms=base + 4000)
     assert recording.frame_count == 3 and recording.duration_ms == 4000
 
     with django_capture_on_commit_callbacks(execute=False) as sent:
@@ -109,6 +110,8 @@ def test_the_mp4_is_made_once_from_the_frames_at_their_own_times(
     # The recording's frames and the last one again, closing the video at the session's end.
     assert probe["frames"] == 4
     assert abs(probe["seconds"] - 4.0) < 0.2
+    # Each frame at its own time, to the millisecond.
+    assert [round(t, 3) for t in probe["times"]] == [0.0, 0.01, 2.51, 4.0]
     # Not in any work folder left behind.
     assert sorted(p.name for p in video.parent.iterdir()) == ["frames.jpgs", "index.tsv", MP4_FILE]
 
