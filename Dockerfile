@@ -1,11 +1,12 @@
 # Image for web, worker and beat. Browsers run on the Selenium Grid node in docker-compose.yml;
 # for the local backend in one container, add: apt-get install chromium chromium-driver (and
 # chromium-headless-shell for CHROMIUM_BINARY=/usr/lib/chromium/chromium-headless-shell).
+# ffmpeg encodes recordings' MP4 exports on the workers (workers/recording_export.py).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tini \
+    && apt-get install -y --no-install-recommends tini ffmpeg \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY requirements.txt .

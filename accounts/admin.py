@@ -34,6 +34,8 @@ class PlanAdmin(admin.ModelAdmin[Plan]):
         "saved_state_max_bytes",
         "max_saved_states",
         "saved_state_retention_days",
+        "recording_retention_days",
+        "recording_storage_bytes",
     ]
 
 

@@ -28,6 +28,11 @@ class Plan(models.Model):
     saved_state_retention_days = models.PositiveIntegerField(default=30)
     # Whether a session records its screen when its create does not say (`record`).
     record_sessions_by_default = models.BooleanField(default=False)
+    # Recordings (docs/logs-and-recordings.md): days one is kept after its session ended, and the
+    # bytes all of an account's recordings (frames and MP4 exports) may hold. None: the service's
+    # RECORDING_RETENTION_DAYS / RECORDING_ACCOUNT_STORAGE_BYTES.
+    recording_retention_days = models.PositiveIntegerField(null=True, blank=True)
+    recording_storage_bytes = models.PositiveBigIntegerField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name

@@ -25,6 +25,8 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "saved_state_max_bytes": 10 * MB,
         "max_saved_states": 10,
         "saved_state_retention_days": 30,
+        "recording_retention_days": 3,
+        "recording_storage_bytes": 1024 * MB,
     },
     {
         "name": "pro",
@@ -39,6 +41,8 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "saved_state_max_bytes": 100 * MB,
         "max_saved_states": 100,
         "saved_state_retention_days": 30,
+        "recording_retention_days": 14,
+        "recording_storage_bytes": 20 * 1024 * MB,
     },
     {
         "name": "enterprise",
@@ -55,6 +59,8 @@ DEFAULT_PLANS: list[dict[str, Any]] = [
         "saved_state_max_bytes": 500 * MB,
         "max_saved_states": None,
         "saved_state_retention_days": 90,
+        "recording_retention_days": 30,
+        "recording_storage_bytes": 200 * 1024 * MB,
     },
 ]
 

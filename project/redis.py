@@ -23,9 +23,10 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.async
 
 
 def get_async_redis() -> redis.asyncio.Redis:
-    """The running event loop's client (redis.asyncio), for the ASGI web process's streams and
-    waiting requests: one waiting on Redis holds a connection of this pool, never a thread.
-    Answers are str."""
+    """The running event loop's client (redis.asyncio), for the ASGI web process's waiting
+    requests (project/awaiting.py): one waiting on Redis holds a connection of this pool, never a
+    thread. Answers are str. (The streams read through their process's one reader instead:
+    sessions/stream_hub.py.)"""
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:

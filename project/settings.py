@@ -303,7 +303,14 @@ RECORDING_FPS = env_int("RECORDING_FPS", 5, minimum=1)
 RECORDING_MAX_BYTES = env_int("RECORDING_MAX_BYTES", 200_000_000, minimum=100_000)
 RECORDING_MAX_SECONDS = env_int("RECORDING_MAX_SECONDS", 4 * 3600, minimum=10)
 RECORDING_RETENTION_DAYS = env_int("RECORDING_RETENTION_DAYS", 7, minimum=1)
+# The bytes all recordings of one account may hold (frames and MP4 exports), for plans that do
+# not set their own (Plan.recording_storage_bytes; RECORDING_RETENTION_DAYS likewise).
+RECORDING_ACCOUNT_STORAGE_BYTES = env_int("RECORDING_ACCOUNT_STORAGE_BYTES", 1024**3, minimum=1_000_000)
 RECORDING_REPLAY_TTL_SECONDS = env_int("RECORDING_REPLAY_TTL_SECONDS", 900, minimum=30)
+# MP4 export (`?format=mp4`): the ffmpeg binary the workers run (Debian's `ffmpeg` package), and
+# how long one encode may take before it is killed and the export fails.
+RECORDING_FFMPEG_BINARY = env_str("RECORDING_FFMPEG_BINARY", "ffmpeg")
+RECORDING_EXPORT_TIMEOUT_SECONDS = env_int("RECORDING_EXPORT_TIMEOUT_SECONDS", 600, minimum=10)
 
 # --- Redis and Celery -------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -340,6 +347,7 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.page_logs_purge": {"queue": "maintenance"},
     "workers.tasks.recordings_finalize": {"queue": "maintenance"},
     "workers.tasks.recordings_purge": {"queue": "maintenance"},
+    "workers.tasks.recording_export_mp4": {"queue": "maintenance"},
     # Batch jobs: their own queues, so that bulk scraping never delays actions.
     "workers.job_tasks.job_browser_run": {"queue": "jobs"},
     # Short bookkeeping: never stuck behind job browsers that fill the jobs queue's workers.

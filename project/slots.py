@@ -14,6 +14,7 @@ import contextlib
 import time
 import uuid
 
+import redis.asyncio
 from redis.exceptions import RedisError
 
 from project.redis import get_async_redis, get_redis
@@ -38,13 +39,17 @@ def slot_release(*, key: str, token: str) -> None:
     get_redis().zrem(key, token)
 
 
-async def slot_release_async(*, key: str, token: str) -> None:
-    """Give the slot back from the event loop; with Redis away it drops out after its ttl."""
+async def slot_release_async(*, key: str, token: str, client: redis.asyncio.Redis | None = None) -> None:
+    """Give the slot back from the event loop; with Redis away it drops out after its ttl.
+    `client`: the loop's client to use (the streams' own pool: sessions/stream_hub.py)."""
     with contextlib.suppress(RedisError):
-        await get_async_redis().zrem(key, token)
+        await (client or get_async_redis()).zrem(key, token)
 
 
-async def slot_refresh_async(*, key: str, token: str, ttl: float) -> None:
-    client = get_async_redis()
-    await client.zadd(key, {token: time.time()}, xx=True)
-    await client.expire(key, int(ttl) + 1)
+async def slot_refresh_async(
+    *, key: str, token: str, ttl: float, client: redis.asyncio.Redis | None = None
+) -> None:
+    pipe = (client or get_async_redis()).pipeline(transaction=False)
+    pipe.zadd(key, {token: time.time()}, xx=True)
+    pipe.expire(key, int(ttl) + 1)
+    await pipe.execute()

@@ -25,6 +25,7 @@ ACTIONS_RUN = "workers.tasks.actions_run"
 POOL_REFILL = "workers.tasks.pool_refill"
 HOST_RECONCILE = "workers.tasks.host_reconcile"
 STATE_SAVE = "workers.tasks.session_state_save"
+RECORDING_EXPORT = "workers.tasks.recording_export_mp4"
 
 
 def host_queue(host: str) -> str:
@@ -46,6 +47,7 @@ TASK_NAMES = (
     POOL_REFILL,
     HOST_RECONCILE,
     STATE_SAVE,
+    RECORDING_EXPORT,
 )
 
 
@@ -135,3 +137,8 @@ def state_save(session_id: str, token: str) -> None:
     """Have the worker that drives the session's browser save its state now (POST .../state);
     it signals `token` when done (sessions/saved_state.py)."""
     _send_after_commit(STATE_SAVE, session_id, token, queue=_actions_queue_of(session_id))
+
+
+def recording_export(session_id: str) -> None:
+    """Have a worker encode the recording's MP4 (the maintenance queue: ffmpeg, never an action)."""
+    _send_after_commit(RECORDING_EXPORT, session_id)

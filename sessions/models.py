@@ -429,6 +429,13 @@ class RecordingStatus(models.TextChoices):
     FAILED = "failed"  # `failure_reason` says why
 
 
+class ExportStatus(models.TextChoices):
+    NONE = ""  # never asked for
+    PROCESSING = "processing"  # asked for; queued or being encoded
+    READY = "ready"
+    FAILED = "failed"  # `mp4_failure_reason` says why
+
+
 class SessionRecording(models.Model):
     """A session's recording (create option `record`): JPEG frames of DevTools' screencast with
     their timestamps, in one file of frames and one index file under MEDIA_ROOT
@@ -449,9 +456,20 @@ class SessionRecording(models.Model):
     size_bytes = models.PositiveBigIntegerField(default=0)
     # The cap (RECORDING_MAX_BYTES or RECORDING_MAX_SECONDS) stopped the recording early.
     truncated = models.BooleanField(default=False)
+    # Which cap: the length, the size, or the account's storage (the plan's).
+    truncated_reason = models.CharField(max_length=300, blank=True, default="")
     # A finalize claimed it until then (processing); past it, the sweep may claim it again.
     claimed_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The MP4 export (`?format=mp4`, workers/recording_export.py), made once on first request;
+    # the same claim and attempts pattern as the recording's own settling.
+    mp4_status = models.CharField(max_length=16, choices=ExportStatus.choices, default="", blank=True)
+    mp4_failure_reason = models.CharField(max_length=300, blank=True, default="")
+    mp4_requested_at = models.DateTimeField(null=True, blank=True)
+    mp4_claimed_until = models.DateTimeField(null=True, blank=True)
+    mp4_attempts = models.PositiveSmallIntegerField(default=0)
+    mp4_size_bytes = models.PositiveBigIntegerField(default=0)
+    mp4_finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -459,6 +477,9 @@ class SessionRecording(models.Model):
                 fields=["status"],
                 condition=Q(status__in=["recording", "processing"]),
                 name="recording_unfinished",
+            ),
+            models.Index(
+                fields=["mp4_status"], condition=Q(mp4_status="processing"), name="recording_mp4_unfinished"
             ),
             models.Index(fields=["finished_at"], name="recording_finished"),
         ]

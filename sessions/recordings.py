@@ -25,15 +25,19 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signing
-from django.db.models import F, Q
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from project.exceptions import NotFound
-from sessions.models import BrowserSession, RecordingStatus, SessionRecording, SessionStatus
+from accounts.models import Account
+from project.exceptions import Busy, Conflict, NotFound
+from sessions import dispatch
+from sessions.models import BrowserSession, ExportStatus, RecordingStatus, SessionRecording, SessionStatus
 
 FRAMES_FILE = "frames.jpgs"
 INDEX_FILE = "index.tsv"
 TRUNCATED_FILE = "truncated"
+MP4_FILE = "recording.mp4"
 _CLAIM_SECONDS = 60
 _MAX_ATTEMPTS = 3
 # A session's caster notices its end within a poll; its last frames are in the files by then.
@@ -45,8 +49,59 @@ def recording_dir(*, account_id: int, session_id: str) -> Path:
     return Path(settings.MEDIA_ROOT) / "recordings" / str(account_id) / session_id
 
 
+def recording_storage_cap(*, account_id: int) -> int:
+    """The bytes the account's recordings may hold: its plan's, else the service's default."""
+    plan_cap = Account.objects.filter(pk=account_id).values_list("plan__recording_storage_bytes", flat=True)
+    cap = plan_cap.first()
+    return int(cap) if cap is not None else settings.RECORDING_ACCOUNT_STORAGE_BYTES
+
+
+def recording_storage_used(*, account_id: int, exclude_session_id: str = "") -> int:
+    """The bytes the account's recordings hold: the settled ones' frames and MP4s as counted, the
+    unsettled ones' frames as on disk (`exclude_session_id`: a live recording counting itself)."""
+    settled = SessionRecording.objects.filter(
+        account_id=account_id, status__in=[RecordingStatus.READY, RecordingStatus.FAILED]
+    ).aggregate(total=Sum(F("size_bytes") + F("mp4_size_bytes")))["total"]
+    used = int(settled or 0)
+    unsettled = (
+        SessionRecording.objects.filter(
+            account_id=account_id, status__in=[RecordingStatus.RECORDING, RecordingStatus.PROCESSING]
+        )
+        .exclude(pk=exclude_session_id)
+        .values_list("session_id", flat=True)
+    )
+    for session_id in unsettled:
+        try:
+            used += (recording_dir(account_id=account_id, session_id=session_id) / FRAMES_FILE).stat().st_size
+        except OSError:
+            continue
+    return used
+
+
+def recording_storage_room(*, account_id: int, exclude_session_id: str = "") -> int:
+    """Bytes the account's recordings may still write (<= 0: its storage cap is reached)."""
+    return recording_storage_cap(account_id=account_id) - recording_storage_used(
+        account_id=account_id, exclude_session_id=exclude_session_id
+    )
+
+
+def storage_full_reason(*, account_id: int) -> str:
+    cap = recording_storage_cap(account_id=account_id)
+    return f"The account's recording storage cap ({cap} bytes, its plan's) is reached."
+
+
 def recording_open(*, session: BrowserSession, now: datetime) -> SessionRecording:
     """The recording row of a session created with `record` (in the create's transaction)."""
+    if recording_storage_room(account_id=session.account_id) <= 0:
+        # Said at once, rather than a recording that stops at its first frame.
+        return SessionRecording.objects.create(
+            session=session,
+            account_id=session.account_id,
+            created_at=now,
+            status=RecordingStatus.FAILED,
+            failure_reason=storage_full_reason(account_id=session.account_id),
+            finished_at=now,
+        )
     if settings.BROWSER_BACKEND != "local":
         # The screencast is cast for local browsers only (docs/streams.md): say so at once.
         return SessionRecording.objects.create(
@@ -124,6 +179,13 @@ def _settled_sessions(now: datetime) -> Q:
     )
 
 
+def _truncated_reason(folder: Path) -> str:
+    try:
+        return (folder / TRUNCATED_FILE).read_text()[:300] or "A recording cap was reached."
+    except OSError:
+        return ""
+
+
 def recording_finalize(*, session_id: str, now: datetime | None = None) -> str | None:
     """Claim an ended session's unfinished recording and settle it: `ready` with its frames, or
     `failed` with a reason. Returns the status it set, None if it was not this call's to settle
@@ -180,6 +242,7 @@ def recording_finalize(*, session_id: str, now: datetime | None = None) -> str |
             duration_ms=max(0, end_ms - frames[0].at_ms),
             size_bytes=sum(f.length for f in frames),
             truncated=(folder / TRUNCATED_FILE).exists(),
+            truncated_reason=_truncated_reason(folder),
         )
     # Only the claim's holder writes the outcome (a late finalizer whose claim ran out does not).
     written = SessionRecording.objects.filter(
@@ -200,17 +263,124 @@ def recordings_finalize_due(*, now: datetime | None = None, batch_size: int = 50
 
 
 def recordings_purge(*, now: datetime | None = None, batch_size: int = 200) -> int:
-    """Delete recordings (files and row) finished more than RECORDING_RETENTION_DAYS ago."""
-    cutoff = (now or timezone.now()) - timedelta(days=settings.RECORDING_RETENTION_DAYS)
+    """Delete recordings (frames, MP4 and row) finished more than their account's plan's
+    `recording_retention_days` ago (RECORDING_RETENTION_DAYS for a plan that does not say)."""
+    now = now or timezone.now()
+    days = Coalesce(F("account__plan__recording_retention_days"), Value(settings.RECORDING_RETENTION_DAYS))
+    cutoff = ExpressionWrapper(
+        Value(now) - ExpressionWrapper(days * timedelta(days=1), output_field=DurationField()),
+        output_field=DateTimeField(),
+    )
     expired = list(
-        SessionRecording.objects.filter(
-            status__in=[RecordingStatus.READY, RecordingStatus.FAILED], finished_at__lt=cutoff
-        ).values_list("session_id", "account_id")[:batch_size]
+        SessionRecording.objects.alias(cutoff=cutoff)
+        .filter(status__in=[RecordingStatus.READY, RecordingStatus.FAILED], finished_at__lt=F("cutoff"))
+        .exclude(mp4_status=ExportStatus.PROCESSING, mp4_claimed_until__gt=now)  # an encode under way
+        .values_list("session_id", "account_id")[:batch_size]
     )
     for session_id, account_id in expired:
         shutil.rmtree(recording_dir(account_id=account_id, session_id=session_id), ignore_errors=True)
         SessionRecording.objects.filter(pk=session_id).delete()
     return len(expired)
+
+
+# MP4 export (`?format=mp4`): made once, in the background, by workers/recording_export.py.
+
+_MAX_EXPORT_ATTEMPTS = 3
+# An export asked for but not claimed by a worker this long after is sent again (a lost message).
+_EXPORT_QUEUED_SECONDS = 60
+EXPORT_RETRY_AFTER_SECONDS = 5
+
+
+def _export_claim_seconds() -> int:
+    # Above ffmpeg's own time limit: a claim runs out only when its worker died.
+    return settings.RECORDING_EXPORT_TIMEOUT_SECONDS + 60
+
+
+def _export_stale(now: datetime) -> Q:
+    return Q(mp4_status=ExportStatus.PROCESSING) & (
+        Q(mp4_claimed_until__lt=now)
+        | Q(
+            mp4_claimed_until__isnull=True,
+            mp4_requested_at__lt=now - timedelta(seconds=_EXPORT_QUEUED_SECONDS),
+        )
+    )
+
+
+def recording_export_request(*, recording: SessionRecording, now: datetime | None = None) -> SessionRecording:
+    """Ask for the ready recording's MP4: the first call queues it (`processing`); a later one
+    answers where it stands, and sends again an export whose message or worker was lost.
+    409 while the recording is not ready (retryable) or when it failed (final)."""
+    now = now or timezone.now()
+    if recording.status in (RecordingStatus.RECORDING, RecordingStatus.PROCESSING):
+        raise Busy(
+            "The recording is not ready yet (the session must end first).",
+            code="recording_not_ready",
+            retry_after=EXPORT_RETRY_AFTER_SECONDS,
+        )
+    if recording.status == RecordingStatus.FAILED:
+        raise Conflict(f"The recording failed: {recording.failure_reason}", code="recording_failed")
+    pk = recording.session_id
+    asked = SessionRecording.objects.filter(pk=pk, mp4_status=ExportStatus.NONE).update(
+        mp4_status=ExportStatus.PROCESSING, mp4_requested_at=now
+    )
+    if not asked:  # queued or encoding: sent again only if its message or worker was lost
+        asked = SessionRecording.objects.filter(_export_stale(now), pk=pk).update(
+            mp4_requested_at=now, mp4_claimed_until=None
+        )
+    if asked:
+        dispatch.recording_export(pk)
+    return SessionRecording.objects.get(pk=pk)
+
+
+def recording_export_claim(*, session_id: str, now: datetime | None = None) -> datetime | None:
+    """Claim a queued (or abandoned) export for this worker: its claim's deadline, or None when it
+    is not this call's (already claimed, finished, or failed after _MAX_EXPORT_ATTEMPTS)."""
+    now = now or timezone.now()
+    deadline = now + timedelta(seconds=_export_claim_seconds())
+    claimable = Q(mp4_status=ExportStatus.PROCESSING) & (
+        Q(mp4_claimed_until__isnull=True) | Q(mp4_claimed_until__lt=now)
+    )
+    claimed = SessionRecording.objects.filter(
+        claimable, pk=session_id, mp4_attempts__lt=_MAX_EXPORT_ATTEMPTS
+    ).update(mp4_claimed_until=deadline, mp4_attempts=F("mp4_attempts") + 1)
+    if claimed:
+        return deadline
+    SessionRecording.objects.filter(claimable, pk=session_id, mp4_attempts__gte=_MAX_EXPORT_ATTEMPTS).update(
+        mp4_status=ExportStatus.FAILED,
+        mp4_failure_reason=f"The export failed {_MAX_EXPORT_ATTEMPTS} times.",
+        mp4_finished_at=now,
+        mp4_claimed_until=None,
+    )
+    return None
+
+
+def recording_export_finish(
+    *, session_id: str, deadline: datetime, size_bytes: int = 0, failure_reason: str = ""
+) -> bool:
+    """Write the export's outcome, if this claim still holds it (a late worker does not)."""
+    values: dict[str, Any] = {"mp4_finished_at": timezone.now(), "mp4_claimed_until": None}
+    if failure_reason:
+        values.update(mp4_status=ExportStatus.FAILED, mp4_failure_reason=failure_reason[:300])
+    else:
+        values.update(mp4_status=ExportStatus.READY, mp4_size_bytes=size_bytes)
+    return bool(
+        SessionRecording.objects.filter(
+            pk=session_id, mp4_status=ExportStatus.PROCESSING, mp4_claimed_until=deadline
+        ).update(**values)
+    )
+
+
+def recording_exports_stale(*, now: datetime | None = None, batch_size: int = 50) -> list[str]:
+    """Exports whose message or worker was lost (Beat sends them again; the claim decides)."""
+    now = now or timezone.now()
+    stale = list(
+        SessionRecording.objects.filter(_export_stale(now)).values_list("session_id", flat=True)[:batch_size]
+    )
+    # Queued again: sent again only if it is still not taken _EXPORT_QUEUED_SECONDS from now.
+    SessionRecording.objects.filter(_export_stale(now), pk__in=stale).update(
+        mp4_requested_at=now, mp4_claimed_until=None
+    )
+    return stale
 
 
 # Replay links: signed like the live viewer's, naming the session, its account and the expiry.

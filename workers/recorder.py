@@ -16,7 +16,14 @@ from typing import IO
 
 from django.conf import settings
 
-from sessions.recordings import FRAMES_FILE, INDEX_FILE, TRUNCATED_FILE, recording_dir
+from sessions.recordings import (
+    FRAMES_FILE,
+    INDEX_FILE,
+    TRUNCATED_FILE,
+    recording_dir,
+    recording_storage_room,
+    storage_full_reason,
+)
 
 
 class Recorder:
@@ -32,6 +39,21 @@ class Recorder:
         self._pending: tuple[str, float, int, int] | None = None
         self.stopped = (self.folder / TRUNCATED_FILE).exists()
         self.written = 0
+        self.account_id, self.session_id = account_id, session_id
+        self._room_limit = 0  # the frames file may grow to this size under the account's cap
+        self.refresh_room()
+
+    def refresh_room(self) -> None:
+        """Read again how far the frames file may grow under the account's storage cap (the
+        account's other recordings grow meanwhile). Called when the recorder starts and by the
+        caster every few seconds, never on the path of a frame."""
+        room = recording_storage_room(account_id=self.account_id, exclude_session_id=self.session_id)
+        self._room_limit = max(0, room)
+
+    def _stop(self, reason: str) -> None:
+        """Stop recording: what was written stays a whole recording; the reason is kept."""
+        self.stopped = True
+        (self.folder / TRUNCATED_FILE).write_text(reason)
 
     def offer(self, data: str, at_ms: float, width: int, height: int) -> None:
         """A frame from DevTools (base64 JPEG, its timestamp in ms)."""
@@ -52,12 +74,14 @@ class Recorder:
         jpeg = base64.b64decode(data)
         if self._first_ms is None:
             self._first_ms = at_ms
-        if (
-            self._offset + len(jpeg) > settings.RECORDING_MAX_BYTES
-            or at_ms - self._first_ms > settings.RECORDING_MAX_SECONDS * 1000
-        ):
-            self.stopped = True
-            (self.folder / TRUNCATED_FILE).touch()
+        if self._offset + len(jpeg) > settings.RECORDING_MAX_BYTES:
+            self._stop(f"The recording reached its size cap ({settings.RECORDING_MAX_BYTES} bytes).")
+            return
+        if at_ms - self._first_ms > settings.RECORDING_MAX_SECONDS * 1000:
+            self._stop(f"The recording reached its length cap ({settings.RECORDING_MAX_SECONDS} s).")
+            return
+        if self._offset + len(jpeg) > self._room_limit:
+            self._stop(storage_full_reason(account_id=self.account_id))
             return
         self._frames.write(jpeg)
         self._frames.flush()

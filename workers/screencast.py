@@ -52,7 +52,8 @@ _POLL_SECONDS = 0.25
 # A caster that failed (browser still starting, DevTools not answering) is tried again after this.
 _RETRY_SECONDS = 2.0
 JPEG_QUALITY = 60
-# A recording caster checks this often that it still casts the session's main tab.
+# A recording caster checks this often that it still casts the session's main tab (and how much
+# room its account's recording storage has left).
 _RECORDING_CHECK_SECONDS = 2.0
 _FIRST_FRAME_SECONDS = 5.0
 
@@ -171,6 +172,7 @@ class _Caster(threading.Thread):
                     checked = time.monotonic()
                     if not self._still_on_main_tab(target_id, since=checked - started):
                         return
+                    self.recorder.refresh_room()
                 if self.recorded and self.recorder is None:
                     self.recorder = Recorder(account_id=account_id, session_id=self.session_id)
                 # A recorder writes a waiting frame when its turn comes: tick often enough.

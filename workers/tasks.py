@@ -26,6 +26,7 @@ from workers import (  # noqa: F401  (job_tasks, webhook_tasks: see below)
     host_heartbeat,
     job_tasks,
     page_logs,
+    recording_export,
     screencast,
     services,
     webhook_tasks,
@@ -220,8 +221,22 @@ def page_logs_purge() -> int:
 
 @shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
 def recordings_finalize() -> int:
-    """Settle the recordings of ended sessions: `ready` or `failed`, never left `recording`."""
+    """Settle the recordings of ended sessions: `ready` or `failed`, never left `recording`; send
+    again the MP4 exports whose message or worker was lost (never left `processing`)."""
+    for session_id in recordings.recording_exports_stale():
+        recording_export_mp4.delay(session_id)
     return recordings.recordings_finalize_due()
+
+
+# Above RECORDING_EXPORT_TIMEOUT_SECONDS (ffmpeg's own limit), which the claim outlives.
+@shared_task(
+    acks_late=True,
+    soft_time_limit=settings.RECORDING_EXPORT_TIMEOUT_SECONDS + 30,
+    time_limit=settings.RECORDING_EXPORT_TIMEOUT_SECONDS + 45,
+)
+def recording_export_mp4(session_id: str) -> str | None:
+    """Encode a ready recording's MP4 (asked for by `GET .../recording?format=mp4`)."""
+    return recording_export.recording_export_mp4(session_id=session_id)
 
 
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300)

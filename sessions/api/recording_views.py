@@ -5,9 +5,12 @@ through the same token. Another account's session is 404, as an unknown one."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -19,14 +22,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import request_account
-from project.exceptions import NotFound
+from project.exceptions import Conflict, InvalidInput, NotFound
 from project.fields import iso
 from project.openapi import error_response, errors
 from sessions import selectors
 from sessions.api.action_views import _NeverNotAcceptable
+from sessions.api.log_views import _FormatIsOurs
 from sessions.api.schema import ACTIONS, COMPUTERS, SESSION_ID
-from sessions.models import Action, RecordingStatus, SessionRecording
+from sessions.models import Action, ExportStatus, RecordingStatus, SessionRecording
 from sessions.recordings import (
+    EXPORT_RETRY_AFTER_SECONDS,
+    MP4_FILE,
+    recording_dir,
+    recording_export_request,
     recording_frame_bytes,
     recording_frames,
     recording_frames_settled,
@@ -61,6 +69,83 @@ class RecordingOutput(serializers.Serializer[Any]):
         allow_null=True, help_text="ready: a replay page; it needs no API key."
     )
     replay_expires_at = serializers.CharField(allow_null=True)
+    truncated_reason = serializers.CharField(allow_null=True, help_text="Which cap stopped it (truncated).")
+    mp4_status = serializers.CharField(
+        allow_null=True,
+        help_text="The MP4 export (?format=mp4): null (never asked for), processing, ready, failed.",
+    )
+    mp4_failure_reason = serializers.CharField(allow_null=True)
+    mp4_size_bytes = serializers.IntegerField()
+
+
+class RecordingExportOutput(serializers.Serializer[Any]):
+    session_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=["processing"], help_text="Ask again after Retry-After.")
+    detail = serializers.CharField()
+
+
+FORMAT = OpenApiParameter(
+    "format",
+    OpenApiTypes.STR,
+    enum=["json", "mp4"],
+    description="mp4: the recording as a video, made in the background on the first request "
+    "(202 processing with Retry-After until it is ready; then video/mp4).",
+)
+_EXPORT_RESPONSES: dict[Any, Any] = {
+    (200, "video/mp4"): OpenApiResponse(OpenApiTypes.BINARY, description="format=mp4, once ready."),
+    202: OpenApiResponse(RecordingExportOutput, description="format=mp4: being made; ask again."),
+}
+
+
+def _mp4_chunks(path: Path) -> AsyncIterator[bytes]:
+    handle = open(path, "rb")  # noqa: SIM115 (closed by the generator)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await asyncio.to_thread(handle.read, 1 << 20):
+                yield chunk
+        finally:
+            handle.close()
+
+    return chunks()
+
+
+def recording_mp4_response(recording: SessionRecording) -> HttpResponseBase:
+    """The MP4 once made (queued on the first ask); 202 while it is made; 409 if it failed."""
+    recording = recording_export_request(recording=recording)
+    if recording.mp4_status == ExportStatus.FAILED:
+        raise Conflict(
+            f"The MP4 export failed: {recording.mp4_failure_reason}",
+            code="recording_export_failed",
+            extra={"export_status": "failed", "failure_reason": recording.mp4_failure_reason},
+        )
+    path = recording_dir(account_id=recording.account_id, session_id=recording.session_id) / MP4_FILE
+    if recording.mp4_status == ExportStatus.READY:
+        try:
+            size = path.stat().st_size
+            # Served by the event loop as it reads (the ASGI handler would read a sync file whole).
+            response = StreamingHttpResponse(_mp4_chunks(path), content_type="video/mp4")
+        except OSError:
+            raise NotFound("The video is gone (purged).", code="recording_not_found") from None
+        response["Content-Length"] = str(size)
+        response["Content-Disposition"] = f'attachment; filename="{recording.session_id}.mp4"'
+        response["Cache-Control"] = "private, no-store"
+        return response
+    body = {
+        "session_id": recording.session_id,
+        "status": "processing",
+        "detail": "The video is being made; ask again after Retry-After.",
+    }
+    answer = Response(RecordingExportOutput(body).data, status=202)
+    answer["Retry-After"] = str(EXPORT_RETRY_AFTER_SECONDS)
+    return answer
+
+
+def _format_of(request: Request) -> str:
+    wanted = request.query_params.get("format", "json")
+    if wanted not in ("json", "mp4"):
+        raise InvalidInput("format must be json or mp4.", code="invalid_format")
+    return wanted
 
 
 class ReplayFrameOutput(serializers.Serializer[Any]):
@@ -84,19 +169,24 @@ class ReplayIndexOutput(serializers.Serializer[Any]):
 
 
 class ComputerRecordingView(APIView):
+    content_negotiation_class = _FormatIsOurs
+
     @extend_schema(
         tags=[COMPUTERS],
-        summary="The session's recording: status, frames, duration and a replay link",
-        parameters=[SESSION_ID],
-        responses={200: RecordingOutput, **errors(404)},
+        summary="The session's recording: status, frames, duration and a replay link; or its MP4",
+        parameters=[SESSION_ID, FORMAT],
+        responses={200: RecordingOutput, **_EXPORT_RESPONSES, **errors(404, 409)},
     )
-    def get(self, request: Request, session_id: str) -> Response:
+    def get(self, request: Request, session_id: str) -> HttpResponseBase:
+        wanted = _format_of(request)
         session = selectors.session_get(account=request_account(request), session_id=session_id)
         recording = SessionRecording.objects.filter(session=session).first()
         if recording is None:
             raise NotFound(
                 'This session is not recorded (create it with "record": true).', code="recording_not_found"
             )
+        if wanted == "mp4":
+            return recording_mp4_response(recording)
         frames = recording.frame_count
         if recording.status == RecordingStatus.RECORDING:
             frames = len(recording_frames(account_id=recording.account_id, session_id=session.pk))
@@ -117,6 +207,10 @@ class ComputerRecordingView(APIView):
             "finished_at": iso(recording.finished_at),
             "replay_url": replay_url,
             "replay_expires_at": replay_expires_at,
+            "truncated_reason": recording.truncated_reason or None,
+            "mp4_status": recording.mp4_status or None,
+            "mp4_failure_reason": recording.mp4_failure_reason or None,
+            "mp4_size_bytes": recording.mp4_size_bytes,
         }
         return Response(RecordingOutput(body).data)
 
@@ -152,6 +246,7 @@ class ReplayPageView(_ReplayView):
                 "frame_count": recording.frame_count,
                 "index_url": reverse("v1:replay-index", args=[token]),
                 "frames_url": reverse("v1:replay", args=[token]) + "/frames",
+                "mp4_url": reverse("v1:replay-mp4", args=[token]),
                 "js_url": reverse("v1:replay-js", args=[token]),
                 "css_url": reverse("v1:replay-css", args=[token]),
             },
@@ -252,3 +347,15 @@ class ReplayFrameView(_ReplayView):
             account_id=recording.account_id, session_id=recording.session_id, frame=frames[number]
         )
         return _asset(data, "image/jpeg")
+
+
+class ReplayMp4View(_ReplayView):
+    @extend_schema(
+        tags=[ACTIONS],
+        summary="A recording's MP4, through its replay link (as GET .../recording?format=mp4)",
+        auth=[],
+        parameters=[TOKEN],
+        responses={**_EXPORT_RESPONSES, **_not_found(), 409: error_response(409, "The export failed.")},
+    )
+    def get(self, request: Request, token: str) -> HttpResponseBase:
+        return recording_mp4_response(recording_replay_resolve(token))

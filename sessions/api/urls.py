@@ -85,6 +85,7 @@ v1_only_urlpatterns = [
     path("replay/<str:token>/replay.js", recording_views.ReplayScriptView.as_view(), name="replay-js"),
     path("replay/<str:token>/replay.css", recording_views.ReplayStyleView.as_view(), name="replay-css"),
     path("replay/<str:token>/index", recording_views.ReplayIndexView.as_view(), name="replay-index"),
+    path("replay/<str:token>/mp4", recording_views.ReplayMp4View.as_view(), name="replay-mp4"),
     path(
         "replay/<str:token>/frames/<int:number>",
         recording_views.ReplayFrameView.as_view(),

@@ -3,6 +3,8 @@ a real worker and Chromium."""
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import time
 from typing import Any
@@ -173,3 +175,90 @@ def test_open_streams_hold_no_web_thread(make_client: Any, settings: Any) -> Non
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _stream_connections(pid: int) -> list[dict[str, str]]:
+    """This process's stream connections on the suite's Redis database (CLIENT LIST)."""
+    db = str(get_redis().connection_pool.connection_kwargs.get("db", 0))
+    return [
+        {k: str(v) for k, v in c.items()}
+        for c in get_redis().client_list()
+        if str(c.get("db")) == db and re.fullmatch(rf"bf-streams(?:-reader)?:{pid}", str(c.get("name", "")))
+    ]
+
+
+def _blocked_on_xread(client: dict[str, Any]) -> bool:
+    return str(client.get("cmd")) == "xread" and "b" in str(client.get("flags", ""))
+
+
+def test_the_streams_of_one_process_share_one_redis_reader_and_end_with_the_session(
+    make_client: Any, settings: Any
+) -> None:
+    """Event and screencast streams of one web process (here the test server's) read Redis
+    through one connection (sessions/stream_hub.py), however many are open; each still ends
+    within 2 s of its session's end."""
+    settings.ACCOUNT_MAX_OPEN_STREAMS = 40
+    client = make_client(plan="pro")
+    sessions = [client.post("/v1/computers", {}).json()["id"] for _ in range(2)]
+    wait_until(
+        lambda: all(
+            client.get(f"/v1/computers/{s}").json()["status"] in ("ready", "running") for s in sessions
+        ),
+        timeout=60,
+        message="the browsers to start",
+    )
+    host, port = client.base_url.removeprefix("http://").split(":")
+    sockets = []
+    try:
+        for n in range(30):
+            kind = "screencast" if n % 3 == 0 else "events"
+            sock = socket.create_connection((host, int(port)), timeout=20)
+            sock.sendall(
+                (
+                    f"GET /v1/computers/{sessions[n % 2]}/{kind} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                    f"Authorization: Bearer {client.key}\r\nAccept: text/event-stream\r\n"
+                    # Closed when the stream ends (else it is kept alive for the next request).
+                    "Connection: close\r\n\r\n"
+                ).encode()
+            )
+            head = sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 200"), head[:200]
+            sockets.append(sock)
+        # Every stream has subscribed: the reader follows both sessions' events and frames.
+        pid = os.getpid()
+        wait_until(
+            lambda: sum(_blocked_on_xread(c) for c in _stream_connections(pid)) == 1,
+            timeout=10,
+            message="one blocked XREAD",
+        )
+        connections = _stream_connections(pid)
+        readers = [c for c in connections if c["name"].startswith("bf-streams-reader:")]
+        assert len(readers) == 1, connections
+        # Beside the reader, a small bounded pool for short commands, whatever the number of streams.
+        assert len(connections) <= 1 + 4, connections
+        # No other connection of the suite's database waits on XREAD (before: one per stream).
+        db = str(get_redis().connection_pool.connection_kwargs.get("db", 0))
+        blocked = [c for c in get_redis().client_list() if str(c.get("db")) == db and _blocked_on_xread(c)]
+        assert len(blocked) == 1, blocked
+
+        ended = client.delete(f"/v1/computers/{sessions[0]}")
+        assert ended.status_code == 200
+        deleted_at = time.monotonic()
+        for n, sock in enumerate(sockets):
+            if n % 2:
+                continue  # the other session's streams go on
+            sock.settimeout(10)
+            while sock.recv(1 << 16):
+                pass
+            assert time.monotonic() - deleted_at < 2.0, f"stream {n} outlived its session"
+        # The other session's streams are still served by the same reader.
+        wait_until(
+            lambda: sum(_blocked_on_xread(c) for c in _stream_connections(pid)) == 1,
+            timeout=10,
+            message="the reader still blocked for the other session",
+        )
+    finally:
+        for sock in sockets:
+            sock.close()
+        for session_id in sessions:
+            client.delete(f"/v1/computers/{session_id}")

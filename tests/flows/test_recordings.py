@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from sessions.models import BrowserSession
 from tests.support.processes import wait_until
+from tests.support.video import ffprobe
 
 
 def _create(client: Any, **extra: Any) -> str:
@@ -45,7 +47,9 @@ def _body_data(client: Any, session_id: str) -> dict[str, str]:
     return {k: v for tag in tags for k, v in re.findall(r'data-(\w+)="([^"]*)"', tag)}
 
 
-def test_a_recorded_session_replays_its_frames_and_actions(make_client: Any, pages_server: str) -> None:
+def test_a_recorded_session_replays_its_frames_and_actions_and_exports_an_mp4(
+    make_client: Any, pages_server: str, tmp_path: Path
+) -> None:
     client = make_client(plan="pro")
     session_id = _create(client, record=True)  # an extension field, through the tzafon SDK
     assert client.get(f"/v1/computers/{session_id}").json()["record"] is True
@@ -99,6 +103,37 @@ def test_a_recorded_session_replays_its_frames_and_actions(make_client: Any, pag
     wait_until(
         lambda: int(_body_data(client, person)["frame"]) > 0, timeout=20, message="the replay to play on"
     )
+    client.delete(f"/v1/computers/{person}")
+
+    # The MP4: made in the background by a worker (202 processing until then), from these frames.
+    stranger = make_client(plan="pro", name="stranger")
+    refused = stranger.get(f"/v1/computers/{session_id}/recording?format=mp4")
+    assert refused.status_code == 404 and refused.json()["code"] == "session_not_found"
+    assert client.get(f"/v1/computers/{session_id}/recording?format=avi").status_code == 400
+    first = client.get(f"/v1/computers/{session_id}/recording?format=mp4")
+    assert first.status_code == 202 and first.json()["status"] == "processing", first.text
+    assert int(first.headers["Retry-After"]) > 0
+    mp4_url = f"/v1/computers/{session_id}/recording?format=mp4"
+    video = wait_until(
+        lambda: (r := client.get(mp4_url)).status_code == 200 and r,
+        timeout=60,
+        interval=0.5,
+        message="the MP4 to be made",
+    )
+    assert video.headers["Content-Type"] == "video/mp4" and len(video.content) > 0
+    path = tmp_path / "recording.mp4"
+    path.write_bytes(video.content)
+    probe = ffprobe(path)
+    frame = index["frames"][0]
+    assert probe["codec"] == "h264"
+    assert probe["size"] == (frame["w"] - frame["w"] % 2, frame["h"] - frame["h"] % 2)
+    # The recording's frames, and the last one again at the session's end.
+    assert probe["frames"] == recording["frames"] + 1
+    assert abs(probe["seconds"] * 1000 - recording["duration_ms"]) < 300
+    after = _recording(client, session_id)
+    assert after["mp4_status"] == "ready" and after["mp4_size_bytes"] == len(video.content)
+    # The replay link serves it too.
+    assert requests.get(url + "/mp4", timeout=10).content == video.content
 
 
 def test_a_crashed_sessions_recording_settles_and_another_accounts_is_404(

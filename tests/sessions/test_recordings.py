@@ -165,6 +165,7 @@ def test_many_finalizers_at_once_settle_each_recording_exactly_once(transactiona
 def test_the_purge_deletes_recordings_past_their_retention_files_and_rows(db, media, settings):
     settings.RECORDING_RETENTION_DAYS = 7
     account = _account()
+    Plan.objects.filter(name="pro").update(recording_retention_days=None)  # the setting's
     old, recent = _recorded(account, ended_ago=10), _recorded(account, ended_ago=10)
     for session in (old, recent):
         _record(account.pk, session.pk, [1_000_000.0])
