@@ -613,8 +613,13 @@ def pool_forget(*, host: str) -> None:
 
 def _live_browser_names() -> set[str]:
     """Ids in the profile paths of browsers that must live: live sessions (a claimed warm
-    browser keeps its pool id in its paths), pool rows and batch jobs' browsers (`job-...`)."""
-    names: set[str] = set()
+    browser keeps its pool id in its paths), pool rows and batch jobs' browsers (`job-...`).
+
+    The pool rows are read first: a create that claims a warm browser deletes its row and writes
+    the session (with the browser's path) in one commit, so whichever side of that commit each
+    read falls on, one of them names the browser. Read the other way round, a claim committed
+    between the two reads was in neither, and reconcile killed the new session's browser."""
+    names: set[str] = set(WarmBrowser.objects.values_list("pk", flat=True))
     for session_id, profile_dir in BrowserSession.objects.filter(status__in=LIVE_STATUSES).values_list(
         "pk", "profile_dir"
     ):
@@ -628,7 +633,6 @@ def _live_browser_names() -> set[str]:
         names.add(session_id)
         if profile_dir:
             names.add(Path(profile_dir).name)
-    names.update(WarmBrowser.objects.values_list("pk", flat=True))
     names |= live_job_browser_ids()
     return names
 
