@@ -42,13 +42,10 @@ class JobAdmin(_ReadOnly):
     date_hierarchy = "created_at"
     actions = ["cancel"]
     # The webhook's signing secret is the tenant's: shown without it (webhook_shown).
-    # Its proxy configuration is sealed and holds the tenant's proxy credentials: not shown at all
-    # (the public echo is in `spec`).
-    exclude = ["webhook", "proxy_config"]
+    exclude = ["webhook"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        hidden = {"webhook", "proxy_config"}
-        return [name for name in super().get_readonly_fields(request, obj) if name not in hidden] + [
+        return [name for name in super().get_readonly_fields(request, obj) if name != "webhook"] + [
             "webhook_shown"
         ]
 

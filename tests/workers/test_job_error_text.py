@@ -26,7 +26,6 @@ class _FailingBrowser:
         self.id = "job-test"
         self.error = error
         self.start_failed = False
-        self.routes = None  # no upstream proxy
         self.handle = BrowserLocation(
             backend="local",
             webdriver_url=DRIVER,
