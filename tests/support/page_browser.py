@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from selenium.webdriver.support import expected_conditions
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.support.wait import WebDriverWait
 
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
@@ -24,11 +25,30 @@ def open_page(driver: Any, url: str) -> None:
     _loaded(driver)
 
 
+def _gone(element: Any) -> Callable[[Any], bool]:
+    """Selenium's staleness_of, also when Chromium answers the check in the middle of the
+    navigation with "Node with given id does not belong to the document" (an unknown error, not
+    a stale element: seen once in CI on Chromium 156)."""
+
+    def check(_: Any) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return check
+
+
 def click_and_wait(driver: Any, element: Any) -> None:
     """Click what leads to another page (a submit, a link) and wait for that page: the current
     page's readyState is already complete, so first wait for `element` to go stale."""
     element.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(element))
+    WebDriverWait(driver, 30).until(_gone(element))
     _loaded(driver)
 
 
