@@ -119,15 +119,52 @@ def session_minute_charge(
 def session_proxy_charge(*, account_id: int, session_id: str, upto_mb: int, new_mb: int) -> None:
     """Charge `new_mb` started MB through the operator's proxy pool, bringing the session's
     charged MB to `upto_mb`: keyed by that total, so a retried charge moves nothing."""
+    _proxy_charge(
+        account_id=account_id,
+        owner=f"session:{session_id}",
+        upto_mb=upto_mb,
+        new_mb=new_mb,
+        reason=f"{new_mb} MB through the advanced proxy (total {upto_mb} MB)",
+        session_id=session_id,
+    )
+
+
+def job_proxy_charge(
+    *, account_id: int, job_id: str, upto_mb: int, new_mb: int, api_key_id: int | None = None
+) -> None:
+    """A job's `session_proxy_charge`: `new_mb` started MB through the pool, bringing the job's
+    charged MB to `upto_mb`; keyed by that total, so a retried charge moves nothing. Taken from
+    the balance (the job's hold covers its pages only); InsufficientCredits when it cannot."""
+    _proxy_charge(
+        account_id=account_id,
+        owner=f"job:{job_id}",
+        upto_mb=upto_mb,
+        new_mb=new_mb,
+        reason=f"job {job_id}: {new_mb} MB through the advanced proxy (total {upto_mb} MB)",
+        api_key_id=api_key_id,
+    )
+
+
+def _proxy_charge(
+    *,
+    account_id: int,
+    owner: str,
+    upto_mb: int,
+    new_mb: int,
+    reason: str,
+    session_id: str | None = None,
+    api_key_id: int | None = None,
+) -> None:
     if new_mb <= 0:
         return
     ledger_post(
         account_id=account_id,
         amount=-price_of(Price.PROXY_MB) * new_mb,
         kind=LedgerEntry.Kind.PROXY,
-        idempotency_key=f"session:{session_id}:proxy_mb:{upto_mb}",
-        reason=f"{new_mb} MB through the advanced proxy (total {upto_mb} MB)",
+        idempotency_key=f"{owner}:proxy_mb:{upto_mb}",
+        reason=reason,
         session_id=session_id,
+        api_key_id=api_key_id,
     )
 
 

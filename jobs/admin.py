@@ -42,10 +42,13 @@ class JobAdmin(_ReadOnly):
     date_hierarchy = "created_at"
     actions = ["cancel"]
     # The webhook's signing secret is the tenant's: shown without it (webhook_shown).
-    exclude = ["webhook"]
+    # Its proxy configuration is sealed and holds the tenant's proxy credentials: not shown at all
+    # (the public echo is in `spec`).
+    exclude = ["webhook", "proxy_config"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [name for name in super().get_readonly_fields(request, obj) if name != "webhook"] + [
+        hidden = {"webhook", "proxy_config"}
+        return [name for name in super().get_readonly_fields(request, obj) if name not in hidden] + [
             "webhook_shown"
         ]
 

@@ -92,6 +92,12 @@ class Job(models.Model):
     credits_used = models.BigIntegerField(default=0)
 
     webhook = models.JSONField(null=True, blank=True)  # {"url", "secret", "events"}
+    # Upstream proxies (docs/proxies.md): the sealed configuration its browsers' routes are built
+    # from (sessions/proxies.py, bound to the job's id; never shown), what the operator's pool
+    # carried for all its browsers and the started MB charged for it (`proxy_mb`).
+    proxy_config = models.BinaryField(null=True, blank=True, editable=False)
+    proxy_bytes = models.BigIntegerField(default=0)
+    proxy_billed_mb = models.PositiveIntegerField(default=0)
 
     idempotency_key = models.CharField(max_length=200, blank=True, default="")
     request_hash = models.CharField(max_length=64, blank=True, default="")
@@ -185,6 +191,10 @@ class JobBrowser(BrowserLocationColumns):
 
     # Set once its browser is known to be stopped.
     browser_released_at = models.DateTimeField(null=True, blank=True)
+    # Bytes its browser moved through the operator's proxy pool, the egress filter's running
+    # total under this browser's meter (all its processes, restarts included); the job's total
+    # is the sum over its browsers.
+    proxy_bytes = models.BigIntegerField(default=0)
 
     class Meta:
         indexes = [

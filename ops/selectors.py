@@ -17,11 +17,13 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from accounts.models import Account, ApiKey
 from billing.models import LedgerEntry
 from jobs.models import ACTIVE_JOB_STATUSES, JobStatus
 from project.heartbeat import heartbeats_read
+from project.proxy_pool import POOL_HEALTH_KEY, pool_bytes_key
 from project.redis import get_redis
 from sessions.models import (
     FINISHED_ACTION_STATUSES,
@@ -30,6 +32,7 @@ from sessions.models import (
     SavedStateStatus,
     WarmBrowserState,
 )
+from sessions.proxies import advanced_pool
 
 # Ledger kinds that are not spending: money in, and operators' corrections.
 NOT_SPEND_KINDS = ["grant", "topup", "adjustment"]
@@ -197,6 +200,38 @@ def saved_states_tile() -> Tile | None:
     return Tile(key="saved-states", label="Saved browser states", value=count, detail=detail)
 
 
+def proxy_pool_tile() -> Tile | None:
+    """Bytes through the operator's proxy pool today (UTC), by member (its name carries its
+    country tag), as every egress filter counted them, and the members the probes find down (one
+    Redis round trip, no SQL); nothing without a pool, or when Redis cannot be read."""
+    pool = advanced_pool()
+    if not pool:
+        return None
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.hgetall(pool_bytes_key(timezone.now().astimezone(UTC).date()))
+        pipe.hgetall(POOL_HEALTH_KEY)
+        carried, health = pipe.execute()
+    except RedisError:
+        return None
+    by_member = {member.name: int(carried.get(member.name.encode()) or 0) for member in pool}
+    down = []
+    for member in pool:
+        raw = health.get(member.server.split("://", 1)[1].encode())
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            if raw is not None and not json.loads(raw)["up"]:
+                down.append(member.name)
+    detail = ", ".join(f"{name} {_megabytes(count)}" for name, count in by_member.items())
+    if down:
+        detail += f"; down: {', '.join(down)}"
+    return Tile(
+        key="proxy-pool",
+        label="Advanced proxy bytes today",
+        value=_megabytes(sum(by_member.values())),
+        detail=detail,
+    )
+
+
 # Tiles that other parts contribute: one SQL statement each; a provider returns None when it has
 # nothing to show (the dashboard never shows a number it cannot read).
 OPTIONAL_TILES: list[Callable[[], Tile | None]] = [
@@ -204,6 +239,7 @@ OPTIONAL_TILES: list[Callable[[], Tile | None]] = [
     jobs_tile,
     webhooks_tile,
     saved_states_tile,
+    proxy_pool_tile,
 ]
 
 

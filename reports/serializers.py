@@ -67,8 +67,8 @@ class UsageOutput(serializers.Serializer[Any]):
     proxy_mb = serializers.IntegerField(
         help_text=(
             "Started MB (10^6 bytes, both ways) charged through the operator's proxy pool "
-            "(use_advanced_proxy), for the sessions created in the window; a tenant's own proxies "
-            "are not charged for bytes."
+            "(use_advanced_proxy), for the sessions and batch jobs created in the window; a "
+            "tenant's own proxies are not charged for bytes."
         )
     )
     sessions = serializers.IntegerField()

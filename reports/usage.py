@@ -12,6 +12,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour
 
 from billing.models import LedgerEntry
+from jobs.models import Job
 from sessions.models import Action, BrowserSession
 
 
@@ -22,10 +23,12 @@ def usage_report(
     hour; with `api_key_id`, only what was charged to that key (and its sessions and actions)."""
     entries = LedgerEntry.objects.filter(account_id=account_id, created_at__gte=start, created_at__lt=end)
     sessions = BrowserSession.objects.filter(account_id=account_id, created_at__gte=start, created_at__lt=end)
+    jobs = Job.objects.filter(account_id=account_id, created_at__gte=start, created_at__lt=end)
     actions = Action.objects.filter(account_id=account_id, created_at__gte=start, created_at__lt=end)
     if api_key_id is not None:
         entries = entries.filter(api_key_id=api_key_id)
         sessions = sessions.filter(api_key_id=api_key_id)
+        jobs = jobs.filter(api_key_id=api_key_id)
         actions = actions.filter(api_key_id=api_key_id)
 
     def _by_kind(qs: Any) -> dict[str, int]:
@@ -87,8 +90,9 @@ def usage_report(
         "api_key": api_key_id,
         "session_minutes": charges.filter(kind=LedgerEntry.Kind.SESSION_TIME).count(),
         "job_pages": charges.filter(kind=LedgerEntry.Kind.JOB_PAGE).count(),
-        # Started MB through the operator's proxy pool, of the sessions created in the window.
-        "proxy_mb": sessions.aggregate(total=Sum("proxy_billed_mb"))["total"] or 0,
+        # Started MB through the operator's proxy pool, of the sessions and jobs created in the window.
+        "proxy_mb": (sessions.aggregate(total=Sum("proxy_billed_mb"))["total"] or 0)
+        + (jobs.aggregate(total=Sum("proxy_billed_mb"))["total"] or 0),
         "sessions": sessions.count(),
         "actions": actions.count(),
         "buckets": buckets,

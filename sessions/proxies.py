@@ -226,11 +226,16 @@ def proxy_config_open(*, session_id: str, sealed: bytes | memoryview) -> dict[st
     return opened
 
 
-def route_document(*, session_id: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The egress filter's route file for a session's browser (workers/egress/routes.py).
+def route_document(
+    *, session_id: str, config: dict[str, Any], meter: str = "", report: str = ""
+) -> dict[str, Any]:
+    """The egress filter's route file for a session's browser (workers/egress/routes.py); a job's
+    browser passes the job's id as `session_id` (its sealed configuration's binding).
 
-    `meter` names the session: the filter reports the bytes of `metered` rules (the pool's)
-    under it. ProxyUnavailable if the session's pool member is no longer configured.
+    `meter` (the session by default; a job browser's own id) is what the filter reports the bytes
+    of `metered` rules (the pool's) under; `report`, when given, where it counts the connections
+    an upstream failed (a job browser's runner tells a proxy's failure from the target's by it).
+    ProxyUnavailable if the pool member is no longer configured.
     """
     if config.get("pool"):
         member = next((m for m in advanced_pool() if m.name == config["pool"]), None)
@@ -259,4 +264,4 @@ def route_document(*, session_id: str, config: dict[str, Any]) -> dict[str, Any]
             }
             for rule in config.get("rules", [])
         ]
-    return {"rules": rules, "meter": session_id}
+    return {"rules": rules, "meter": meter or session_id, **({"report": report} if report else {})}

@@ -14,30 +14,72 @@ import logging
 import threading
 import time
 from dataclasses import asdict
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from redis.exceptions import RedisError
 
 from jobs import services as jobs
 from jobs.models import Job, JobBrowser, JobItem, JobStatus
 from jobs.screenshots import job_screenshot_save
+from project.redis import get_redis
+from sessions import proxies
 from sessions.location import BrowserLocation
 from sessions.saved_state import EnvironmentRestoreFailed, saved_state_read
+from sessions.state_crypto import StateSealError
 from workers.browser import BrowserError, BrowserGone, BrowserStartError, Display, get_backend
 from workers.browser.job_page import JobPageBrowser, PageVisit
 from workers.browser.local import LocalBackend
 from workers.browser.saved_state import state_import
+from workers.egress.metering import proxy_errors_key
 from workers.error_text import tenant_error_text
+from workers.services import proxy_meter_settled
 from workers.start_slots import lease_seconds, start_slot
 
 logger = logging.getLogger(__name__)
 
 
 def job_browser_stop(*, browser_id: str, handle: BrowserLocation) -> None:
-    """Stop a job browser and free everything it held; safe to call twice."""
+    """Stop a job browser and free everything it held (its route file goes with its uid); safe to
+    call twice. A browser of a pool job then has its bytes charged (the filter's total once its
+    tunnels have closed)."""
     if handle.webdriver_session_id:
         get_backend(handle.backend or None).stop(handle, session_id=browser_id)
     jobs.job_browser_released(browser_id=browser_id)
+    job = Job.objects.filter(browsers__pk=browser_id).only("pk", "spec", "proxy_config").first()
+    if job is not None and jobs.job_uses_pool(job):
+        total = proxy_meter_settled(browser_id)
+        if total:
+            jobs.job_proxy_bill(browser_id=browser_id, total_bytes=total)
+
+
+class ProxyNotSet(BrowserStartError):
+    """The job's proxy cannot be put in place (text safe to show: no credentials)."""
+
+
+def job_routes(job: Job, browser_id: str) -> dict[str, Any] | None:
+    """The egress route document of a job browser (sessions/proxies.py), or None without proxies:
+    the job's sealed configuration, metered and reported under the browser's own id."""
+    if job.proxy_config is None:
+        return None
+    try:
+        config = proxies.proxy_config_open(session_id=job.pk, sealed=job.proxy_config)
+        return proxies.route_document(session_id=job.pk, config=config, meter=browser_id, report=browser_id)
+    except StateSealError:
+        raise ProxyNotSet("the job's proxy settings cannot be opened (SAVED_STATE_KEYS changed?)") from None
+    except proxies.ProxyUnavailable as exc:
+        raise ProxyNotSet(exc.detail) from None
+
+
+def proxy_failures(browser_id: str) -> int | None:
+    """How many connections of this browser an upstream proxy failed so far (the egress filter's
+    report, written before the browser hears of the failure); None when Redis cannot tell."""
+    try:
+        return int(get_redis().get(proxy_errors_key(browser_id)) or 0)
+    except RedisError as exc:
+        logger.warning("job browser %s: proxy failures not read: %s", browser_id, exc)
+        return None
 
 
 class _Heartbeat:
@@ -74,9 +116,15 @@ class _Browser:
     """The job browser process: started on demand, restarted after a crash or N pages."""
 
     def __init__(
-        self, row: JobBrowser, page_timeout: int, environment: tuple[int, str] | None = None
+        self,
+        row: JobBrowser,
+        page_timeout: int,
+        environment: tuple[int, str] | None = None,
+        routes: dict[str, Any] | ProxyNotSet | None = None,
     ) -> None:
         self.id = row.pk
+        # The job's upstream proxies (an egress route document), None, or why they cannot be set.
+        self.routes = routes
         self.environment = environment  # (account id, environment id): a saved state to start with
         self.page_timeout = page_timeout
         self.backend = get_backend()
@@ -109,12 +157,14 @@ class _Browser:
     def _start(self) -> BrowserLocation:
         """A local start takes one of the host's start slots (workers/start_slots.py), waiting up
         to a start's own bound: every slot held is given back within it."""
+        if isinstance(self.routes, ProxyNotSet):
+            raise self.routes
         if not isinstance(self.backend, LocalBackend):
-            return self.backend.start(session_id=self.id, display=Display())
+            return self.backend.start(session_id=self.id, display=Display(), routes=self.routes)
         with start_slot(host=self.backend.host, wait_seconds=lease_seconds()) as held:
             if not held:
                 raise BrowserStartError("no browser start slot came free on this host")
-            return self.backend.start(session_id=self.id, display=Display())
+            return self.backend.start(session_id=self.id, display=Display(), routes=self.routes)
 
     def _restore(self, handle: BrowserLocation, account_id: int, environment_id: str) -> None:
         """The job's saved state, read-only (never saved back); a browser that refuses it is stopped."""
@@ -155,7 +205,7 @@ def job_browser_work(*, browser_id: str) -> bool:
         if row.webdriver_session_id and row.browser_released_at is None:
             job_browser_stop(browser_id=browser_id, handle=row.location)
         return False
-    job = Job.objects.filter(pk=row.job_id).only("pk", "spec", "status", "account_id").first()
+    job = Job.objects.filter(pk=row.job_id).only("pk", "spec", "status", "account_id", "proxy_config").first()
     if job is None or job.status != JobStatus.RUNNING:
         _end(row, None)
         return False
@@ -165,10 +215,18 @@ def job_browser_work(*, browser_id: str) -> bool:
         _end(row, None)  # ended since we looked
         return False
     environment_id = str(spec.get("environment_id") or "")
+    routes: dict[str, Any] | ProxyNotSet | None
+    try:
+        routes = job_routes(job, browser_id)
+    except ProxyNotSet as exc:
+        # Never direct: no browser starts, its pages fail `browser_start_failed` (not charged).
+        logger.error("job %s: %s", job.pk, exc)
+        routes = exc
     browser = _Browser(
         row,
         page_timeout=int(spec.get("page_timeout_seconds") or 30),
         environment=(job.account_id, environment_id) if environment_id else None,
+        routes=routes,
     )
     deadline = time.monotonic() + settings.JOB_TASK_SLICE_SECONDS
     again = False
@@ -226,6 +284,7 @@ def _visit(browser: _Browser, item: JobItem, spec: dict[str, object]) -> PageVis
     """Load and scrape one page. The error text is what the tenant reads (results, webhooks):
     failures of our own browsers say what happened, the details stay in our log, and any text
     that came from the driver has its address and session id replaced (tenant_error_text)."""
+    failures_before = proxy_failures(browser.id) if browser.routes is not None else None
     try:
         page = browser.ready()
         visit = page.visit(
@@ -261,6 +320,22 @@ def _visit(browser: _Browser, item: JobItem, spec: dict[str, object]) -> PageVis
             error_code="browser_error",
             error_message="The browser did not answer in time while it worked on this page.",
         )
+    if (
+        failures_before is not None
+        and not visit.ok
+        and visit.error_code in PROXY_SHAPED
+        and (proxy_failures(browser.id) or 0) > failures_before
+    ):
+        logger.info("job browser %s: an upstream proxy failed the page", browser.id)
+        return PageVisit(
+            ok=False,
+            transient=True,
+            error_code=jobs.PROXY_FAILURE,
+            error_message=(
+                "The upstream proxy failed for this page (unreachable, refused the tunnel, or "
+                "asked for other credentials)."
+            ),
+        )
     if visit.error_message and browser.handle is not None:
         visit.error_message = tenant_error_text(
             visit.error_message,
@@ -268,6 +343,11 @@ def _visit(browser: _Browser, item: JobItem, spec: dict[str, object]) -> PageVis
             webdriver_session_id=browser.handle.webdriver_session_id,
         )
     return visit
+
+
+# How a page fails when its connection did not get through: one the egress filter reported as an
+# upstream proxy's failure meanwhile is `proxy_error` (docs/proxies.md).
+PROXY_SHAPED = frozenset({"connection_error", "timeout"})
 
 
 def _outcome(visit: PageVisit) -> jobs.PageOutcome:

@@ -20,7 +20,9 @@ from django.utils import timezone
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
+from jobs.models import JobBrowser
 from jobs.selectors import live_job_browser_ids, live_job_webdriver_ids
+from jobs.services import job_end_unpaid, job_proxy_bill
 from project.exceptions import is_outage
 from project.redis import get_redis
 from sessions import dispatch, placement, proxies
@@ -60,7 +62,7 @@ from workers.browser.base import prepare_first_tab
 from workers.browser.driver import forget
 from workers.browser.local import LocalBackend
 from workers.browser.saved_state import state_export, state_has_storage, state_import
-from workers.egress.metering import meter_key
+from workers.egress.metering import meter_key, meter_read
 from workers.start_slots import start_slot
 
 logger = logging.getLogger(__name__)
@@ -205,17 +207,18 @@ def proxy_bytes_bill(*, ended_within_seconds: int = 3600, limit: int = 500) -> d
     try:
         totals = get_redis().pipeline(transaction=False)
         for session_id, _, _ in rows:
-            totals.hget(meter_key(session_id), "bytes")
+            totals.hgetall(meter_key(session_id))
         counted = totals.execute()
     except RedisError as exc:
         logger.warning("proxy bytes not read: %s", exc)
         return {"proxy_charged": 0, "proxy_exhausted": 0}
     charged = exhausted = 0
-    for (session_id, status, billed), total in zip(rows, counted, strict=True):
-        if total is None or int(total) <= billed:
+    for (session_id, status, billed), counts in zip(rows, counted, strict=True):
+        total, _ = meter_read(counts)
+        if total <= billed:
             continue
         charged += 1
-        if not session_proxy_bill(session_id=session_id, total_bytes=int(total)) and status in LIVE_STATUSES:
+        if not session_proxy_bill(session_id=session_id, total_bytes=total) and status in LIVE_STATUSES:
             exhausted += session_terminate(
                 session_id=session_id,
                 reason=EndedReason.CREDITS_EXHAUSTED,
@@ -224,24 +227,61 @@ def proxy_bytes_bill(*, ended_within_seconds: int = 3600, limit: int = 500) -> d
     return {"proxy_charged": charged, "proxy_exhausted": exhausted}
 
 
-def _proxy_bytes_settle(session: BrowserSession) -> None:
-    """Charge the bytes the session's browser sent through the operator's pool (none for a tenant's
-    own proxies): the filter's total, once its last tunnel of the session has closed (the browser
-    is gone, so that is a matter of milliseconds; PROXY_METER_SETTLE_SECONDS at most)."""
-    key = meter_key(session.pk)
+def proxy_meter_settled(meter: str) -> int | None:
+    """The filter's byte total under `meter`, once its last tunnel has closed (the browser is
+    gone, so that is a matter of milliseconds; PROXY_METER_SETTLE_SECONDS at most). None when
+    Redis cannot be read (logged): the reconcile charges it later."""
+    key = meter_key(meter)
     deadline = time.monotonic() + settings.PROXY_METER_SETTLE_SECONDS
     try:
         redis = get_redis()
         counts = redis.hgetall(key)
-        while counts and int(counts.get(b"open") or 0) > 0 and time.monotonic() < deadline:
+        while meter_read(counts)[1] > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
             counts = redis.hgetall(key)
     except RedisError as exc:
-        logger.warning("session %s: proxy bytes not read: %s", session.pk, exc)
-        return
-    total = int(counts.get(b"bytes") or 0) if counts else 0
+        logger.warning("%s: proxy bytes not read: %s", meter, exc)
+        return None
+    return meter_read(counts)[0]
+
+
+def _proxy_bytes_settle(session: BrowserSession) -> None:
+    """Charge the bytes the session's browser sent through the operator's pool (none for a tenant's
+    own proxies): the filter's total once the browser's tunnels have closed."""
+    total = proxy_meter_settled(session.pk)
     if total:
         session_proxy_bill(session_id=session.pk, total_bytes=total)
+
+
+def job_proxy_bytes_bill(*, ended_within_seconds: int = 3600, limit: int = 500) -> int:
+    """The reconcile's pass over job browsers of pool jobs (live, or ended within the hour): their
+    running totals charged as they go (jobs.services.job_proxy_bill, keyed by the job's MB total,
+    so this and the stop never charge a byte twice). A running job whose balance cannot cover its
+    bytes ends `credits_exhausted`. Returns how many browsers moved."""
+    since = timezone.now() - timedelta(seconds=ended_within_seconds)
+    rows = list(
+        JobBrowser.objects.filter(job__proxy_config__isnull=False, job__spec__use_advanced_proxy=True)
+        .filter(Q(is_live=True) | Q(ended_at__gte=since))
+        .values_list("pk", "proxy_bytes", "job_id")[:limit]
+    )
+    if not rows:
+        return 0
+    try:
+        totals = get_redis().pipeline(transaction=False)
+        for browser_id, _, _ in rows:
+            totals.hgetall(meter_key(browser_id))
+        counted = totals.execute()
+    except RedisError as exc:
+        logger.warning("job proxy bytes not read: %s", exc)
+        return 0
+    moved = 0
+    for (browser_id, recorded, job_id), counts in zip(rows, counted, strict=True):
+        total, _ = meter_read(counts)
+        if total > recorded:
+            moved += 1
+            if not job_proxy_bill(browser_id=browser_id, total_bytes=total):
+                job_end_unpaid(job_id=job_id)
+    return moved
 
 
 def _state_save(session: BrowserSession, handle: BrowserLocation) -> None:
@@ -695,6 +735,7 @@ def browsers_reconcile() -> dict[str, int]:
         result = host_reconcile(host=settings.WORKER_HOST)
         crashed += result.get("crashed", 0)
     proxies_billed = proxy_bytes_bill()
+    proxies_billed["proxy_job_browsers"] = job_proxy_bytes_bill()
     lost_stops = list(
         BrowserSession.objects.filter(
             status=SessionStatus.TERMINATED,

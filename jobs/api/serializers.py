@@ -13,7 +13,7 @@ from jobs.selectors import JobProgress
 from project.exceptions import InvalidInput
 from project.fields import IsoDateTimeField, StrictBooleanField, StrictCharField, StrictIntegerField
 from sessions.action_specs import SCRAPE_FORMATS, normalize_action
-from sessions.proxies import ProxyUnavailable
+from sessions.proxies import InvalidProxy, proxies_check
 from sessions.url_policy import lookup_needed, navigation_url, resolve_hosts
 
 MAX_ITEMS_PER_REQUEST = 100_000
@@ -127,14 +127,32 @@ class JobCreateInput(serializers.Serializer[Any]):
     webhook = WebhookInput(required=False, allow_null=True, default=None)
     # A saved browser state (a persistent session's id) every job browser starts with, read-only.
     environment_id = StrictCharField(required=False, max_length=100, allow_blank=True, default="")
-    # Not built for jobs yet (docs/proxies.md): refused rather than ignored, so that a job meant to
-    # go through a proxy never runs direct.
+    # Upstream proxies for every browser of the job (docs/proxies.md), as at a session's create.
     use_advanced_proxy = StrictBooleanField(
-        required=False, help_text="Not supported for jobs yet: `true` is 400 `proxy_unavailable`."
+        required=False,
+        default=False,
+        help_text="Every page through the operator's proxy pool; its bytes are charged at `proxy_mb`.",
+    )
+    proxy_country = StrictCharField(
+        required=False,
+        max_length=32,
+        allow_blank=True,
+        default="",
+        help_text="Extension: with use_advanced_proxy, a pool member tagged with this (e.g. `de`).",
     )
     proxies = serializers.JSONField(
-        required=False, help_text="Not supported for jobs yet: a non-empty list is 400 `proxy_unavailable`."
+        required=False,
+        default=None,
+        help_text=(
+            "Extension: bring-your-own upstream proxies, `[{server, username?, password?, "
+            'domain_pattern?}]` (`server` `http://host:port`, `socks5://host:port` or `"direct"`), '
+            "the first rule whose `domain_pattern` matches a page's host wins. Credentials are "
+            "stored encrypted and never echoed. A proxy on a private address is 400 `blocked_address`."
+        ),
     )
+
+    def validate_proxies(self, value: Any) -> list[dict[str, str]] | None:
+        return None if value is None else proxies_check(value)
 
     def validate_scrape(self, value: Any) -> dict[str, Any]:
         # The same body as the `scrape` action, validated by the same code.
@@ -143,11 +161,10 @@ class JobCreateInput(serializers.Serializer[Any]):
         return {key: action[key] for key in ("schema", "selector", "format") if key in action}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.pop("use_advanced_proxy", False) or attrs.pop("proxies", None):
-            raise ProxyUnavailable(
-                "Batch jobs cannot go through upstream proxies yet; use a session "
-                "(use_advanced_proxy or proxies at create). Nothing was created."
-            )
+        if attrs.get("proxies") and attrs.get("use_advanced_proxy"):
+            raise InvalidProxy("Give either use_advanced_proxy or proxies, not both.")
+        if attrs.get("proxy_country") and not attrs.get("use_advanced_proxy"):
+            raise InvalidProxy("proxy_country picks an advanced proxy: it needs use_advanced_proxy: true.")
         _refuse_nul(attrs)
         timeout, retries = attrs.get("page_timeout_seconds", 30), attrs.get("max_retries", 2)
         if timeout * (retries + 1) > MAX_SECONDS_PER_PAGE:
@@ -281,6 +298,27 @@ class JobOutput(serializers.Serializer[Job]):
     invalid_urls = serializers.SerializerMethodField()
     duplicate_urls = serializers.SerializerMethodField()
     webhook = serializers.SerializerMethodField()
+    use_advanced_proxy = serializers.SerializerMethodField()
+    proxy_country = serializers.SerializerMethodField()
+    proxies = serializers.SerializerMethodField(
+        help_text="The job's own proxy rules as given, without their credentials; null without."
+    )
+    proxy_bytes = serializers.IntegerField(
+        help_text="Bytes (both ways) its browsers moved through the operator's proxy pool, as charged so far."
+    )
+    proxy_mb = serializers.IntegerField(
+        source="proxy_billed_mb", help_text="Started MB charged at the `proxy_mb` price so far."
+    )
+
+    def get_use_advanced_proxy(self, job: Job) -> bool:
+        return bool(job.spec.get("use_advanced_proxy"))
+
+    def get_proxy_country(self, job: Job) -> str | None:
+        return job.spec.get("proxy_country") or None
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField(), allow_null=True))
+    def get_proxies(self, job: Job) -> list[dict[str, Any]] | None:
+        return job.spec.get("proxies") or None
 
     def _progress(self) -> JobProgress:
         progress: JobProgress = self.context["progress"]

@@ -26,7 +26,16 @@ from jobs.services.finishing import (
     jobs_purge_expired,
     jobs_tick,
 )
-from jobs.services.items import OUR_FAILURES, Claim, PageOutcome, item_claim, item_record, retry_delay
+from jobs.services.items import (
+    OUR_FAILURES,
+    PROXY_FAILURE,
+    Claim,
+    PageOutcome,
+    item_claim,
+    item_record,
+    retry_delay,
+)
+from jobs.services.proxies import job_end_unpaid, job_proxy_bill, job_uses_pool
 from jobs.services.submit import (
     JobSpec,
     item_key,
@@ -41,6 +50,7 @@ from jobs.services.submit import (
 __all__ = [
     "MAX_LOST_ATTEMPTS",
     "OUR_FAILURES",
+    "PROXY_FAILURE",
     "Claim",
     "JobSpec",
     "PageOutcome",
@@ -54,10 +64,13 @@ __all__ = [
     "job_browser_renew",
     "job_browsers_unreleased",
     "job_cancel",
+    "job_end_unpaid",
     "job_finish_if_done",
+    "job_proxy_bill",
     "job_submit",
     "job_submit_count_check",
     "job_submit_plan",
+    "job_uses_pool",
     "jobs_admit",
     "jobs_purge_expired",
     "jobs_tick",

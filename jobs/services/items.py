@@ -102,6 +102,10 @@ def item_claim(*, job_id: str, browser_id: str) -> Claim:
 # charged the page's price, whatever its outcome (timeouts, connection errors, refusals included):
 # a page that never loads would otherwise run the tenant's JavaScript for free, retry after retry.
 OUR_FAILURES = frozenset({"browser_start_failed", "browser_crashed", "browser_error", "worker_lost"})
+# An upstream proxy's failure (the pool's or the tenant's own: unreachable, 407, a refused tunnel,
+# a SOCKS error): transient, retried, and not charged either (docs/proxies.md).
+PROXY_FAILURE = "proxy_error"
+UNCHARGED_FAILURES = OUR_FAILURES | {PROXY_FAILURE}
 
 
 @dataclass
@@ -159,7 +163,7 @@ def item_record(*, item_id: int, job_id: str, browser_id: str, outcome: PageOutc
             item.status = ItemStatus.CANCELLED
             item.finished_at = now
         else:
-            if outcome.ok or outcome.error_code not in OUR_FAILURES:
+            if outcome.ok or outcome.error_code not in UNCHARGED_FAILURES:
                 # Browser time, whatever the outcome: each try once (keyed by its number).
                 job_page_charge(
                     account_id=job.account_id,

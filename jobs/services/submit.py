@@ -18,6 +18,7 @@ from jobs import dispatch
 from jobs.models import Job, JobItem, JobStatus
 from jobs.selectors import schema_columns
 from project.exceptions import Conflict, InvalidInput, PayloadTooLarge, TooManyRequests
+from sessions import proxies as session_proxies
 from sessions.saved_state import saved_state_require_readable
 from sessions.url_policy import Resolved, lookup_needed, navigation_url, resolve_hosts
 
@@ -36,6 +37,11 @@ class JobSpec:
     ignore_invalid_urls: bool = False
     webhook: dict[str, Any] | None = None
     environment_id: str = ""  # a saved browser state the job's browsers start with, read-only
+    # Upstream proxies (docs/proxies.md): the pool, or the tenant's own rules (checked, with their
+    # credentials: sealed onto the job, never stored in the clear).
+    use_advanced_proxy: bool = False
+    proxy_country: str = ""
+    proxies: list[dict[str, str]] | None = None
 
 
 def request_fingerprint(body: Any) -> str:
@@ -206,6 +212,7 @@ def job_submit(
         idempotency_key=idempotency_key,
         request_hash=request_hash,
     )
+    _proxy_config_set(job, spec)
     try:
         with transaction.atomic():
             _queued_jobs_check(account.pk, plan)
@@ -234,6 +241,27 @@ def job_submit(
                 return existing, False
         raise
     return job, True
+
+
+def _proxy_config_set(job: Job, spec: JobSpec) -> None:
+    """Seal the job's proxies onto it, as a session's (sessions/proxies.py): a pool member chosen
+    for the job (every browser of it keeps that member), or the tenant's rules. ProxyUnavailable
+    (4xx, nothing created) when this server cannot honour them: a job never silently goes direct.
+    The job's `spec` keeps the public echo only (servers and patterns, never credentials)."""
+    if spec.use_advanced_proxy:
+        session_proxies.proxies_available()
+        member = session_proxies.pool_choose(session_id=job.pk, country=spec.proxy_country)
+        config: dict[str, Any] = {"pool": member.name, "country": spec.proxy_country}
+        job.spec["use_advanced_proxy"] = True
+        if spec.proxy_country:
+            job.spec["proxy_country"] = spec.proxy_country
+    elif spec.proxies:
+        session_proxies.proxies_available()
+        config = {"rules": spec.proxies}
+        job.spec["proxies"] = session_proxies.proxies_public(spec.proxies)
+    else:
+        return
+    job.proxy_config = session_proxies.proxy_config_seal(session_id=job.pk, config=config)
 
 
 def _queued_jobs_check(account_id: int, plan: Plan) -> None:

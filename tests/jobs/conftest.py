@@ -9,6 +9,7 @@ POST /hook/<name> (records deliveries; /hook/fail-<n>-<name> answers 500 to the 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -138,7 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="session")
 def site() -> Iterator[Site]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    # On the port tests/support/test_env.py chose (`proxied.test` on it is an allowed name).
+    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["BF_TEST_SITE_PORT"])), _Handler)
     server.daemon_threads = True
     site = Site(url=f"http://127.0.0.1:{server.server_address[1]}")
     _Handler.site = site

@@ -72,3 +72,17 @@ def test_retries_times_the_page_timeout_is_capped(seeded):
     }
     response = api.post("/v1/jobs", body, format="json")
     assert response.status_code == 400 and "wait_for" in response.content.decode()
+
+
+def test_an_upstream_proxys_failure_is_retried_and_never_charged(seeded, settings):
+    settings.JOB_RETRY_BACKOFF_SECONDS = 0
+    _, account = api_for("pro")
+    job, browser_id = _job(account, max_retries=1)
+    proxy_failed = PageOutcome(ok=False, transient=True, error_code="proxy_error", error_message="proxy")
+    assert _try(job, browser_id, proxy_failed) == "queued"  # transient: tried again
+    assert _try(job, browser_id, proxy_failed) == "failed"
+    item = JobItem.objects.get(job=job)
+    assert item.attempts == 2 and item.credits == 0 and item.error_code == "proxy_error"
+    assert not LedgerEntry.objects.filter(account_id=account.pk, kind=LedgerEntry.Kind.JOB_PAGE).exists()
+    job.refresh_from_db()
+    assert job.credits_used == 0

@@ -206,3 +206,32 @@ def test_failing_webhook_deliveries_have_a_tile(staff):
         Delivery.objects.create(event=event, endpoint=endpoint, status=status, next_attempt_at=now)
     html = staff.get("/admin/ops/").content.decode()
     assert _tile(html, "webhooks") == ("1", "25.0% of 4 settled; 1 pending; 1 endpoints failing")
+
+
+def test_the_proxy_pool_has_a_tile_of_todays_bytes_by_member_and_the_members_down(staff, settings):
+    import json
+
+    from project.proxy_pool import POOL_HEALTH_KEY, pool_bytes_key
+    from project.redis import get_redis
+    from sessions.proxies import advanced_pool
+
+    redis = get_redis()
+    us, de = advanced_pool()  # tests/support/test_env.py: us, then de
+    today = pool_bytes_key(timezone.now().date())
+    yesterday = pool_bytes_key((timezone.now() - timedelta(days=1)).date())
+    health = {m.server.split("://", 1)[1]: m for m in (us, de)}
+    try:
+        redis.hset(today, mapping={de.name: 2_500_000, us.name: 40_000})
+        redis.hset(yesterday, mapping={de.name: 9_000_000})  # not today's
+        host_port = next(key for key, member in health.items() if member is us)
+        redis.hset(POOL_HEALTH_KEY, host_port, json.dumps({"up": False, "at": 0}))
+        html = staff.get("/admin/ops/").content.decode()
+        assert _tile(html, "proxy-pool") == (
+            "2.5 MB",
+            f"{us.name} 40.0 KB, {de.name} 2.5 MB; down: {us.name}",
+        )
+        settings.ADVANCED_PROXY_URLS = []
+        assert 'data-tile="proxy-pool"' not in staff.get("/admin/ops/").content.decode()  # no pool
+    finally:
+        redis.delete(today, yesterday)
+        redis.hdel(POOL_HEALTH_KEY, *health)

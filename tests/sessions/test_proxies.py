@@ -188,17 +188,6 @@ def test_pool_bytes_are_charged_per_started_mb_once(db, plans):
     assert Balance.objects.get(account=account).credits == sum(ledger)
 
 
-@pytest.mark.parametrize(
-    "option", [{"use_advanced_proxy": True}, {"proxies": [{"server": f"http://u:{SECRET}@127.0.0.1:3128"}]}]
-)
-def test_a_job_asking_for_a_proxy_is_refused_not_run_direct(api_client, option):
-    from jobs.models import Job
-
-    response = api_client.post("/v1/jobs", json={"urls": ["http://127.0.0.1:1/"], **option})
-    assert response.status_code == 400 and response.json()["code"] == "proxy_unavailable", response.text
-    assert SECRET not in response.text and not Job.objects.exists()
-
-
 def test_pool_bytes_are_charged_as_they_go_and_a_session_that_cannot_pay_ends(db, plans):
     """The reconcile's pass (workers.services.proxy_bytes_bill) over the filter's counts."""
     from accounts.services import account_create

@@ -73,7 +73,11 @@ os.environ.pop("BROWSER_BACKEND", None)
 # else private: 127.0.0.2 and up stand for the internal hosts a tenant must not reach.
 os.environ["BROWSER_EGRESS_ENABLED"] = "true"
 os.environ["BROWSER_EGRESS_HOST"] = "127.0.0.1"
-os.environ["BROWSER_EGRESS_ALLOW"] = "127.0.0.1/32"
+# The batch jobs' test site (tests/jobs/conftest.py) listens on a port chosen here, so that the
+# name `proxied.test` on that port can be allowed too: a name that resolves nowhere, which only a
+# test's upstream proxy (every name is 127.0.0.1 to it) can reach; a page there went through it.
+os.environ.setdefault("BF_TEST_SITE_PORT", str(_fixed_port()))
+os.environ["BROWSER_EGRESS_ALLOW"] = f"127.0.0.1/32,proxied.test:{os.environ['BF_TEST_SITE_PORT']}"
 # A fresh port, never one that a development filter may hold.
 os.environ["BROWSER_EGRESS_PORT"] = str(_fixed_port())
 
@@ -86,3 +90,7 @@ os.environ.setdefault(
     "ADVANCED_PROXY_URLS",
     f"us=http://127.0.0.1:{_pool_ports[0]},de=http://pool-user:pool-s3cret@127.0.0.1:{_pool_ports[1]}",
 )
+# The pool's active probe (workers/egress/pool_probe.py) stays off in the suite's filter: members
+# that tests start and stop would be judged between a test's start and its first request.
+# tests/workers/test_egress_pool_probe.py runs filters of its own with it on.
+os.environ.setdefault("PROXY_PROBE_SECONDS", "0")

@@ -26,6 +26,7 @@ class _FailingBrowser:
         self.id = "job-test"
         self.error = error
         self.start_failed = False
+        self.routes = None  # no upstream proxy
         self.handle = BrowserLocation(
             backend="local",
             webdriver_url=DRIVER,

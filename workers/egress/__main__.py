@@ -1,8 +1,9 @@
 """Run the egress filter: `python -m workers.egress [--host H] [--port P]`.
 
 Reads BROWSER_EGRESS_PORT, BROWSER_EGRESS_ALLOW and ALLOW_PRIVATE_NETWORK_TARGETS (project/netpolicy.py),
-EGRESS_DNS_* (workers/egress/dns.py), EGRESS_ROUTES_DIR (workers/egress/routes.py) and REDIS_URL
-(proxy byte counts, workers/egress/metering.py) from the environment.
+EGRESS_DNS_* (workers/egress/dns.py), EGRESS_ROUTES_DIR (workers/egress/routes.py), REDIS_URL
+(proxy byte counts, workers/egress/metering.py) and ADVANCED_PROXY_URLS, PROXY_PROBE_SECONDS and
+PROXY_PROBE_TARGET (the pool's active health, workers/egress/pool_probe.py) from the environment.
 Listens on 127.0.0.1 unless told otherwise (a container serving browsers on other hosts binds
 0.0.0.0 and relies on its network for isolation).
 """
@@ -75,6 +76,8 @@ async def serve(*, host: str, port: int) -> None:
             routes=DirectoryRoutes(Path(routes_dir)) if routes_dir else None,
             # Bytes through the operator's pool are reported to Redis for billing.
             meter=RedisMeter(redis_url) if routes_dir and redis_url else None,
+            # The operator's pool, probed and its health shared through Redis (pool_probe.py).
+            probe=bool(routes_dir),
         )
         master = build_master(host=host, port=port, egress_filter=egress_filter, confdir=confdir)
         # Supervisors stop it with SIGTERM: shut down cleanly, so the scratch directory goes too.

@@ -42,6 +42,7 @@ from workers.egress import BLOCKED_ELEMENT_ID, BLOCKED_HEADER, BLOCKED_TITLE, HE
 from workers.egress.clients import client_key
 from workers.egress.dns import CachingResolver, DnsConfig, DnsLookup, Lookup, LookupFailed
 from workers.egress.metering import RedisMeter
+from workers.egress.pool_probe import PoolProbe
 from workers.egress.routes import ROUTES_POLL_SECONDS, DirectoryRoutes
 from workers.egress.upstream import PoolHealth, ProxyFailed, Rule, choose, open_tunnel, splice
 
@@ -102,10 +103,13 @@ class EgressFilter:
         routes: Routes | None = None,
         browser_ports: BrowserPorts | None = None,
         meter: RedisMeter | None = None,
+        probe: bool = False,
     ) -> None:
         self.policy = policy
         self.meter = meter
         self.pool_health = PoolHealth()
+        # The active probe of the operator's pool (pool_probe.py), when the process runs it.
+        self.probe = PoolProbe.from_env(self.pool_health) if probe else None
         self._watch_task: asyncio.Task[None] | None = None
         self.browser_ports = browser_ports or BrowserPorts()
         self.routes = routes
@@ -192,6 +196,8 @@ class EgressFilter:
     def running(self) -> None:
         if self.meter is not None:
             self.meter.start()
+        if self.probe is not None:
+            self.probe.start()
         if isinstance(self.routes, DirectoryRoutes) and self._watch_task is None:
             self.routes.changes()  # the baseline
             self._watch_task = asyncio.ensure_future(self._watch_routes(self.routes))
@@ -199,6 +205,8 @@ class EgressFilter:
     def done(self) -> None:
         if self._watch_task is not None:
             self._watch_task.cancel()
+        if self.probe is not None:
+            self.probe.stop()
 
     async def _check(self, flow: http.HTTPFlow) -> Refused | None:
         host, port = flow.request.host, flow.request.port
@@ -271,15 +279,19 @@ class EgressFilter:
             upstream, failure = candidate, None
             break
         if failure is not None:
+            if self.meter is not None and upstream.report:
+                await self.meter.failed(upstream.report)
             data.server.error = f"proxy_error: {failure}"
             return
         key = (client, upstream.name)
         meter, sink = upstream.meter, self.meter if upstream.meter else None
 
+        member = upstream.name
+
         def count(size: int) -> None:
             self.proxy_bytes[key] += size
             if sink is not None:
-                sink.add(meter, size)
+                sink.add(meter, size, member=member)
 
         def closed() -> None:
             if sink is not None:

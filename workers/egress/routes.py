@@ -6,7 +6,11 @@ leased uid of its own (workers/browser/sandbox.py) and the filter knows a connec
 `uid-<uid>.json` there and removes it at stop:
 
     {"rules": [{"server": "http://host:port" | "direct", "username": "...", "password": "...",
-                "domain_pattern": "*.example.com", "name": "pool:de-1"}]}
+                "domain_pattern": "*.example.com", "name": "pool:de-1"}],
+     "meter": "<session or job browser id>", "report": "<job browser id>"}
+
+`meter` names whose bytes the `metered` rules count under (metering.py); `report`, when given,
+where a failure of the upstream is counted (`proxy_errors_key`, read by the job runner).
 
 The filter reads a file again when it changed (mtime and size), on the next new connection. It
 only trusts files owned by its own uid and writable by no one else (the directory is root's,
@@ -39,8 +43,9 @@ def parse_rules(document: Any) -> list[Rule]:
     if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
         raise ValueError("not {'rules': [...]}")
     meter = document.get("meter") or ""
-    if not isinstance(meter, str):
-        raise ValueError("a meter is a string")
+    report = document.get("report") or ""
+    if not isinstance(meter, str) or not isinstance(report, str):
+        raise ValueError("a meter and a report are strings")
     rules = []
     for item in document["rules"]:
         if not isinstance(item, dict) or not isinstance(item.get("server"), str):
@@ -60,6 +65,7 @@ def parse_rules(document: Any) -> list[Rule]:
             name=str(item.get("name") or ""),
             meter=metered,
         )
+        upstream = dataclasses.replace(upstream, report=report)
         if fallbacks:
             others = tuple(
                 Upstream.parse(

@@ -58,6 +58,9 @@ class Upstream:
     # Pool members to use, in this order, while this one is out of rotation (PoolHealth).
     fallbacks: tuple[Upstream, ...] = ()
     meter: str = ""  # the session its bytes are reported under (metering.py); "": not metered
+    # Where its failures are reported (metering.py `proxy_errors_key`), so that a job browser's
+    # runner tells a proxy's failure from the target's; "": not reported.
+    report: str = ""
 
     @classmethod
     def parse(
@@ -117,13 +120,28 @@ class PoolHealth:
     def __init__(self, retry_seconds: float = POOL_RETRY_SECONDS) -> None:
         self.retry_seconds = retry_seconds
         self._down_until: dict[tuple[str, int], float] = {}
+        # Members the active probe (pool_probe.py, shared by every filter process) found dead.
+        self._probed_down: frozenset[str] = frozenset()
 
     def candidates(self, upstream: Upstream) -> list[Upstream]:
         """`upstream` and its fallbacks, those in rotation first (all of them if none is)."""
         members = [upstream, *upstream.fallbacks]
         now = time.monotonic()
-        up = [m for m in members if self._down_until.get((m.host, m.port), 0.0) <= now]
+        up = [
+            m
+            for m in members
+            if self._down_until.get((m.host, m.port), 0.0) <= now
+            and f"{m.host}:{m.port}" not in self._probed_down
+        ]
         return up + [m for m in members if m not in up]
+
+    def shared(self, *, down: set[str], up: set[str]) -> None:
+        """What the probes saw (`host:port`): the down ones are out of rotation until a probe finds
+        them answering; an answering one is back at once, whatever a failed connection said."""
+        self._probed_down = frozenset(down)
+        for key in up:
+            host, _, port = key.rpartition(":")
+            self._down_until.pop((host, int(port)), None)
 
     def down(self, upstream: Upstream) -> None:
         self._down_until[(upstream.host, upstream.port)] = time.monotonic() + self.retry_seconds
