@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from project.netpolicy import EgressPolicy
 from tests.conftest import free_port
 from tests.support.processes import start_egress, stop_process, wait_until
 from tests.support.upstream_proxies import UpstreamProxy as _Proxy
-from workers.egress import BLOCKED_HEADER
+from workers.egress import BLOCKED_HEADER, sandbox_uids
 from workers.egress.dns import DnsConfig
 from workers.egress.filter import EgressFilter
 from workers.egress.upstream import Rule, Upstream
@@ -335,6 +336,54 @@ def test_the_filter_process_routes_each_uid_by_its_file(
     _write(routes, {"rules": [{"server": "direct"}]})
     assert get().status_code == 200
     assert len(a.tunnels) == 1 and len(b.tunnels) == 1
+
+
+_GET_AS = """
+import sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": sys.argv[1]}))
+try:
+    print(opener.open(sys.argv[2], timeout=10).status)
+except Exception as exc:
+    print("failed", type(exc).__name__)
+"""
+
+
+def _get_as(uid: int, proxy: str, target: str) -> str:
+    """A request through the filter from a process running as `uid` (a browser's sandbox uid)."""
+    done = subprocess.run(
+        ["/usr/bin/python3", "-c", _GET_AS, proxy, target],
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        env={"PATH": "/usr/bin:/bin"},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return done.stdout.strip() or done.stderr.strip()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to a sandbox uid needs root")
+def test_a_sandbox_uid_without_a_route_file_is_refused_never_direct(
+    filter_process: tuple[int, Path], page_port: int
+) -> None:
+    """Every browser that runs as a sandbox uid has a route file (`{"rules": []}` to go direct):
+    one without (its route removed by mistake, or started around the worker) is refused."""
+    port, routes = filter_process
+    uid = sandbox_uids(dict(os.environ))[-1]  # the range's top: the leases reach it last
+    proxy, target = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{page_port}/"
+    path = routes / f"uid-{uid}.json"
+    assert not path.exists()
+    assert _get_as(uid, proxy, target).startswith("failed")
+    path.write_text(json.dumps({"rules": []}))
+    path.chmod(0o600)
+    try:
+        wait_until(lambda: _get_as(uid, proxy, target) == "200", timeout=10, message="the direct route")
+    finally:
+        path.unlink()
+    assert _get_as(uid, proxy, target).startswith("failed")
 
 
 def _keepalive_get(sock: socket.socket, target: str, path: str) -> bytes:

@@ -3,6 +3,7 @@ everything left running as a browser's uid is killed when it stops."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -119,3 +120,39 @@ def test_stop_kills_whatever_still_runs_as_the_browsers_uid(browsers: Path, leas
             straggler.wait()
     assert not [p for p in Path("/tmp").glob("bf-left-*") if p.stat().st_uid == uid]
     assert UidLeases.configured().holder(str(browsers / session_id)) is None
+
+
+def test_a_uid_is_cleaned_before_anyone_can_lease_it_again(
+    browsers: Path, lease_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cleaning a uid (killing what runs as it, removing its proxy route) happens under the lease
+    lock while the uid is still leased: a start that leased the uid meanwhile would have its
+    route removed and run direct, or its browser killed. Both ways a uid is given back: a
+    browser's stop, and reconcile's reclaim of a lease whose browser is gone altogether."""
+    backend = LocalBackend(root=browsers)
+    leases = UidLeases.configured()
+    stopped, gone = "comp_stoppedbrowser00000001", "comp_gonebrowser000000000001"
+    (browsers / stopped).mkdir()
+    stopped_uid = leases.lease(str(browsers / stopped))
+    gone_uid = leases.lease(str(browsers / gone))  # no directory, no process: its worker died
+    seen: list[tuple[int, bool, bool]] = []
+
+    def cleanup(uid: int) -> None:
+        with open(lease_dir / ".lock") as lock:  # another open file: flock conflicts with the holder's
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                locked = True
+            else:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                locked = False
+        seen.append((uid, (lease_dir / str(uid)).exists(), locked))
+
+    monkeypatch.setattr("workers.browser.local.end_uid", cleanup)
+    backend._end_lease(stopped)
+    backend.kill_orphans_of(set)
+    assert seen == [(stopped_uid, True, True), (gone_uid, True, True)]
+    assert leases.holders() == {}
+    # A second stop of the same browser cleans nothing (the uid may be another browser's by now).
+    backend._end_lease(stopped)
+    assert len(seen) == 2

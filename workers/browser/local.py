@@ -214,12 +214,9 @@ class LocalBackend:
         session_dir.mkdir(parents=True)
         plan = sandbox_prepare(session_id=session_id, session_dir=session_dir)
         if plan.uid is not None:
-            # Written (or a leftover removed) before anything runs as the uid.
+            # Written (DIRECT without a proxy) before anything runs as the uid.
             try:
-                if routes is None:
-                    proxy_routes.routes_remove(uid=plan.uid)
-                else:
-                    proxy_routes.routes_write(uid=plan.uid, document=routes)
+                proxy_routes.routes_start(uid=plan.uid, document=routes)
             except OSError as exc:
                 self._end_lease(session_id)
                 shutil.rmtree(session_dir, ignore_errors=True)
@@ -333,12 +330,7 @@ class LocalBackend:
         """Kill whatever still runs as the sandbox uid browser `name` holds, then give it back."""
         if os.geteuid() != 0:
             return  # only a root worker leases uids
-        leases = UidLeases.configured()
-        holder = str(self._session_dir(name))
-        uid = leases.holder(holder)
-        if uid is not None:
-            end_uid(uid)
-            leases.release(holder)
+        UidLeases.configured().release(str(self._session_dir(name)), cleanup=end_uid)
 
     def is_alive(self, handle: BrowserLocation) -> bool:
         if handle.browser_pid and handle.host == self.host and not _pid_alive(handle.browser_pid):
@@ -403,7 +395,6 @@ class LocalBackend:
                     and not path.exists()
                 )
 
-            for uid in UidLeases.configured().reclaim(gone):
-                end_uid(uid)
+            UidLeases.configured().reclaim(gone, cleanup=end_uid)
         _reap_finished_children()
         return killed

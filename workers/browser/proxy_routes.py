@@ -5,8 +5,10 @@ each local browser runs as a sandbox uid leased for it alone (sandbox.py). So a 
 session has a proxy gets `EGRESS_ROUTES_DIR/uid-<uid>.json` (mode 0600, this process's user,
 written whole and renamed into place: the filter never reads half a file), before its first
 navigation: at the start, before chromedriver runs, or when a session claims a warm browser.
-Every other start, and every end of a uid (workers/browser/local.py `end_uid`), removes the file,
-so a uid leased again never inherits the last browser's proxy or credentials.
+Every other start writes DIRECT (`{"rules": []}`): the filter refuses a sandbox uid without a
+file, so a route that went missing never means "direct". The end of a uid (workers/browser/local.py
+`end_uid`, run while the uid's lease is still held) removes the file, so a uid leased again never
+inherits the last browser's proxy or credentials.
 """
 
 from __future__ import annotations
@@ -48,6 +50,18 @@ def routes_write(*, uid: int, document: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+# The route of a browser that goes direct: the filter refuses a sandbox uid without a file.
+DIRECT: dict[str, Any] = {"rules": []}
+
+
+def routes_start(*, uid: int, document: dict[str, Any] | None) -> None:
+    """The route a browser starts with, written before anything runs as its uid: its session's
+    proxies, or DIRECT (nothing when this host has no routes directory: no proxies at all)."""
+    if document is None and routes_dir() is None:
+        return
+    routes_write(uid=uid, document=DIRECT if document is None else document)
 
 
 def routes_remove(*, uid: int) -> None:

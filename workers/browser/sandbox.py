@@ -34,9 +34,10 @@ from django.conf import settings
 
 from workers.browser import firewall
 from workers.browser.errors import BrowserStartError
+from workers.egress import SANDBOX_UID_SPAN
 
-# How many uids sessions are spread over, from BROWSER_SANDBOX_UID_BASE.
-UID_SPAN = 50_000
+# How many uids sessions are spread over, from BROWSER_SANDBOX_UID_BASE (the filter knows it too).
+UID_SPAN = SANDBOX_UID_SPAN
 
 _PROBE = 'cd "$1" || exit 97; unshare --user true 2>/dev/null || exit 98'
 _CANNOT_REACH, _NO_USERNS = 97, 98
@@ -118,22 +119,33 @@ class UidLeases:
                     return uid
         raise RuntimeError(f"no sandbox uid is free ({self.span} browsers on this host)")
 
-    def release(self, name: str) -> int | None:
-        """Give back the uid `name` holds; the uid, or None when it held none."""
+    def release(self, name: str, *, cleanup: Callable[[int], None] | None = None) -> int | None:
+        """Give back the uid `name` holds; the uid, or None when it held none.
+
+        `cleanup(uid)` (kill what runs as it, remove its proxy route) runs under the lock, before
+        the uid is free: a uid is never leased again before what the last browser left is gone,
+        and a cleanup never reaches the next holder's browser or route (two stops of one browser
+        at once: the second finds nothing to release and cleans nothing)."""
         with self._locked():
             for uid, holder in self._holders().items():
                 if holder == name:
+                    if cleanup is not None:
+                        cleanup(uid)
                     (self.directory / str(uid)).unlink(missing_ok=True)
                     return uid
         return None
 
-    def reclaim(self, gone: Callable[[str], bool]) -> list[int]:
+    def reclaim(
+        self, gone: Callable[[str], bool], *, cleanup: Callable[[int], None] | None = None
+    ) -> list[int]:
         """Give back the uids of holders for which `gone(name)` is true (reconcile's cleanup
-        after a worker died between a start and its stop)."""
+        after a worker died between a start and its stop); `cleanup` as for `release`."""
         freed = []
         with self._locked():
             for uid, holder in self._holders().items():
                 if gone(holder):
+                    if cleanup is not None:
+                        cleanup(uid)
                     (self.directory / str(uid)).unlink(missing_ok=True)
                     freed.append(uid)
         return freed

@@ -15,3 +15,14 @@ BLOCKED_ELEMENT_ID = "browserfleet-blocked"
 HEALTH_HOST = "egress-health.browserfleet.invalid"
 HEALTH_BODY = b"browserfleet-egress ok\n"
 DEFAULT_PORT = 3128
+# The sandbox uids browsers run as: BROWSER_SANDBOX_UID_BASE (default below) and the next
+# SANDBOX_UID_SPAN - 1 (workers/browser/sandbox.py leases them; the filter refuses one without a
+# route file, routes.py).
+SANDBOX_UID_SPAN = 50_000
+DEFAULT_SANDBOX_UID_BASE = 200_000
+
+
+def sandbox_uids(environ: dict[str, str]) -> range:
+    """The sandbox uid range from the environment (BROWSER_SANDBOX_UID_BASE)."""
+    base = int(environ.get("BROWSER_SANDBOX_UID_BASE") or DEFAULT_SANDBOX_UID_BASE)
+    return range(base, base + SANDBOX_UID_SPAN)

@@ -1,7 +1,8 @@
 """Run the egress filter: `python -m workers.egress [--host H] [--port P]`.
 
 Reads BROWSER_EGRESS_PORT, BROWSER_EGRESS_ALLOW and ALLOW_PRIVATE_NETWORK_TARGETS (project/netpolicy.py),
-EGRESS_DNS_* (workers/egress/dns.py), EGRESS_ROUTES_DIR (workers/egress/routes.py), REDIS_URL
+EGRESS_DNS_* (workers/egress/dns.py), EGRESS_ROUTES_DIR and BROWSER_SANDBOX_UID_BASE
+(workers/egress/routes.py), REDIS_URL
 (proxy byte counts, workers/egress/metering.py) and ADVANCED_PROXY_URLS, PROXY_PROBE_SECONDS and
 PROXY_PROBE_TARGET (the pool's active health, workers/egress/pool_probe.py) from the environment.
 Listens on 127.0.0.1 unless told otherwise (a container serving browsers on other hosts binds
@@ -23,7 +24,7 @@ from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyser
 from mitmproxy.master import Master
 
 from project.netpolicy import policy
-from workers.egress import DEFAULT_PORT
+from workers.egress import DEFAULT_PORT, sandbox_uids
 from workers.egress.dns import DnsConfig
 from workers.egress.filter import EgressFilter
 from workers.egress.metering import RedisMeter
@@ -73,7 +74,11 @@ async def serve(*, host: str, port: int) -> None:
         redis_url = os.environ.get("REDIS_URL", "")
         egress_filter = EgressFilter(
             policy(),
-            routes=DirectoryRoutes(Path(routes_dir)) if routes_dir else None,
+            routes=(
+                DirectoryRoutes(Path(routes_dir), sandbox_uids=sandbox_uids(dict(os.environ)))
+                if routes_dir
+                else None
+            ),
             # Bytes through the operator's pool are reported to Redis for billing.
             meter=RedisMeter(redis_url) if routes_dir and redis_url else None,
             # The operator's pool, probed and its health shared through Redis (pool_probe.py).

@@ -12,6 +12,13 @@ leased uid of its own (workers/browser/sandbox.py) and the filter knows a connec
 `meter` names whose bytes the `metered` rules count under (metering.py); `report`, when given,
 where a failure of the upstream is counted (`proxy_errors_key`, read by the job runner).
 
+Every browser that runs as a sandbox uid has a file, `{"rules": []}` when it goes direct: the
+filter refuses a sandbox uid without one (`sandbox_uids`), so a route removed by mistake, or a
+browser whose worker wrote none, never goes direct. The file of a uid is written only by the
+worker that holds the uid's lease and removed only while it still holds it
+(workers/browser/sandbox.py `UidLeases.release`), so one browser's end never takes the route
+of the next browser leased that uid.
+
 The filter reads a file again when it changed (mtime and size), on the next new connection. It
 only trusts files owned by its own uid and writable by no one else (the directory is root's,
 0700; a browser's uid could otherwise choose its own route). A file that cannot be read as
@@ -82,9 +89,20 @@ def parse_rules(document: Any) -> list[Rule]:
     return rules
 
 
+# What `_rules` answers for a uid without a file (an identity, never a browser's rules).
+_MISSING: list[Rule] = []
+
+
 class DirectoryRoutes:
-    def __init__(self, directory: Path) -> None:
+    """`sandbox_uids`: the uids the host's workers lease to browsers. Each such browser gets a file
+    before it runs (`{"rules": []}` when it goes direct), so a connection from one of these uids
+    without a file is refused: a route that went missing (or a browser started around the worker)
+    never means "direct". Other uids (a worker that runs browsers as itself) have no file and go
+    direct, as without this directory."""
+
+    def __init__(self, directory: Path, *, sandbox_uids: range | None = None) -> None:
         self.directory = Path(directory)
+        self.sandbox_uids = sandbox_uids or range(0)
         self._cache: dict[str, tuple[tuple[int, int], list[Rule] | None]] = {}
         self._seen: dict[str, tuple[int, int]] | None = None
 
@@ -117,28 +135,41 @@ class DirectoryRoutes:
 
     def __call__(self, client: str) -> list[Rule]:
         if client.startswith("unknown:"):
-            # A loopback peer whose uid the kernel did not tell: if any browser here has a
-            # route, this may be it, and it must not go direct.
-            if any(self.directory.glob("uid-*.json")):
+            # A loopback peer whose uid the kernel did not tell: if any browser here has an
+            # upstream (or a route that cannot be read), this may be it, and it must not go direct.
+            if any(self._rules(path, path.name[:-5].replace("-", ":")) != [] for path in self._files()):
                 raise ProxyFailed("this connection's browser cannot be told")
             return []
         if not client.startswith("uid:"):
             return []
-        path = self.path(int(client[4:]))
+        uid = int(client[4:])
+        rules = self._rules(self.path(uid), client)
+        if rules is None:
+            raise ProxyFailed("this browser's proxy settings cannot be read")
+        if rules is _MISSING:
+            if uid in self.sandbox_uids:
+                raise ProxyFailed("this browser has no route on this host")
+            return []
+        return rules
+
+    def _files(self) -> list[Path]:
+        return list(self.directory.glob("uid-*.json"))
+
+    def _rules(self, path: Path, client: str) -> list[Rule] | None:
+        """The rules of `path` (cached by mtime and size); None when it cannot be read; _MISSING
+        when there is no such file."""
         try:
             stat = path.stat()
         except FileNotFoundError:
             self._cache.pop(client, None)
-            return []
+            return _MISSING
         except OSError:
-            raise ProxyFailed("this browser's proxy settings cannot be read") from None
+            return None
         stamp = (stat.st_mtime_ns, stat.st_size)
         cached = self._cache.get(client)
         if cached is None or cached[0] != stamp:
             cached = (stamp, self._load(path, stat))
             self._cache[client] = cached
-        if cached[1] is None:
-            raise ProxyFailed("this browser's proxy settings cannot be read")
         return cached[1]
 
     @staticmethod
