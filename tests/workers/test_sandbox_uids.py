@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from tests.support.processes import wait_until
+from workers.browser import local
 from workers.browser.base import Display
+from workers.browser.errors import BrowserStartError
 from workers.browser.local import LocalBackend
 from workers.browser.sandbox import UidLeases, sandbox_prepare
 
@@ -156,3 +158,41 @@ def test_a_uid_is_cleaned_before_anyone_can_lease_it_again(
     # A second stop of the same browser cleans nothing (the uid may be another browser's by now).
     backend._end_lease(stopped)
     assert len(seen) == 2
+
+
+def test_a_start_whose_lease_another_start_took_fails_and_leaves_that_one_alone(
+    browsers: Path, lease_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two starts of one browser (a redelivered task while the first still starts): the later one
+    ends the earlier one's lease and takes the name. The earlier one must not come up as a browser
+    whose uid is nobody's (another browser may lease it, with its own route), nor give back the
+    later one's lease or remove its directory when it fails."""
+    backend = LocalBackend(root=browsers)
+    leases = UidLeases.configured()
+    session_id = f"comp_{uuid.uuid4().hex[:24]}"
+    holder = str(browsers / session_id)
+    taken: list[int] = []
+    prepare = local.prepare_first_tab
+
+    def the_other_start_takes_over(*args: Any, **kwargs: Any) -> None:
+        prepare(*args, **kwargs)
+        ours = leases.holder(holder)
+        assert ours is not None
+        leases.release(holder)  # what the later start's _end_lease does (its cleanup aside)
+        taken.append(leases.lease(holder))
+        assert taken[0] != ours
+
+    monkeypatch.setattr(local, "prepare_first_tab", the_other_start_takes_over)
+    with pytest.raises(BrowserStartError, match="another start of this browser"):
+        backend.start(session_id=session_id, display=Display(640, 480, 1.0))
+    try:
+        assert leases.holder(holder) == taken[0]  # the later start's lease is untouched
+        assert (browsers / session_id).is_dir()  # and so is its directory
+        wait_until(  # the earlier browser is gone (killed by its process tree, not by its uid)
+            lambda: not backend._browser_groups().get(session_id),
+            timeout=5,
+            message="the earlier start's processes to go",
+        )
+    finally:
+        backend._end_lease(session_id)
+        shutil.rmtree(browsers / session_id, ignore_errors=True)

@@ -80,6 +80,36 @@ def _kill_group(pgid: int) -> None:
             child.wait(timeout=5)
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes below `pid` (children, theirs, ...), whatever their process group."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in parents.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill `pid`'s group and every process below it (Chromium's zygotes have groups of their own)."""
+    below = _descendants(pid)
+    _kill_group(pid)
+    for child in below:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
+    _reap_finished_children()
+
+
 def _reap_finished_children() -> None:
     for pid, child in list(_children.items()):
         if child.poll() is not None:
@@ -218,8 +248,7 @@ class LocalBackend:
             try:
                 proxy_routes.routes_start(uid=plan.uid, document=routes)
             except OSError as exc:
-                self._end_lease(session_id)
-                shutil.rmtree(session_dir, ignore_errors=True)
+                self._abandon_start(None, session_id, plan.uid)
                 raise BrowserStartError(f"the proxy route could not be written ({exc.strerror})") from None
         elif routes is not None:
             shutil.rmtree(session_dir, ignore_errors=True)
@@ -263,10 +292,12 @@ class LocalBackend:
             )
             webdriver_session_id = str(reply["value"]["sessionId"])
             prepare_first_tab(url, webdriver_session_id, display)
+            if plan.uid is not None and UidLeases.configured().holder(str(session_dir)) != plan.uid:
+                # Another start of this browser (a redelivered task) ended this one's lease and
+                # took the name: this browser's uid may be anybody's now, and its route too.
+                raise BrowserStartError("another start of this browser took its place")
         except (BrowserError, KeyError, TypeError) as exc:
-            _kill_group(process.pid)
-            self._end_lease(session_id)
-            shutil.rmtree(session_dir, ignore_errors=True)
+            self._abandon_start(process.pid, session_id, plan.uid)
             raise BrowserStartError(f"Chromium did not start: {exc}") from exc
         _start_done(process.pid)
         return BrowserLocation(
@@ -325,6 +356,19 @@ class LocalBackend:
             self._end_lease(name)
             shutil.rmtree(self._session_dir(name), ignore_errors=True)
         _reap_finished_children()
+
+    def _abandon_start(self, pid: int | None, session_id: str, uid: int | None) -> None:
+        """Undo a start that failed: its own processes, and its uid and directory unless a later
+        start of the same browser has taken them over meanwhile (its browser lives there)."""
+        if pid is not None:
+            # By its tree, not by its uid: the uid may be another browser's by now.
+            _kill_tree(pid)
+        if uid is None or os.geteuid() != 0:
+            shutil.rmtree(self._session_dir(session_id), ignore_errors=True)
+            return
+        holder, leases = str(self._session_dir(session_id)), UidLeases.configured()
+        if leases.release(holder, cleanup=end_uid, only=uid) is not None or leases.holder(holder) is None:
+            shutil.rmtree(self._session_dir(session_id), ignore_errors=True)
 
     def _end_lease(self, name: str) -> None:
         """Kill whatever still runs as the sandbox uid browser `name` holds, then give it back."""

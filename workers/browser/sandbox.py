@@ -119,16 +119,20 @@ class UidLeases:
                     return uid
         raise RuntimeError(f"no sandbox uid is free ({self.span} browsers on this host)")
 
-    def release(self, name: str, *, cleanup: Callable[[int], None] | None = None) -> int | None:
+    def release(
+        self, name: str, *, cleanup: Callable[[int], None] | None = None, only: int | None = None
+    ) -> int | None:
         """Give back the uid `name` holds; the uid, or None when it held none.
 
         `cleanup(uid)` (kill what runs as it, remove its proxy route) runs under the lock, before
         the uid is free: a uid is never leased again before what the last browser left is gone,
         and a cleanup never reaches the next holder's browser or route (two stops of one browser
-        at once: the second finds nothing to release and cleans nothing)."""
+        at once: the second finds nothing to release and cleans nothing). `only`: give it back
+        only if it is that uid (a failed start gives back its own lease, never the one a later
+        start of the same browser took meanwhile)."""
         with self._locked():
             for uid, holder in self._holders().items():
-                if holder == name:
+                if holder == name and only in (None, uid):
                     if cleanup is not None:
                         cleanup(uid)
                     (self.directory / str(uid)).unlink(missing_ok=True)
