@@ -155,11 +155,11 @@ def recording_frames_bytes(frames: list[Frame] | tuple[Frame, ...]) -> int:
     return sum({f.offset: f.length for f in frames}.values())
 
 
-def frame_at_or_after(frames: list[Frame] | tuple[Frame, ...], at_ms: int) -> int | None:
-    """The number of the first frame at or after `at_ms` (an action's frame: the recorder writes
-    one at or after each action's finish), None if there is none."""
-    n = bisect.bisect_left([f.at_ms for f in frames], at_ms)
-    return n if n < len(frames) else None
+def frame_at_or_after(times: list[int], at_ms: int) -> int | None:
+    """The number of the first frame at or after `at_ms`, given the frames' times (an action's
+    frame: the recorder writes one at or after each action's finish), None if there is none."""
+    n = bisect.bisect_left(times, at_ms)
+    return n if n < len(times) else None
 
 
 @functools.lru_cache(maxsize=32)

@@ -312,6 +312,7 @@ class ReplayIndexView(_ReplayView):
             session_id=recording.session_id,
             frame_count=recording.frame_count,
         )
+        times = [f.at_ms for f in frames]
         actions = []
         for a in Action.objects.filter(session_id=recording.session_id).order_by("id"):
             t = int((a.finished_at or a.created_at).timestamp() * 1000)
@@ -323,7 +324,7 @@ class ReplayIndexView(_ReplayView):
                     "status": a.status,
                     # The recorder writes a frame at or after each finished action (the page as
                     # it was then): the first frame from its finish on.
-                    "frame": frame_at_or_after(frames, t) if a.finished_at else None,
+                    "frame": frame_at_or_after(times, t) if a.finished_at else None,
                 }
             )
         body = {
