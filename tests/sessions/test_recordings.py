@@ -5,8 +5,9 @@ once or left by a dead finalizer), and the retention purge (database and files o
 from __future__ import annotations
 
 import base64
+import secrets
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from django.utils import timezone
 from accounts.models import Plan
 from accounts.plans import seed_plans
 from accounts.services import account_create
+from project.redis import get_redis
+from sessions import events
 from sessions.models import RecordingStatus, SessionRecording
 from sessions.recordings import (
     FRAMES_FILE,
@@ -28,6 +31,7 @@ from sessions.recordings import (
 )
 from tests.support.rows import session_row
 from workers.recorder import Recorder
+from workers.screencast import _ActionEvents
 
 JPEG = b"\xff\xd8" + b"\x00" * 200 + b"\xff\xd9"
 
@@ -357,3 +361,51 @@ def test_actions_after_one_whose_repaint_never_came_get_a_frame_before_the_next_
     recorder.close()
     assert _entries(account.pk, session.pk, base) == [(0, 0), (100, 0), (350, 0), (420, 0)]
     assert recorder.action_frames == 3
+
+
+def test_the_caster_hands_the_sessions_action_events_to_its_recorder():
+    """What the recorder is told comes from the session's events stream (sessions/events.py),
+    the one the action's own code writes: the request's and the finish's times and types."""
+    session_id = f"comp_feed_{secrets.token_hex(6)}"
+    created = datetime(2026, 12, 2, 10, 0, 0, 123456, tzinfo=UTC)
+    finished = created + timedelta(milliseconds=250)
+    request = (
+        session_id,
+        events.ACTION_REQUEST,
+        {"action_id": "act_1", "type": "click", "created_at": created.isoformat().replace("+00:00", "Z")},
+    )
+    finish = events.action_finished_event(
+        session_id=session_id,
+        action_id="act_1",
+        action_type="click",
+        action_status="succeeded",
+        error="",
+        code=None,
+        created_at=created,
+        started_at=created,
+        finished_at=finished,
+    )
+    status = events.session_status_event(session_id=session_id, status="running")
+    events._append([status, request, finish])
+
+    class Told:
+        session_id = "x"
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str, float, str]] = []
+
+        def action_requested(self, action_id: str, at_ms: float, action_type: str = "") -> None:
+            self.calls.append(("requested", action_id, at_ms, action_type))
+
+        def action_finished(self, action_id: str, at_ms: float, action_type: str = "") -> None:
+            self.calls.append(("finished", action_id, at_ms, action_type))
+
+    told = Told()
+    reader = _ActionEvents(session_id)
+    reader.feed(told)  # type: ignore[arg-type]
+    reader.feed(told)  # type: ignore[arg-type]  # nothing new: nothing told twice
+    assert told.calls == [
+        ("requested", "act_1", created.timestamp() * 1000, "click"),
+        ("finished", "act_1", finished.timestamp() * 1000, "click"),
+    ]
+    get_redis().delete(events.events_key(session_id))
