@@ -1,11 +1,12 @@
 """Session recordings (create option `record`; docs/logs-and-recordings.md).
 
 While the session lives, its host's screencast caster writes the frames DevTools sends
-(workers/screencast.py, workers/recorder.py), at most RECORDING_FPS a second, into two files
-under `MEDIA_ROOT/recordings/<account>/<session>/`: `frames.jpgs` (the JPEGs one after the other)
-and `index.tsv` (offset, length, timestamp in ms, width, height of each, one line a frame, written
-after its bytes). Nothing else is needed to replay it, so whatever was written before a crash of
-the browser or of the worker is a valid recording.
+(workers/screencast.py, workers/recorder.py), at most RECORDING_FPS a second and one at each
+action's finish, into two files under `MEDIA_ROOT/recordings/<account>/<session>/`: `frames.jpgs`
+(the JPEGs one after the other) and `index.tsv` (offset, length, timestamp in ms, width, height of
+each, one line a frame, written after its bytes; a line repeating the last picture points at its
+bytes again, so a recording's size counts each offset once). Nothing else is needed to replay
+it, so whatever was written before a crash of the browser or of the worker is a valid recording.
 
 Status: `recording` while the session lives; once it ended, the sweep (every
 SESSION_SWEEP_INTERVAL_SECONDS, on the maintenance queue) claims it (`processing`, with a
@@ -16,6 +17,7 @@ recording never stays `recording` or `processing` once its session ended.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import shutil
 from dataclasses import dataclass
@@ -147,6 +149,19 @@ def recording_frames(*, account_id: int, session_id: str) -> list[Frame]:
     return frames
 
 
+def recording_frames_bytes(frames: list[Frame] | tuple[Frame, ...]) -> int:
+    """The bytes the frames take: an entry repeating a picture points at bytes already stored
+    (workers/recorder.py), counted once."""
+    return sum({f.offset: f.length for f in frames}.values())
+
+
+def frame_at_or_after(times: list[int], at_ms: int) -> int | None:
+    """The number of the first frame at or after `at_ms`, given the frames' times (an action's
+    frame: the recorder writes one at or after each action's finish), None if there is none."""
+    n = bisect.bisect_left(times, at_ms)
+    return n if n < len(times) else None
+
+
 @functools.lru_cache(maxsize=32)
 def recording_frames_settled(*, account_id: int, session_id: str, frame_count: int) -> tuple[Frame, ...]:
     """A ready recording's frames (they never change once counted), read once per process: a
@@ -240,7 +255,7 @@ def recording_finalize(*, session_id: str, now: datetime | None = None) -> str |
             status=RecordingStatus.READY,
             frame_count=len(frames),
             duration_ms=max(0, end_ms - frames[0].at_ms),
-            size_bytes=sum(f.length for f in frames),
+            size_bytes=recording_frames_bytes(frames),
             truncated=(folder / TRUNCATED_FILE).exists(),
             truncated_reason=_truncated_reason(folder),
         )

@@ -63,10 +63,14 @@ REPLAY_JS = r"""
     for (const action of index.actions) {
       const mark = document.createElement("button");
       const at = Math.max(0, Math.min(duration, action.t - start));
+      // The action's frame: the page as it was when the action finished (at or after `t`).
+      const own = action.frame === null || action.frame === undefined ? null : frames[action.frame];
+      const jump = own ? Math.max(0, Math.min(duration, own.t - start)) : at;
       mark.style.left = (duration ? 100 * at / duration : 0) + "%";
       mark.title = action.type + " (" + action.status + ") at " + fmt(at);
+      mark.dataset.frame = own ? String(action.frame) : "";
       if (action.status !== "succeeded") mark.className = "error";
-      mark.addEventListener("click", () => { stop(); show(at); });
+      mark.addEventListener("click", () => { stop(); show(jump); });
       markers.appendChild(mark);
     }
     body.dataset.loaded = "true";

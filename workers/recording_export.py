@@ -51,19 +51,25 @@ def _encode(recording: SessionRecording, work: Path) -> Path:
     source = recording_dir(account_id=account_id, session_id=session_id)
     end_ms = frames[0].at_ms + recording.duration_ms
     lines = ["ffconcat version 1.0"]
+    # An entry repeating a picture (an action that changed nothing) points at bytes stored once:
+    # one image file per offset, listed again for each entry.
+    files: dict[int, str] = {}
     with open(source / "frames.jpgs", "rb") as jpegs:
         for n, frame in enumerate(frames):
-            jpegs.seek(frame.offset)
-            (work / f"{n:06d}.jpg").write_bytes(jpegs.read(frame.length))
+            name = files.get(frame.offset)
+            if name is None:
+                name = files[frame.offset] = f"{len(files):06d}.jpg"
+                jpegs.seek(frame.offset)
+                (work / name).write_bytes(jpegs.read(frame.length))
             until = frames[n + 1].at_ms if n + 1 < len(frames) else max(end_ms, frame.at_ms + 1)
             # framerate: each image's timestamps in ms (image2's default, 1/25 s, would round
             # frames closer than 40 ms onto one another, and vfr would drop them).
             lines += [
-                f"file '{n:06d}.jpg'",
+                f"file '{name}'",
                 "option framerate 1000",
                 f"duration {max(1, until - frame.at_ms) / 1000:.3f}",
             ]
-    lines += [f"file '{len(frames) - 1:06d}.jpg'", "option framerate 1000"]
+    lines += [f"file '{files[frames[-1].offset]}'", "option framerate 1000"]
     (work / "list.ffconcat").write_text("\n".join(lines) + "\n")
     width = _even(frames[0].width or 2)
     height = _even(frames[0].height or 2)

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from django.db import connection
 from redis.exceptions import RedisError
 
 from project.redis import get_redis
+from sessions.events import ACTION_REQUEST, ACTION_RESPONSE, events_key
 from sessions.models import LIVE_STATUSES, BrowserSession
 from sessions.screencast import (
     FRAMES_KEPT,
@@ -56,6 +58,9 @@ JPEG_QUALITY = 60
 # room its account's recording storage has left).
 _RECORDING_CHECK_SECONDS = 2.0
 _FIRST_FRAME_SECONDS = 5.0
+# A recording caster reads the session's action events (sessions/events.py) this often: the
+# recorder writes a frame at each action's finish (workers/recorder.py).
+_ACTION_EVENTS_SECONDS = 0.1
 
 _stopping = threading.Event()
 _casters: dict[str, _Caster] = {}
@@ -98,6 +103,50 @@ def _page_websocket(port: int, tab_id: str) -> str | None:
     return chosen.get("webSocketDebuggerUrl") if chosen else None
 
 
+def _epoch_ms(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp() * 1000
+
+
+class _ActionEvents:
+    """The session's actions as asked for and finished, read from its events stream (the one the
+    events SSE serves; appended by the action's code after its commit, so reading it adds nothing
+    to an action's path) and handed to the recorder. The first read takes what the stream still
+    holds: a caster that starts late knows which actions are under way."""
+
+    _COUNT = 500
+
+    def __init__(self, session_id: str) -> None:
+        self.key = events_key(session_id)
+        self.last_id: bytes | str = "0-0"
+        self.read_at = 0.0
+
+    def feed(self, recorder: Recorder) -> None:
+        self.read_at = time.monotonic()
+        try:
+            while True:
+                reply: Any = get_redis().xread({self.key: self.last_id}, count=self._COUNT)
+                entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1] if reply else []
+                for entry_id, fields in entries:
+                    self.last_id = entry_id
+                    event = fields.get(b"event", b"").decode()
+                    if event not in (ACTION_REQUEST, ACTION_RESPONSE):
+                        continue
+                    data = json.loads(fields[b"data"])
+                    if event == ACTION_REQUEST:
+                        recorder.action_requested(
+                            data["action_id"], _epoch_ms(data["created_at"]), data.get("type", "")
+                        )
+                    elif data.get("finished_at"):
+                        recorder.action_finished(
+                            data["action_id"], _epoch_ms(data["finished_at"]), data.get("type", "")
+                        )
+                if len(entries) < self._COUNT:
+                    return
+        except (RedisError, ValueError, KeyError, TypeError) as exc:
+            # Frames are still sampled; an action missed here gets no frame of its own.
+            logger.info("recording of %s: action events not read (%r)", recorder.session_id, exc)
+
+
 class _Caster(threading.Thread):
     def __init__(self, session_id: str) -> None:
         super().__init__(name=f"screencast-{session_id}", daemon=True)
@@ -109,6 +158,7 @@ class _Caster(threading.Thread):
         self.watched = True
         self.recorded = False
         self.recorder: Recorder | None = None
+        self.actions = _ActionEvents(session_id)
 
     def run(self) -> None:
         try:
@@ -120,6 +170,8 @@ class _Caster(threading.Thread):
         finally:
             connection.close()
             if self.recorder is not None:
+                with contextlib.suppress(Exception):  # the last action's finish, if not read yet
+                    self.actions.feed(self.recorder)
                 with contextlib.suppress(OSError):
                     self.recorder.close()
 
@@ -175,13 +227,18 @@ class _Caster(threading.Thread):
                     self.recorder.refresh_room()
                 if self.recorded and self.recorder is None:
                     self.recorder = Recorder(account_id=account_id, session_id=self.session_id)
-                # A recorder writes a waiting frame when its turn comes: tick often enough.
-                ws.settimeout(0.1 if self.recorder is not None else 0.5)
+                if (
+                    self.recorder is not None
+                    and time.monotonic() - self.actions.read_at >= _ACTION_EVENTS_SECONDS
+                ):
+                    self.actions.feed(self.recorder)
+                    self.recorder.tick()
+                # A recorder writes what is due (a waiting frame's turn, an action's frame) as
+                # time passes: tick often enough.
+                ws.settimeout(_ACTION_EVENTS_SECONDS if self.recorder is not None else 0.5)
                 try:
                     message = json.loads(ws.recv())
                 except websocket.WebSocketTimeoutException:
-                    if self.recorder is not None:
-                        self.recorder.tick(time.time() * 1000)
                     continue
                 if message.get("method") != "Page.screencastFrame":
                     continue

@@ -33,6 +33,7 @@ from sessions.models import Action, ExportStatus, RecordingStatus, SessionRecord
 from sessions.recordings import (
     EXPORT_RETRY_AFTER_SECONDS,
     MP4_FILE,
+    frame_at_or_after,
     recording_dir,
     recording_export_request,
     recording_frame_bytes,
@@ -159,6 +160,11 @@ class ReplayActionOutput(serializers.Serializer[Any]):
     action_id = serializers.CharField()
     type = serializers.CharField()
     status = serializers.CharField()
+    frame = serializers.IntegerField(
+        allow_null=True,
+        help_text="The number of the frame showing the page as the action finished (the first at or "
+        "after `t`); null if the recording has none (it stopped before, or the action did not finish).",
+    )
 
 
 class ReplayIndexOutput(serializers.Serializer[Any]):
@@ -306,15 +312,21 @@ class ReplayIndexView(_ReplayView):
             session_id=recording.session_id,
             frame_count=recording.frame_count,
         )
-        actions = [
-            {
-                "t": int((a.finished_at or a.created_at).timestamp() * 1000),
-                "action_id": a.public_id,
-                "type": a.type,
-                "status": a.status,
-            }
-            for a in Action.objects.filter(session_id=recording.session_id).order_by("id")
-        ]
+        times = [f.at_ms for f in frames]
+        actions = []
+        for a in Action.objects.filter(session_id=recording.session_id).order_by("id"):
+            t = int((a.finished_at or a.created_at).timestamp() * 1000)
+            actions.append(
+                {
+                    "t": t,
+                    "action_id": a.public_id,
+                    "type": a.type,
+                    "status": a.status,
+                    # The recorder writes a frame at or after each finished action (the page as
+                    # it was then): the first frame from its finish on.
+                    "frame": frame_at_or_after(times, t) if a.finished_at else None,
+                }
+            )
         body = {
             "session_id": recording.session_id,
             "duration_ms": recording.duration_ms,

@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from sessions.models import BrowserSession
+from sessions.models import Action, BrowserSession
+from sessions.recordings import recording_frames
 from tests.support.processes import wait_until
 from tests.support.video import ffprobe
 
@@ -110,6 +112,19 @@ def test_a_recorded_session_replays_its_frames_and_actions_and_exports_an_mp4(
     wait_until(
         lambda: int(_body_data(client, person)["frame"]) > 0, timeout=20, message="the replay to play on"
     )
+    # A click on an action's marker shows that action's frame (the page as the action finished).
+    last_click = len(index["actions"])
+    assert index["actions"][last_click - 1]["type"] == "click"
+    expected = index["actions"][last_click - 1]["frame"]
+    assert expected is not None
+    marked = client.post(
+        f"/v1/computers/{person}/step",
+        {"action": "click", "selector": f"#markers button:nth-child({last_click})", "timeout_ms": 5000},
+    )
+    assert marked.json()["status"] == "success", marked.text
+    wait_until(
+        lambda: int(_body_data(client, person)["frame"]) == expected, timeout=20, message="the marker's frame"
+    )
     client.delete(f"/v1/computers/{person}")
 
     # The MP4: made in the background by a worker (202 processing until then), from these frames.
@@ -171,3 +186,98 @@ def test_a_crashed_sessions_recording_settles_and_another_accounts_is_404(
     # What was written before the crash is a valid recording.
     assert recording["status"] == "ready" and recording["frames"] >= 1, recording
     client.delete(f"/v1/computers/{plain}")
+
+
+def _panel_rgb(jpeg: bytes, width: int, height: int) -> tuple[int, ...]:
+    """The colour of a pixel inside screencast.html's panel (white, or red once toggled; the panel
+    spans the page's width from 250 to 650 CSS pixels down a 768-pixel display), decoded by
+    Debian's ffmpeg (no Pillow in the virtualenv)."""
+    assert jpeg[:2] == b"\xff\xd8", jpeg[:100]
+    x, y = width * 150 // 1024, height * 450 // 768
+    decoded = subprocess.run(
+        [
+            *("ffmpeg", "-v", "error", "-f", "jpeg_pipe", "-i", "-"),
+            *("-vf", f"format=rgb24,crop=1:1:{x}:{y}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"),
+        ],
+        input=jpeg,
+        capture_output=True,
+    )
+    assert decoded.returncode == 0 and len(decoded.stdout) >= 3, decoded.stderr
+    return tuple(decoded.stdout[:3])
+
+
+def _red(rgb: tuple[int, ...]) -> bool:
+    return rgb[0] > 150 and rgb[1] < 90 and rgb[2] < 120
+
+
+def test_every_action_of_a_recorded_session_has_a_frame_of_the_page_as_it_finished(
+    make_client: Any, pages_server: str
+) -> None:
+    client = make_client(plan="pro")
+    session_id = _create(client, record=True)
+    page = client.post(f"/v1/computers/{session_id}/navigate", {"url": f"{pages_server}/screencast.html"})
+    assert page.json()["status"] == "success", page.text
+    wait_until(
+        lambda: _recording(client, session_id)["frames"] >= 1, timeout=30, message="a first recorded frame"
+    )
+
+    def act(kind: str) -> None:
+        if kind == "wait":
+            done = client.post(f"/v1/computers/{session_id}/execute", {"action": {"type": "wait", "ms": 50}})
+        elif kind == "click":
+            done = client.post(f"/v1/computers/{session_id}/click", {"x": 150, "y": 150})
+        else:
+            done = client.post(f"/v1/computers/{session_id}/{kind}", {})
+        assert done.status_code == 200 and done.json()["status"] == "success", done.text
+
+    def painted_since_last_click() -> bool:
+        click = Action.objects.filter(session_id=session_id, type="click").order_by("-id").first()
+        assert click is not None and click.finished_at is not None
+        finished_ms = int(click.finished_at.timestamp() * 1000)
+        frames = recording_frames(account_id=click.account_id, session_id=session_id)
+        return any(f.at_ms >= finished_ms for f in frames)
+
+    # Actions that change nothing on screen (a wait, the html, screenshots) and clicks that toggle
+    # the panel's colour. After a click the client waits until the recording holds a frame from
+    # the click's finish on (the page painted it), as a person watching would: the frame of an
+    # action is painted before the next action starts only if the page painted it by then.
+    for kind in ("wait", "html", "screenshot", "click", "screenshot", "html", "click", "wait"):
+        act(kind)
+        if kind == "click":
+            wait_until(painted_since_last_click, timeout=30, message="the click's frame")
+    assert client.delete(f"/v1/computers/{session_id}").status_code == 200
+
+    recording = _settled(client, session_id)
+    assert recording["status"] == "ready", recording
+    url = recording["replay_url"]
+    index = requests.get(url + "/index", timeout=10).json()
+    frames = index["frames"]
+    rows = list(Action.objects.filter(session_id=session_id).order_by("id"))
+    assert [a["type"] for a in index["actions"]] == [r.type for r in rows]
+    assert [r.type for r in rows][1:] == [
+        "wait",
+        "html",
+        "screenshot",
+        "click",
+        "screenshot",
+        "html",
+        "click",
+        "wait",
+    ]
+    starts = [r.started_at.timestamp() * 1000 for r in rows]
+    # Each action has a frame at or after its finish and before the next action started.
+    between = []
+    for n, action in enumerate(index["actions"]):
+        until = starts[n + 1] if n + 1 < len(rows) else float("inf")
+        between.append([i for i, f in enumerate(frames) if action["t"] <= f["t"] < until])
+    missing = [(a["type"], a["t"]) for a, b in zip(index["actions"], between, strict=True) if not b]
+    assert not missing, (missing, [f["t"] for f in frames], starts)
+    chosen = [b[0] for b in between]
+    assert [a["frame"] for a in index["actions"]] == chosen  # where the replay's markers jump
+    colours = [
+        _panel_rgb(requests.get(f"{url}/frames/{i}", timeout=10).content, frames[i]["w"], frames[i]["h"])
+        for i in chosen
+    ]
+    toggled = [_red(rgb) for rgb in colours]
+    # navigate, wait, html, screenshot: white; click: red, and so it stays; the second click: white.
+    assert toggled == [False, False, False, False, True, True, True, False, False], colours

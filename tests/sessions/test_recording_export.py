@@ -223,3 +223,33 @@ def test_the_purge_keeps_recordings_for_their_plans_retention(db, media, jpegs, 
     assert left == {kept[("pro", 8)].pk, kept[("enterprise", 15)].pk}
     gone = kept[("free", 8)]
     assert not recording_dir(account_id=gone.account_id, session_id=gone.pk).exists()  # MP4 too
+
+
+def test_an_entry_that_repeats_a_picture_is_a_frame_of_the_mp4_and_its_bytes_count_once(db, media, jpegs):
+    """An action that changed nothing is an index entry pointing at the bytes already stored
+    (workers/recorder.py): the video shows that picture from its time on, like any frame, and
+    the recording's size counts the bytes once."""
+    account = _account()
+    base = 1_700_000_000_000.0
+    ended_at = datetime.fromtimestamp((base + 3000) / 1000, tz=UTC)
+    session = session_row(account, status="terminated", ended_at=ended_at, ended_reason="user")
+    SessionRecording.objects.create(session=session, account=account, created_at=timezone.now())
+    recorder = Recorder(account_id=account.pk, session_id=session.pk)
+    recorder.offer(base64.b64encode(jpegs[0]).decode(), base, 321, 241)
+    recorder.action_requested("act_1", base + 100, "html")
+    recorder.action_finished("act_1", base + 500, "html")  # changed nothing: jpegs[0] again at 500
+    recorder.action_requested("act_2", base + 900, "click")
+    recorder.offer(base64.b64encode(jpegs[1]).decode(), base + 1000, 321, 241)
+    recorder.close()
+    frames = recording_frames(account_id=account.pk, session_id=session.pk)
+    assert [f.at_ms - int(base) for f in frames] == [0, 500, 1000]
+    assert frames[0].offset == frames[1].offset != frames[2].offset
+    assert recording_finalize(session_id=session.pk, now=timezone.now()) == RecordingStatus.READY
+    recording = SessionRecording.objects.get(pk=session.pk)
+    assert recording.frame_count == 3 and recording.size_bytes == len(jpegs[0]) + len(jpegs[1])
+
+    recording_export_request(recording=recording)
+    assert recording_export_mp4(session_id=recording.pk) == "ready"
+    probe = ffprobe(recording_dir(account_id=account.pk, session_id=session.pk) / MP4_FILE)
+    assert probe["frames"] == 4
+    assert [round(t, 3) for t in probe["times"]] == [0.0, 0.5, 1.0, 3.0]

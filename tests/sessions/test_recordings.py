@@ -5,8 +5,9 @@ once or left by a dead finalizer), and the retention purge (database and files o
 from __future__ import annotations
 
 import base64
+import secrets
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from django.utils import timezone
 from accounts.models import Plan
 from accounts.plans import seed_plans
 from accounts.services import account_create
+from project.redis import get_redis
+from sessions import events
 from sessions.models import RecordingStatus, SessionRecording
 from sessions.recordings import (
     FRAMES_FILE,
@@ -28,6 +31,7 @@ from sessions.recordings import (
 )
 from tests.support.rows import session_row
 from workers.recorder import Recorder
+from workers.screencast import _ActionEvents
 
 JPEG = b"\xff\xd8" + b"\x00" * 200 + b"\xff\xd9"
 
@@ -54,10 +58,32 @@ def _recorded(account, *, status: str = "running", ended_ago: float | None = Non
     return session
 
 
+class _Clock:
+    """The recorder's wall clock, moved by the test (ms)."""
+
+    def __init__(self, now_ms: float) -> None:
+        self.now_ms = now_ms
+
+    def __call__(self) -> float:
+        return self.now_ms / 1000
+
+
+def _jpeg(n: int) -> bytes:
+    """A distinct fake JPEG per n (a picture that changed)."""
+    return b"\xff\xd8" + n.to_bytes(4, "big") + b"\x00" * 196 + b"\xff\xd9"
+
+
+def _b64(jpeg: bytes) -> str:
+    return base64.b64encode(jpeg).decode()
+
+
 def _record(account_id: int, session_id: str, stamps_ms: list[float]) -> Recorder:
-    recorder = Recorder(account_id=account_id, session_id=session_id)
-    for stamp in stamps_ms:
-        recorder.offer(base64.b64encode(JPEG).decode(), stamp, 16, 9)
+    """Frames that come as they are painted (the recorder's clock follows them)."""
+    clock = _Clock(stamps_ms[0])
+    recorder = Recorder(account_id=account_id, session_id=session_id, clock=clock)
+    for n, stamp in enumerate(stamps_ms):
+        clock.now_ms = stamp
+        recorder.offer(_b64(_jpeg(n)), stamp, 16, 9)
     recorder.close()
     return recorder
 
@@ -97,7 +123,7 @@ def test_finalize_makes_an_ended_sessions_recording_ready_skipping_a_torn_frame(
         index.write(f"{size}\t500\t{ended_ms - 1000}\t16\t9\n{size + 500}\t12")
     assert recording_finalize(session_id=session.pk) == RecordingStatus.READY
     recording = SessionRecording.objects.get(pk=session.pk)
-    assert recording.frame_count == 2 and recording.size_bytes == 2 * len(JPEG)
+    assert recording.frame_count == 2 and recording.size_bytes == 2 * len(_jpeg(0))
     assert recording.duration_ms == 5000  # the last frame shows until the session ended
     assert recording.finished_at is not None and recording.claimed_until is None
     assert recording_finalize(session_id=session.pk) is None  # settled once
@@ -176,3 +202,210 @@ def test_the_purge_deletes_recordings_past_their_retention_files_and_rows(db, me
     assert not recording_dir(account_id=account.pk, session_id=old.pk).exists()
     assert recording_dir(account_id=account.pk, session_id=recent.pk).exists()
     assert SessionRecording.objects.filter(pk=recent.pk).exists()
+
+
+def _entries(account_id: int, session_id: str, base: float) -> list[tuple[int, int]]:
+    """(time from base, offset) of each index entry."""
+    return [
+        (f.at_ms - int(base), f.offset)
+        for f in recording_frames(account_id=account_id, session_id=session_id)
+    ]
+
+
+def test_every_action_gets_a_frame_at_its_finish_also_when_it_changes_nothing(db, media, settings):
+    """An action that changes nothing gets the picture on screen at its finish, as an entry that
+    points at the bytes already stored; one that repaints gets the first frame painted after it,
+    even inside a burst that the sampling would thin out; the action events may come after the
+    frames (they come through Redis), in any order within the hold."""
+    settings.RECORDING_FPS = 5
+    account = _account()
+    session = _recorded(account, ended_ago=10)
+    base = 1_800_000_000_000.0
+    clock = _Clock(base)
+    recorder = Recorder(account_id=account.pk, session_id=session.pk, clock=clock)
+    j0, j1, j2, j3 = (_jpeg(n) for n in range(4))
+
+    def at(ms: float) -> None:
+        clock.now_ms = base + ms
+        recorder.tick()
+
+    recorder.offer(_b64(j0), base, 16, 9)  # the page as it stands
+    at(120)
+    recorder.action_requested("html", base + 100, "html")
+    at(180)
+    recorder.action_finished("html", base + 150, "html")  # changes nothing: no frame comes
+    at(320)
+    recorder.action_requested("screenshot", base + 300, "screenshot")
+    recorder.action_finished("screenshot", base + 320, "screenshot")
+    at(505)
+    recorder.action_requested("click", base + 500, "click")
+    # The click's repaint, then a burst (an animation): 10 ms apart, inside one sampling interval.
+    recorder.offer(_b64(j1), base + 515, 16, 9)
+    at(525)
+    recorder.offer(_b64(j2), base + 525, 16, 9)
+    recorder.offer(_b64(j3), base + 535, 16, 9)
+    at(600)
+    recorder.action_finished("click", base + 510, "click")  # its event comes after its frames
+    at(900)
+    assert recorder.written < 5  # held: the action events may still come
+    at(5000)
+    recorder.close()
+
+    entries = _entries(account.pk, session.pk, base)
+    folder = recording_dir(account_id=account.pk, session_id=session.pk)
+    offset_of = {0: 0, 1: len(j0), 3: len(j0) + len(j1)}
+    # j0; j0 again at the html's and the screenshot's finish (the same bytes); the click's first
+    # repaint j1 (kept though j3 follows 20 ms later); the burst's last, j3.
+    assert entries == [
+        (0, offset_of[0]),
+        (150, offset_of[0]),
+        (320, offset_of[0]),
+        (515, offset_of[1]),
+        (535, offset_of[3]),
+    ]
+    assert (folder / FRAMES_FILE).read_bytes() == j0 + j1 + j3  # each picture stored once
+    assert recording_finalize(session_id=session.pk) == RecordingStatus.READY
+    recording = SessionRecording.objects.get(pk=session.pk)
+    assert recording.frame_count == 5 and recording.size_bytes == len(j0) + len(j1) + len(j3)
+
+
+def test_a_frame_painted_after_the_next_action_was_asked_for_is_not_the_last_ones(db, media, settings):
+    """The action's frame is painted before the next action that may change the page could
+    start (its request is the bound); a paint that comes later, or an action queued behind
+    another that starts at once, leaves the picture on screen at the finish."""
+    settings.RECORDING_FPS = 5
+    account = _account()
+    session = _recorded(account, ended_ago=10)
+    base = 1_800_000_000_000.0
+    clock = _Clock(base)
+    recorder = Recorder(account_id=account.pk, session_id=session.pk, clock=clock)
+    j0, j1, j2 = (_jpeg(n) for n in range(3))
+    recorder.offer(_b64(j0), base, 16, 9)
+    recorder.action_requested("a", base + 100, "click")
+    recorder.action_finished("a", base + 150, "click")
+    recorder.action_requested("b", base + 160, "type")  # asked for before a's repaint came
+    recorder.offer(_b64(j1), base + 170, 16, 9)
+    recorder.action_requested("c", base + 180, "click")  # queued behind b
+    recorder.action_finished("b", base + 400, "type")  # c starts at once: nothing is painted between
+    recorder.offer(_b64(j2), base + 420, 16, 9)
+    recorder.action_finished("c", base + 600, "click")
+    clock.now_ms = base + 5000
+    recorder.close()
+    entries = _entries(account.pk, session.pk, base)
+    # a: j0 at its finish (j1 was painted after b was asked for); j1 when painted; b: j1 at its
+    # finish (c, queued already, started at once); j2 when painted; c: j2 at its finish.
+    assert entries == [
+        (0, 0),
+        (150, 0),
+        (170, len(j0)),
+        (400, len(j0)),
+        (420, len(j0) + len(j1)),
+        (600, len(j0) + len(j1)),
+    ]
+
+
+def test_the_same_picture_again_is_stored_once(db, media):
+    account = _account()
+    session = _recorded(account, ended_ago=10)
+    recorder = Recorder(account_id=account.pk, session_id=session.pk)
+    for stamp in (1_000_000.0, 1_001_000.0, 1_002_000.0):
+        recorder.offer(_b64(JPEG), stamp, 16, 9)
+    recorder.close()
+    frames = recording_frames(account_id=account.pk, session_id=session.pk)
+    assert [(f.offset, f.length) for f in frames] == [(0, len(JPEG))] * 3
+    assert recording_finalize(session_id=session.pk) == RecordingStatus.READY
+    recording = SessionRecording.objects.get(pk=session.pk)
+    assert recording.frame_count == 3 and recording.size_bytes == len(JPEG)
+
+
+def test_a_repaint_during_a_read_only_action_is_the_frame_of_the_action_before(db, media, settings):
+    """A screenshot asked for at once after a click changes nothing: the click's repaint, painted
+    while the screenshot ran, is the click's frame (and the screenshot's)."""
+    settings.RECORDING_FPS = 5
+    account = _account()
+    session = _recorded(account, ended_ago=10)
+    base = 1_800_000_000_000.0
+    clock = _Clock(base)
+    recorder = Recorder(account_id=account.pk, session_id=session.pk, clock=clock)
+    j0, j1 = _jpeg(0), _jpeg(1)
+    recorder.offer(_b64(j0), base, 16, 9)
+    recorder.action_requested("click", base + 100, "click")
+    recorder.action_finished("click", base + 150, "click")
+    recorder.action_requested("shot", base + 160, "screenshot")
+    recorder.action_finished("shot", base + 190, "screenshot")
+    recorder.offer(_b64(j1), base + 230, 16, 9)  # the click's repaint, late
+    recorder.action_requested("wait", base + 400, "wait")
+    recorder.action_finished("wait", base + 600, "wait")  # nothing painted after: j1 at its finish
+    clock.now_ms = base + 5000
+    recorder.close()
+    assert _entries(account.pk, session.pk, base) == [(0, 0), (230, len(j0)), (600, len(j0))]
+    assert recorder.action_frames == 3
+
+
+def test_actions_after_one_whose_repaint_never_came_get_a_frame_before_the_next_one(db, media):
+    """A navigate that finished after its last paint may still be repainted: the read-only
+    action after it waits with it, but only until the next action is asked for."""
+    account = _account()
+    session = _recorded(account, ended_ago=10)
+    base = 1_800_000_000_000.0
+    clock = _Clock(base)
+    recorder = Recorder(account_id=account.pk, session_id=session.pk, clock=clock)
+    recorder.offer(_b64(_jpeg(0)), base, 16, 9)
+    recorder.action_requested("nav", base + 50, "navigate")
+    recorder.action_finished("nav", base + 100, "navigate")  # no repaint follows
+    recorder.action_requested("wait", base + 300, "wait")
+    recorder.action_finished("wait", base + 350, "wait")
+    recorder.action_requested("html", base + 400, "html")
+    recorder.action_finished("html", base + 420, "html")
+    clock.now_ms = base + 5000
+    recorder.close()
+    assert _entries(account.pk, session.pk, base) == [(0, 0), (100, 0), (350, 0), (420, 0)]
+    assert recorder.action_frames == 3
+
+
+def test_the_caster_hands_the_sessions_action_events_to_its_recorder():
+    """What the recorder is told comes from the session's events stream (sessions/events.py),
+    the one the action's own code writes: the request's and the finish's times and types."""
+    session_id = f"comp_feed_{secrets.token_hex(6)}"
+    created = datetime(2026, 12, 2, 10, 0, 0, 123456, tzinfo=UTC)
+    finished = created + timedelta(milliseconds=250)
+    request = (
+        session_id,
+        events.ACTION_REQUEST,
+        {"action_id": "act_1", "type": "click", "created_at": created.isoformat().replace("+00:00", "Z")},
+    )
+    finish = events.action_finished_event(
+        session_id=session_id,
+        action_id="act_1",
+        action_type="click",
+        action_status="succeeded",
+        error="",
+        code=None,
+        created_at=created,
+        started_at=created,
+        finished_at=finished,
+    )
+    status = events.session_status_event(session_id=session_id, status="running")
+    events._append([status, request, finish])
+
+    class Told:
+        session_id = "x"
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str, float, str]] = []
+
+        def action_requested(self, action_id: str, at_ms: float, action_type: str = "") -> None:
+            self.calls.append(("requested", action_id, at_ms, action_type))
+
+        def action_finished(self, action_id: str, at_ms: float, action_type: str = "") -> None:
+            self.calls.append(("finished", action_id, at_ms, action_type))
+
+    told = Told()
+    reader = _ActionEvents(session_id)
+    reader.feed(told)  # type: ignore[arg-type]
+    reader.feed(told)  # type: ignore[arg-type]  # nothing new: nothing told twice
+    assert told.calls == [
+        ("requested", "act_1", created.timestamp() * 1000, "click"),
+        ("finished", "act_1", finished.timestamp() * 1000, "click"),
+    ]
+    get_redis().delete(events.events_key(session_id))
