@@ -21,7 +21,7 @@ from django.db import connection
 from jobs import services as jobs
 from jobs.models import Job, JobBrowser, JobItem, JobStatus
 from jobs.screenshots import job_screenshot_save
-from sessions.location import BrowserLocation
+from sessions.location import CHROMIUM, BrowserLocation
 from sessions.saved_state import EnvironmentRestoreFailed, saved_state_read
 from workers.browser import BrowserError, BrowserGone, BrowserStartError, Display, get_backend
 from workers.browser.job_page import JobPageBrowser, PageVisit
@@ -74,9 +74,14 @@ class _Browser:
     """The job browser process: started on demand, restarted after a crash or N pages."""
 
     def __init__(
-        self, row: JobBrowser, page_timeout: int, environment: tuple[int, str] | None = None
+        self,
+        row: JobBrowser,
+        page_timeout: int,
+        environment: tuple[int, str] | None = None,
+        flavour: str = CHROMIUM,
     ) -> None:
         self.id = row.pk
+        self.flavour = flavour  # full Chromium or the headless shell (the job's `browser`)
         self.environment = environment  # (account id, environment id): a saved state to start with
         self.page_timeout = page_timeout
         self.backend = get_backend()
@@ -110,11 +115,11 @@ class _Browser:
         """A local start takes one of the host's start slots (workers/start_slots.py), waiting up
         to a start's own bound: every slot held is given back within it."""
         if not isinstance(self.backend, LocalBackend):
-            return self.backend.start(session_id=self.id, display=Display())
+            return self.backend.start(session_id=self.id, display=Display(), flavour=self.flavour)
         with start_slot(host=self.backend.host, wait_seconds=lease_seconds()) as held:
             if not held:
                 raise BrowserStartError("no browser start slot came free on this host")
-            return self.backend.start(session_id=self.id, display=Display())
+            return self.backend.start(session_id=self.id, display=Display(), flavour=self.flavour)
 
     def _restore(self, handle: BrowserLocation, account_id: int, environment_id: str) -> None:
         """The job's saved state, read-only (never saved back); a browser that refuses it is stopped."""
@@ -169,6 +174,8 @@ def job_browser_work(*, browser_id: str) -> bool:
         row,
         page_timeout=int(spec.get("page_timeout_seconds") or 30),
         environment=(job.account_id, environment_id) if environment_id else None,
+        # Jobs submitted before flavours existed ran full Chromium.
+        flavour=str(spec.get("browser") or CHROMIUM),
     )
     deadline = time.monotonic() + settings.JOB_TASK_SLICE_SECONDS
     again = False
