@@ -1,6 +1,6 @@
 # Image for web, worker and beat. Browsers run on the Selenium Grid node in docker-compose.yml;
 # for the local backend in one container, add: apt-get install chromium chromium-driver (and
-# chromium-headless-shell for CHROMIUM_BINARY=/usr/lib/chromium/chromium-headless-shell).
+# chromium-headless-shell, the headless_shell flavour: CHROMIUM_HEADLESS_SHELL_BINARY).
 # ffmpeg encodes recordings' MP4 exports on the workers (workers/recording_export.py).
 FROM python:3.11-slim-bookworm
 

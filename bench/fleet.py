@@ -1,14 +1,17 @@
 """Fast creates and a fleet (issue 12): warm pool, separate worker pools, capacity, sweep at scale.
 
-    bin/dev bench fleet [--creates 10] [--live 60] [--more 20] [--burst 40] [--skip-sweep] ...
+    bin/dev bench fleet [--browser chromium|headless_shell] [--creates 10] [--live 60] [--more 20] ...
 
 Two stacks, the same commands `bin/dev serve` runs (bench/harness.py), in one run:
 
-A) BROWSER_POOL_SIZE=`--pool` (4): `--creates` sequential creates, each once the pool is full
+Every create asks for `--browser` (the create's `browser` field: chromium, the default, or
+headless_shell; docs/operations.md "Browser flavours").
+
+A) the pool of that flavour `--pool` (4): `--creates` sequential creates, each once the pool is full
    again (so each claims a warm browser), and DELETE; the same number of raw `webdriver.Chrome()`
    cold starts (Selenium's own client, our Chromium flags) interleaved, for the same conditions;
    PSS of each pool browser and of live sessions that loaded a page.
-B) BROWSER_POOL_SIZE=0: `--creates` sequential cold creates; `--burst` creates `--burst-parallel`
+B) no warm pool: `--creates` sequential cold creates; `--burst` creates `--burst-parallel`
    (8) at a time, wall time; `--live` sessions each clicking every 5 s while `--more` more are
    created 4 at a time (errors, click p50/p99, create p50/p90); idle-expiry lag (browser gone
    after `idle_expires_at`) of `--idle` sessions; the sweep of `--expired` expired sessions among
@@ -82,11 +85,17 @@ def _session(key: str) -> requests.Session:
 
 
 FULL_CHROMIUM = "/usr/bin/chromium"
+# The flavour every create asks for (--browser).
+BROWSER = "chromium"
+# The settings that name each flavour's binary and warm pool (project/settings.py).
+BINARY_SETTING = {"chromium": "CHROMIUM_BINARY", "headless_shell": "CHROMIUM_HEADLESS_SHELL_BINARY"}
+POOL_SETTING = {"chromium": "BROWSER_POOL_SIZE", "headless_shell": "BROWSER_POOL_SIZE_HEADLESS_SHELL"}
 
 
 def service_binary(stack: Stack) -> str:
-    """The browser binary the stack's workers start (CHROMIUM_BINARY, project/settings.py)."""
-    out = stack.manage("shell", "-c", "from django.conf import settings; print(settings.CHROMIUM_BINARY)")
+    """The binary the stack's workers start for BROWSER's creates."""
+    setting = BINARY_SETTING[BROWSER]
+    out = stack.manage("shell", "-c", f"from django.conf import settings; print(settings.{setting})")
     return out.split()[-1]
 
 
@@ -184,7 +193,9 @@ def create(
 ) -> tuple[float, str | None, str]:
     started = time.perf_counter()
     try:
-        reply = http.post(f"{stack.base_url}/v1/computers", json=body or {}, timeout=HTTP)
+        # The field only when it is not the default: the same run works against a main without it.
+        flavour = {} if BROWSER == "chromium" else {"browser": BROWSER}
+        reply = http.post(f"{stack.base_url}/v1/computers", json={**flavour, **(body or {})}, timeout=HTTP)
     except requests.RequestException as exc:
         return time.perf_counter() - started, None, f"POST: {exc}"
     elapsed = time.perf_counter() - started
@@ -432,27 +443,32 @@ def main() -> int:
         "--skip", default="", help="comma-separated phases to skip: warm,cold,burst,load,idle,sweep"
     )
     parser.add_argument(
-        "--chromium-binary",
-        default="",
-        help="CHROMIUM_BINARY of the stacks (default: the service's, full Chromium);"
-        " /usr/lib/chromium/chromium-headless-shell for the headless shell",
+        "--browser",
+        choices=sorted(BINARY_SETTING),
+        default="chromium",
+        help="the flavour every create asks for (the create's `browser`), and of the warm pool",
     )
     parser.add_argument("--redis-db", type=int, default=13, help="Redis database of the stacks (13)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "fleet.json")
     args = parser.parse_args()
+    global BROWSER
+    BROWSER = args.browser
     skip = set(filter(None, args.skip.split(",")))
     results: dict[str, Any] = {
         **report_header("fleet"),
         "leaked": [],
     }
-    common = {"BROWSERS_PER_HOST": "200", "LOG_LEVEL": "WARNING"}
-    if args.chromium_binary:
-        common["CHROMIUM_BINARY"] = args.chromium_binary
+    common = {
+        "BROWSERS_PER_HOST": "200",
+        "LOG_LEVEL": "WARNING",
+        "BROWSER_POOL_SIZE": "0",
+        "BROWSER_POOL_SIZE_HEADLESS_SHELL": "0",
+    }
     page = serve_page()
     if "warm" not in skip:
         with running_stack(
             name="fleet_warm",
-            env_overrides={**common, "BROWSER_POOL_SIZE": str(args.pool)},
+            env_overrides={**common, POOL_SETTING[BROWSER]: str(args.pool)},
             redis_db=args.redis_db,
         ) as stack:
             results["warm"] = warm_phase(stack, creates=args.creates, pool=args.pool)
@@ -461,9 +477,7 @@ def main() -> int:
             )
             results["warm"]["loadavg"] = loadavg()
         results["leaked"] += stack.leaked
-    with running_stack(
-        name="fleet_cold", env_overrides={**common, "BROWSER_POOL_SIZE": "0"}, redis_db=args.redis_db
-    ) as stack:
+    with running_stack(name="fleet_cold", env_overrides=common, redis_db=args.redis_db) as stack:
         for phase, run in (
             ("cold", lambda: cold_phase(stack, creates=args.creates)),
             ("burst", lambda: burst_phase(stack, total=args.burst, parallel=args.burst_parallel)),

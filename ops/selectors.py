@@ -118,7 +118,8 @@ def warm_pool_tile() -> Tile | None:
         " min(ready_at) FROM browser_sessions_warmbrowser GROUP BY host ORDER BY host",
         {"ready": str(WarmBrowserState.READY)},
     )
-    if not rows and not settings.BROWSER_POOL_SIZE:
+    shell_pool = settings.BROWSER_POOL_SIZE_HEADLESS_SHELL
+    if not rows and not settings.BROWSER_POOL_SIZE and not shell_pool:
         return None  # no pool configured, none left over: nothing to show
     ready = sum(row[1] for row in rows)
     starting = sum(row[2] for row in rows)
@@ -130,7 +131,8 @@ def warm_pool_tile() -> Tile | None:
         parts.append(f"oldest {int((timezone.now() - oldest).total_seconds())} s")
     return Tile(
         key="warm-pool",
-        label=f"Warm browsers (pool of {settings.BROWSER_POOL_SIZE} per host)",
+        label=f"Warm browsers (pool of {settings.BROWSER_POOL_SIZE} per host"
+        + (f", and {shell_pool} headless shells)" if shell_pool else ")"),
         value=ready,
         detail="; ".join(parts),
     )

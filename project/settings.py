@@ -385,12 +385,23 @@ if BROWSER_BACKEND not in {"local", "grid"}:
     raise ValueError(f"BROWSER_BACKEND must be local or grid, not {BROWSER_BACKEND!r}")
 if BROWSER_BACKEND == "grid" and not SELENIUM_GRID_URL:
     raise ValueError("BROWSER_BACKEND=grid needs SELENIUM_GRID_URL")
-# The browser the local backend starts. Full Chromium (default) in --headless=new, or Chromium's
-# headless shell (/usr/lib/chromium/chromium-headless-shell, Debian's chromium-headless-shell,
-# installed by bin/dev): the same engine without the desktop browser around it, started in about
-# a fifth of the CPU time, but pages cannot open windows and failed loads carry no net error code
+# The two browser flavours the local backend starts, picked per browser (a session's create field
+# `browser`, a job's, the warm pools): full Chromium (sessions' default) in --headless=new, and
+# Chromium's headless shell (Debian's chromium-headless-shell, installed by bin/dev; batch jobs'
+# default): the same engine without the desktop browser around it, started in about a fifth of
+# the CPU time, but pages cannot open windows and failed loads carry no net error code
 # (docs/operations.md "Browser flavours", workers/browser/options.py).
 CHROMIUM_BINARY = env_str("CHROMIUM_BINARY", "/usr/bin/chromium")
+CHROMIUM_HEADLESS_SHELL_BINARY = env_str(
+    "CHROMIUM_HEADLESS_SHELL_BINARY", "/usr/lib/chromium/chromium-headless-shell"
+)
+if "headless-shell" in Path(CHROMIUM_BINARY).name or "headless_shell" in Path(CHROMIUM_BINARY).name:
+    # Before flavours, a host ran the shell for every browser this way.
+    raise ValueError(
+        f"CHROMIUM_BINARY is full Chromium, not the headless shell ({CHROMIUM_BINARY}): set "
+        "CHROMIUM_HEADLESS_SHELL_BINARY instead, and pick the shell per browser (a create's `browser`, "
+        "JOB_BROWSER_FLAVOUR, BROWSER_POOL_SIZE_HEADLESS_SHELL)"
+    )
 CHROMEDRIVER_BINARY = env_str("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver")
 BROWSER_PROFILE_ROOT = Path(env_str("BROWSER_PROFILE_ROOT", str(BASE_DIR / "var" / "browsers")))
 # Chromium's sandbox (workers/browser/sandbox.py): auto (where the host allows it), on (or no
@@ -465,8 +476,10 @@ def _default_browsers_per_host() -> int:
 WORKER_HOST = env_str("WORKER_HOST", "") or socket.gethostname()
 # Browsers (sessions and warm pool) one host may run; a create answers 503 no_capacity beyond.
 BROWSERS_PER_HOST = env_int("BROWSERS_PER_HOST", _default_browsers_per_host(), minimum=1)
-# Blank browsers each host keeps started for fast creates (local backend; 0 disables the pool).
+# Blank browsers each host keeps started for fast creates (local backend; 0 disables the pool), a
+# pool per flavour: full Chromium, and the headless shell. Both count toward BROWSERS_PER_HOST.
 BROWSER_POOL_SIZE = env_int("BROWSER_POOL_SIZE", 2, minimum=0)
+BROWSER_POOL_SIZE_HEADLESS_SHELL = env_int("BROWSER_POOL_SIZE_HEADLESS_SHELL", 0, minimum=0)
 # Pool browsers older than this are replaced by fresh ones.
 BROWSER_POOL_MAX_AGE_SECONDS = env_int("BROWSER_POOL_MAX_AGE_SECONDS", 1800, minimum=10)
 # Each host writes its heartbeat this often; one silent for HOST_DEAD_AFTER_SECONDS is dead:
@@ -557,6 +570,11 @@ JOB_ITEM_LEASE_SECONDS = env_int("JOB_ITEM_LEASE_SECONDS", 20, minimum=3)
 JOB_BROWSER_LEASE_SECONDS = env_int("JOB_BROWSER_LEASE_SECONDS", 60, minimum=10)
 JOB_BROWSER_QUEUED_LEASE_SECONDS = CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
 JOB_TICK_INTERVAL_SECONDS = env_int("JOB_TICK_INTERVAL_SECONDS", 5, minimum=1)
+# The flavour of batch jobs' browsers when a job does not ask (its `browser`): chromium or
+# headless_shell (docs/operations.md "Browser flavours").
+JOB_BROWSER_FLAVOUR = env_str("JOB_BROWSER_FLAVOUR", "headless_shell")
+if JOB_BROWSER_FLAVOUR not in {"chromium", "headless_shell"}:
+    raise ValueError(f"JOB_BROWSER_FLAVOUR must be chromium or headless_shell, not {JOB_BROWSER_FLAVOUR!r}")
 # A job browser restarts after this many pages (bounds what a long job's browser accumulates).
 JOB_BROWSER_RECYCLE_PAGES = env_int("JOB_BROWSER_RECYCLE_PAGES", 200, minimum=1)
 # A job task works this long, then queues itself again (keeping its browser) and frees the slot.

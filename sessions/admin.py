@@ -39,10 +39,11 @@ class BrowserSessionAdmin(admin.ModelAdmin[BrowserSession]):
         "expires_at",
         "last_activity_at",
         "backend",
+        "browser",
         "host",
         "billed_minutes",
     ]
-    list_filter = ["status", "ended_reason", "backend"]
+    list_filter = ["status", "ended_reason", "backend", "browser"]
     search_fields = ["id", "account__name", "webdriver_session_id"]
     list_select_related = ["account"]
     date_hierarchy = "created_at"
@@ -147,6 +148,7 @@ class WorkerHostAdmin(admin.ModelAdmin[WorkerHost]):
         "heartbeat_at",
         "capacity",
         "pool_size",
+        "pool_size_headless_shell",
         "pool_browsers",
         "live_sessions",
         "started_at",
@@ -177,8 +179,8 @@ class WorkerHostAdmin(admin.ModelAdmin[WorkerHost]):
 class WarmBrowserAdmin(admin.ModelAdmin[WarmBrowser]):
     """Pool browsers: started, blank, not billed; each is claimed by one create, then deleted."""
 
-    list_display = ["id", "host", "state", "created_at", "age_seconds", "browser_pid"]
-    list_filter = ["host", "state"]
+    list_display = ["id", "host", "flavour", "state", "created_at", "age_seconds", "browser_pid"]
+    list_filter = ["host", "flavour", "state"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in WarmBrowser._meta.fields]

@@ -10,6 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# A browser's flavour (docs/operations.md "Browser flavours"): full Chromium (CHROMIUM_BINARY,
+# --headless=new) or Chromium's headless shell (CHROMIUM_HEADLESS_SHELL_BINARY). Chosen per
+# browser: a session's create field `browser`, a job's `browser`, a warm pool per flavour.
+CHROMIUM = "chromium"
+HEADLESS_SHELL = "headless_shell"
+BROWSER_FLAVOURS = (CHROMIUM, HEADLESS_SHELL)
+
 
 @dataclass(frozen=True)
 class BrowserLocation:

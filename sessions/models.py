@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from django.db import models
 from django.db.models import Q
 
-from sessions.location import BrowserLocation
+from sessions.location import CHROMIUM, HEADLESS_SHELL, BrowserLocation
 
 
 def new_session_id() -> str:
@@ -61,6 +61,13 @@ class EndedReason(models.TextChoices):
     START_FAILED = "start_failed"
     # The service on its host was stopped for good (`bin/dev serve` ended, manage.py host_shutdown).
     SHUTDOWN = "shutdown"
+
+
+class BrowserFlavour(models.TextChoices):
+    """What a browser runs (sessions/location.py): full Chromium or Chromium's headless shell."""
+
+    CHROMIUM = CHROMIUM
+    HEADLESS_SHELL = HEADLESS_SHELL
 
 
 class BrowserLocationColumns(models.Model):
@@ -122,6 +129,14 @@ class BrowserSession(BrowserLocationColumns):
     display_scale = models.FloatField(default=1.0)
     # Tzafon create fields we echo (persistent and environment_id are acted on: saved_state.py).
     options = models.JSONField(default=dict, blank=True)
+    # The browser's flavour (the create's extension field `browser`), full Chromium by default
+    # (in the database too: rows that code from before flavours writes are full Chromium's).
+    browser = models.CharField(
+        max_length=16,
+        choices=BrowserFlavour.choices,
+        default=BrowserFlavour.CHROMIUM,
+        db_default=BrowserFlavour.CHROMIUM,
+    )
 
     # Where the browser lives: BrowserLocationColumns.
     # The WebDriver window that was current after the last action (blank: unknown, ask the
@@ -281,7 +296,8 @@ class WorkerHost(models.Model):
     started_at = models.DateTimeField()
     # What the host reported with its last heartbeat (its own settings).
     capacity = models.PositiveIntegerField()
-    pool_size = models.PositiveIntegerField(default=0)
+    pool_size = models.PositiveIntegerField(default=0)  # full Chromium (BROWSER_POOL_SIZE)
+    pool_size_headless_shell = models.PositiveIntegerField(default=0, db_default=0)  # ..._HEADLESS_SHELL
 
     def __str__(self) -> str:
         return self.name
@@ -305,6 +321,13 @@ class WarmBrowser(BrowserLocationColumns):
 
     id = models.CharField(primary_key=True, max_length=40, default=new_warm_browser_id, editable=False)
     host = models.CharField(max_length=255)
+    # A create claims only a warm browser of the flavour it asked for (a pool per flavour).
+    flavour = models.CharField(
+        max_length=16,
+        choices=BrowserFlavour.choices,
+        default=BrowserFlavour.CHROMIUM,
+        db_default=BrowserFlavour.CHROMIUM,
+    )
     state = models.CharField(
         max_length=16, choices=WarmBrowserState.choices, default=WarmBrowserState.STARTING
     )

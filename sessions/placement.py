@@ -2,11 +2,13 @@
 
 Each host that runs local browsers heartbeats a `WorkerHost` row (workers/host_heartbeat.py);
 a host that stopped is reaped by sessions/browser_state.py (its sessions end as crashed). A create
-claims a warm browser of a live host if there is one (`FOR UPDATE SKIP LOCKED`, so no two creates
-get the same one, and the row is deleted: a pool browser serves one session), else takes the
+claims a warm browser of its flavour on a live host if there is one (`FOR UPDATE SKIP LOCKED`, so
+no two creates get the same one, and the row is deleted: a pool browser serves one session; a pool
+per flavour, sized by BROWSER_POOL_SIZE and BROWSER_POOL_SIZE_HEADLESS_SHELL), else takes the
 least loaded live host with room, under that host's row lock so that two creates never both take
 its last slot; with no room anywhere, 503 `no_capacity`. Pool browsers count toward a host's
-capacity, not toward any account's concurrency, and are never billed (they are not sessions).
+capacity (both flavours alike), not toward any account's concurrency, and are never billed (they
+are not sessions).
 
 Lock order: account, then warm browser, then host, then balance (session_create); the refill
 takes the host row alone.
@@ -23,7 +25,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from project.exceptions import ServiceUnavailable
-from sessions.location import BrowserLocation
+from sessions.location import CHROMIUM, HEADLESS_SHELL, BrowserLocation
 from sessions.models import (
     LIVE_STATUSES,
     BrowserSession,
@@ -54,18 +56,21 @@ def alive_since(now: datetime) -> datetime:
     return now - timedelta(seconds=settings.HOST_DEAD_AFTER_SECONDS)
 
 
-def host_heartbeat(*, name: str, capacity: int, pool_size: int) -> None:
-    """Record that `name` is alive (an upsert: the row may have been forgotten meanwhile)."""
+def host_heartbeat(*, name: str, capacity: int, pool_sizes: dict[str, int]) -> None:
+    """Record that `name` is alive (an upsert: the row may have been forgotten meanwhile).
+    `pool_sizes`: its warm pool size per flavour."""
     now = timezone.now()
-    updated = WorkerHost.objects.filter(pk=name).update(
-        heartbeat_at=now, capacity=capacity, pool_size=pool_size
-    )
+    sizes = {
+        "pool_size": pool_sizes.get(CHROMIUM, 0),
+        "pool_size_headless_shell": pool_sizes.get(HEADLESS_SHELL, 0),
+    }
+    updated = WorkerHost.objects.filter(pk=name).update(heartbeat_at=now, capacity=capacity, **sizes)
     if not updated:
         WorkerHost.objects.bulk_create(
-            [WorkerHost(name=name, heartbeat_at=now, started_at=now, capacity=capacity, pool_size=pool_size)],
+            [WorkerHost(name=name, heartbeat_at=now, started_at=now, capacity=capacity, **sizes)],
             update_conflicts=True,
             unique_fields=["name"],
-            update_fields=["heartbeat_at", "capacity", "pool_size"],
+            update_fields=["heartbeat_at", "capacity", *sizes],
         )
 
 
@@ -88,8 +93,8 @@ def host_loads(names: list[str]) -> dict[str, int]:
     return loads
 
 
-def placement_choose(*, now: datetime) -> Placement:
-    """Inside the create's transaction: claim a warm browser, or reserve room on a host.
+def placement_choose(*, now: datetime, flavour: str = CHROMIUM) -> Placement:
+    """Inside the create's transaction: claim a warm browser of `flavour`, or reserve room on a host.
 
     503 no_capacity when every live host is full.
     """
@@ -101,7 +106,7 @@ def placement_choose(*, now: datetime) -> Placement:
     names = [h.name for h in alive]
     warm = (
         WarmBrowser.objects.select_for_update(skip_locked=True)
-        .filter(state=WarmBrowserState.READY, host__in=names)
+        .filter(state=WarmBrowserState.READY, host__in=names, flavour=flavour)
         .order_by("created_at")
         .first()
     )
@@ -131,16 +136,17 @@ def placement_choose(*, now: datetime) -> Placement:
     )
 
 
-def warm_browsers_reserve(*, host: str, pool_size: int, capacity: int) -> list[str]:
-    """Rows for the pool browsers `host` should start now (missing ones, within its capacity)."""
+def warm_browsers_reserve(*, host: str, pool_size: int, capacity: int, flavour: str = CHROMIUM) -> list[str]:
+    """Rows for the pool browsers of `flavour` that `host` should start now (missing ones, within
+    its capacity, which browsers of both flavours share)."""
     now = timezone.now()
     with transaction.atomic():
         if WorkerHost.objects.select_for_update().filter(pk=host).first() is None:
             return []  # not heartbeating (yet): nothing may be placed here
-        pooled = WarmBrowser.objects.filter(host=host).count()
+        pooled = WarmBrowser.objects.filter(host=host, flavour=flavour).count()
         room = capacity - host_loads([host])[host]
         wanted = max(0, min(pool_size - pooled, room))
-        rows = [WarmBrowser(host=host, created_at=now) for _ in range(wanted)]
+        rows = [WarmBrowser(host=host, flavour=flavour, created_at=now) for _ in range(wanted)]
         WarmBrowser.objects.bulk_create(rows)
     return [row.pk for row in rows]
 

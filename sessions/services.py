@@ -32,6 +32,7 @@ from project.exceptions import (
 )
 from sessions import dispatch, placement, proxies, saved_state
 from sessions.events import session_events_publish, session_status_event, session_status_publish
+from sessions.location import BROWSER_FLAVOURS, CHROMIUM
 from sessions.models import (
     LIVE_STATUSES,
     BrowserSession,
@@ -68,6 +69,8 @@ class SessionSpec:
     options: dict[str, Any] | None = None
     # The tenant's own proxy rules, checked (sessions/proxies.py), credentials included.
     proxies: list[dict[str, str]] | None = None
+    # The browser's flavour (sessions/location.py): full Chromium or the headless shell.
+    browser: str = CHROMIUM
 
 
 def started_event(session_id: str) -> str:
@@ -113,6 +116,7 @@ def session_create(*, account: Account, spec: SessionSpec, api_key_id: int | Non
             f"kind {spec.kind!r} is not supported: this server runs browser sessions only.",
             code="unsupported_kind",
         )
+    browser_flavour_check(spec.browser)
     now = timezone.now()
     with transaction.atomic():
         # of=("self",): the plan is read, not locked; locking it would queue every tenant of a
@@ -146,7 +150,7 @@ def session_create(*, account: Account, spec: SessionSpec, api_key_id: int | Non
                     retry_after=_seconds_until_a_slot_frees(live, now),
                     extra={"limit": limit},
                 )
-        chosen = placement.placement_choose(now=now)
+        chosen = placement.placement_choose(now=now, flavour=spec.browser)
         inactivity = spec.inactivity_timeout_seconds or settings.DEFAULT_INACTIVITY_TIMEOUT_SECONDS
         session = BrowserSession(
             account=account,
@@ -163,6 +167,7 @@ def session_create(*, account: Account, spec: SessionSpec, api_key_id: int | Non
             display_height=spec.display_height,
             display_scale=spec.display_scale,
             options=spec.options or {},
+            browser=spec.browser,
         )
         session.idle_expires_at = session.idle_deadline(now)
         record = session.options.get("record")
@@ -188,6 +193,21 @@ def session_create(*, account: Account, spec: SessionSpec, api_key_id: int | Non
         else:
             dispatch.browser_start(session.pk, host=chosen.host)
     return session
+
+
+def browser_flavour_check(flavour: str) -> None:
+    """400 browser_unavailable when this service cannot run `flavour`: the Grid backend's nodes run
+    their own browser, full Chromium (a local host without the binary fails the start: 503)."""
+    if flavour not in BROWSER_FLAVOURS:
+        raise InvalidInput(
+            f"browser must be one of {', '.join(BROWSER_FLAVOURS)}, not {flavour!r}.", code="invalid"
+        )
+    if flavour != CHROMIUM and settings.BROWSER_BACKEND != "local":
+        raise InvalidInput(
+            f"browser {flavour!r} is not available here: the Selenium Grid backend runs full Chromium "
+            "only. Nothing was created.",
+            code="browser_unavailable",
+        )
 
 
 def _proxy_config_set(session: BrowserSession, spec: SessionSpec) -> None:

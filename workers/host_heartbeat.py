@@ -3,7 +3,7 @@
 The lifecycle worker of each host (the one consuming `host.<WORKER_HOST>`) runs a heartbeat
 thread in its main process: a pool child busy with browser starts never delays it, so a host is
 declared dead (sessions/browser_state.py, after HOST_DEAD_AFTER_SECONDS) only when it really stopped.
-Each beat also asks for a pool refill when the pool lacks browsers. On a warm shutdown the
+Each beat also asks for a pool refill when a pool (one per flavour) lacks browsers. On a warm shutdown the
 host's pool browsers are stopped; its sessions' browsers stay up for the next worker.
 """
 
@@ -15,6 +15,7 @@ import threading
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count
 
 from sessions import dispatch, placement
 from sessions.dispatch import host_queue
@@ -29,11 +30,17 @@ _stopping = threading.Event()
 def host_beat() -> None:
     """One heartbeat; and a refill request when the pool lacks browsers (the refill re-checks)."""
     host = settings.WORKER_HOST
-    placement.host_heartbeat(
-        name=host, capacity=settings.BROWSERS_PER_HOST, pool_size=settings.BROWSER_POOL_SIZE
+    sizes = services.pool_sizes()
+    placement.host_heartbeat(name=host, capacity=settings.BROWSERS_PER_HOST, pool_sizes=sizes)
+    if not any(sizes.values()):
+        return
+    pooled = dict(
+        WarmBrowser.objects.filter(host=host)
+        .values_list("flavour")
+        .annotate(n=Count("pk"))
+        .values_list("flavour", "n")
     )
-    pool_size = settings.BROWSER_POOL_SIZE if settings.BROWSER_BACKEND == "local" else 0
-    if pool_size and WarmBrowser.objects.filter(host=host).count() < pool_size:
+    if any(pooled.get(flavour, 0) < size for flavour, size in sizes.items()):
         dispatch.pool_refill(host, expires=settings.HOST_HEARTBEAT_SECONDS)
 
 

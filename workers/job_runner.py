@@ -25,7 +25,7 @@ from jobs.models import Job, JobBrowser, JobItem, JobStatus
 from jobs.screenshots import job_screenshot_save
 from project.redis import get_redis
 from sessions import proxies
-from sessions.location import BrowserLocation
+from sessions.location import CHROMIUM, BrowserLocation
 from sessions.saved_state import EnvironmentRestoreFailed, saved_state_read
 from sessions.state_crypto import StateSealError
 from workers.browser import BrowserError, BrowserGone, BrowserStartError, Display, get_backend
@@ -121,10 +121,12 @@ class _Browser:
         page_timeout: int,
         environment: tuple[int, str] | None = None,
         routes: dict[str, Any] | ProxyNotSet | None = None,
+        flavour: str = CHROMIUM,
     ) -> None:
         self.id = row.pk
         # The job's upstream proxies (an egress route document), None, or why they cannot be set.
         self.routes = routes
+        self.flavour = flavour  # full Chromium or the headless shell (the job's `browser`)
         self.environment = environment  # (account id, environment id): a saved state to start with
         self.page_timeout = page_timeout
         self.backend = get_backend()
@@ -160,11 +162,15 @@ class _Browser:
         if isinstance(self.routes, ProxyNotSet):
             raise self.routes
         if not isinstance(self.backend, LocalBackend):
-            return self.backend.start(session_id=self.id, display=Display(), routes=self.routes)
+            return self.backend.start(
+                session_id=self.id, display=Display(), routes=self.routes, flavour=self.flavour
+            )
         with start_slot(host=self.backend.host, wait_seconds=lease_seconds()) as held:
             if not held:
                 raise BrowserStartError("no browser start slot came free on this host")
-            return self.backend.start(session_id=self.id, display=Display(), routes=self.routes)
+            return self.backend.start(
+                session_id=self.id, display=Display(), routes=self.routes, flavour=self.flavour
+            )
 
     def _restore(self, handle: BrowserLocation, account_id: int, environment_id: str) -> None:
         """The job's saved state, read-only (never saved back); a browser that refuses it is stopped."""
@@ -227,6 +233,8 @@ def job_browser_work(*, browser_id: str) -> bool:
         page_timeout=int(spec.get("page_timeout_seconds") or 30),
         environment=(job.account_id, environment_id) if environment_id else None,
         routes=routes,
+        # Jobs submitted before flavours existed ran full Chromium.
+        flavour=str(spec.get("browser") or CHROMIUM),
     )
     deadline = time.monotonic() + settings.JOB_TASK_SLICE_SECONDS
     again = False

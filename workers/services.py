@@ -35,7 +35,7 @@ from sessions.browser_state import (
     session_browser_start_abandoned,
     session_browser_start_failed,
 )
-from sessions.location import BrowserLocation
+from sessions.location import CHROMIUM, HEADLESS_SHELL, BrowserLocation
 from sessions.models import (
     LIVE_STATUSES,
     WARM_BROWSER_ID_PREFIX,
@@ -97,7 +97,9 @@ def session_browser_start(*, session_id: str) -> None:
                     session_browser_start_failed(session_id=session_id, error="no start slot came free")
                 return
             try:
-                handle = backend.start(session_id=session_id, display=display, routes=routes)
+                handle = backend.start(
+                    session_id=session_id, display=display, routes=routes, flavour=session.browser
+                )
                 break
             except BrowserStartError as exc:
                 error = exc
@@ -554,43 +556,64 @@ def _warm_browsers_stop(backend: LocalBackend, taken: list[WarmBrowser]) -> None
         backend.stop(warm.location, session_id=warm.pk)
 
 
+def pool_sizes() -> dict[str, int]:
+    """This host's warm pool size per flavour (none on the Grid backend)."""
+    if settings.BROWSER_BACKEND != "local":
+        return {}
+    return {CHROMIUM: settings.BROWSER_POOL_SIZE, HEADLESS_SHELL: settings.BROWSER_POOL_SIZE_HEADLESS_SHELL}
+
+
 def pool_refill(*, host: str) -> int:
-    """Recycle this host's pool browsers past BROWSER_POOL_MAX_AGE_SECONDS and start the ones it
-    lacks (within BROWSERS_PER_HOST); return how many started."""
+    """Recycle this host's pool browsers past BROWSER_POOL_MAX_AGE_SECONDS and start the ones its
+    pools lack, full Chromium's first, then the headless shell's (within BROWSERS_PER_HOST, which
+    both share); return how many started."""
     if host != settings.WORKER_HOST or settings.BROWSER_BACKEND != "local":
         return 0
     backend = LocalBackend()
     old = timezone.now() - timedelta(seconds=settings.BROWSER_POOL_MAX_AGE_SECONDS)
     _warm_browsers_stop(backend, placement.warm_browsers_take(host=host, older_than=old))
     started = 0
-    reserved = placement.warm_browsers_reserve(
-        host=host, pool_size=settings.BROWSER_POOL_SIZE, capacity=settings.BROWSERS_PER_HOST
-    )
+    for flavour, size in pool_sizes().items():
+        if not size:
+            continue
+        reserved = placement.warm_browsers_reserve(
+            host=host, pool_size=size, capacity=settings.BROWSERS_PER_HOST, flavour=flavour
+        )
+        done, yielded = _pool_start(backend, host, reserved, flavour)
+        started += done
+        if yielded:
+            break
+    return started
+
+
+def _pool_start(backend: LocalBackend, host: str, reserved: list[str], flavour: str) -> tuple[int, bool]:
+    """Start the reserved pool browsers of `flavour`; (how many started, whether the rest yielded)."""
+    started = 0
     for index, pool_id in enumerate(reserved):
         if _creates_waiting(host):
             # Refills yield to user creates: the rest is given back, and the next heartbeat asks
             # again once the host's starts are done.
             placement.warm_browsers_take(host=host, ids=reserved[index:])
             logger.info("pool refill on %s: %d starts yield to creates", host, len(reserved[index:]))
-            break
+            return started, True
         # A refill never waits for a start slot: the starts that hold them are creates' or
         # jobs'; the rest is given back and the next heartbeat asks again.
         with _start_slot(backend, wait_seconds=0) as held:
             if not held:
                 placement.warm_browsers_take(host=host, ids=reserved[index:])
                 logger.info("pool refill on %s: %d starts yield to other starts", host, len(reserved[index:]))
-                break
+                return started, True
             try:
-                handle = backend.start(session_id=pool_id, display=Display())
+                handle = backend.start(session_id=pool_id, display=Display(), flavour=flavour)
             except BrowserStartError as exc:
-                logger.warning("pool browser %s did not start: %s", pool_id, exc)
+                logger.warning("pool browser %s (%s) did not start: %s", pool_id, flavour, exc)
                 placement.warm_browsers_take(host=host, ids=[pool_id])
                 continue
         if placement.warm_browser_ready(pool_id=pool_id, location=handle):
             started += 1
         else:
             backend.stop(handle, session_id=pool_id)  # forgotten while it started
-    return started
+    return started, False
 
 
 def _creates_waiting(host: str) -> bool:
@@ -677,7 +700,7 @@ def host_reconcile(*, host: str) -> dict[str, int]:
     killed = backend.kill_orphans_of(_live_browser_names)
     if killed:
         logger.warning("killed %d browsers that belonged to no live session: %s", len(killed), killed)
-    if settings.BROWSER_POOL_SIZE:
+    if any(pool_sizes().values()):
         dispatch.pool_refill(host, expires=settings.RECONCILE_INTERVAL_SECONDS)
     # This host's egress filter (one per host, like its browsers).
     try:

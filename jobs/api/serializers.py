@@ -13,6 +13,7 @@ from jobs.selectors import JobProgress
 from project.exceptions import InvalidInput
 from project.fields import IsoDateTimeField, StrictBooleanField, StrictCharField, StrictIntegerField
 from sessions.action_specs import SCRAPE_FORMATS, normalize_action
+from sessions.location import BROWSER_FLAVOURS, CHROMIUM
 from sessions.proxies import InvalidProxy, proxies_check
 from sessions.url_policy import lookup_needed, navigation_url, resolve_hosts
 
@@ -148,6 +149,15 @@ class JobCreateInput(serializers.Serializer[Any]):
             'domain_pattern?}]` (`server` `http://host:port`, `socks5://host:port` or `"direct"`), '
             "the first rule whose `domain_pattern` matches a page's host wins. Credentials are "
             "stored encrypted and never echoed. A proxy on a private address is 400 `blocked_address`."
+        ),
+    )
+    browser = serializers.ChoiceField(
+        choices=list(BROWSER_FLAVOURS),
+        required=False,
+        default="",
+        help_text=(
+            "The job browsers' flavour: `headless_shell` (Chromium's headless shell, the default: "
+            "`JOB_BROWSER_FLAVOUR`) or `chromium` (full Chromium)."
         ),
     )
 
@@ -287,6 +297,7 @@ class JobOutput(serializers.Serializer[Job]):
     max_concurrency = serializers.IntegerField()
     per_domain_concurrency = serializers.IntegerField()
     max_retries = serializers.IntegerField()
+    browser = serializers.SerializerMethodField()
     pages_per_minute = serializers.SerializerMethodField()
     eta_seconds = serializers.SerializerMethodField()
     created_at = IsoDateTimeField()
@@ -342,6 +353,14 @@ class JobOutput(serializers.Serializer[Job]):
     def get_counts(self, job: Job) -> dict[str, int]:
         counts = self._progress().counts
         return {name: counts[name] for name in _COUNTED}
+
+    @extend_schema_field(
+        serializers.ChoiceField(
+            choices=list(BROWSER_FLAVOURS), help_text="The job browsers' flavour (`browser` at submit)."
+        )
+    )
+    def get_browser(self, job: Job) -> str:
+        return str(job.spec.get("browser") or CHROMIUM)  # jobs submitted before flavours ran full Chromium
 
     def get_pages_per_minute(self, job: Job) -> float | None:
         return self._progress().pages_per_minute

@@ -19,7 +19,9 @@ from jobs.models import Job, JobItem, JobStatus
 from jobs.selectors import schema_columns
 from project.exceptions import Conflict, InvalidInput, PayloadTooLarge, TooManyRequests
 from sessions import proxies as session_proxies
+from sessions.location import CHROMIUM
 from sessions.saved_state import saved_state_require_readable
+from sessions.services import browser_flavour_check
 from sessions.url_policy import Resolved, lookup_needed, navigation_url, resolve_hosts
 
 
@@ -42,6 +44,16 @@ class JobSpec:
     use_advanced_proxy: bool = False
     proxy_country: str = ""
     proxies: list[dict[str, str]] | None = None
+    browser: str = ""  # the browsers' flavour (sessions/location.py); blank: JOB_BROWSER_FLAVOUR
+
+
+def job_browser_flavour(asked: str) -> str:
+    """The flavour of a job's browsers: what it asked for, else JOB_BROWSER_FLAVOUR (full Chromium
+    on the Grid backend, whose nodes run nothing else); 400 for a flavour this service cannot run."""
+    if not asked:
+        asked = settings.JOB_BROWSER_FLAVOUR if settings.BROWSER_BACKEND == "local" else CHROMIUM
+    browser_flavour_check(asked)
+    return asked
 
 
 def request_fingerprint(body: Any) -> str:
@@ -173,6 +185,7 @@ def job_submit(
         )
     if spec.environment_id:
         saved_state_require_readable(account=account, environment_id=spec.environment_id)
+    flavour = job_browser_flavour(spec.browser)
     price = page_price(screenshot=spec.screenshot)
     # Each try is charged (OUR_FAILURES aside): the hold covers every try of every page.
     hold = len(items) * price * (spec.max_retries + 1)
@@ -197,6 +210,7 @@ def job_submit(
             "screenshot": spec.screenshot,
             "wait_for": spec.wait_for,
             "page_timeout_seconds": spec.page_timeout_seconds,
+            "browser": flavour,
             **({"environment_id": spec.environment_id} if spec.environment_id else {}),
         },
         max_concurrency=max_concurrency,

@@ -83,6 +83,7 @@ class ComputerListCreateView(APIView):
             display_scale=display.get("scale", 1.0),
             options={name: data[name] for name in ECHOED_OPTIONS if name in data},
             proxies=data.get("proxies"),
+            browser=data["browser"],
         )
         account = request_account(request)
         budget = client_wait_budget(

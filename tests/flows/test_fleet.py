@@ -2,10 +2,10 @@
 
 `host-a` and `host-b` run as `bin/dev worker` does (a prefork lifecycle worker on `lifecycle`
 and `host.<name>`, a threads actions worker on `actions` and `actions.<name>`), next to the
-suite's own host. host-b runs Chromium's headless shell (docs/operations.md "Browser flavours"), so a fleet
-of both flavours goes through pool claims, displays, pinning and a host's death. Each test starts
-from full pools (the table flush between tests forgets them, reconcile kills the orphans and the
-hosts refill). The last test kills host-b.
+suite's own host. host-b keeps a warm pool of each flavour (full Chromium and Chromium's headless
+shell, docs/operations.md "Browser flavours"), so creates of both flavours go through pool claims,
+restores, pinning and a host's death. Each test starts from full pools (the table flush between
+tests forgets them, reconcile kills the orphans and the hosts refill). The last test kills host-b.
 """
 
 from __future__ import annotations
@@ -26,16 +26,12 @@ from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from sessions.models import Action, BrowserSession, WarmBrowser, WorkerHost
+from tests.flows.test_browser_flavours import runs
 from tests.flows.test_saved_state import site  # noqa: F401  (the fixture)
 from tests.support.processes import browser_processes, start_worker_host, stop_process, wait_until
 
-POOLS = {"host-a": 2, "host-b": 1}
-BINARIES = {"host-a": "/usr/bin/chromium", "host-b": "/usr/lib/chromium/chromium-headless-shell"}
-# What runs (Debian's /usr/bin/chromium is a script that execs the first).
-EXECUTABLES = {
-    "host-a": "/usr/lib/chromium/chromium ",
-    "host-b": "/usr/lib/chromium/chromium-headless-shell ",
-}
+# Each host's warm pools, by flavour.
+POOLS = {"host-a": {"chromium": 2}, "host-b": {"chromium": 1, "headless_shell": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +43,13 @@ def fleet(
 ) -> Iterator[dict[str, Any]]:
     hosts: dict[str, Any] = {}
     try:
-        for name, pool in POOLS.items():
+        for name, pools in POOLS.items():
             root = tmp_path_factory.mktemp(f"browsers-{name}")
             env = {
                 **service_env,
                 "BROWSER_PROFILE_ROOT": str(root),
-                "BROWSER_POOL_SIZE": str(pool),
-                "CHROMIUM_BINARY": BINARIES[name],
+                "BROWSER_POOL_SIZE": str(pools.get("chromium", 0)),
+                "BROWSER_POOL_SIZE_HEADLESS_SHELL": str(pools.get("headless_shell", 0)),
             }
             logs = tmp_path_factory.mktemp(f"logs-{name}")
             hosts[name] = {
@@ -79,17 +75,22 @@ def fleet(
             cursor.execute("DELETE FROM browser_sessions_warmbrowser WHERE host = ANY(%s)", [list(POOLS)])
 
 
-def _ready(host: str) -> list[WarmBrowser]:
-    return list(WarmBrowser.objects.filter(host=host, state="ready"))
+def _ready(host: str, flavour: str | None = None) -> list[WarmBrowser]:
+    rows = WarmBrowser.objects.filter(host=host, state="ready")
+    return list(rows if flavour is None else rows.filter(flavour=flavour))
 
 
-def _pools_full(**wanted: int) -> None:
-    wanted = wanted or POOLS
+def _pooled(flavour: str) -> int:
+    """Pool browsers of `flavour` on all the hosts, when full."""
+    return sum(pools.get(flavour, 0) for pools in POOLS.values())
+
+
+def _pools_full() -> None:
     wait_until(
-        lambda: all(len(_ready(h)) == n for h, n in wanted.items()),
+        lambda: all(len(_ready(h, f)) == n for h, pools in POOLS.items() for f, n in pools.items()),
         timeout=90,
         interval=0.2,
-        message=f"warm pools {wanted}",
+        message=f"warm pools {POOLS}",
     )
 
 
@@ -123,7 +124,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_racing_creates_each_get_a_distinct_browser_and_the_rest_cold_start(api):
-    pooled = {w.pk for h in POOLS for w in _ready(h)}
+    pooled = {w.pk for h in POOLS for w in _ready(h, "chromium")}  # what a create claims by default
     with ThreadPoolExecutor(6) as pool:
         created = list(pool.map(lambda _: _create(api), range(6)))
     rows = [_row(c["id"]) for c in created]
@@ -152,7 +153,7 @@ def test_a_used_pool_browser_never_serves_another_session(api, pages_server):
     )
     _pools_full()
     # The pool now holds only browsers that never served anyone: the next sessions see nothing.
-    for _ in range(sum(POOLS.values())):
+    for _ in range(_pooled("chromium")):
         session = _create(api)
         assert Path(_row(session["id"]).profile_dir).name.startswith("pool_")
         assert _row(session["id"]).profile_dir != first_row.profile_dir
@@ -166,6 +167,25 @@ def test_display_is_applied_to_a_pool_browser(api):
     assert shot["status"] == "success", shot
     png = base64.b64decode(shot["result"]["screenshot_url"].split(",", 1)[1])
     assert _png_size(png) == (1600, 1200)
+
+
+def test_a_create_claims_a_warm_browser_of_its_own_flavour(api):
+    host_b = WorkerHost.objects.get(pk="host-b")
+    assert (host_b.pool_size, host_b.pool_size_headless_shell) == (1, 1)  # from its heartbeat
+    [shell] = _ready("host-b", "headless_shell")
+    full = {w.pk for h in POOLS for w in _ready(h, "chromium")}
+    first = _row(_create(api, browser="headless_shell")["id"])
+    # The shell's pool browser, on its host, running the shell; no full Chromium was taken.
+    assert Path(first.profile_dir).name == shell.pk and first.host == "host-b"
+    assert runs(first.profile_dir) == "headless_shell"
+    assert {w.pk for h in POOLS for w in _ready(h, "chromium")} == full
+    second = _row(_create(api)["id"])
+    assert Path(second.profile_dir).name in full and runs(second.profile_dir) == "chromium"
+    assert not WarmBrowser.objects.filter(pk=shell.pk).exists()  # claimed means out of the pool
+    # Both pools are refilled, each with its own flavour.
+    _pools_full()
+    for warm in (w for h in POOLS for w in _ready(h)):
+        assert runs(warm.profile_dir) == warm.flavour, warm
 
 
 def test_a_pool_browser_killed_from_outside_is_replaced(api):
@@ -229,9 +249,7 @@ def test_sessions_are_pinned_to_their_host_and_their_actions_run_there(api, flee
     for host in ("host-a", "host-b"):
         row = _row(by_host[host])
         assert row.profile_dir.startswith(str(fleet[host]["root"]))  # the browser runs there
-        # ... and is the host's flavour (the shell's main process carries the profile path).
-        commands = [cmd for _, cmd in browser_processes(row.profile_dir)]
-        assert any(cmd.startswith(EXECUTABLES[host]) for cmd in commands), commands
+        assert runs(row.profile_dir) == "chromium"  # ... and is the default flavour
     # host-a's actions worker is paused: host-b's session acts, host-a's action waits for it
     # (no other worker takes it, though the suite's own worker consumes `actions`).
     paused = _actions_worker(fleet, "host-a")
@@ -275,17 +293,20 @@ def test_a_state_saved_on_one_host_restores_on_pool_browsers_of_every_host(api, 
     saved_on = _row(first).host
     api.delete(f"/v1/computers/{first}")
     _pools_full()
-    with ThreadPoolExecutor(3) as pool:
-        created = list(pool.map(lambda _: _create(api, environment_id=first), range(3)))
-    by_host = {_row(c["id"]).host: c["id"] for c in created}
+    flavours = ["chromium"] * 3 + ["headless_shell"]
+    with ThreadPoolExecutor(4) as pool:
+        created = list(pool.map(lambda f: _create(api, environment_id=first, browser=f), flavours))
+    rows = [_row(c["id"]) for c in created]
+    by_host = {r.host: r for r in rows if r.browser == "chromium"}
     assert {"host-a", "host-b"} <= set(by_host), by_host
     assert set(by_host) - {saved_on}, "restored on another host than the one that saved it"
-    for host in ("host-a", "host-b"):  # both flavours, each on a claimed warm browser
-        row = _row(by_host[host])
+    # Each host, and both flavours, each on a claimed warm browser.
+    for row in [by_host["host-a"], by_host["host-b"], rows[-1]]:
         assert "/pool_" in row.profile_dir, row.profile_dir
+        assert runs(row.profile_dir) == row.browser
         page = _page_when(api, row.pk, base + "/whoami", "read ")
-        assert f"sid=sid-{token}" in page and f"ls=ls-{token}" in page, (host, page)
-        assert f"idb=idb-{token}@true" in page, (host, page)
+        assert f"sid=sid-{token}" in page and f"ls=ls-{token}" in page, (row.host, row.browser, page)
+        assert f"idb=idb-{token}@true" in page, (row.host, row.browser, page)
 
 
 def test_a_host_that_stops_heartbeating_has_its_sessions_ended_crashed(api, fleet):

@@ -2,7 +2,8 @@
 
 Routes: /p/<n> (a product page; ?ms= delays the answer), /status/<code>, /flaky/<name> (500
 the first time, then a page), /limited/<name> (429 with Retry-After: 1 the first time), /hang (never
-finishes loading), /noprice/<n> (no .price element), /redirect/<name>?to=URL (302 to URL), and
+finishes loading), /noprice/<n> (no .price element), /redirect/<name>?to=URL (302 to URL),
+/held/<name> (answers a product page once the test opens `site.gate(name)`), and
 POST /hook/<name> (records deliveries; /hook/fail-<n>-<name> answers 500 to the first n).
 """
 
@@ -34,6 +35,12 @@ class Site:
     hooks: list[dict[str, Any]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    gates: dict[str, threading.Event] = field(default_factory=dict)
+
+    def gate(self, name: str) -> threading.Event:
+        """What /held/<name> waits for before it answers (set it to let the page load)."""
+        with self.lock:
+            return self.gates.setdefault(name, threading.Event())
 
     def hooks_for(self, name: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -106,6 +113,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(429, b"<html><body>slow down</body></html>", {"Retry-After": "1"})
             else:
                 self._send(200, _product(name))
+        elif kind == "held":
+            self.site.gate(name).wait(120)
+            self._send(200, _product(name))
         elif kind == "redirect":
             self._send(302, b"", {"Location": query["to"][0]})
         elif kind == "hang":

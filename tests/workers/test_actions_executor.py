@@ -76,9 +76,9 @@ CONNECTION_REFUSED = r"ERR_(CONNECTION_REFUSED|EMPTY_RESPONSE)"
 _ROOT = Path(tempfile.mkdtemp(prefix="bf-executor-browsers-"))
 
 
-def _start(display: Display) -> Browser:
+def _start(display: Display, *, flavour: str = "chromium") -> Browser:
     session_id = f"exec-{uuid.uuid4().hex[:12]}"
-    handle = LocalBackend(root=_ROOT).start(session_id=session_id, display=display)
+    handle = LocalBackend(root=_ROOT).start(session_id=session_id, display=display, flavour=flavour)
     return Browser(handle=handle, display=display, session_id=session_id)
 
 

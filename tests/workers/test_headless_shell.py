@@ -1,11 +1,13 @@
-"""The headless-shell flavour (CHROMIUM_BINARY=/usr/lib/chromium/chromium-headless-shell).
+"""The headless-shell flavour (a browser started with flavour headless_shell runs
+CHROMIUM_HEADLESS_SHELL_BINARY, /usr/lib/chromium/chromium-headless-shell).
 
-The rest of the suite runs the default, full Chromium. These tests run what differs in the shell
+The rest of the suite mostly runs the default, full Chromium. These tests run what differs in the shell
 and what must hold in it all the same: it starts (chromedriver opens no tab in it by itself), as
 its own uid with its sandbox, through the egress filter; the display applies; pages open no
 windows (the shell has no popup blocker, so none at all) while the API's tabs work; downloads and
 file choosers stay refused; a failed load is an action failure. `bin/dev install` installs the
-package: a missing binary fails here rather than skipping.
+package: a missing binary fails here rather than skipping. A host without the flavour's binary
+refuses the start with a clear BrowserStartError and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from tests.support.processes import browser_processes, wait_until
 from tests.workers.conftest import SECRET_MARKER
 from tests.workers.test_actions_executor import Browser, _png_size, _start, _stop
 from tests.workers.test_browser_isolation import _group_processes, _handles, _trap_attached
+from workers.browser import BrowserStartError
 from workers.browser.base import Display
 from workers.browser.executor import ActionFailed
+from workers.browser.local import LocalBackend
 
 # Starts browsers of its own, through the suite's egress filter (the stack tier).
 pytestmark = pytest.mark.usefixtures("egress_filter")
@@ -36,8 +40,7 @@ SHELL = "/usr/lib/chromium/chromium-headless-shell"
 @pytest.fixture(scope="module")
 def shell() -> Iterator[Browser]:
     assert Path(SHELL).exists(), "bin/dev install puts Debian's chromium-headless-shell there"
-    with override_settings(CHROMIUM_BINARY=SHELL):
-        started = _start(Display(640, 480, 2.0))
+    started = _start(Display(640, 480, 2.0), flavour="headless_shell")
     yield started
     _stop(started)
 
@@ -116,8 +119,7 @@ def test_stopping_a_shell_leaves_no_process() -> None:
     """Only the shell's main process carries the profile path in its command line (its helpers
     do not, unlike full Chromium's): stopping must still end every one of them. They all stay in
     chromedriver's process group, which the stop kills."""
-    with override_settings(CHROMIUM_BINARY=SHELL):
-        browser = _start(Display(800, 600, 1.0))
+    browser = _start(Display(800, 600, 1.0), flavour="headless_shell")
     pgid = os.getpgid(browser.handle.browser_pid)
     members = _group_processes(pgid)
     helpers = [
@@ -128,3 +130,26 @@ def test_stopping_a_shell_leaves_no_process() -> None:
     assert len(helpers) >= 2, members  # renderer, network service, zygotes...
     _stop(browser)
     assert wait_until(lambda: not _group_processes(pgid), timeout=10, message="the browser's group to exit")
+
+
+@pytest.mark.parametrize(
+    ("flavour", "setting"),
+    [("headless_shell", "CHROMIUM_HEADLESS_SHELL_BINARY"), ("chromium", "CHROMIUM_BINARY")],
+)
+def test_a_flavour_whose_binary_is_missing_is_a_clear_start_error(
+    flavour: str, setting: str, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-such-browser")
+    backend = LocalBackend(root=tmp_path / "browsers")
+    with override_settings(**{setting: missing}), pytest.raises(BrowserStartError) as raised:
+        backend.start(session_id="exec-missing", display=Display(), flavour=flavour)
+    assert str(raised.value) == (
+        f"this host has no {flavour} browser: {setting} ({missing}) is not an executable file"
+    )
+    assert not (tmp_path / "browsers" / "exec-missing").exists()  # nothing started, nothing left
+    assert not browser_processes(str(tmp_path / "browsers"))
+
+
+def test_an_unknown_flavour_is_a_start_error(tmp_path: Path) -> None:
+    with pytest.raises(BrowserStartError, match="unknown browser flavour 'firefox'"):
+        LocalBackend(root=tmp_path).start(session_id="exec-unknown", display=Display(), flavour="firefox")

@@ -92,3 +92,21 @@ def test_attempts_are_bounded(starting, monkeypatch, settings):
     assert backend.starts == 2
     assert row.status == SessionStatus.TERMINATED and row.ended_reason == "start_failed"
     services.session_browser_stop(session_id=starting.pk)
+
+
+def test_a_flavour_whose_binary_this_host_lacks_fails_the_start_with_a_clear_error(
+    starting, settings, tmp_path
+):
+    """The create then answers 503 browser_start_failed (sessions.services.session_start_waited),
+    which names no path; the operator reads the reason on the row (the admin) and in the log."""
+    missing = str(tmp_path / "no-headless-shell")
+    settings.CHROMIUM_HEADLESS_SHELL_BINARY = missing
+    BrowserSession.objects.filter(pk=starting.pk).update(browser="headless_shell")
+    services.session_browser_start(session_id=starting.pk)
+    row = BrowserSession.objects.get(pk=starting.pk)
+    assert (row.status, row.ended_reason) == (SessionStatus.TERMINATED, "start_failed")
+    assert row.error == (
+        f"this host has no headless_shell browser: CHROMIUM_HEADLESS_SHELL_BINARY ({missing}) is not an "
+        "executable file"
+    )
+    assert not browser_processes(f"/{starting.pk}")

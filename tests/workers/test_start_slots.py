@@ -81,7 +81,12 @@ class _RecordingBackend(LocalBackend):
         self.starts = 0
 
     def start(
-        self, *, session_id: str, display: Display, routes: dict[str, Any] | None = None
+        self,
+        *,
+        session_id: str,
+        display: Display,
+        routes: dict[str, Any] | None = None,
+        flavour: str = "chromium",
     ) -> BrowserLocation:
         self.starts += 1
         return BrowserLocation(

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from sessions.location import BrowserLocation
+from sessions.location import CHROMIUM, BrowserLocation
 from workers.browser.errors import BrowserError, BrowserGone
 
 
@@ -26,8 +26,14 @@ class BrowserBackend(Protocol):
     name: str
 
     def start(
-        self, *, session_id: str, display: Display, routes: dict[str, Any] | None = None
-    ) -> BrowserLocation: ...
+        self,
+        *,
+        session_id: str,
+        display: Display,
+        routes: dict[str, Any] | None = None,
+        flavour: str = CHROMIUM,
+    ) -> BrowserLocation:
+        """Start a browser of `flavour` (sessions/location.py: chromium or headless_shell)."""
 
     def stop(self, handle: BrowserLocation, *, session_id: str) -> None:
         """End the browser and free everything it held. Safe to call twice."""

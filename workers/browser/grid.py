@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
-from sessions.location import BrowserLocation
+from sessions.location import CHROMIUM, BrowserLocation
 from workers.browser import egress
 from workers.browser.base import Display, prepare_first_tab, webdriver_request, webdriver_session_alive
 from workers.browser.errors import BrowserError, BrowserStartError
@@ -22,8 +22,17 @@ class GridBackend:
         self.url = (url or settings.SELENIUM_GRID_URL).rstrip("/")
 
     def start(
-        self, *, session_id: str, display: Display, routes: dict[str, Any] | None = None
+        self,
+        *,
+        session_id: str,
+        display: Display,
+        routes: dict[str, Any] | None = None,
+        flavour: str = CHROMIUM,
     ) -> BrowserLocation:
+        if flavour != CHROMIUM:
+            # The nodes run their own browser (full Chromium); a create or a job that asks for the
+            # shell on this backend is refused before it gets here (docs/operations.md).
+            raise BrowserStartError(f"the Grid backend runs full Chromium only, not {flavour}")
         if routes is not None:
             # The filter cannot tell one node's session from another's by uid: never go direct.
             raise BrowserStartError("upstream proxies are not available on the Grid backend")

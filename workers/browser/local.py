@@ -24,11 +24,11 @@ from typing import Any
 
 from django.conf import settings
 
-from sessions.location import BrowserLocation
+from sessions.location import CHROMIUM, HEADLESS_SHELL, BrowserLocation
 from workers.browser import egress, proxy_routes
 from workers.browser.base import Display, prepare_first_tab, webdriver_request, webdriver_session_alive
 from workers.browser.errors import BrowserError, BrowserStartError
-from workers.browser.options import chrome_capabilities, headless_shell_launcher, is_headless_shell
+from workers.browser.options import chrome_capabilities, headless_shell_launcher
 from workers.browser.sandbox import UidLeases, sandbox_prepare
 
 # Popen objects of chromedrivers this process started, so that they are reaped, not left zombies.
@@ -219,6 +219,22 @@ def browser_environment(session_dir: Path) -> dict[str, str]:
     return env
 
 
+def flavour_binary(flavour: str) -> str:
+    """The binary this host runs for `flavour`; BrowserStartError when the host has none (nothing
+    is started, nothing is left behind)."""
+    if flavour == CHROMIUM:
+        binary, setting = str(settings.CHROMIUM_BINARY), "CHROMIUM_BINARY"
+    elif flavour == HEADLESS_SHELL:
+        binary, setting = str(settings.CHROMIUM_HEADLESS_SHELL_BINARY), "CHROMIUM_HEADLESS_SHELL_BINARY"
+    else:
+        raise BrowserStartError(f"unknown browser flavour {flavour!r} (chromium or headless_shell)")
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        raise BrowserStartError(
+            f"this host has no {flavour} browser: {setting} ({binary}) is not an executable file"
+        )
+    return binary
+
+
 class LocalBackend:
     name = "local"
 
@@ -230,10 +246,17 @@ class LocalBackend:
         return self.root / session_id
 
     def start(
-        self, *, session_id: str, display: Display, routes: dict[str, Any] | None = None
+        self,
+        *,
+        session_id: str,
+        display: Display,
+        routes: dict[str, Any] | None = None,
+        flavour: str = CHROMIUM,
     ) -> BrowserLocation:
-        """Start a browser; with `routes` (an egress route document, sessions/proxies.py) its
-        traffic goes through those upstream proxies from its first connection."""
+        """Start a browser of `flavour` (full Chromium or the headless shell); with `routes` (an
+        egress route document, sessions/proxies.py) its traffic goes through those upstream
+        proxies from its first connection."""
+        binary = flavour_binary(flavour)
         _reap_finished_children()
         egress.ensure_ready()
         session_dir = self._session_dir(session_id)
@@ -276,10 +299,10 @@ class LocalBackend:
             self._wait_for_driver(url, process)
             capabilities = chrome_capabilities(
                 display=display,
-                binary=self._launcher(session_dir, plan.uid),
+                binary=self._launcher(session_dir, plan.uid, binary=binary, flavour=flavour),
                 profile_dir=session_dir / "profile",
                 sandbox=plan.sandbox,
-                headless_shell=is_headless_shell(settings.CHROMIUM_BINARY),
+                headless_shell=flavour == HEADLESS_SHELL,
                 # With the firewall the browser's uid may open no connection but to the filter,
                 # so chromedriver reaches Chromium over a pipe (and no DevTools port listens).
                 debugging_pipe=plan.firewall,
@@ -310,11 +333,10 @@ class LocalBackend:
         )
 
     @staticmethod
-    def _launcher(session_dir: Path, uid: int | None) -> str:
+    def _launcher(session_dir: Path, uid: int | None, *, binary: str, flavour: str) -> str:
         """What chromedriver starts: the full browser itself, or the headless shell through a
         launcher in the session's directory (readable by the session's uid, removed with it)."""
-        binary = str(settings.CHROMIUM_BINARY)
-        if not is_headless_shell(binary):
+        if flavour != HEADLESS_SHELL:
             return binary
         launcher = session_dir / "chromium"
         launcher.write_text(headless_shell_launcher(binary))
