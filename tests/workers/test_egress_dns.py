@@ -237,3 +237,51 @@ def test_a_loopback_client_is_known_by_the_uid_that_owns_its_socket() -> None:
             assert socket_owner(peer[0], peer[1]) == os.geteuid()
             assert client_key(peer) == f"uid:{os.geteuid()}"
     assert client_key(("10.9.9.1", 5)) == "10.9.9.1"
+
+
+_HOLD_AS = """
+import socket, sys, time
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.bind(("127.0.0.1", int(sys.argv[1])))
+sock.connect(("127.0.0.1", int(sys.argv[2])))
+print("connected", flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="running as another uid needs root")
+def test_a_connection_is_known_by_its_own_socket_when_its_local_port_is_in_another() -> None:
+    """One local port may be in several connections at once (to different peers, or an earlier
+    one in TIME_WAIT, which reads as root's): the owner is that of the socket whose other end is
+    ours, never the first listed with that port. A sandbox browser taken for root goes direct."""
+    import os
+    import subprocess
+
+    uid = 249_998  # a sandbox uid (the top of the default range, where leases come last)
+    with socket.socket() as ours, socket.socket() as other, socket.socket() as roots:
+        for listener in (ours, other):
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+        roots.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        roots.bind(("127.0.0.1", 0))
+        port = roots.getsockname()[1]
+        roots.connect(other.getsockname())  # root's connection from `port` to another server
+        held = subprocess.Popen(
+            ["/usr/bin/python3", "-c", _HOLD_AS, str(port), str(ours.getsockname()[1])],
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            env={"PATH": "/usr/bin:/bin"},
+            cwd="/",
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert held.stdout is not None and held.stdout.readline().strip() == "connected"
+            assert socket_owner("127.0.0.1", port, peer=ours.getsockname()) == uid
+            assert socket_owner("127.0.0.1", port, peer=other.getsockname()) == os.geteuid()
+            assert client_key(("127.0.0.1", port), ours.getsockname()) == f"uid:{uid}"
+        finally:
+            held.kill()
+            held.wait()

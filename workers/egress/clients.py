@@ -26,20 +26,37 @@ def _kernel_hex(address: str, port: int) -> str:
     return "".join(f"{word:08X}" for word in words) + f":{port:04X}"
 
 
-def socket_owner(address: str, port: int) -> int | None:
-    """The uid owning the local TCP socket bound to address:port, or None."""
+def _candidates(address: str, port: int) -> set[str] | None:
+    """How the kernel may write address:port in its tables (an IPv4 peer of a dual-stack socket
+    is ::ffff:a.b.c.d); None for an address that is not one."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return None
     candidates = {_kernel_hex(str(ip), port)}
-    if ip.version == 4:  # a dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d
+    if ip.version == 4:
         candidates.add(_kernel_hex(f"::ffff:{ip}", port))
     elif ip.ipv4_mapped is not None:
         candidates.add(_kernel_hex(str(ip.ipv4_mapped), port))
+    return candidates
+
+
+# /proc/net/tcp's state column: a connection in TIME_WAIT (06) has lost its owner (uid 0).
+_TIME_WAIT = "06"
+
+
+def socket_owner(address: str, port: int, *, peer: tuple[str, int] | None = None) -> int | None:
+    """The uid owning the local TCP socket bound to address:port, or None. With `peer` (the
+    address:port at the other end: ours), only the socket of that very connection: one local
+    port may be in several connections at once (to different peers, or one in TIME_WAIT whose
+    owner reads as root), and the first one listed need not be the one asking."""
+    local = _candidates(address, port)
+    remote = _candidates(*peer) if peer is not None else None
+    if local is None or (peer is not None and remote is None):
+        return None
     for _ in range(3):  # a socket opened or closed mid-read can make the kernel skip entries
         for table in _TABLES:
-            uid = _owner_in(table, candidates)
+            uid = _owner_in(table, local, remote)
             if uid is not None:
                 return uid
     return None
@@ -58,22 +75,30 @@ def _read_table(table: Path) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def _owner_in(table: Path, candidates: set[str]) -> int | None:
+def _owner_in(table: Path, local: set[str], remote: set[str] | None) -> int | None:
     try:
         lines = _read_table(table).splitlines()[1:]
     except OSError:
         return None
     for line in lines:
         fields = line.split()
-        if len(fields) > 7 and fields[1] in candidates:
-            try:
-                return int(fields[7])
-            except ValueError:
-                return None
+        if len(fields) <= 7 or fields[1] not in local or fields[3] == _TIME_WAIT:
+            continue
+        if remote is not None and fields[2] not in remote:
+            continue
+        try:
+            return int(fields[7])
+        except ValueError:
+            return None
     return None
 
 
-def client_key(peername: tuple[str, int] | tuple[str, int, int, int] | None) -> str:
+def client_key(
+    peername: tuple[str, int] | tuple[str, int, int, int] | None,
+    sockname: tuple[str, int] | tuple[str, int, int, int] | None = None,
+) -> str:
+    """Who a connection comes from; `sockname` (our end of it) makes a loopback peer's uid that
+    of this very connection's socket."""
     if not peername:
         return ""
     address, port = str(peername[0]), int(peername[1])
@@ -84,7 +109,8 @@ def client_key(peername: tuple[str, int] | tuple[str, int, int, int] | None) -> 
     if address.startswith("::ffff:"):
         loopback = loopback or ipaddress.ip_address(address[7:]).is_loopback
     if loopback:
-        uid = socket_owner(address, port)
+        ours = (str(sockname[0]), int(sockname[1])) if sockname else None
+        uid = socket_owner(address, port, peer=ours)
         if uid is not None:
             return f"uid:{uid}"
         # Not found (the peer already gone): a key no route or limit is shared with.

@@ -131,7 +131,7 @@ class EgressFilter:
     def client(self, conn: connection.Client) -> str:
         key = self._clients.get(conn.id)
         if key is None:
-            key = self._clients[conn.id] = client_key(conn.peername)
+            key = self._clients[conn.id] = client_key(conn.peername, conn.sockname)
         return key
 
     async def destination(self, host: str, port: int, *, client: str = "") -> str:

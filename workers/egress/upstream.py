@@ -271,8 +271,8 @@ async def splice(
     taken = asyncio.Event()
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        owner = socket_owner(peer[0], peer[1])
+        peer, ours = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
+        owner = socket_owner(peer[0], peer[1], peer=(ours[0], ours[1]))
         # Refused when the kernel names another uid; a peer it cannot find (gone already, or
         # missed) is taken: only this process learnt the port, a moment ago.
         if taken.is_set() or (owner is not None and owner != os.geteuid()):
