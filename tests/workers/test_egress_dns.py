@@ -24,6 +24,7 @@ from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.test import tflow
 
 from project.netpolicy import EgressPolicy
+from tests.support.processes import wait_until
 from workers.egress.clients import client_key, socket_owner
 from workers.egress.dns import CachingResolver, DnsConfig, DnsLookup, LookupFailed, read_hosts
 from workers.egress.filter import EgressFilter
@@ -251,12 +252,23 @@ time.sleep(30)
 
 
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="running as another uid needs root")
-def test_a_connection_is_known_by_its_own_socket_when_its_local_port_is_in_another() -> None:
+@pytest.mark.parametrize("lookup", ["netlink", "proc"])
+def test_a_connection_is_known_by_its_own_socket_when_its_local_port_is_in_another(
+    lookup: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One local port may be in several connections at once (to different peers, or an earlier
     one in TIME_WAIT, which reads as root's): the owner is that of the socket whose other end is
-    ours, never the first listed with that port. A sandbox browser taken for root goes direct."""
+    ours, never the first listed with that port. A sandbox browser taken for root goes direct.
+    Both ways of asking the kernel: sock_diag over netlink, and the socket tables in /proc (where
+    netlink is refused)."""
     import os
     import subprocess
+
+    from workers.egress import clients
+
+    monkeypatch.setattr(clients, "_diag_usable", lookup == "netlink")
+    if lookup == "proc":
+        monkeypatch.setattr(clients, "_diag_owner", None)  # never called
 
     uid = 249_998  # a sandbox uid (the top of the default range, where leases come last)
     with socket.socket() as ours, socket.socket() as other, socket.socket() as roots:
@@ -285,3 +297,16 @@ def test_a_connection_is_known_by_its_own_socket_when_its_local_port_is_in_anoth
         finally:
             held.kill()
             held.wait()
+    # The end of a connection closed first waits in TIME_WAIT: nobody's, not root's.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname()) as gone:
+            end = gone.getsockname()
+            accepted, _ = server.accept()
+        accepted.close()
+        wait_until(
+            lambda: socket_owner(end[0], end[1], peer=server.getsockname()) is None,
+            timeout=5,
+            message="the closed connection to be nobody's",
+        )
