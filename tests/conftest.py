@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -85,6 +86,41 @@ def redis_flushed() -> None:
     from project.redis import get_redis
 
     get_redis().flushdb()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_tries_again_after_a_deadlock() -> Iterator[None]:
+    """After a test that used `transactional_db`, pytest-django empties every table (`flush`: one
+    TRUNCATE, which locks the tables one after the other). The suite's worker, Beat and webhooks
+    worker keep reading meanwhile, and a read that holds one table and wants another the TRUNCATE
+    already locked is a deadlock; PostgreSQL ends one of the two, and when it ends the TRUNCATE
+    the test errors at teardown (seen once in CI). The readers retry on their own; so does this."""
+    import psycopg
+    from django.core.management.base import CommandError
+    from django.core.management.commands import flush
+
+    original = flush.Command.handle
+
+    def deadlocked(exc: BaseException | None) -> bool:
+        while exc is not None:
+            if isinstance(exc, psycopg.errors.DeadlockDetected):
+                return True
+            exc = exc.__cause__
+        return False
+
+    def handle(self: Any, **options: Any) -> Any:
+        for attempt in range(5):
+            try:
+                return original(self, **options)
+            except CommandError as exc:
+                if attempt == 4 or not deadlocked(exc):
+                    raise
+                time.sleep(0.2)
+        return None
+
+    flush.Command.handle = handle  # type: ignore[method-assign]
+    yield
+    flush.Command.handle = original  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")
