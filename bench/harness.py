@@ -68,6 +68,8 @@ PYTHON = sys.executable
 # their own, so that their stacks share neither a Redis database nor a PostgreSQL one.
 DEFAULT_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "13"))
 DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "browserfleet_bench")
+# BENCH_KEEP_LOGS=1 keeps a stack's logs (web, workers, Beat, filter) after a run that passed;
+# a failed run always keeps them.
 READY_TIMEOUT_SECONDS = 90
 STOP_TIMEOUT_SECONDS = 20
 END_SESSIONS_TIMEOUT_SECONDS = 45
@@ -566,7 +568,7 @@ def _teardown(
         redis.Redis.from_url(env["REDIS_URL"]).flushdb()
     except Exception as exc:
         log(f"could not flush {env['REDIS_URL']}: {exc}")
-    if failed:
+    if failed or os.environ.get("BENCH_KEEP_LOGS"):
         log(f"logs kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
