@@ -7,7 +7,6 @@ says which failed (and the workers' names) only to a metrics reader.
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any
 
@@ -21,12 +20,13 @@ from django.views.decorators.http import require_GET
 from ops.metrics import metrics_reader
 from project.exceptions import error_body
 from project.heartbeat import heartbeats_read
+from project.redis import one_per_process
 
 # A probe must answer before the orchestrator's own timeout (Docker's is 3 s below).
 _PROBE_TIMEOUT_SECONDS = 2.0
 
 
-@functools.cache
+@one_per_process
 def _probe_redis(url: str) -> redis.Redis:
     # Not the shared client: that one waits forever on a hung socket, a probe must not.
     return redis.Redis.from_url(

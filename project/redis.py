@@ -5,14 +5,42 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
 from django.conf import settings
 
 
-@functools.cache
+C = TypeVar("C", bound=Callable[..., Any])
+
+
+def one_per_process(factory: C) -> C:
+    """functools.cache for a factory of Redis clients, made safe for threads: the first calls of
+    many threads at once build one client, not one each.
+
+    With functools.cache alone, every thread that asked before the first one returned built its
+    own client; all but one were then dropped, and a dropped redis.Redis closes its connection
+    pool when the garbage collector gets to it, from whichever thread it runs in, cutting the
+    connections its caller was still using: `ValueError: I/O operation on closed file` (a 500)
+    in a request of the web's first busy seconds (issue 20's fleet load run;
+    tests/project/test_redis_client.py)."""
+    cached = functools.cache(factory)
+    lock = threading.Lock()
+
+    @functools.wraps(factory)
+    def once(*args: Any) -> Any:
+        with lock:
+            return cached(*args)
+
+    once.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return once  # type: ignore[return-value]
+
+
+@one_per_process
 def get_redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=None, health_check_interval=30)
 

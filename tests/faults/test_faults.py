@@ -78,7 +78,18 @@ class Api:
 def api(stack: Stack) -> Iterator[Api]:
     client = Api(stack.base_url, stack.make_account(plan="enterprise", credits=10**6))
     yield client
+    _end_live_sessions(client)
     _assert_settled(stack)
+
+
+def _end_live_sessions(api: Api) -> None:
+    """The stack lives for the module: a test that failed half way must not leave its sessions
+    holding the host's browsers for the tests after it (they would answer no_capacity)."""
+    live = api.call("GET", "/v1/computers")
+    assert live.status_code == 200, live.text
+    for session in live.json():
+        ended = api.call("DELETE", f"/v1/computers/{session['id']}")
+        assert ended.status_code in (200, 404, 410), ended.text
 
 
 def _assert_settled(stack: Stack) -> None:
@@ -249,7 +260,7 @@ def test_creates_right_after_a_postgres_restart_succeed_the_first_time(
     # outlive their create: a 201 the first time, every one.
     after = _creates_at_once(api, 4) + [_create_once(api) for _ in range(4)]
     statuses = [(r.status_code, r.json().get("code")) for r in after]
-    assert statuses == [(201, None)] * len(after), (statuses, _worker_log(stack))
+    assert statuses == [(201, None)] * len(after), (statuses, _worker_log(stack), _web_log(stack))
     for response in before + after:
         assert api.call("DELETE", f"/v1/computers/{response.json()['id']}").status_code == 200
     assert not stack.db_query("SELECT id FROM browser_sessions_browsersession WHERE status = 'starting'"), (
@@ -259,6 +270,10 @@ def test_creates_right_after_a_postgres_restart_succeed_the_first_time(
 
 def _worker_log(stack: Stack) -> str:
     return stack.log_path("worker").read_text(errors="replace")[-6000:]
+
+
+def _web_log(stack: Stack) -> str:
+    return stack.log_path("web").read_text(errors="replace")[-6000:]
 
 
 def _creates_at_once(
