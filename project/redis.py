@@ -14,7 +14,6 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
-
 C = TypeVar("C", bound=Callable[..., Any])
 
 

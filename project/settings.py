@@ -426,7 +426,7 @@ if BROWSER_SANDBOX_FIREWALL not in {"auto", "on", "off"}:
 BROWSER_START_TIMEOUT_SECONDS = env_int("BROWSER_START_TIMEOUT_SECONDS", 20, minimum=1)
 # A start that fails (on a CPU-saturated host: Chromium's new-session call times out) is tried
 # again, up to this many attempts in all, while its create still waits for it.
-BROWSER_START_ATTEMPTS = env_int("BROWSER_START_ATTEMPTS", 2, minimum=1)
+BROWSER_START_ATTEMPTS = env_int("BROWSER_START_ATTEMPTS", 3, minimum=1)
 # Local Chromium starts one host runs at once (sessions, pool refills, job browsers together;
 # workers/start_slots.py): a start beyond waits for a slot, within its create's wait, instead of
 # slowing every start down until their DevTools calls time out. One per core by default.
@@ -503,8 +503,11 @@ STRIPE_CURRENCY = env_str("STRIPE_CURRENCY", "usd").lower()
 STRIPE_PRICE_PER_1000_CREDITS = env_int("STRIPE_PRICE_PER_1000_CREDITS", 100, minimum=1)
 # Who tenants ask for credits when no payment provider is set up (shown on the Billing page).
 BILLING_CONTACT = env_str("BILLING_CONTACT", "")
-# How long POST /computers waits for the browser. The SDK resends a create after 60 s.
-SESSION_CREATE_WAIT_SECONDS = env_int("SESSION_CREATE_WAIT_SECONDS", 30, minimum=1)
+# How long POST /computers waits for the browser. The SDK resends a create after 60 s (and is
+# answered 2 s before its read timeout: sessions/api/views.py client_wait_budget). A waiting create
+# holds no thread (project/awaiting.py), so on a saturated host it may wait for a start slot and a
+# second start attempt rather than fail (issue 20: 30 s made 1 create in 60 answer 503 under load).
+SESSION_CREATE_WAIT_SECONDS = env_int("SESSION_CREATE_WAIT_SECONDS", 55, minimum=1)
 # ...and at least this long whatever the client's read timeout says: a create given up too early
 # ends its session as start_failed after the browser was started, which costs us and not them.
 SESSION_CREATE_MIN_WAIT_SECONDS = env_int("SESSION_CREATE_MIN_WAIT_SECONDS", 5, minimum=0)

@@ -14,12 +14,12 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from accounts.models import Plan
+from accounts.models import Account, Plan
 from accounts.plans import seed_plans
 from accounts.services import account_create
 from project.redis import get_redis
 from sessions import events
-from sessions.models import RecordingStatus, SessionRecording
+from sessions.models import BrowserSession, RecordingStatus, SessionRecording
 from sessions.recordings import (
     FRAMES_FILE,
     INDEX_FILE,
@@ -66,6 +66,17 @@ class _Clock:
 
     def __call__(self) -> float:
         return self.now_ms / 1000
+
+
+_BASE_MS = 1_800_000_000_000.0
+
+
+def _clocked_recorder() -> tuple[Account, BrowserSession, _Clock, Recorder]:
+    """An ended recorded session and a recorder on a clock the test moves (at _BASE_MS)."""
+    account = _account()
+    session = _recorded(account, ended_ago=10)
+    clock = _Clock(_BASE_MS)
+    return account, session, clock, Recorder(account_id=account.pk, session_id=session.pk, clock=clock)
 
 
 def _jpeg(n: int) -> bytes:
@@ -218,11 +229,8 @@ def test_every_action_gets_a_frame_at_its_finish_also_when_it_changes_nothing(db
     even inside a burst that the sampling would thin out; the action events may come after the
     frames (they come through Redis), in any order within the hold."""
     settings.RECORDING_FPS = 5
-    account = _account()
-    session = _recorded(account, ended_ago=10)
-    base = 1_800_000_000_000.0
-    clock = _Clock(base)
-    recorder = Recorder(account_id=account.pk, session_id=session.pk, clock=clock)
+    account, session, clock, recorder = _clocked_recorder()
+    base = _BASE_MS
     j0, j1, j2, j3 = (_jpeg(n) for n in range(4))
 
     def at(ms: float) -> None:
@@ -274,11 +282,8 @@ def test_a_frame_painted_after_the_next_action_was_asked_for_is_not_the_last_one
     start (its request is the bound); a paint that comes later, or an action queued behind
     another that starts at once, leaves the picture on screen at the finish."""
     settings.RECORDING_FPS = 5
-    account = _account()
-    session = _recorded(account, ended_ago=10)
-    base = 1_800_000_000_000.0
-    clock = _Clock(base)
-    recorder = Recorder(account_id=account.pk, session_id=session.pk, clock=clock)
+    account, session, clock, recorder = _clocked_recorder()
+    base = _BASE_MS
     j0, j1, j2 = (_jpeg(n) for n in range(3))
     recorder.offer(_b64(j0), base, 16, 9)
     recorder.action_requested("a", base + 100, "click")
@@ -322,11 +327,8 @@ def test_a_repaint_during_a_read_only_action_is_the_frame_of_the_action_before(d
     """A screenshot asked for at once after a click changes nothing: the click's repaint, painted
     while the screenshot ran, is the click's frame (and the screenshot's)."""
     settings.RECORDING_FPS = 5
-    account = _account()
-    session = _recorded(account, ended_ago=10)
-    base = 1_800_000_000_000.0
-    clock = _Clock(base)
-    recorder = Recorder(account_id=account.pk, session_id=session.pk, clock=clock)
+    account, session, clock, recorder = _clocked_recorder()
+    base = _BASE_MS
     j0, j1 = _jpeg(0), _jpeg(1)
     recorder.offer(_b64(j0), base, 16, 9)
     recorder.action_requested("click", base + 100, "click")
@@ -345,11 +347,8 @@ def test_a_repaint_during_a_read_only_action_is_the_frame_of_the_action_before(d
 def test_actions_after_one_whose_repaint_never_came_get_a_frame_before_the_next_one(db, media):
     """A navigate that finished after its last paint may still be repainted: the read-only
     action after it waits with it, but only until the next action is asked for."""
-    account = _account()
-    session = _recorded(account, ended_ago=10)
-    base = 1_800_000_000_000.0
-    clock = _Clock(base)
-    recorder = Recorder(account_id=account.pk, session_id=session.pk, clock=clock)
+    account, session, clock, recorder = _clocked_recorder()
+    base = _BASE_MS
     recorder.offer(_b64(_jpeg(0)), base, 16, 9)
     recorder.action_requested("nav", base + 50, "navigate")
     recorder.action_finished("nav", base + 100, "navigate")  # no repaint follows

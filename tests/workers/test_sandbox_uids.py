@@ -85,6 +85,11 @@ def test_leases_go_round_the_range_and_come_back(tmp_path: Path) -> None:
     # A reclaimer frees leases whose holder is gone, never the others.
     assert leases.reclaim(lambda name: name == "c") == [300_002]
     assert leases.holder("c") is None and leases.holder("a") == 300_000
+    # One lease, asked by its uid: held by that name only; given back only by that uid.
+    assert leases.holds("a", 300_000) and not leases.holds("d", 300_000)
+    assert not leases.holds("c", 300_002)
+    assert leases.release("a", only=300_001) is None and leases.holds("a", 300_000)
+    assert leases.release("a", only=300_000) == 300_000 and not leases.holds("a", 300_000)
 
 
 def _uid_of(pid: int) -> int:

@@ -315,7 +315,7 @@ class LocalBackend:
             )
             webdriver_session_id = str(reply["value"]["sessionId"])
             prepare_first_tab(url, webdriver_session_id, display)
-            if plan.uid is not None and UidLeases.configured().holder(str(session_dir)) != plan.uid:
+            if plan.uid is not None and not UidLeases.configured().holds(str(session_dir), plan.uid):
                 # Another start of this browser (a redelivered task) ended this one's lease and
                 # took the name: this browser's uid may be anybody's now, and its route too.
                 raise BrowserStartError("another start of this browser took its place")

@@ -91,6 +91,17 @@ class UidLeases:
         with self._locked():
             return self._holders()
 
+    def holds(self, name: str, uid: int) -> bool:
+        """Whether `name` holds `uid` (one lease file read, whatever the number of leases)."""
+        with self._locked():
+            return self._holds(name, uid)
+
+    def _holds(self, name: str, uid: int) -> bool:
+        try:
+            return (self.directory / str(uid)).read_text() == name
+        except OSError:
+            return False
+
     def holder(self, name: str) -> int | None:
         """The uid `name` holds, or None."""
         for uid, holder in self.holders().items():
@@ -131,12 +142,15 @@ class UidLeases:
         only if it is that uid (a failed start gives back its own lease, never the one a later
         start of the same browser took meanwhile)."""
         with self._locked():
-            for uid, holder in self._holders().items():
-                if holder == name and only in (None, uid):
-                    if cleanup is not None:
-                        cleanup(uid)
-                    (self.directory / str(uid)).unlink(missing_ok=True)
-                    return uid
+            if only is not None:
+                held = [only] if self._holds(name, only) else []
+            else:
+                held = [uid for uid, holder in self._holders().items() if holder == name][:1]
+            for uid in held:
+                if cleanup is not None:
+                    cleanup(uid)
+                (self.directory / str(uid)).unlink(missing_ok=True)
+                return uid
         return None
 
     def reclaim(
