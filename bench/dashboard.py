@@ -21,12 +21,14 @@ Prints a Markdown table and writes JSON to bench/results/dashboard.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -218,10 +220,8 @@ def _commit() -> str:
     return head.strip() + (" (dirty)" if dirty.stdout.strip() else "")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_seed_arguments(parser: argparse.ArgumentParser) -> None:
+    """The seed's size and the database's lifecycle (this bench's and bench/periodic_scans.py's)."""
     parser.add_argument("--actions", type=int, default=1_000_000)
     parser.add_argument("--per-session", type=int, default=50, help="actions per session")
     parser.add_argument("--accounts", type=int, default=200)
@@ -229,22 +229,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the database for another run")
     parser.add_argument("--reuse", action="store_true", help="time an existing --keep database, no seeding")
-    args = parser.parse_args()
 
-    os.environ["POSTGRES_DB"] = DATABASE
+
+@contextlib.contextmanager
+def seeded_database(
+    database: str, args: argparse.Namespace, *, then_seed: Callable[[], None] | None = None
+) -> Iterator[dict[str, Any]]:
+    """A database of its own, made (dropped first), migrated and seeded unless `--reuse`; Django
+    set up on it; dropped at the end unless `--keep`. Yields what was seeded. The caller sets the
+    rest of the environment before (Django reads it at setup)."""
+    os.environ["POSTGRES_DB"] = database
     os.environ.setdefault("BROWSERFLEET_ENV", "test")  # plain static files storage, no collectstatic
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     if not args.reuse:
-        _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        _admin(f'CREATE DATABASE "{DATABASE}"')
+        _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        _admin(f'CREATE DATABASE "{database}"')
     import django
 
     django.setup()
     from django.core.management import call_command
     from django.db import connection
-    from django.test.utils import setup_test_environment
 
-    setup_test_environment()  # lets the test client's host through ALLOWED_HOSTS
     try:
         if args.reuse:
             with connection.cursor() as cursor:
@@ -253,11 +258,46 @@ def main() -> None:
         else:
             call_command("migrate", verbosity=0)
             seeded = seed(args)
-        results = time_pages(args.repeat)
+            if then_seed is not None:
+                then_seed()
+        yield seeded
     finally:
         connection.close()
         if not args.keep:
-            _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+            _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def write_report(path: Path, args: argparse.Namespace, seeded: dict[str, Any], **results: Any) -> None:
+    """The run as JSON: when, which commit, the machine, the arguments, the seed and `results`."""
+    path.write_text(
+        json.dumps(
+            {
+                "when": datetime.now(UTC).isoformat(),
+                "commit": _commit(),
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load": os.getloadavg()},
+                "args": vars(args),
+                "seed": seeded,
+                **results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    log(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_seed_arguments(parser)
+    args = parser.parse_args()
+
+    with seeded_database(DATABASE, args) as seeded:
+        from django.test.utils import setup_test_environment
+
+        setup_test_environment()  # lets the test client's host through ALLOWED_HOSTS
+        results = time_pages(args.repeat)
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nDashboard pages over {seeded.get('actions', '?')} actions ({args.repeat} runs each;")
@@ -268,22 +308,7 @@ def main() -> None:
         print(
             f"| {row['page']} | {row['median_ms']} | {row['min_ms']} | {row['max_ms']} | {row['queries']} |"
         )
-    out = REPO / "bench" / "results" / "dashboard.json"
-    out.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(),
-                "commit": _commit(),
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load": os.getloadavg()},
-                "args": vars(args),
-                "seed": seeded,
-                "pages": results,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    log(f"wrote {out.relative_to(REPO)}")
+    write_report(REPO / "bench" / "results" / "dashboard.json", args, seeded, pages=results)
 
 
 if __name__ == "__main__":

@@ -24,14 +24,11 @@ Prints a Markdown table and writes JSON to bench/results/periodic_scans.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from dashboard import _admin, _commit, log, seed  # noqa: E402
+from dashboard import add_seed_arguments, log, seeded_database, write_report  # noqa: E402
 
 DATABASE = "browserfleet_bench_periodic"
 REDIS_DB = 14
@@ -157,49 +154,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--actions", type=int, default=1_000_000)
-    parser.add_argument("--per-session", type=int, default=50, help="actions per session")
-    parser.add_argument("--accounts", type=int, default=200)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--keep", action="store_true", help="keep the database for another run")
-    parser.add_argument("--reuse", action="store_true", help="time an existing --keep database, no seeding")
+    add_seed_arguments(parser)
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "periodic_scans.json"))
     args = parser.parse_args()
 
-    os.environ["POSTGRES_DB"] = DATABASE
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{REDIS_DB}"
     os.environ["BROWSER_PROFILE_ROOT"] = tempfile.mkdtemp(prefix="bf-bench-periodic-")
     os.environ["BROWSER_POOL_SIZE"] = "0"  # no warm browsers to refill: reconcile only scans
-    os.environ.setdefault("BROWSERFLEET_ENV", "test")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    if not args.reuse:
-        _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        _admin(f'CREATE DATABASE "{DATABASE}"')
-    import django
+    with seeded_database(DATABASE, args, then_seed=_seed_options) as seeded:
+        from project.redis import get_redis
 
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    from project.redis import get_redis
-
-    get_redis().flushdb()
-    try:
-        if args.reuse:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT count(*) FROM browser_sessions_action")
-                seeded: dict[str, Any] = {"reused": True, "actions": cursor.fetchone()[0]}
-        else:
-            call_command("migrate", verbosity=0)
-            seeded = seed(args)
-            _seed_options()
-        results = time_tasks(args.repeat)
-    finally:
         get_redis().flushdb()
-        connection.close()
-        if not args.keep:
-            _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        try:
+            results = time_tasks(args.repeat)
+        finally:
+            get_redis().flushdb()
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nBeat's periodic tasks over {seeded.get('actions', '?')} actions ({args.repeat} runs each")
@@ -212,21 +181,7 @@ def main() -> None:
             f"| {row['task']} | {row['first_ms']} | {row['median_ms']} | {row['max_ms']} "
             f"| {row['queries']} | {scans} |"
         )
-    Path(args.output).write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(),
-                "commit": _commit(),
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load": os.getloadavg()},
-                "args": vars(args),
-                "seed": seeded,
-                "tasks": results,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    log(f"wrote {args.output}")
+    write_report(Path(args.output), args, seeded, tasks=results)
 
 
 if __name__ == "__main__":

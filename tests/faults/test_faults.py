@@ -260,7 +260,8 @@ def test_creates_right_after_a_postgres_restart_succeed_the_first_time(
     # outlive their create: a 201 the first time, every one.
     after = _creates_at_once(api, 4) + [_create_once(api) for _ in range(4)]
     statuses = [(r.status_code, r.json().get("code")) for r in after]
-    assert statuses == [(201, None)] * len(after), (statuses, _worker_log(stack), _web_log(stack))
+    if statuses != [(201, None)] * len(after):
+        pytest.fail(f"{statuses}\n--- worker log\n{_worker_log(stack)}\n--- web log\n{_web_log(stack)}")
     for response in before + after:
         assert api.call("DELETE", f"/v1/computers/{response.json()['id']}").status_code == 200
     assert not stack.db_query("SELECT id FROM browser_sessions_browsersession WHERE status = 'starting'"), (
