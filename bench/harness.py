@@ -348,6 +348,9 @@ def _sigterm_as_exit() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so the `finally` below still cleans up."""
 
     def handler(signum: int, frame: Any) -> None:
+        # Once: a second SIGTERM (`timeout` and a `pkill` both sending one) must not cut the
+        # cleanup short, or the stack and its browsers outlive the run.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise SystemExit(128 + signum)
 
     try:
