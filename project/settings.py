@@ -166,7 +166,8 @@ WORKER_HOSTS = env_int("WORKER_HOSTS", 1, minimum=1)  # machines running the wor
 POSTGRES_CONNECTION_MARGIN = env_int("POSTGRES_CONNECTION_MARGIN", 10, minimum=0)
 DATABASES = {
     "default": {
-        "ENGINE": "django.db.backends.postgresql",
+        # Django's PostgreSQL backend with a cheaper check of pooled connections (project/pg_check.py).
+        "ENGINE": "project.postgresql",
         "HOST": env_str("POSTGRES_HOST", "127.0.0.1"),
         "PORT": env_int("POSTGRES_PORT", 5432),
         "NAME": env_str("POSTGRES_DB", "browserfleet"),
@@ -174,8 +175,9 @@ DATABASES = {
         "PASSWORD": env_str("POSTGRES_PASSWORD", ""),
         # A pool keeps connections itself (Django refuses both).
         "CONN_MAX_AGE": 0 if _DB_POOL else POSTGRES_CONN_MAX_AGE,
-        # A connection taken from the pool, or a prefork worker's persistent one at its first query
-        # of a task, is checked first (an empty query, ~35 us here): without it, every connection
+        # A connection taken from the pool (project/pg_check.py: a round trip only for one that shows
+        # trouble), or a prefork worker's persistent one at its first query of a task (an empty
+        # query), is checked first: without it, every connection
         # opened before a PostgreSQL restart failed its next request or task once, and a lifecycle
         # child's first browser start after the restart failed (tests/faults, issue 20).
         "CONN_HEALTH_CHECKS": env_bool("POSTGRES_CONN_HEALTH_CHECKS", True),
