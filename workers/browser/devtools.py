@@ -50,6 +50,8 @@ class DevTools:
         self._replies: dict[int, dict[str, Any]] = {}
         # Scratch tabs whose other requests (anything but the one page we serve) are refused.
         self.blocking: set[str] = set()
+        # A scratch tab's one answer to a request of its page, per session: (URL, Fetch response).
+        self.serving: dict[str, tuple[str, dict[str, Any]]] = {}
         try:
             self._ws = websocket.create_connection(url, timeout=timeout, suppress_origin=True)
         except (OSError, websocket.WebSocketException) as exc:
@@ -84,11 +86,17 @@ class DevTools:
         except (OSError, ValueError, websocket.WebSocketException) as exc:
             raise BrowserGone(f"DevTools connection lost: {type(exc).__name__}") from exc
         if message.get("method") == "Fetch.requestPaused" and message.get("sessionId") in self.blocking:
-            self.send(
-                "Fetch.failRequest",
-                {"requestId": message["params"]["requestId"], "errorReason": "BlockedByClient"},
-                message["sessionId"],
-            )
+            session, params = message["sessionId"], message["params"]
+            serving = self.serving.get(session)
+            if serving is not None and params.get("request", {}).get("url") == serving[0]:
+                del self.serving[session]
+                self.send("Fetch.fulfillRequest", {"requestId": params["requestId"], **serving[1]}, session)
+            else:
+                self.send(
+                    "Fetch.failRequest",
+                    {"requestId": params["requestId"], "errorReason": "BlockedByClient"},
+                    session,
+                )
             return {}
         return message
 
