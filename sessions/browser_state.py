@@ -11,13 +11,17 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.selectors import session_cost
 from billing.services import session_time_refund
 from project.completion import completion_publish
-from sessions.events import session_status_publish
+from sessions.events import (
+    session_events_publish_with_completion,
+    session_status_event,
+    session_status_publish,
+)
 from sessions.location import BrowserLocation
 from sessions.models import LIVE_STATUSES, BrowserSession, EndedReason, SessionStatus, WarmBrowser, WorkerHost
 from sessions.placement import alive_since
@@ -56,9 +60,17 @@ def session_browser_ready(*, session: BrowserSession, location: BrowserLocation)
                 idempotency_key=f"session.started:{session.pk}",
             )
     if started:
-        # Before the create is woken: its first action's events come after this one.
-        session_status_publish(session_id=session.pk, status=SessionStatus.READY, at=now)
-        completion_publish(started_event(session.pk), {"ok": True})
+        # Before the create is woken: its first action's events come after this one. Both in one
+        # Redis round trip (each is a wake-up of Redis and of this thread on the create's path).
+        if connection.in_atomic_block:  # the event waits for the caller's commit; the signal not
+            session_status_publish(session_id=session.pk, status=SessionStatus.READY, at=now)
+            completion_publish(started_event(session.pk), {"ok": True})
+        else:
+            session_events_publish_with_completion(
+                [session_status_event(session_id=session.pk, status=SessionStatus.READY, at=now)],
+                started_event(session.pk),
+                {"ok": True},
+            )
     return bool(started)
 
 
