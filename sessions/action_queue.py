@@ -35,11 +35,12 @@ from project.exceptions import Busy, InsufficientCredits, ServiceUnavailable, is
 from project.rows import NO_FLUSH_WAIT, as_loaded, from_row, hot_cursor, json_value, select_list
 from sessions import dispatch, selectors
 from sessions.events import (
+    Entry,
     action_finished_event,
-    action_requested_publish,
+    action_requested_event,
     session_events_publish,
     session_events_publish_with_completion,
-    session_status_publish,
+    session_status_event,
 )
 from sessions.models import Action, ActionStatus, BrowserSession, SessionStatus, session_alive
 from sessions.services import session_require_active
@@ -145,19 +146,21 @@ def action_submit(
     balance cannot cover it, or `api_key`'s monthly spend cap (`key_spend_cap_reached`).
     """
     for _ in range(_ACCEPT_ATTEMPTS):
-        row = _accept(session_id=session_id, account=account, action=action, api_key=api_key)
-        if row is not None:
-            _deliver(row)
+        accepted = _accept(session_id=session_id, account=account, action=action, api_key=api_key)
+        if accepted is not None:
+            row, events = accepted
+            _deliver(row, events)
             return row
         _explain_refusal(session_id=session_id, account=account, action=action, api_key=api_key)
     raise Busy("The session or the balance kept changing while this action was accepted; try again.")
 
 
-def _deliver(row: Action) -> None:
-    """Send the accepted action to the workers; if the broker is down, take it back (errored,
-    refunded) and answer 503, so that the client's retry is the only copy that ever runs."""
+def _deliver(row: Action, events: list[Entry]) -> None:
+    """Send the accepted action to the workers, after its watchers' `events` (in one round trip);
+    if the broker is down, take it back (errored, refunded) and answer 503, so that the client's
+    retry is the only copy that ever runs."""
     try:
-        dispatch.actions_run(row.session_id)
+        dispatch.actions_run_announced(row.session_id, events)
     except Exception as exc:
         if not is_outage(exc):
             raise
@@ -185,8 +188,9 @@ def _unsaved_row(action: dict[str, Any], **fields: Any) -> Action:
 @retry_on_conflict
 def _accept(
     *, session_id: str, account: Account, action: dict[str, Any], api_key: RequestKey | None
-) -> Action | None:
-    """The accept, in one statement; None when refused (see _ACCEPT)."""
+) -> tuple[Action, list[Entry]] | None:
+    """The accept, in one statement, with the watchers' events it makes (sent with the action's
+    task: `_deliver`); None when refused (see _ACCEPT)."""
     api_key_id = api_key.id if api_key is not None else None
     row = _unsaved_row(
         action, session_id=session_id, account_id=account.pk, api_key_id=api_key_id, created_at=timezone.now()
@@ -227,16 +231,21 @@ def _accept(
             low=low,
         )
     # The accept is its own transaction, committed by now: the watchers' events (sessions/events.py).
+    events = []
     if accepted[4] == SessionStatus.READY.value:
-        session_status_publish(session_id=session_id, status=SessionStatus.RUNNING, at=row.created_at)
-    action_requested_publish(
-        session_id=session_id,
-        action_id=row.public_id,
-        action_type=row.type,
-        created_at=row.created_at,
-        client_request_id=row.request_id,
+        events.append(
+            session_status_event(session_id=session_id, status=SessionStatus.RUNNING, at=row.created_at)
+        )
+    events.append(
+        action_requested_event(
+            session_id=session_id,
+            action_id=row.public_id,
+            action_type=row.type,
+            created_at=row.created_at,
+            client_request_id=row.request_id,
+        )
     )
-    return as_loaded(row)
+    return as_loaded(row), events
 
 
 def _explain_refusal(

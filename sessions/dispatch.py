@@ -12,9 +12,12 @@ import threading
 from collections import OrderedDict
 from functools import partial
 
+from django.conf import settings
 from django.db import transaction
 
 from project.celery import app
+from project.task_messages import task_message_command
+from sessions.events import Entry, session_events_publish_then
 from sessions.models import BrowserSession
 
 SESSION_START = "workers.tasks.session_start"
@@ -121,6 +124,19 @@ def _actions_queue_of(session_id: str) -> str | None:
 def actions_run(session_id: str) -> None:
     """Have a worker (of the session's host, for a local browser) run its queued actions, in order."""
     _send_after_commit(ACTIONS_RUN, session_id, queue=_actions_queue_of(session_id))
+
+
+def actions_run_announced(session_id: str, events: list[Entry]) -> None:
+    """`actions_run`, with the session's `events` (sessions/events.py) appended first, in the same
+    Redis round trip (project/task_messages.py): a watcher sees an action's request before any
+    worker can run it. An event that cannot be written is logged; a message that cannot be sent
+    raises, as `actions_run` does."""
+    queue = _actions_queue_of(session_id) or settings.CELERY_TASK_ROUTES[ACTIONS_RUN]["queue"]
+    transaction.on_commit(
+        lambda: session_events_publish_then(
+            events, lambda pipe: task_message_command(pipe, ACTIONS_RUN, (session_id,), queue=queue)
+        )
+    )
 
 
 def pool_refill(host: str, *, expires: float | None = None) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -66,18 +67,16 @@ def _append(entries: list[Entry]) -> None:
         logger.warning("session events not written (%r): %s", exc, [e[:2] for e in entries])
 
 
-def session_events_publish_with_completion(
-    entries: list[Entry], event: str, payload: dict[str, Any] | None
-) -> None:
-    """Append `entries`, then send the completion signal `event`, in one Redis round trip (each
-    round trip is a wake-up of Redis and of this thread: on a busy host ~1 ms, measured in
+def session_events_publish_then(entries: list[Entry], tail: Callable[[Pipeline], object]) -> list[Any]:
+    """Append `entries`, then the commands `tail` adds to the pipeline, in one Redis round trip
+    (each round trip is a wake-up of Redis and of this thread: on a busy host ~1 ms, measured in
     docs/benchmarks.md, "Commits and round trips"). Outside a transaction only: the entries are
-    for changes committed already. The events go first, so a watcher sees an action's response
-    before its waiter answers; an event that cannot be written is logged, as in `_append`, and a
-    signal that cannot be sent raises, as `completion_publish` does."""
+    for changes committed already. The events go first, so a watcher sees them before what the
+    tail causes (a waiter's answer, a worker's run); an event that cannot be written is logged,
+    as in `_append`, and a tail's command that fails raises. Returns the tail's replies."""
     pipe = get_redis().pipeline(transaction=False)
     _commands(pipe, entries)
-    completion_commands(pipe, event, payload)
+    tail(pipe)
     replies = pipe.execute(raise_on_error=False)
     for reply in replies[2 * len(entries) :]:
         if isinstance(reply, Exception):
@@ -85,6 +84,16 @@ def session_events_publish_with_completion(
     failed = [reply for reply in replies[: 2 * len(entries)] if isinstance(reply, Exception)]
     if failed:
         logger.warning("session events not written (%r): %s", failed[0], [e[:2] for e in entries])
+    return replies[2 * len(entries) :]
+
+
+def session_events_publish_with_completion(
+    entries: list[Entry], event: str, payload: dict[str, Any] | None
+) -> None:
+    """Append `entries`, then send the completion signal `event`, in one Redis round trip (as
+    `session_events_publish_then`): a signal that cannot be sent raises, as `completion_publish`
+    does."""
+    session_events_publish_then(entries, lambda pipe: completion_commands(pipe, event, payload))
 
 
 def session_events_publish(entries: list[tuple[str, str, dict[str, Any]]]) -> None:
@@ -115,9 +124,9 @@ def session_status_publish(
     )
 
 
-def action_requested_publish(
+def action_requested_event(
     *, session_id: str, action_id: str, action_type: str, created_at: datetime, client_request_id: str
-) -> None:
+) -> Entry:
     data: dict[str, Any] = {
         "request_id": action_id,
         "action_id": action_id,
@@ -127,7 +136,7 @@ def action_requested_publish(
     }
     if client_request_id:
         data["client_request_id"] = client_request_id
-    session_events_publish([(session_id, ACTION_REQUEST, data)])
+    return session_id, ACTION_REQUEST, data
 
 
 def action_finished_event(

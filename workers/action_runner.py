@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -77,13 +78,35 @@ def restoring_key(session_id: str) -> str:
 RESTORING_MARK_SECONDS = 24 * 3600
 
 
+# Sessions whose drain, holding their lock, found no restoring mark. The mark is set only before
+# a session is ready, by the restorer holding the same lock (workers/services.py `_storage_lock`),
+# and actions are accepted only once it is ready: once a drain under the lock has seen no mark,
+# none can appear for that session again, and its later drains skip the look (a Redis round trip
+# on every action's path). Bounded, per process, thread-safe.
+_restore_checked: OrderedDict[str, None] = OrderedDict()
+_restore_checked_lock = threading.Lock()
+_RESTORE_CHECKED_KEPT = 10_000
+
+
+def _restore_seen_absent(session_id: str) -> None:
+    with _restore_checked_lock:
+        _restore_checked[session_id] = None
+        _restore_checked.move_to_end(session_id)
+        while len(_restore_checked) > _RESTORE_CHECKED_KEPT:
+            _restore_checked.popitem(last=False)
+
+
 def _restore_interrupted(session_id: str) -> bool:
     """The restore that held this session's lock was lost (its worker died) before the storage
     was in: the session ends crashed (its queued actions cancelled) rather than act without the
     state it was created with; a crashed session's end saves nothing, so no save replaces a
-    state with a half-restored one."""
+    state with a half-restored one. Called under the session's action lock."""
+    with _restore_checked_lock:
+        if session_id in _restore_checked:
+            return False
     try:
         if not get_redis().exists(restoring_key(session_id)):
+            _restore_seen_absent(session_id)
             return False
     except RedisError:
         return False  # as a drain without Redis: the restore went in before ready (services.py)

@@ -94,3 +94,45 @@ def test_without_a_loop_the_view_waits_on_its_thread(event: str) -> None:
     assert not isinstance(response, AwaitedResponse)
     assert response.status_code == 200
     assert response.data == {"done": {"status": "ok"}}
+
+
+def test_the_slot_goes_back_while_the_answer_is_made(event: str, monkeypatch: Any) -> None:
+    """Two waits of their own (a Redis round trip, a web thread's hop) overlap: the slot's release
+    is not over before the answer starts (here it waits for it), and both are over before the
+    answer leaves."""
+    import threading
+
+    from project import awaiting, slots
+
+    answering = threading.Event()
+    seen: list[bool] = []
+
+    async def release_seeing_the_answer(*, key: str, token: str) -> None:
+        for _ in range(500):  # up to 5 s: with the two in sequence the answer never starts
+            if answering.is_set():
+                break
+            await asyncio.sleep(0.01)
+        seen.append(answering.is_set())
+        await slots.slot_release_async(key=key, token=token)
+
+    monkeypatch.setattr(awaiting, "slot_release_async", release_seeing_the_answer)
+
+    class _MarkingView(_WaitView):
+        def post(self, request: Request) -> Any:
+            def then(done: dict[str, Any] | None) -> Response:
+                answering.set()
+                return Response({"done": done})
+
+            return awaited_response(self, request, event=self.event, timeout=1.0, then=then, slot=self.slot)
+
+    key = f"bf:test-slots:{uuid.uuid4().hex}"
+    token = slot_take(key=key, limit=1, ttl=60)
+    assert token is not None
+    completion_publish(event, {"n": 1})
+    request = RequestFactory().post("/wait", data={}, content_type="application/json")
+    request_mark_waits_on_loop(request)
+    response = _MarkingView.as_view(event=event, slot=HeldSlot(key=key, token=token))(request)
+    answer = asyncio.run(response.settle())
+    assert answer.status_code == 200
+    assert seen == [True]
+    assert get_redis().zcard(key) == 0
