@@ -22,7 +22,6 @@ client) there is no loop: the view waits on its thread, as it did before (`await
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,24 +78,13 @@ class AwaitedResponse(HttpResponse):
         error: Exception | None = None
         try:
             payload = await completion_wait_async(self._event, timeout=self._timeout)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):  # the client went away (cancelled): give back only
-                await self._release_slot()
-                raise
-            error = exc  # Redis away (an outage: 503), or a bug: answered below
-        # The slot goes back while the answer is made (each is a wait of its own: a Redis round
-        # trip, a web thread's hop), and before the answer leaves: a client that sends its next
-        # request as soon as it has this one's answer finds its slot free.
-        release = asyncio.ensure_future(self._release_slot())
-        try:
-            answer = await run_in_web_thread(self._answer, payload, error)
-        finally:
-            await asyncio.shield(release)  # runs to its end even if the client leaves meanwhile
+        except Exception as exc:  # Redis away (an outage: 503), or a bug: answered below
+            error = exc
+        finally:  # also when the client went away (cancelled)
+            if self._slot is not None and self._slot.token:
+                await slot_release_async(key=self._slot.key, token=self._slot.token)
+        answer = await run_in_web_thread(self._answer, payload, error)
         return self._with_middleware_headers(answer)
-
-    async def _release_slot(self) -> None:
-        if self._slot is not None and self._slot.token:
-            await slot_release_async(key=self._slot.key, token=self._slot.token)
 
     def settle_on_thread(self) -> HttpResponseBase:
         """The same wait on the calling thread (a sync handler: no event loop)."""
