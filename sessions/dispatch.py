@@ -8,14 +8,13 @@ task is sent at once. tests/sessions/test_dispatch.py checks every name here is 
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from functools import partial
 
 from django.conf import settings
 from django.db import transaction
 
 from project.celery import app
+from project.memo import BoundedMemo
 from project.task_messages import task_message_command
 from sessions.events import Entry, session_events_publish_then
 from sessions.models import BrowserSession
@@ -97,15 +96,12 @@ def browser_stop_many(sessions: list[tuple[str, str, str]]) -> None:
 
 
 # Session id -> actions queue. A session's host never changes once its browser is up, so the
-# look-up is done once per session and process (bounded, thread-safe).
-_action_queues: OrderedDict[str, str] = OrderedDict()
-_action_queues_lock = threading.Lock()
-_ACTION_QUEUES_KEPT = 10_000
+# look-up is done once per session and process.
+_action_queues: BoundedMemo[str, str] = BoundedMemo(10_000)
 
 
 def _actions_queue_of(session_id: str) -> str | None:
-    with _action_queues_lock:
-        queue = _action_queues.get(session_id)
+    queue = _action_queues.get(session_id)
     if queue is not None:
         return queue
     row = BrowserSession.objects.filter(pk=session_id).values_list("backend", "host").first()
@@ -114,10 +110,7 @@ def _actions_queue_of(session_id: str) -> str | None:
     backend, host = row
     # A local browser's chromedriver listens on its host's loopback: only that host can drive it.
     queue = host_actions_queue(host) if backend == "local" else "actions"
-    with _action_queues_lock:
-        _action_queues[session_id] = queue
-        while len(_action_queues) > _ACTION_QUEUES_KEPT:
-            _action_queues.popitem(last=False)
+    _action_queues.put(session_id, queue)
     return queue
 
 

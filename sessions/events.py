@@ -67,13 +67,13 @@ def _append(entries: list[Entry]) -> None:
         logger.warning("session events not written (%r): %s", exc, [e[:2] for e in entries])
 
 
-def session_events_publish_then(entries: list[Entry], tail: Callable[[Pipeline], object]) -> list[Any]:
+def session_events_publish_then(entries: list[Entry], tail: Callable[[Pipeline], object]) -> None:
     """Append `entries`, then the commands `tail` adds to the pipeline, in one Redis round trip
     (each round trip is a wake-up of Redis and of this thread: on a busy host ~1 ms, measured in
     docs/benchmarks.md, "Commits and round trips"). Outside a transaction only: the entries are
     for changes committed already. The events go first, so a watcher sees them before what the
     tail causes (a waiter's answer, a worker's run); an event that cannot be written is logged,
-    as in `_append`, and a tail's command that fails raises. Returns the tail's replies."""
+    as in `_append`, and a tail's command that fails raises."""
     pipe = get_redis().pipeline(transaction=False)
     _commands(pipe, entries)
     tail(pipe)
@@ -84,7 +84,6 @@ def session_events_publish_then(entries: list[Entry], tail: Callable[[Pipeline],
     failed = [reply for reply in replies[: 2 * len(entries)] if isinstance(reply, Exception)]
     if failed:
         logger.warning("session events not written (%r): %s", failed[0], [e[:2] for e in entries])
-    return replies[2 * len(entries) :]
 
 
 def session_events_publish_with_completion(

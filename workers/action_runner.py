@@ -18,7 +18,6 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +30,7 @@ from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
 from project.db import connection_release
+from project.memo import BoundedMemo
 from project.redis import get_redis
 from sessions import dispatch
 from sessions.action_queue import (
@@ -82,18 +82,8 @@ RESTORING_MARK_SECONDS = 24 * 3600
 # a session is ready, by the restorer holding the same lock (workers/services.py `_storage_lock`),
 # and actions are accepted only once it is ready: once a drain under the lock has seen no mark,
 # none can appear for that session again, and its later drains skip the look (a Redis round trip
-# on every action's path). Bounded, per process, thread-safe.
-_restore_checked: OrderedDict[str, None] = OrderedDict()
-_restore_checked_lock = threading.Lock()
-_RESTORE_CHECKED_KEPT = 10_000
-
-
-def _restore_seen_absent(session_id: str) -> None:
-    with _restore_checked_lock:
-        _restore_checked[session_id] = None
-        _restore_checked.move_to_end(session_id)
-        while len(_restore_checked) > _RESTORE_CHECKED_KEPT:
-            _restore_checked.popitem(last=False)
+# on every action's path).
+_restore_checked: BoundedMemo[str, bool] = BoundedMemo(10_000)
 
 
 def _restore_interrupted(session_id: str) -> bool:
@@ -101,12 +91,11 @@ def _restore_interrupted(session_id: str) -> bool:
     was in: the session ends crashed (its queued actions cancelled) rather than act without the
     state it was created with; a crashed session's end saves nothing, so no save replaces a
     state with a half-restored one. Called under the session's action lock."""
-    with _restore_checked_lock:
-        if session_id in _restore_checked:
-            return False
+    if session_id in _restore_checked:
+        return False
     try:
         if not get_redis().exists(restoring_key(session_id)):
-            _restore_seen_absent(session_id)
+            _restore_checked.put(session_id, True)
             return False
     except RedisError:
         return False  # as a drain without Redis: the restore went in before ready (services.py)

@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.services import account_create
+from project.memo import BoundedMemo
 from project.redis import get_redis
 from sessions.models import BrowserSession
 from workers import action_runner
@@ -24,8 +25,7 @@ def session(plans):
     )  # fmt: skip
     yield row
     get_redis().delete(restoring_key(row.pk))
-    with action_runner._restore_checked_lock:
-        action_runner._restore_checked.pop(row.pk, None)
+    action_runner._restore_checked.forget(row.pk)
 
 
 class _CountingExists:
@@ -74,8 +74,7 @@ def test_a_redis_error_is_not_remembered(session, monkeypatch):
 
 
 def test_the_memory_is_bounded(monkeypatch):
-    monkeypatch.setattr(action_runner, "_RESTORE_CHECKED_KEPT", 3)
-    monkeypatch.setattr(action_runner, "_restore_checked", type(action_runner._restore_checked)())
+    monkeypatch.setattr(action_runner, "_restore_checked", BoundedMemo(3))
     for n in range(5):
-        action_runner._restore_seen_absent(f"comp_{n}")
+        action_runner._restore_checked.put(f"comp_{n}", True)
     assert list(action_runner._restore_checked) == ["comp_2", "comp_3", "comp_4"]
