@@ -50,9 +50,8 @@ class DevTools:
         self._replies: dict[int, dict[str, Any]] = {}
         # Scratch tabs whose other requests (anything but the one page we serve) are refused.
         self.blocking: set[str] = set()
-        # A scratch tab's answers to its pages' requests, per session: {URL: Fetch response}, each
-        # given once.
-        self.serving: dict[str, dict[str, dict[str, Any]]] = {}
+        # A scratch tab's one answer to a request of its page, per session: (URL, Fetch response).
+        self.serving: dict[str, tuple[str, dict[str, Any]]] = {}
         try:
             self._ws = websocket.create_connection(url, timeout=timeout, suppress_origin=True)
         except (OSError, websocket.WebSocketException) as exc:
@@ -88,9 +87,10 @@ class DevTools:
             raise BrowserGone(f"DevTools connection lost: {type(exc).__name__}") from exc
         if message.get("method") == "Fetch.requestPaused" and message.get("sessionId") in self.blocking:
             session, params = message["sessionId"], message["params"]
-            answer = self.serving.get(session, {}).pop(params.get("request", {}).get("url"), None)
-            if answer is not None:
-                self.send("Fetch.fulfillRequest", {"requestId": params["requestId"], **answer}, session)
+            serving = self.serving.get(session)
+            if serving is not None and params.get("request", {}).get("url") == serving[0]:
+                del self.serving[session]
+                self.send("Fetch.fulfillRequest", {"requestId": params["requestId"], **serving[1]}, session)
             else:
                 self.send(
                     "Fetch.failRequest",
@@ -129,15 +129,11 @@ class DevTools:
         self._events = [e for e in self._events if e.get("sessionId") != session]
 
     def wait_event(self, method: str, session: str | None = None) -> dict[str, Any]:
-        return self.next_event((method,), session)[1]
-
-    def next_event(self, methods: tuple[str, ...], session: str | None = None) -> tuple[str, dict[str, Any]]:
-        """The earliest event of the tab (or the browser) among `methods`: (method, params)."""
         while True:
             for event in self._events:
-                if event.get("method") in methods and event.get("sessionId") == session:
+                if event.get("method") == method and event.get("sessionId") == session:
                     self._events.remove(event)
-                    return str(event["method"]), dict(event.get("params") or {})
+                    return dict(event.get("params") or {})
             message = self._receive()
             if "id" in message:
                 self._replies[int(message["id"])] = message

@@ -74,19 +74,7 @@ _STATE_FETCHED = (
     f"r.headers.get('content-type') === {_DEFLATED!r} "
     "? new Response(r.body.pipeThrough(new DecompressionStream('deflate'))).json() : r.json())"
 )
-# A restore's scratch page of one origin (state_import): its script fetches that origin's data,
-# writes it, then goes on by itself to the next origin's scratch page or, after the last, to
-# about:blank; a failure goes to about:blank at once, its message in the fragment.
-_IMPORT_FAILED = "#browserfleet-state-failed:"
-_IMPORT_PAGE = (
-    "<!doctype html><title>state</title><script>\n"
-    f"(async (data) => {{\ndata = await data;\n{STATE_IMPORT}\n}})({_STATE_FETCHED}).then(\n"
-    "  () => location.replace(__NEXT_URL__),\n"
-    f"  (e) => location.replace('about:blank{_IMPORT_FAILED}' + "
-    "encodeURIComponent(String((e && e.message) || e).slice(0, 200))));\n"
-    "</script>"
-)
-assert "</script" not in STATE_IMPORT.lower()
+_IMPORT_FETCHED = "data = await data;\n" + STATE_IMPORT  # `data`: the promise of that fetch
 
 
 def _state_response(data: Any) -> dict[str, Any]:
@@ -107,27 +95,6 @@ def _state_response(data: Any) -> dict[str, Any]:
         ],
         "body": base64.b64encode(body).decode("ascii"),
     }
-
-
-def _document_response(html: str) -> dict[str, Any]:
-    return {
-        "responseCode": 200,
-        "responseHeaders": [
-            {"name": "Content-Type", "value": "text/html; charset=utf-8"},
-            {"name": "Cache-Control", "value": "no-store"},
-        ],
-        "body": base64.b64encode(html.encode()).decode("ascii"),
-    }
-
-
-def _root_url(origin: str) -> str:
-    """The URL of an origin's root as Chromium requests it: lower-case host, no default port."""
-    parts = urllib.parse.urlsplit(origin)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    port = parts.port
-    default = 443 if parts.scheme == "https" else 80
-    return f"{parts.scheme}://{host}{'' if port in (None, default) else f':{port}'}/"
 
 
 def _async_body(body: str, argument: str = "null") -> str:
@@ -166,12 +133,17 @@ class _Browser:
         with contextlib.suppress(BrowserError):
             self.dt.call("Network.setBypassServiceWorker", {"bypass": True}, session)
 
-    def open_origin(self, session: str, origin: str) -> None:
+    def open_origin(self, session: str, origin: str, data: Any = None) -> None:
         """Load an empty document of `origin` in the tab, served by us: no network, no site script.
-        The tab serves scratch pages (serve_scratch_pages)."""
+        The tab serves scratch pages (serve_scratch_pages). `data`, if given, is the one other
+        request the page may make: `_STATE_PATH` answers it (made ready while the browser
+        navigates)."""
         self.dt.blocking.discard(session)
+        self.dt.serving.pop(session, None)
         self.dt.drop_events(session)
         self.dt.send("Page.navigate", {"url": origin + "/"}, session)
+        if data is not None:
+            self.dt.serving[session] = (origin + _STATE_PATH, _state_response(data))
         while True:
             paused = self.dt.wait_event("Fetch.requestPaused", session)
             if paused.get("resourceType") == "Document":  # the navigation (its URL is normalized)
@@ -270,11 +242,9 @@ def state_import(
     What a restore costs is mostly fixed (docs/saved-state.md, "Restore time"), so it does as
     little as it can: the cookies in one command, sent first and collected last; then the
     origins' storage (localStorage, IndexedDB, sessionStorage) in the session's own main tab,
-    one scratch page per origin, whose script writes it and goes on by itself to the next one,
-    and after the last back to about:blank: one navigation sent, every page and its data
-    answered as the tab asks for them, nothing to wait for between them. The main tab, not a
-    new one: a new tab is a new renderer process to start, while a blank tab's first navigation
-    can take the process it already has. The tab is left on about:blank with an empty history.
+    one scratch navigation and one script per origin. The main tab, not a new one: a new tab
+    is a new renderer process to start, while a blank tab's first navigation can take the
+    process it already has. The tab is then put back on about:blank with an empty history.
 
     Returns where its time went, in ms per phase (for the worker's log line).
     """
@@ -294,11 +264,27 @@ def state_import(
             session = browser.attach(tab)
             browser.serve_scratch_pages(session)
             phases.mark("connect")
-            _write_origins(dt, session, per_origin)
-            phases.mark("write")
+            for origin, data in per_origin.items():
+                browser.open_origin(session, origin, data)
+                phases.mark("open")
+                dt.evaluate(_async_body(_IMPORT_FETCHED, _STATE_FETCHED), session)
+                phases.mark("write")
             dt.blocking.discard(session)
             dt.serving.pop(session, None)
             dt.call("Fetch.disable", {}, session)
+            # Back to a blank page, and the scratch pages leave no trace in the tab's history.
+            # The last scratch page goes there itself (location.replace: a renderer-initiated
+            # navigation), not by Page.navigate: Chromium gives a browser-initiated navigation
+            # away from a site a new renderer process (seen with SystemInfo.getProcessInfo),
+            # while this one stays in the site's renderer, which the session's first navigation
+            # to that site then takes (docs/benchmarks.md, "Wave 4 session 4"). The blank page's
+            # origin is then the last restored one instead of an opaque one: only a script run
+            # on it could tell (its URL is about:blank, its history one entry, nothing of the
+            # site runs there). Not through WebDriver either: chromedriver follows the tab's
+            # navigations as it does a page's own.
+            dt.drop_events(session)
+            dt.evaluate("location.replace('about:blank')", session)
+            dt.wait_event("Page.loadEventFired", session)
             with contextlib.suppress(BrowserError):  # an older build keeps the entries
                 dt.call("Page.resetNavigationHistory", {}, session)
             dt.call("Target.detachFromTarget", {"sessionId": session})
@@ -307,53 +293,6 @@ def state_import(
             dt.reply(sent, "Storage.setCookies")
             phases.mark("cookies")
     return phases.ms
-
-
-def _write_origins(dt: DevTools, session: str, per_origin: dict[str, dict[str, Any]]) -> None:
-    """Write each origin's storage from its scratch page in the tab, which then ends on
-    about:blank (loaded): a failure raises.
-
-    The last scratch page goes to about:blank itself (location.replace: a renderer-initiated
-    navigation), not by Page.navigate: Chromium gives a browser-initiated navigation away from a
-    site a new renderer process (seen with SystemInfo.getProcessInfo), while this one stays in
-    the site's renderer, which the session's first navigation to that site then takes
-    (docs/benchmarks.md, "Wave 4 session 4"). The blank page's origin is then the last restored
-    one instead of an opaque one: only a script run on it could tell (its URL is about:blank,
-    its history one entry, nothing of the site runs there). Not through WebDriver either:
-    chromedriver follows the tab's navigations as it does a page's own.
-    """
-    roots = [_root_url(origin) for origin in per_origin]
-    answers: dict[str, dict[str, Any]] = {}
-    for at, (root, data) in enumerate(zip(roots, per_origin.values(), strict=True)):
-        following = roots[at + 1] if at + 1 < len(roots) else "about:blank"
-        answers[root] = _document_response(
-            _IMPORT_PAGE.replace("__NEXT_URL__", json.dumps(following).replace("<", "\\u003c"))
-        )
-        answers[root.rstrip("/") + _STATE_PATH] = _state_response(data)
-    dt.serving[session] = answers  # every other request of these pages is refused
-    dt.blocking.add(session)
-    dt.drop_events(session)
-    dt.send("Page.navigate", {"url": roots[0]}, session)
-    blank = False
-    while True:
-        method, event = dt.next_event(("Page.frameNavigated", "Page.loadEventFired"), session)
-        if method == "Page.loadEventFired":
-            if blank:
-                return
-            continue
-        frame = event.get("frame") or {}
-        if frame.get("parentId"):
-            continue
-        url = str(frame.get("url", ""))
-        fragment = str(frame.get("urlFragment", ""))
-        if url == "about:blank" or url.startswith("about:blank#"):
-            fragment = fragment or url.removeprefix("about:blank")
-            if fragment.startswith(_IMPORT_FAILED):
-                failure = urllib.parse.unquote(fragment.removeprefix(_IMPORT_FAILED))
-                raise BrowserError(f"script failed: {failure[:200]}")
-            blank = True
-        elif url not in roots:  # an error page: a scratch page was not served
-            raise BrowserError(f"a scratch page did not load (the tab went to {url[:100]!r})")
 
 
 class _Phases:
