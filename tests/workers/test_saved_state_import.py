@@ -13,6 +13,7 @@ from tests.support.private_services import free_port
 from tests.workers.test_actions_executor import Browser, _start, _stop
 from workers.browser.base import Display
 from workers.browser.devtools import DevTools, devtools_url
+from workers.browser.errors import BrowserError
 from workers.browser.saved_state import _Browser, state_export, state_import
 
 pytestmark = pytest.mark.usefixtures("egress_filter")
@@ -78,3 +79,27 @@ def test_a_state_of_several_origins_restores_through_the_main_tab_and_leaves_it_
         assert sorted(saved["localStorage"]) == [["big", big], ["n", str(n)], ["tricky", tricky]]
         [db] = saved["indexedDB"]
         assert db["version"] == 2 and db["stores"][0]["records"] == [[n, record]]
+
+
+def test_a_state_the_page_refuses_fails_the_import_with_the_page_error_and_writes_no_later_origin(
+    browser: Browser,
+) -> None:
+    """A write the page refuses (an IndexedDB record without the key its store's keyPath names)
+    stops the restore at once and comes back as the page's own error, not as a wait that times
+    out; the origins after it are not written."""
+    first, second = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
+    store = {"name": "s", "keyPath": "id", "autoIncrement": False, "indexes": []}
+    refused = {"name": "d", "version": 1, "stores": [{**store, "records": [[None, "no id"]]}]}
+    state = {
+        "format": 1,
+        "cookies": [],
+        "origins": {
+            first: {"localStorage": [["k", "first"]], "indexedDB": [refused]},
+            second: {"localStorage": [["k", "second"]], "indexedDB": []},
+        },
+        "sessionStorage": {},
+    }
+    with pytest.raises(BrowserError, match=r"script failed: .*(key path|keyPath)"):
+        state_import(browser.handle, state, timeout=20)
+    exported = state_export(browser.handle, origins=[first, second], timeout=30)
+    assert second not in exported["origins"]
