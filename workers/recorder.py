@@ -10,15 +10,20 @@ HOLD_MS and then walks them in time order, writing:
 - sampled frames: at most RECORDING_FPS a second; a frame that comes too soon after the last one
   written waits and is replaced by a newer one, and is written when its turn comes (the last
   state of a burst is always in the recording);
-- one frame per finished action, showing the page as it was when the action finished: the first
-  frame painted at or after its finish, if one is painted within ACTION_FRAME_WAIT_MS and before
-  the next action that may change the page was asked for (its request is the earliest it may
-  start); else the picture on screen at its finish (the last frame painted before it: the action
-  changed nothing, or its repaint came after the next action was asked for), as an entry at the
-  finish time. An action of READ_ONLY_ACTIONS gets the picture on screen at once, unless an
-  action before it may still be repainted: then it waits with that one, until the next request.
-  An action asked for while another ran starts as soon as that one finishes: that one gets the
-  picture on screen at its finish.
+- one frame per finished action, showing the page as the action left it: the last frame painted
+  after its finish and before the next action that may change the page was asked for (its request
+  is the earliest it may start), within ACTION_FRAME_WAIT_MS of the finish; the frames painted
+  before that one in this window are not written (the action's frame is the first entry at or
+  after its finish, sessions/recordings.py). Not the first frame after the finish: Chromium stamps
+  a screencast frame when its copy reaches the browser process, not when it was painted, so on a
+  loaded host the first frame stamped after a click's finish can still show the page before the
+  click's repaint. With no frame in the window, the action gets the picture on screen at its
+  finish (the last frame painted before it: the action changed nothing, or its repaint came
+  after the next action was asked for), as an entry at the finish time. An action of
+  READ_ONLY_ACTIONS gets the picture on screen at once, unless an action before it may still be
+  repainted: then it waits with that one, until the next request. An action asked for while
+  another ran starts as soon as that one finishes: that one gets the picture on screen at its
+  finish.
 
 A picture that is the same as the last one written (an action that changed nothing, a repaint
 that changed no pixel) is an index entry pointing at the bytes already stored (same offset and
@@ -58,7 +63,7 @@ from sessions.recordings import (
 # Frames and action events are put in time order this long after they happened (an action's
 # events reach the caster through Redis, polled every 0.1 s; a loaded host delays both).
 HOLD_MS = 1000.0
-# How long after an action's finish its repaint is waited for (when no next action comes first).
+# How long after an action's finish its repaints are its own (when no next action comes first).
 ACTION_FRAME_WAIT_MS = 1000.0
 # Held frames beyond this many are walked at once (an animating page sends up to ~60 a second).
 _MAX_HELD_FRAMES = 120
@@ -106,6 +111,7 @@ class Recorder:
         self._events: list[tuple[float, int, str]] = []  # (time, _REQUESTED|_FINISHED, action id)
         self._done_ms = -math.inf  # the timeline is walked up to here (its last item's time)
         self._marks: list[_Mark] = []  # finished actions waiting for their frame
+        self._window: _Shot | None = None  # the last frame painted since the first mark's finish
         self._orphan = False  # actions finished before any picture: the next frame is theirs
         # Actions asked for, not finished: when, and whether they may change the page.
         self._outstanding: dict[str, tuple[float, bool]] = {}
@@ -161,6 +167,7 @@ class Recorder:
         self._held.clear()
         self._events.clear()
         self._pending = None
+        self._window = None
         self._marks.clear()
 
     # What the caster hands over.
@@ -268,14 +275,17 @@ class Recorder:
             self._pictures_on_screen()
 
     def _frame(self, shot: _Shot) -> None:
-        if self._marks or self._orphan:
-            # The first frame painted after actions finished: theirs, whatever the sampling (a
-            # pending frame whose turn had come is written already; one whose turn had not is
-            # replaced by this newer one, as in the sampling).
+        if self._marks:
+            # Painted after actions finished: the latest one is theirs when their window closes
+            # (_pictures_on_screen); the earlier ones, which may show the page before the
+            # action's repaint, are not written.
+            self._window = shot
+            return
+        if self._orphan:
+            # Actions finished before this caster's first picture: the first frame is theirs,
+            # whatever the sampling (a pending frame whose turn had not come is replaced by it).
             self._pending = None
             self._write_shot(shot)
-            self.action_frames += len(self._marks)
-            self._marks.clear()
             self._orphan = False
             return
         if self._last_ms is None or shot.at_ms - self._last_ms >= self._interval_ms:
@@ -286,7 +296,16 @@ class Recorder:
 
     def _pictures_on_screen(self, up_to: float = math.inf) -> None:
         """The actions waiting for a frame (those finished at or before `up_to`) get the picture
-        on screen at their finish, each an entry at its finish time."""
+        on screen at their finish, each an entry at its finish time. A frame painted since the
+        first of them finished is written first, as the frame of those finished before it (the
+        window closes: the next action may change the page, or the wait ran out)."""
+        if self._window is not None:
+            shot, self._window = self._window, None
+            self._write_pending()  # painted before the finish: its entry comes first
+            self._write_shot(shot)
+            self._orphan = False
+            self.action_frames += sum(1 for m in self._marks if m.at_ms <= shot.at_ms)
+            self._marks = [m for m in self._marks if m.at_ms > shot.at_ms]
         closing = [m for m in self._marks if m.at_ms <= up_to]
         self._marks = [m for m in self._marks if m.at_ms > up_to]
         if not closing:

@@ -225,8 +225,9 @@ def _entries(account_id: int, session_id: str, base: float) -> list[tuple[int, i
 
 def test_every_action_gets_a_frame_at_its_finish_also_when_it_changes_nothing(db, media, settings):
     """An action that changes nothing gets the picture on screen at its finish, as an entry that
-    points at the bytes already stored; one that repaints gets the first frame painted after it,
-    even inside a burst that the sampling would thin out; the action events may come after the
+    points at the bytes already stored; one that repaints gets the last frame painted after it
+    within the wait (no next action was asked for), the earlier ones of that window left out (the
+    action's frame is the first entry after its finish); the action events may come after the
     frames (they come through Redis), in any order within the hold."""
     settings.RECORDING_FPS = 5
     account, session, clock, recorder = _clocked_recorder()
@@ -262,19 +263,49 @@ def test_every_action_gets_a_frame_at_its_finish_also_when_it_changes_nothing(db
     entries = _entries(account.pk, session.pk, base)
     folder = recording_dir(account_id=account.pk, session_id=session.pk)
     offset_of = {0: 0, 1: len(j0), 3: len(j0) + len(j1)}
-    # j0; j0 again at the html's and the screenshot's finish (the same bytes); the click's first
-    # repaint j1 (kept though j3 follows 20 ms later); the burst's last, j3.
+    # j0; j0 again at the html's and the screenshot's finish (the same bytes); the click's
+    # frame: the last painted in the second after its finish, j3 (j1 and j2 are not written).
     assert entries == [
         (0, offset_of[0]),
         (150, offset_of[0]),
         (320, offset_of[0]),
-        (515, offset_of[1]),
-        (535, offset_of[3]),
+        (535, len(j0)),
     ]
-    assert (folder / FRAMES_FILE).read_bytes() == j0 + j1 + j3  # each picture stored once
+    assert (folder / FRAMES_FILE).read_bytes() == j0 + j3  # each picture stored once
+    assert recorder.action_frames == 3
     assert recording_finalize(session_id=session.pk) == RecordingStatus.READY
     recording = SessionRecording.objects.get(pk=session.pk)
-    assert recording.frame_count == 5 and recording.size_bytes == len(j0) + len(j1) + len(j3)
+    assert recording.frame_count == 4 and recording.size_bytes == len(j0) + len(j3)
+
+
+def test_a_frame_stamped_after_a_clicks_finish_that_still_shows_the_page_before_is_not_its_frame(
+    db, media, settings
+):
+    """Chromium stamps a screencast frame when its copy reaches the browser process: on a loaded
+    host the first frame stamped after a click's finish can be a capture from before the click's
+    repaint (CI, 2026-12-03: a click's frame showed the page before the click). The click's frame
+    is the last one painted before the next action that may change the page was asked for."""
+    settings.RECORDING_FPS = 5
+    account, session, clock, recorder = _clocked_recorder()
+    base = _BASE_MS
+    before, stale, repaint = _jpeg(0), _jpeg(1), _jpeg(2)
+    recorder.offer(_b64(before), base, 16, 9)
+    recorder.action_requested("click", base + 400, "click")
+    recorder.action_finished("click", base + 500, "click")
+    recorder.offer(_b64(stale), base + 520, 16, 9)  # the page before the click's repaint
+    recorder.offer(_b64(repaint), base + 790, 16, 9)  # the repaint, late on a loaded host
+    recorder.action_requested("shot", base + 900, "screenshot")  # changes nothing: no bound
+    recorder.action_finished("shot", base + 950, "screenshot")
+    recorder.action_requested("click2", base + 1200, "click")  # may change the page: the bound
+    recorder.action_finished("click2", base + 1300, "click")
+    clock.now_ms = base + 5000
+    recorder.close()
+    entries = _entries(account.pk, session.pk, base)
+    # before; the click's frame, the repaint (the stale capture is left out); the screenshot's
+    # (finished after it) and the second click's (no repaint within the wait): the picture on
+    # screen at their finish.
+    assert entries == [(0, 0), (790, len(before)), (950, len(before)), (1300, len(before))]
+    assert recorder.action_frames == 3
 
 
 def test_a_frame_painted_after_the_next_action_was_asked_for_is_not_the_last_ones(db, media, settings):
