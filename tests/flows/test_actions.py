@@ -13,6 +13,7 @@ from itertools import pairwise
 import pytest
 import requests
 import tzafon
+from django.conf import settings
 from django.utils import timezone
 
 from sessions.models import Action, BrowserSession
@@ -348,3 +349,38 @@ def test_sdk_reports_400_for_navigate_without_url(client, session_id):
     sdk = client.sdk("/v1")
     with pytest.raises(tzafon.BadRequestError):
         sdk.computers.navigate(session_id)
+
+
+def test_an_action_accepted_by_a_web_process_that_died_before_queueing_it_runs_once_later(client, session_id):
+    """A web process killed between the accept's commit and its message to the workers leaves a
+    charged, queued action that no task carries. Beat's reconcile finds it (queued for longer
+    than ACTION_REDELIVER_AFTER_SECONDS, nothing running on its session) and delivers it: it runs
+    once, charged once (the fixtures check every balance against its ledger afterwards)."""
+    from billing.selectors import balance_of
+    from project.redis import get_redis
+    from sessions.action_queue import _accept
+    from workers.action_runner import lock_key
+
+    account = client.account
+    # The navigate's drain has ended (its lock released, its last look at the queue taken): a
+    # drain still under way would find the action below by itself.
+    wait_until(lambda: not get_redis().exists(lock_key(session_id)), timeout=10, message="the drain to end")
+    time.sleep(0.5)
+    before = balance_of(account_id=account.pk)
+    accepted = _accept(session_id=session_id, account=account, action={"type": "html"}, api_key=None)
+    assert accepted is not None
+    row, _events = accepted  # what the dead process would have sent next: never sent
+    assert balance_of(account_id=account.pk) == before - row.price  # charged at the accept
+    time.sleep(3)  # a reconcile runs every 2 s in the tests: too early to redeliver it yet
+    assert Action.objects.get(pk=row.pk).status == "queued"
+    done = wait_until(
+        lambda: (a := Action.objects.get(pk=row.pk)).status not in ("queued", "running") and a,
+        timeout=40,
+        interval=0.5,
+        message="Beat to deliver the undelivered action",
+    )
+    assert done.status == "succeeded" and "<html" in done.result["html_content"], (done.status, done.error)
+    assert done.started_at - row.created_at >= timedelta(seconds=settings.ACTION_REDELIVER_AFTER_SECONDS - 1)
+    assert balance_of(account_id=account.pk) == before - row.price  # once
+    # The session goes on: the next action through the API runs after it.
+    assert "flow" in _html(client, session_id).lower()
