@@ -9,7 +9,11 @@ Two kinds of request share one origin (the SDK has one base URL):
   middleware in its own hop, on a new thread per request, with a new database connection each.)
   A create or an action that waits for its result is accepted on a thread, then waits on the
   event loop (redis.asyncio) with no thread held, and is answered in a second short hop
-  (project/awaiting.py). Hundreds of waiting requests cost coroutines, not threads.
+  (project/awaiting.py). Hundreds of waiting requests cost coroutines, not threads. A
+  response streamed from a sync iterator (a job's export, the ledger's CSV, a screenshot file)
+  is read on the pool a batch at a time as the client takes it (Django's handler would read it
+  whole into memory first, on asgiref's one sync thread, which every request's start signal
+  also waits for).
 - Streams (events, screencast, the live viewer's feed; `STREAM_PATHS`): async views with no
   middleware, which hold no thread while they wait on Redis; only their preflight (key,
   throttle, session lookup) runs on the pool. Hundreds of open streams cost coroutines, not
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
@@ -30,10 +35,10 @@ django.setup(set_prefix=False)
 
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
-from django.http import HttpRequest, HttpResponseBase  # noqa: E402
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse  # noqa: E402
 
 from project.awaiting import AwaitedResponse, request_mark_waits_on_loop  # noqa: E402
-from project.web_threads import run_in_web_thread  # noqa: E402
+from project.web_threads import iterate_in_web_threads, run_in_web_thread  # noqa: E402
 
 # Served by StreamHandler: paths whose views are async and stream. (The same URLs are in the
 # URLconf; only the handler that runs them differs.)
@@ -64,6 +69,11 @@ class ApiHandler(_NoThreadPerRequest):
         response = await run_in_web_thread(self.get_response, request)
         if isinstance(response, AwaitedResponse):
             return await response.settle()
+        if isinstance(response, StreamingHttpResponse) and not response.is_async:
+            # A sync stream (an export, a file): read on the pool a batch at a time, not whole.
+            content = response.streaming_content
+            assert isinstance(content, Iterator)  # not is_async: a sync iterator (map of make_bytes)
+            response.streaming_content = iterate_in_web_threads(content)
         return response
 
 

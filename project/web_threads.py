@@ -14,7 +14,7 @@ import asyncio
 import contextvars
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -60,3 +60,34 @@ async def run_in_web_thread(func: Callable[P, R], *args: P.args, **kwargs: P.kwa
     context = contextvars.copy_context()
     call = functools.partial(func, *args, **kwargs)
     return await loop.run_in_executor(_pool(), context.run, _with_connection_housekeeping, call)
+
+
+# What a streamed response's sync iterator yields per hop to a web thread (project/asgi.py):
+# bench/export_memory.py measured 64 KB 45 % slower per download than 256 KB, for no less memory.
+STREAM_BATCH_BYTES = 256 * 1024
+
+
+def _next_parts(parts: Iterator[bytes], limit: int) -> bytes:
+    """The iterator's next parts, up to about `limit` bytes (at least one part); b"" at its end."""
+    batch: list[bytes] = []
+    size = 0
+    for part in parts:
+        batch.append(part)
+        size += len(part)
+        if size >= limit:
+            break
+    return b"".join(batch)
+
+
+async def iterate_in_web_threads(
+    parts: Iterable[bytes], *, batch_bytes: int = STREAM_BATCH_BYTES
+) -> AsyncIterator[bytes]:
+    """A sync iterable of bytes (a streamed export, a file) read on the web pool a batch at a time
+    and yielded on the event loop: what is in memory is one batch, not the whole body, and no
+    thread is held while the client reads. (Django's ASGI handler would read a sync iterator whole,
+    on asgiref's one shared sync thread, before sending a byte.) The iterator is advanced by one
+    thread at a time, not always the same one: it must not hold a per-thread resource (a
+    server-side cursor of its thread's database connection) between batches."""
+    iterator = iter(parts)
+    while batch := await run_in_web_thread(_next_parts, iterator, batch_bytes):
+        yield batch

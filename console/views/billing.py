@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.models import Membership
 from billing.alerts import low_threshold_get, low_threshold_set
+from billing.models import LedgerEntry
 from billing.payments import CREDITS_STEP, PaymentUnavailable, credits_check, payment_provider, price_of
 from billing.selectors import balance_of
 from console.access import member_view, owner_view, render_page
@@ -57,6 +59,27 @@ def billing(request: HttpRequest, member: Membership) -> HttpResponse:
     return _page(request, member)
 
 
+LEDGER_CSV_PAGE = 2000  # ledger lines a query of the CSV reads
+
+
+def _ledger_pages(member: Membership) -> Iterator[LedgerEntry]:
+    """The account's ledger, newest first, read LEDGER_CSV_PAGE lines at a time by keyset
+    (created_at, id):
+    each page is its own query, so the stream can be advanced by any web thread (project/asgi.py),
+    unlike a server-side cursor, which lives on one thread's connection."""
+    entries = ledger_of(account=member.account)
+    size = LEDGER_CSV_PAGE
+    page = list(entries[:size])
+    while page:
+        yield from page
+        last = page[-1]
+        page = list(
+            entries.filter(Q(created_at__lt=last.created_at) | Q(created_at=last.created_at, id__lt=last.pk))[
+                :size
+            ]
+        )
+
+
 def _csv_rows(member: Membership) -> Iterator[list[object]]:
     yield [
         "id",
@@ -69,7 +92,7 @@ def _csv_rows(member: Membership) -> Iterator[list[object]]:
         "action_id",
         "api_key",
     ]
-    for entry in ledger_of(account=member.account).iterator(chunk_size=2000):
+    for entry in _ledger_pages(member):
         yield [
             entry.pk,
             entry.created_at.isoformat(),

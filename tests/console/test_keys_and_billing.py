@@ -7,15 +7,18 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import datetime
 from typing import Any
 
+import pytest
 import requests
 
 from accounts.models import ApiKey
 from billing.alerts import low_threshold_get
 from billing.ledger import ledger_post
-from billing.models import Price
+from billing.models import LedgerEntry, Price
 from billing.spend_caps import key_spend_get
+from console.views import billing as billing_views
 from tests.console.conftest import Tenant
 from tests.support.fake_stripe import fake_stripe_fixture  # noqa: F401  (the fixture fake_stripe)
 
@@ -105,7 +108,11 @@ def test_the_billing_page_shows_the_plan_limits_and_every_price_the_accept_uses(
     assert f"{plan.max_lifetime_seconds // 60} minutes" in html and f">{plan.max_job_urls}<" in html
 
 
-def test_the_ledger_pages_and_exports_the_accounts_lines_only(tenant: Tenant, stranger: Tenant) -> None:
+def test_the_ledger_pages_and_exports_the_accounts_lines_only(
+    tenant: Tenant, stranger: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CSV reads 7 lines a query here: 61 lines cross 9 pages, some inside a run of equal times.
+    monkeypatch.setattr(billing_views, "LEDGER_CSV_PAGE", 7)
     for n in range(60):
         ledger_post(
             account_id=tenant.account.pk,
@@ -117,6 +124,10 @@ def test_the_ledger_pages_and_exports_the_accounts_lines_only(tenant: Tenant, st
     ledger_post(
         account_id=stranger.account.pk, amount=-1, kind="action", idempotency_key="s", reason="theirs"
     )
+    same_time = LedgerEntry.objects.get(account=tenant.account, reason="line 30").created_at
+    LedgerEntry.objects.filter(
+        account=tenant.account, reason__in=[f"line {n}" for n in range(25, 36)]
+    ).update(created_at=same_time)
     pages = tenant.pages()
     first = pages.get("/console/billing/").content.decode()
     assert "line 59" in first and "line 5<" not in first and "page 1 of 2" in first
@@ -126,6 +137,8 @@ def test_the_ledger_pages_and_exports_the_accounts_lines_only(tenant: Tenant, st
     assert exported.status_code == 200 and exported["Content-Type"] == "text/csv"
     rows = list(csv.DictReader(io.StringIO(b"".join(exported.streaming_content).decode())))
     assert len(rows) == 61  # 60 charges and the opening grant
+    newest_first = [(datetime.fromisoformat(r["created_at"]), int(r["id"])) for r in rows]
+    assert newest_first == sorted(newest_first, reverse=True) and len({r["id"] for r in rows}) == 61
     assert {r["reason"] for r in rows} >= {"line 0", "line 59"} and "theirs" not in {
         r["reason"] for r in rows
     }
