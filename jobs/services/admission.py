@@ -39,8 +39,11 @@ def _admit_account(account_id: int) -> list[str]:
     with transaction.atomic():
         # The account lock serializes this with session creates, which count the same slots.
         # The plan row is read, not locked (of=): every account of a plan would wait on it.
+        # NO KEY, as session creates: FOR UPDATE also blocked the foreign-key checks (FOR KEY
+        # SHARE) of ledger lines committing meanwhile, and a job cancel releasing its hold
+        # deadlocked with this (tests/jobs/test_job_admission_locks.py).
         account = (
-            Account.objects.select_for_update(of=("self",))
+            Account.objects.select_for_update(no_key=True, of=("self",))
             .select_related("plan")
             .only("id", "plan__name", "plan__max_concurrent_sessions", "plan__max_running_jobs")
             .get(pk=account_id)
