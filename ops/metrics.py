@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from accounts.lockout import AUTH_FAILURES_TOTAL_KEY, AUTH_LOCKOUTS_TOTAL_KEY, client_ip
-from ops.selectors import queue_names
+from ops.selectors import queue_depth_commands, queue_names
 from project.exceptions import error_body
 from project.heartbeat import HEARTBEATS_KEY
 from project.redis import get_redis
@@ -204,12 +204,12 @@ class FleetCollector(Collector):
         names = queue_names()
         try:
             pipe = get_redis().pipeline(transaction=False)
-            for name in names:
-                pipe.llen(name)
+            depths_of = queue_depth_commands(pipe, names)
             pipe.hgetall(HEARTBEATS_KEY)
             pipe.get(AUTH_FAILURES_TOTAL_KEY)
             pipe.get(AUTH_LOCKOUTS_TOTAL_KEY)
-            *depths, beats, failures, lockouts = pipe.execute()
+            *lengths, beats, failures, lockouts = pipe.execute()
+            depths = depths_of(lengths)
         except redis.RedisError:
             up.add_metric([], 0)
             yield up
@@ -217,7 +217,9 @@ class FleetCollector(Collector):
         up.add_metric([], 1)
         yield up
         queues = GaugeMetricFamily(
-            "browserfleet_queue_depth", "Tasks waiting in each Celery queue.", labels=["queue"]
+            "browserfleet_queue_depth",
+            "Tasks waiting in each Celery queue (for an actions queue, with its drain requests).",
+            labels=["queue"],
         )
         for name, depth in zip(names, depths, strict=True):
             queues.add_metric([name], depth)

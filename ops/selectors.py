@@ -24,6 +24,7 @@ from billing.models import LedgerEntry
 from jobs.models import ACTIVE_JOB_STATUSES, JobStatus
 from project.heartbeat import heartbeats_read
 from project.proxy_pool import POOL_HEALTH_KEY, pool_bytes_key
+from project.queues import drain_list, drain_queues
 from project.redis import get_redis
 from sessions.models import (
     FINISHED_ACTION_STATUSES,
@@ -252,14 +253,39 @@ def queue_names() -> list[str]:
     return sorted(names)
 
 
+def queue_lists(name: str) -> list[str]:
+    """The Redis lists of one queue: the broker's, and for an actions queue its drain requests
+    (project/queues.py `drain_list`: actions are not Celery messages)."""
+    return [name, *(drain_list(queue) for queue in drain_queues([name]))]
+
+
+def queue_depth_commands(pipe: Any, names: list[str]) -> Callable[[list[int]], list[int]]:
+    """Add the LLENs of `names`' lists to `pipe`; return what sums their replies, one per name."""
+    counts = []
+    for name in names:
+        lists = queue_lists(name)
+        for key in lists:
+            pipe.llen(key)
+        counts.append(len(lists))
+
+    def depths(replies: list[int]) -> list[int]:
+        at, summed = 0, []
+        for count in counts:
+            summed.append(sum(replies[at : at + count]))
+            at += count
+        return summed
+
+    return depths
+
+
 def queue_depths() -> dict[str, int | None]:
-    """Messages waiting in each queue (LLEN of the broker's list); None when Redis did not answer."""
+    """Tasks waiting in each queue (LLEN of the broker's list, and of its drain requests for an
+    actions queue); None when Redis did not answer."""
     names = queue_names()
     try:
         pipe = get_redis().pipeline(transaction=False)
-        for name in names:
-            pipe.llen(name)
-        return dict(zip(names, pipe.execute(), strict=True))
+        depths = queue_depth_commands(pipe, names)
+        return dict(zip(names, depths(pipe.execute()), strict=True))
     except Exception:  # a dashboard with Redis down still shows the database's figures
         return dict.fromkeys(names)
 

@@ -99,7 +99,8 @@ def connection_budget() -> dict[str, int]:
     return {
         # Without a pool, every thread may hold one.
         "web": settings.WEB_WORKERS * (per_thread_process or settings.WEB_THREADS),
-        "actions workers": hosts * (per_thread_process or settings.ACTION_THREADS),
+        # Its drain threads (workers/drains.py) and its Celery pool's, ACTION_THREADS each.
+        "actions workers": hosts * (per_thread_process or 2 * settings.ACTION_THREADS),
         "lifecycle workers": hosts * (settings.LIFECYCLE_CONCURRENCY + 1),
         "jobs workers": hosts * (settings.JOBS_WORKER_CONCURRENCY + 1),
         "webhooks workers": hosts * (settings.WEBHOOKS_WORKER_CONCURRENCY + 1),

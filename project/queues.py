@@ -69,6 +69,25 @@ def host_actions_queue(host: str) -> str:
     return HOST_ACTIONS.format(host=host)
 
 
+# An accepted action reaches a worker as a drain request: its session's id pushed onto the Redis
+# list of the queue its actions go to, which the actions pool's drain threads pop
+# (workers/drains.py). Not a Celery message: Celery's consumer, its thread hand-off and its ack
+# bookkeeping were a millisecond of every action's path (docs/benchmarks.md, "Drain requests").
+DRAIN_LIST = "bf:drain:{queue}"
+
+
+def drain_list(queue: str) -> str:
+    """The Redis list of drain requests for the actions of `queue` (ACTIONS or a HOST_ACTIONS)."""
+    return DRAIN_LIST.format(queue=queue)
+
+
+def drain_queues(consumed: list[str]) -> list[str]:
+    """Of a worker's consumed queues, those whose actions its drain threads take: the host's own
+    first (only this host can drive its browsers), then the shared one."""
+    own = [q for q in consumed if q.startswith(HOST_ACTIONS.format(host=""))]
+    return own + [q for q in consumed if q == ACTIONS]
+
+
 def worker_queues(pool: str, host: str = "") -> str:
     """The `-Q` value of a pool's `celery worker`."""
     return ",".join(POOLS[pool].queue_names(host))

@@ -4,18 +4,22 @@
 (routed to queues by name in settings.CELERY_TASK_ROUTES), after the current transaction
 commits, so a worker never looks for a row that is not there yet. Outside a transaction the
 task is sent at once. tests/sessions/test_dispatch.py checks every name here is a registered task.
+
+Actions are the exception: the hot path. An accepted action's session id is pushed onto a Redis
+list that the actions workers' drain threads pop (project/queues.py `drain_list`,
+workers/drains.py), with no Celery message around it.
 """
 
 from __future__ import annotations
 
 from functools import partial
 
-from django.conf import settings
 from django.db import transaction
 
 from project.celery import app
 from project.memo import BoundedMemo
-from project.task_messages import task_message_command
+from project.queues import ACTIONS, drain_list
+from project.redis import get_redis
 from sessions.events import Entry, session_events_publish_then
 from sessions.models import BrowserSession
 
@@ -23,6 +27,8 @@ SESSION_START = "workers.tasks.session_start"
 SESSION_STOP = "workers.tasks.session_stop"
 SESSIONS_STOP = "workers.tasks.sessions_stop"
 SESSION_ADOPT = "workers.tasks.session_adopt"
+# Still a task, for messages queued by an earlier version; actions are sent as drain requests
+# (`actions_run` below, workers/drains.py).
 ACTIONS_RUN = "workers.tasks.actions_run"
 POOL_REFILL = "workers.tasks.pool_refill"
 HOST_RECONCILE = "workers.tasks.host_reconcile"
@@ -109,26 +115,25 @@ def _actions_queue_of(session_id: str) -> str | None:
         return None  # not up yet: no route to remember
     backend, host = row
     # A local browser's chromedriver listens on its host's loopback: only that host can drive it.
-    queue = host_actions_queue(host) if backend == "local" else "actions"
+    queue = host_actions_queue(host) if backend == "local" else ACTIONS
     _action_queues.put(session_id, queue)
     return queue
 
 
 def actions_run(session_id: str) -> None:
-    """Have a worker (of the session's host, for a local browser) run its queued actions, in order."""
-    _send_after_commit(ACTIONS_RUN, session_id, queue=_actions_queue_of(session_id))
+    """Have a worker (of the session's host, for a local browser) run its queued actions, in order:
+    a drain request (workers/drains.py), sent after the current transaction commits."""
+    drains = drain_list(_actions_queue_of(session_id) or ACTIONS)
+    transaction.on_commit(lambda: get_redis().lpush(drains, session_id))
 
 
 def actions_run_announced(session_id: str, events: list[Entry]) -> None:
     """`actions_run`, with the session's `events` (sessions/events.py) appended first, in the same
-    Redis round trip (project/task_messages.py): a watcher sees an action's request before any
-    worker can run it. An event that cannot be written is logged; a message that cannot be sent
-    raises, as `actions_run` does."""
-    queue = _actions_queue_of(session_id) or settings.CELERY_TASK_ROUTES[ACTIONS_RUN]["queue"]
+    Redis round trip: a watcher sees an action's request before any worker can run it. An event
+    that cannot be written is logged; a request that cannot be sent raises, as `actions_run` does."""
+    drains = drain_list(_actions_queue_of(session_id) or ACTIONS)
     transaction.on_commit(
-        lambda: session_events_publish_then(
-            events, lambda pipe: task_message_command(pipe, ACTIONS_RUN, (session_id,), queue=queue)
-        )
+        lambda: session_events_publish_then(events, lambda pipe: pipe.lpush(drains, session_id))
     )
 
 

@@ -1,10 +1,10 @@
 """Running browser actions on workers: one at a time per session, in the order accepted.
 
-Every accepted action has its own task, but whichever task holds the session's Redis lock runs
-*all* queued actions of that session in `id` order; the others find theirs done and return.
-So order holds whichever worker takes which task, and sessions run in parallel. A task that
-finds the lock taken returns at once (it does not block a worker slot); the holder re-checks
-the queue after releasing, so no action is stranded between the two. The rows are claimed and
+Every accepted action sends its own drain request (workers/drains.py), but whichever drain holds
+the session's Redis lock runs *all* queued actions of that session in `id` order; the others find
+theirs done and return. So order holds whichever worker takes which request, and sessions run in
+parallel. A drain that finds the lock taken returns at once (it does not block a thread); the
+holder re-checks the queue after releasing, so no action is stranded between the two. The rows are claimed and
 finished through sessions/action_queue.py; the session's own columns change through
 sessions/browser_state.py.
 """
@@ -111,7 +111,10 @@ def _restore_interrupted(session_id: str) -> bool:
     return True
 
 
-def actions_drain(*, session_id: str) -> None:
+def actions_drain(*, session_id: str, stopping: threading.Event | None = None) -> None:
+    """Run the session's queued actions, in order, if no other drain does (see above). When
+    `stopping` is set (the worker shuts down), the drain ends after its current action and hands
+    the rest of the queue on in a new drain request."""
     # Not thread-local: the heartbeat thread re-arms it.
     lock = get_redis().lock(
         lock_key(session_id), timeout=lock_ttl_seconds(), blocking=False, thread_local=False
@@ -138,12 +141,16 @@ def actions_drain(*, session_id: str) -> None:
                     continue
                 with _leases.hold(action, lock):
                     _run_one(action, rearm=lock.reacquire)
-                if time.monotonic() > deadline and action_has_queued(session_id=session_id):
+                out_of_time = time.monotonic() > deadline or (stopping is not None and stopping.is_set())
+                if out_of_time and action_has_queued(session_id=session_id):
                     raise SoftTimeLimitExceeded()  # hand the rest of the queue on, as below
         except SoftTimeLimitExceeded:
-            # The drain ran ACTION_DRAIN_TIME_LIMIT_SECONDS; the action it was in has ended. A new
-            # task takes the rest of the queue (after the lock is released below).
-            logger.warning("session %s: drain time limit reached; handing the queue on", session_id)
+            # The drain ran ACTION_DRAIN_TIME_LIMIT_SECONDS, or its worker stops; the action it
+            # was in has ended. A new drain request takes the rest of the queue (after the lock
+            # is released below).
+            shutdown = stopping is not None and stopping.is_set()
+            why = "the worker stops" if shutdown else "drain time limit reached"
+            logger.warning("session %s: %s; handing the queue on", session_id, why)
             stopped = True
         else:
             stopped = False

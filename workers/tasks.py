@@ -21,8 +21,9 @@ from sessions import page_logs as session_page_logs
 from sessions import recordings, saved_state, screenshots, time_billing
 from sessions import services as session_services
 from sessions.browser_state import hosts_dead_reap
-from workers import (  # noqa: F401  (job_tasks, webhook_tasks: see below)
+from workers import (  # noqa: F401  (job_tasks, webhook_tasks, drains: see below)
     action_runner,
+    drains,
     host_heartbeat,
     job_tasks,
     page_logs,
@@ -37,6 +38,8 @@ from workers.browser.local import become_subreaper
 # The batch job tasks live in workers/job_tasks.py, the webhook deliveries in
 # workers/webhook_tasks.py; importing them above registers them wherever
 # these tasks are discovered (workers, Beat, and the checks in tests/sessions/test_dispatch.py).
+# Importing workers/drains.py adds the actions worker's drain threads to every worker's
+# bootsteps (they start only in a worker that consumes an actions queue).
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +182,8 @@ def host_reconcile(host: str) -> dict[str, int]:
     retry_backoff_max=8,
 )
 def actions_run(session_id: str) -> None:
-    """Run the session's queued actions in order (see workers/action_runner.py)."""
+    """Run the session's queued actions in order (see workers/action_runner.py). Sessions send
+    drain requests now (workers/drains.py); this task takes what an earlier version queued."""
     action_runner.actions_drain(session_id=session_id)
 
 

@@ -235,3 +235,20 @@ def test_the_proxy_pool_has_a_tile_of_todays_bytes_by_member_and_the_members_dow
     finally:
         redis.delete(today, yesterday)
         redis.hdel(POOL_HEALTH_KEY, *health)
+
+
+def test_an_actions_queue_depth_counts_its_drain_requests(db):
+    from ops.selectors import queue_depths
+    from project.queues import drain_list
+    from project.redis import get_redis
+
+    redis = get_redis()
+    redis.delete("actions", drain_list("actions"))  # no worker in the fast tier takes them
+    try:
+        redis.lpush(drain_list("actions"), "comp_a", "comp_b")  # actions are drain requests
+        redis.lpush("actions", "a task message")  # and the actions pool's Celery tasks
+        depths = queue_depths()
+        assert depths["actions"] == 3
+        assert depths["lifecycle"] is not None  # a queue without drain requests: its list alone
+    finally:
+        redis.delete("actions", drain_list("actions"))

@@ -47,7 +47,8 @@ def test_pools_bound_threaded_processes_and_prefork_counts_children(configured):
 def test_without_pools_every_thread_counts(configured):
     configured.POSTGRES_POOL_SIZE = 0
     parts = connection_budget()
-    assert parts["web"] == 64 and parts["actions workers"] == 32
+    # An actions worker: its drain threads and its Celery pool's threads, ACTION_THREADS each.
+    assert parts["web"] == 64 and parts["actions workers"] == 64
 
 
 def test_a_fleet_over_max_connections_is_refused_with_the_parts_named(configured):

@@ -5,7 +5,6 @@ round trip, the event first (issue 20, docs/benchmarks.md)."""
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -85,7 +84,7 @@ def test_a_finish_inside_a_transaction_writes_its_event_once_committed(plans: An
     assert [name for name, _ in _stream(session.pk)] == ["action_request", "action_response"]
 
 
-def test_the_request_event_and_the_task_go_in_one_round_trip_the_event_first(
+def test_the_request_event_and_the_drain_request_go_in_one_round_trip_the_event_first(
     plans: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from redis.client import Pipeline
@@ -97,7 +96,7 @@ def test_the_request_event_and_the_task_go_in_one_round_trip_the_event_first(
         sent.append([str(command[0][0]) for command in self.command_stack])
         return real_execute(self, *args, **kwargs)
 
-    get_redis().delete("actions")  # earlier tests' messages (no worker in the fast tier)
+    get_redis().delete("bf:drain:actions")  # earlier tests' requests (no worker in the fast tier)
     monkeypatch.setattr(Pipeline, "execute", execute)
     monkeypatch.setattr(Redis, "execute_command", _refused_outside_pipelines(Redis.execute_command))
     account, session = _session()
@@ -106,9 +105,8 @@ def test_the_request_event_and_the_task_go_in_one_round_trip_the_event_first(
     # The session's first action: its status event (ready -> running) too.
     assert sent == [["XADD", "EXPIRE", "XADD", "EXPIRE", "LPUSH"]]
     assert [name for name, _ in _stream(session.pk)] == ["action_request"]
-    message = json.loads(get_redis().rpop("actions"))  # not a local browser: any actions worker
-    assert message["headers"]["task"] == "workers.tasks.actions_run"
-    assert json.loads(base64.b64decode(message["body"]))[0] == [session.pk]
+    # A drain request (workers/drains.py); not a local browser: for any actions worker.
+    assert get_redis().rpop("bf:drain:actions") == session.pk.encode()
     assert action.status == ActionStatus.QUEUED
 
 
