@@ -96,7 +96,10 @@ def drain_forever(lists: list[str], *, stopping: threading.Event) -> None:
 
 
 class ActionDrains(bootsteps.StartStopStep):
-    """The actions worker's drain threads (a worker that consumes no actions queue runs none)."""
+    """The actions worker's drain threads (a worker that consumes no actions queue runs none).
+    Started after the pool: a prefork pool forks its children first, never a process with them."""
+
+    requires = ("celery.worker.components:Pool",)
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
