@@ -111,11 +111,16 @@ def _actions_queue_of(session_id: str) -> str | None:
     if queue is not None:
         return queue
     row = BrowserSession.objects.filter(pk=session_id).values_list("backend", "host").first()
-    if row is None or not row[1]:
+    if row is None or not row[0]:
         return None  # not up yet: no route to remember
     backend, host = row
-    # A local browser's chromedriver listens on its host's loopback: only that host can drive it.
-    queue = host_actions_queue(host) if backend == "local" else ACTIONS
+    if backend == "local":
+        # A local browser's chromedriver listens on its host's loopback: only that host can drive it.
+        if not host:
+            return None
+        queue = host_actions_queue(host)
+    else:
+        queue = ACTIONS  # a Grid's browser: any actions worker (its rows have no host to remember)
     _action_queues.put(session_id, queue)
     return queue
 
