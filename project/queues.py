@@ -72,7 +72,7 @@ def host_actions_queue(host: str) -> str:
 # An accepted action reaches a worker as a drain request: its session's id pushed onto the Redis
 # list of the queue its actions go to, which the actions pool's drain threads pop
 # (workers/drains.py). Not a Celery message: Celery's consumer, its thread hand-off and its ack
-# bookkeeping were a millisecond of every action's path (docs/benchmarks.md, "Drain requests").
+# bookkeeping were a millisecond of every action's path (docs/benchmarks.md, "Wave 4 session 8").
 DRAIN_LIST = "bf:drain:{queue}"
 
 

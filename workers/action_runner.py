@@ -4,9 +4,9 @@ Every accepted action sends its own drain request (workers/drains.py), but which
 the session's Redis lock runs *all* queued actions of that session in `id` order; the others find
 theirs done and return. So order holds whichever worker takes which request, and sessions run in
 parallel. A drain that finds the lock taken returns at once (it does not block a thread); the
-holder re-checks the queue after releasing, so no action is stranded between the two. The rows are claimed and
-finished through sessions/action_queue.py; the session's own columns change through
-sessions/browser_state.py.
+holder re-checks the queue after releasing, so no action is stranded between the two. The rows
+are claimed and finished through sessions/action_queue.py; the session's own columns change
+through sessions/browser_state.py.
 """
 
 from __future__ import annotations

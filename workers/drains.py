@@ -9,7 +9,7 @@ shared one, and runs the popped session's queue itself (workers/action_runner.py
 
 Before, every action was a Celery task: the consumer's read and decode, a hand-off to a pool
 thread, the unacked bookkeeping and the ack, about a millisecond of each action's path here
-(docs/benchmarks.md, "Drain requests"). What Celery's late acks gave, a request that is never
+(docs/benchmarks.md, "Wave 4 session 8"). What Celery's late acks gave, a request that is never
 lost, the actions' own rows give: a drain request is only a wake-up, and one lost with its worker
 leaves its actions queued, which Beat's actions_reconcile sends again after
 ACTION_REDELIVER_AFTER_SECONDS (a running one's lease runs out and is settled the same way).
