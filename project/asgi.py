@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -71,8 +71,8 @@ class ApiHandler(_NoThreadPerRequest):
             return await response.settle()
         if isinstance(response, StreamingHttpResponse) and not response.is_async:
             # A sync stream (an export, a file): read on the pool a batch at a time, not whole.
-            content = response.streaming_content
-            assert isinstance(content, Iterator)  # not is_async: a sync iterator (map of make_bytes)
+            # Not is_async: a sync iterator (Django's map of make_bytes).
+            content = cast(Iterator[bytes], response.streaming_content)
             response.streaming_content = iterate_in_web_threads(content)
         return response
 

@@ -19,7 +19,6 @@ from django.db import transaction
 from project.celery import app
 from project.memo import BoundedMemo
 from project.queues import ACTIONS, drain_list
-from project.redis import get_redis
 from sessions.events import Entry, session_events_publish_then
 from sessions.models import BrowserSession
 
@@ -128,14 +127,13 @@ def _actions_queue_of(session_id: str) -> str | None:
 def actions_run(session_id: str) -> None:
     """Have a worker (of the session's host, for a local browser) run its queued actions, in order:
     a drain request (workers/drains.py), sent after the current transaction commits."""
-    drains = drain_list(_actions_queue_of(session_id) or ACTIONS)
-    transaction.on_commit(lambda: get_redis().lpush(drains, session_id))
+    actions_run_announced(session_id, [])
 
 
 def actions_run_announced(session_id: str, events: list[Entry]) -> None:
     """`actions_run`, with the session's `events` (sessions/events.py) appended first, in the same
     Redis round trip: a watcher sees an action's request before any worker can run it. An event
-    that cannot be written is logged; a request that cannot be sent raises, as `actions_run` does."""
+    that cannot be written is logged; a request that cannot be sent raises."""
     drains = drain_list(_actions_queue_of(session_id) or ACTIONS)
     transaction.on_commit(
         lambda: session_events_publish_then(events, lambda pipe: pipe.lpush(drains, session_id))

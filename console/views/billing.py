@@ -64,9 +64,8 @@ LEDGER_CSV_PAGE = 2000  # ledger lines a query of the CSV reads
 
 def _ledger_pages(member: Membership) -> Iterator[LedgerEntry]:
     """The account's ledger, newest first, read LEDGER_CSV_PAGE lines at a time by keyset
-    (created_at, id):
-    each page is its own query, so the stream can be advanced by any web thread (project/asgi.py),
-    unlike a server-side cursor, which lives on one thread's connection."""
+    (created_at, id): each page is its own query, so the stream can be advanced by any web thread
+    (project/asgi.py), unlike a server-side cursor, which lives on one thread's connection."""
     entries = ledger_of(account=member.account)
     size = LEDGER_CSV_PAGE
     page = list(entries[:size])
