@@ -108,6 +108,7 @@ class Recorder:
         self._last_ms: float | None = None  # the sampling's last written time
         self._pending: _Shot | None = None
         self._held: deque[_Shot] = deque()
+        self._newest_ms = -math.inf  # the latest stamp of a frame offered
         self._events: list[tuple[float, int, str]] = []  # (time, _REQUESTED|_FINISHED, action id)
         self._done_ms = -math.inf  # the timeline is walked up to here (its last item's time)
         self._marks: list[_Mark] = []  # finished actions waiting for their frame
@@ -176,6 +177,20 @@ class Recorder:
         """A frame from DevTools (base64 JPEG, the time it was painted in ms)."""
         if self.stopped:
             return
+        if at_ms < self._newest_ms:
+            # Chromium encodes screencast frames on a thread pool and sends each when its encode
+            # is done: two frames stamped close together can come in either order. One that
+            # comes after a frame stamped later shows the page before that one: it takes its
+            # place among the held frames, or is left out when the timeline is past its time (a
+            # newer picture is held or written already). Never the last picture of a window.
+            if at_ms >= self._done_ms:
+                place = len(self._held)
+                while place and self._held[place - 1].at_ms > at_ms:
+                    place -= 1
+                self._held.insert(place, _Shot(data, at_ms, width, height))
+            self.tick()
+            return
+        self._newest_ms = at_ms
         if self._held:
             at_ms = max(at_ms, self._held[-1].at_ms)
         # Later than the hold (a very late frame): walked as of now rather than back in time.

@@ -8,7 +8,8 @@ connects to that browser's DevTools endpoint on this host's loopback (the port C
 asks the page for a JPEG screencast and passes each frame on to Redis, where the web side's
 streams read it. Chromium sends a frame when the page repaints, at most one per acknowledged
 frame, so an idle page costs nothing and a changing one as many frames as the network and the
-host allow. When nobody watches any more (no stream alive within WATCHER_TTL_SECONDS), or the
+host allow; when the frames stop, the caster restarts the screencast once (SETTLE_SECONDS), for
+the page as it settled. When nobody watches any more (no stream alive within WATCHER_TTL_SECONDS), or the
 browser goes, the caster stops.
 
 Local backend only: a Grid node's DevTools endpoint is on the node's loopback, which the
@@ -61,6 +62,14 @@ _FIRST_FRAME_SECONDS = 5.0
 # A recording caster reads the session's action events (sessions/events.py) this often: the
 # recorder writes a frame at each action's finish (workers/recorder.py).
 _ACTION_EVENTS_SECONDS = 0.1
+# Chromium leaves out a repaint while three frames are unacknowledged (captured, being encoded
+# or sent, or not yet acked by us: `kMaxScreencastFramesInFlight` in its page_handler.cc) and
+# never sends it afterwards: on a loaded host, where a frame takes a few hundred ms to arrive, the
+# last repaint of a burst (a click's: hover, press, the page's change) can be the one left out,
+# and the stream shows the page before it until the next repaint. So when frames stop coming for
+# this long, the caster restarts the screencast once; Chromium answers a start with a frame of
+# the page as it is now (shown by tests/workers/test_screencast_settle.py).
+SETTLE_SECONDS = 0.25
 
 _stopping = threading.Event()
 _casters: dict[str, _Caster] = {}
@@ -201,22 +210,22 @@ class _Caster(threading.Thread):
         account_id = row["account_id"]
         try:
             scale = row["display_scale"] or 1.0
-            ws.send(
-                json.dumps(
-                    {
-                        "id": 1,
-                        "method": "Page.startScreencast",
-                        "params": {
-                            "format": "jpeg",
-                            "quality": JPEG_QUALITY,
-                            "maxWidth": int(row["display_width"] * scale),
-                            "maxHeight": int(row["display_height"] * scale),
-                            "everyNthFrame": 1,
-                        },
-                    }
-                )
-            )
+            start = {
+                "method": "Page.startScreencast",
+                "params": {
+                    "format": "jpeg",
+                    "quality": JPEG_QUALITY,
+                    "maxWidth": int(row["display_width"] * scale),
+                    "maxHeight": int(row["display_height"] * scale),
+                    "everyNthFrame": 1,
+                },
+            }
+            ws.send(json.dumps({"id": 1, **start}))
             next_id = 2
+            # The screencast's number (Chromium's, one more at each start) of the last frame, and
+            # when the stream is restarted if no frame comes before (SETTLE_SECONDS).
+            cast_number: Any = None
+            settle_at: float | None = None
             target_id = url.rsplit("/", 1)[-1]
             started = checked = time.monotonic()
             while not self.stop.is_set() and not _stopping.is_set():
@@ -235,7 +244,15 @@ class _Caster(threading.Thread):
                     self.recorder.tick()
                 # A recorder writes what is due (a waiting frame's turn, an action's frame) as
                 # time passes: tick often enough.
-                ws.settimeout(_ACTION_EVENTS_SECONDS if self.recorder is not None else 0.5)
+                if settle_at is not None and time.monotonic() >= settle_at:
+                    settle_at = None
+                    for method in ({"method": "Page.stopScreencast"}, start):
+                        ws.send(json.dumps({"id": next_id, **method}))
+                        next_id += 1
+                timeout = _ACTION_EVENTS_SECONDS if self.recorder is not None else 0.5
+                if settle_at is not None:
+                    timeout = max(0.01, min(timeout, settle_at - time.monotonic()))
+                ws.settimeout(timeout)
                 try:
                     message = json.loads(ws.recv())
                 except websocket.WebSocketTimeoutException:
@@ -243,6 +260,11 @@ class _Caster(threading.Thread):
                 if message.get("method") != "Page.screencastFrame":
                     continue
                 params = message["params"]
+                # The first frame of a (re)started screencast is the page as it is: nothing to
+                # settle. After any other, the stream is restarted if it goes quiet.
+                first = params.get("sessionId") != cast_number
+                cast_number = params.get("sessionId")
+                settle_at = None if first else time.monotonic() + SETTLE_SECONDS
                 ws.send(
                     json.dumps(
                         {

@@ -308,6 +308,42 @@ def test_a_frame_stamped_after_a_clicks_finish_that_still_shows_the_page_before_
     assert recorder.action_frames == 3
 
 
+def test_a_frame_that_comes_after_one_stamped_later_is_never_the_page_as_an_action_left_it(
+    db, media, settings
+):
+    """Chromium encodes screencast frames on a thread pool and sends each when its encode is done,
+    so two frames stamped close together can come in either order (CI, 2026-12-03, again: a
+    click's frame showed the page before the click, its repaint came first and a capture from
+    before it after). A frame that comes after one stamped later takes its place in time among
+    the held frames; one older than what the timeline has passed is left out."""
+    settings.RECORDING_FPS = 5
+    account, session, clock, recorder = _clocked_recorder()
+    base = _BASE_MS
+    before, hover, repaint, stale = (_jpeg(n) for n in range(4))
+    recorder.offer(_b64(before), base, 16, 9)
+    recorder.action_requested("click", base + 400, "click")
+    recorder.action_finished("click", base + 500, "click")
+    clock.now_ms = base + 530
+    recorder.offer(_b64(repaint), base + 510, 16, 9)  # the click's repaint, encoded first
+    recorder.offer(_b64(hover), base + 495, 16, 9)  # a capture from before it, encoded after
+    clock.now_ms = base + 2600  # the hold and the click's wait are over: its frame is written
+    recorder.tick()
+    recorder.offer(_b64(stale), base + 505, 16, 9)  # older than the timeline: left out
+    recorder.action_requested("shot", base + 2700, "screenshot")
+    recorder.action_finished("shot", base + 2750, "screenshot")
+    clock.now_ms = base + 5000
+    recorder.close()
+    entries = _entries(account.pk, session.pk, base)
+    # before; the capture from before the repaint, at its own time (before the click's finish);
+    # the click's frame, its repaint; the screenshot's: the repaint again (no stale capture).
+    hover_at = len(before)
+    repaint_at = hover_at + len(hover)
+    assert entries == [(0, 0), (495, hover_at), (510, repaint_at), (2750, repaint_at)]
+    folder = recording_dir(account_id=account.pk, session_id=session.pk)
+    assert (folder / FRAMES_FILE).read_bytes() == before + hover + repaint
+    assert recorder.action_frames == 2
+
+
 def test_a_frame_painted_after_the_next_action_was_asked_for_is_not_the_last_ones(db, media, settings):
     """The action's frame is painted before the next action that may change the page could
     start (its request is the bound); a paint that comes later, or an action queued behind
