@@ -8,9 +8,9 @@ connects to that browser's DevTools endpoint on this host's loopback (the port C
 asks the page for a JPEG screencast and passes each frame on to Redis, where the web side's
 streams read it. Chromium sends a frame when the page repaints, at most one per acknowledged
 frame, so an idle page costs nothing and a changing one as many frames as the network and the
-host allow; when the frames stop, the caster restarts the screencast once (SETTLE_SECONDS), for
-the page as it settled. When nobody watches any more (no stream alive within WATCHER_TTL_SECONDS), or the
-browser goes, the caster stops.
+host allow; when frames that were in flight together stop, the caster restarts the screencast
+once (SETTLE_SECONDS), for a frame of the page as it settled. When nobody watches any more (no
+stream alive within WATCHER_TTL_SECONDS), or the browser goes, the caster stops.
 
 Local backend only: a Grid node's DevTools endpoint is on the node's loopback, which the
 workers cannot reach (docs/streams.md).
@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 import urllib.request
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -62,14 +63,54 @@ _FIRST_FRAME_SECONDS = 5.0
 # A recording caster reads the session's action events (sessions/events.py) this often: the
 # recorder writes a frame at each action's finish (workers/recorder.py).
 _ACTION_EVENTS_SECONDS = 0.1
-# Chromium leaves out a repaint while three frames are unacknowledged (captured, being encoded
-# or sent, or not yet acked by us: `kMaxScreencastFramesInFlight` in its page_handler.cc) and
-# never sends it afterwards: on a loaded host, where a frame takes a few hundred ms to arrive, the
-# last repaint of a burst (a click's: hover, press, the page's change) can be the one left out,
-# and the stream shows the page before it until the next repaint. So when frames stop coming for
-# this long, the caster restarts the screencast once; Chromium answers a start with a frame of
-# the page as it is now (shown by tests/workers/test_screencast_settle.py).
+# Chromium captures no repaint while three frames are unacknowledged (captured, being encoded or
+# sent, or not yet acked by us: `kMaxScreencastFramesInFlight` in its page_handler.cc) and never
+# sends the one it skipped: on a loaded host, where a frame takes a few hundred ms to reach us,
+# the last repaint of a burst (a click's: hover, press, the page's change) can be the one left
+# out, and the stream shows the page before it until the next repaint. So after frames that were
+# in flight together (_Settle), when frames stop coming for SETTLE_SECONDS, the caster restarts
+# the screencast once; Chromium answers a start with a frame of the page as it is now (shown by
+# tests/workers/test_screencast_settle.py).
 SETTLE_SECONDS = 0.25
+# A frame is in flight from a little before its stamp (Chromium stamps it when its copy reaches
+# the browser process, after the capture was counted) until our ack.
+_CAPTURE_MARGIN_SECONDS = 0.05
+
+
+class _Settle:
+    """When a caster restarts its screencast. A frame stamped while an earlier one was still
+    unacked (within _CAPTURE_MARGIN_SECONDS) means frames were in flight together, so Chromium may
+    have skipped a repaint: the stream is restarted once the frames stop for SETTLE_SECONDS.
+    Frames that come one at a time (an idle host: ~25 ms from stamp to ack) restart nothing. The
+    frame that answers a (re)start (a new screencast number) arms nothing."""
+
+    def __init__(self) -> None:
+        self.cast_number: Any = None
+        self.acked: deque[float] = deque(maxlen=3)  # wall-clock ack times of the last frames
+        self.at_risk = False
+        self.due: float | None = None  # monotonic
+
+    def frame(self, cast_number: Any, stamp: float | None, *, acked_at: float, now: float) -> None:
+        """A frame of screencast `cast_number`, stamped `stamp` (epoch s; None: unknown), acked at
+        `acked_at` (epoch s), `now` on the monotonic clock."""
+        if cast_number != self.cast_number:
+            self.cast_number = cast_number
+            self.acked.clear()
+            self.acked.append(acked_at)
+            self.at_risk, self.due = False, None
+            return
+        together = stamp is None or any(a > stamp - _CAPTURE_MARGIN_SECONDS for a in self.acked)
+        self.acked.append(acked_at)
+        self.at_risk = self.at_risk or together
+        self.due = now + SETTLE_SECONDS if self.at_risk else None
+
+    def take(self, now: float) -> bool:
+        """Whether to restart the screencast now (once per settle)."""
+        if self.due is None or now < self.due:
+            return False
+        self.at_risk, self.due = False, None
+        return True
+
 
 _stopping = threading.Event()
 _casters: dict[str, _Caster] = {}
@@ -222,10 +263,7 @@ class _Caster(threading.Thread):
             }
             ws.send(json.dumps({"id": 1, **start}))
             next_id = 2
-            # The screencast's number (Chromium's, one more at each start) of the last frame, and
-            # when the stream is restarted if no frame comes before (SETTLE_SECONDS).
-            cast_number: Any = None
-            settle_at: float | None = None
+            settle = _Settle()
             target_id = url.rsplit("/", 1)[-1]
             started = checked = time.monotonic()
             while not self.stop.is_set() and not _stopping.is_set():
@@ -242,16 +280,15 @@ class _Caster(threading.Thread):
                 ):
                     self.actions.feed(self.recorder)
                     self.recorder.tick()
-                # A recorder writes what is due (a waiting frame's turn, an action's frame) as
-                # time passes: tick often enough.
-                if settle_at is not None and time.monotonic() >= settle_at:
-                    settle_at = None
+                if settle.take(time.monotonic()):
                     for method in ({"method": "Page.stopScreencast"}, start):
                         ws.send(json.dumps({"id": next_id, **method}))
                         next_id += 1
+                # A recorder writes what is due (a waiting frame's turn, an action's frame) as
+                # time passes: tick often enough.
                 timeout = _ACTION_EVENTS_SECONDS if self.recorder is not None else 0.5
-                if settle_at is not None:
-                    timeout = max(0.01, min(timeout, settle_at - time.monotonic()))
+                if settle.due is not None:
+                    timeout = max(0.01, min(timeout, settle.due - time.monotonic()))
                 ws.settimeout(timeout)
                 try:
                     message = json.loads(ws.recv())
@@ -260,11 +297,6 @@ class _Caster(threading.Thread):
                 if message.get("method") != "Page.screencastFrame":
                     continue
                 params = message["params"]
-                # The first frame of a (re)started screencast is the page as it is: nothing to
-                # settle. After any other, the stream is restarted if it goes quiet.
-                first = params.get("sessionId") != cast_number
-                cast_number = params.get("sessionId")
-                settle_at = None if first else time.monotonic() + SETTLE_SECONDS
                 ws.send(
                     json.dumps(
                         {
@@ -275,6 +307,13 @@ class _Caster(threading.Thread):
                     )
                 )
                 next_id += 1
+                stamp = params.get("metadata", {}).get("timestamp")
+                settle.frame(
+                    params.get("sessionId"),
+                    float(stamp) if stamp else None,
+                    acked_at=time.time(),
+                    now=time.monotonic(),
+                )
                 self.frames += 1
                 if self.recorder is not None:
                     self._record(params)

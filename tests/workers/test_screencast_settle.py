@@ -4,16 +4,17 @@ Chromium captures no new screencast frame while three are unacknowledged (captur
 sent and not yet acked: `kMaxScreencastFramesInFlight` in its page_handler.cc) and never sends the
 repaint it skipped. On a loaded host, where a frame takes a few hundred ms from capture to our
 ack, the last repaint of a burst can be the one left out: the live view and the recording then
-show the page before it (CI, 2026-12-03: a recorded click's frame showed the page before the
-click, and its repaint reached the recording only with the next action's). The caster restarts
-the screencast when frames stop coming for SETTLE_SECONDS; Chromium answers a start with a
-frame of the page as it is.
+show the page before it (one of the two ways a CI run on 2026-12-03 could have recorded a
+click's frame showing the page before the click). After frames that were in flight together,
+the caster restarts the screencast when frames stop coming for SETTLE_SECONDS; Chromium answers
+a start with a frame of the page as it is.
 
-Here the caster's acks are held back for a second (a loaded host) and the page paints four
-times in four animation frames: three frames fill the window, the fourth (the panel turning red)
-is left out. With the settle the stream's last frame shows the red panel; without it (the
-second test) it keeps showing the white one, which is what Chromium does and why the settle is
-there. A real Chromium, its DevTools endpoint, the caster thread and Redis; no worker.
+Here each frame reaches the caster a second after Chromium sent it (a loaded host; the caster
+acks it then) and the page paints four times in four animation frames: three frames fill the
+window, the fourth (the panel turning red) is left out. With the settle the stream's last frame
+shows the red panel; without it (the second test) it keeps showing the white one, which is what
+Chromium does and why the settle is there. A real Chromium, its DevTools endpoint, the caster
+thread and Redis; no worker. The last test pins the settle's rule on the clocks alone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import websocket
 
 from accounts.models import Plan
 from accounts.plans import seed_plans
@@ -41,35 +43,40 @@ from workers.browser.base import Display, webdriver_request
 
 pytestmark = pytest.mark.usefixtures("egress_filter")
 
-_ACK_DELAY_SECONDS = 1.0
+_LATE_SECONDS = 1.0
 
 
-class _SlowAcks:
-    """The caster's DevTools socket, whose frame acks leave a second late (sent from the caster's
-    own thread, the next time it reads)."""
+class _LateFrames:
+    """The caster's DevTools socket on a loaded host: each frame reaches the caster a second after
+    it came off the socket (so its ack leaves a second late too); other messages at once."""
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
+        self.timeout = 0.5
         self.held: list[tuple[float, str]] = []
 
     def send(self, payload: str) -> Any:
-        if json.loads(payload).get("method") == "Page.screencastFrameAck":
-            self.held.append((time.monotonic() + _ACK_DELAY_SECONDS, payload))
-            return None
         return self.ws.send(payload)
 
-    def _flush(self) -> None:
-        now = time.monotonic()
-        for due, payload in [h for h in self.held if h[0] <= now]:
-            self.held.remove((due, payload))
-            self.ws.send(payload)
-
-    def recv(self) -> Any:
-        self._flush()
-        return self.ws.recv()
-
     def settimeout(self, timeout: float) -> None:
-        self.ws.settimeout(min(timeout, 0.05))
+        self.timeout = timeout
+
+    def recv(self) -> str:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if self.held and self.held[0][0] <= time.monotonic():
+                return self.held.pop(0)[1]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise websocket.WebSocketTimeoutException("no message")
+            self.ws.settimeout(max(0.005, min(left, 0.02)))
+            try:
+                message: str = self.ws.recv()
+            except websocket.WebSocketTimeoutException:
+                continue
+            if json.loads(message).get("method") != "Page.screencastFrame":
+                return message
+            self.held.append((time.monotonic() + _LATE_SECONDS, message))
 
     def close(self) -> None:
         self.ws.close()
@@ -137,14 +144,14 @@ def _casting(browser: Browser, pages_server: str) -> Iterator[tuple[str, screenc
 
 
 def _cast_a_left_out_repaint(browser: Browser, pages_server: str, monkeypatch: Any) -> bool:
-    """Cast the page through a caster with slow acks, paint four times, and return whether the
+    """Cast the page through a caster whose frames come late, paint four times, and return whether the
     stream's last frame, 2.5 s later, shows the fourth paint (the red panel)."""
     real_connect = screencast.websocket.create_connection
     monkeypatch.setattr(
-        screencast.websocket, "create_connection", lambda *a, **k: _SlowAcks(real_connect(*a, **k))
+        screencast.websocket, "create_connection", lambda *a, **k: _LateFrames(real_connect(*a, **k))
     )
     with _casting(browser, pages_server) as (session_id, _):
-        time.sleep(_ACK_DELAY_SECONDS + 0.5)  # the first frame is acked: nothing in flight
+        time.sleep(_LATE_SECONDS + 0.5)  # the first frames are acked: nothing in flight
         # Three paints that leave the panel white (the button's label), then the panel turns red,
         # each in its own animation frame: the first three fill the window, the fourth is left out.
         browser.js(
@@ -193,3 +200,36 @@ def test_a_quiet_page_is_not_restarted_over_and_over(
         settled = caster.frames
         time.sleep(8 * screencast.SETTLE_SECONDS)
         assert caster.frames == settled <= 3
+
+
+def _settle_after(frames: list[tuple[int, float | None, float]]) -> bool:
+    """Whether the stream is restarted after `frames` (screencast number, stamp, ack time; s)."""
+    settle = screencast._Settle()
+    for number, stamp, acked in frames:
+        settle.frame(number, stamp, acked_at=acked, now=acked)
+    last = frames[-1][2]
+    return not settle.take(last + screencast.SETTLE_SECONDS / 2) and settle.take(
+        last + screencast.SETTLE_SECONDS
+    )
+
+
+def test_frames_in_flight_together_restart_the_stream_once_and_frames_one_at_a_time_do_not() -> None:
+    """The settle's rule, on the clocks alone: a frame stamped before the one before it was acked
+    (they were in flight together) arms it; frames that come one at a time, 25 ms from stamp to ack
+    (an idle host), do not, however many; the frame that answers a restart arms nothing."""
+    apart = [(1, 10.0, 10.025), (1, 10.5, 10.525), (1, 11.0, 11.025)]
+    assert not _settle_after(apart)
+    together = [(1, 10.0, 10.4), (1, 10.016, 10.45), (1, 10.033, 10.5)]  # a click's burst, late
+    assert _settle_after(together)
+    # Still armed when the last frames came one at a time after the burst; and a frame stamped
+    # within the capture margin of the last ack counts as in flight with it.
+    assert _settle_after([*together, (1, 11.0, 11.025)])
+    assert _settle_after([(1, 10.0, 10.025), (1, 10.0 + 0.025 + 0.04, 10.09)])
+    settle = screencast._Settle()
+    for number, stamp, acked in together:
+        settle.frame(number, stamp, acked_at=acked, now=acked)
+    assert settle.take(11.0) and not settle.take(12.0)  # once
+    settle.frame(2, 11.05, acked_at=11.1, now=11.1)  # the restart's frame
+    assert settle.due is None and not settle.take(13.0)
+    # A frame without a stamp may have been in flight with anything: it arms the settle.
+    assert _settle_after([(1, 10.0, 10.025), (1, None, 11.0)])
