@@ -87,8 +87,7 @@ class _Settle:
     def __init__(self) -> None:
         self.cast_number: Any = None
         self.acked: deque[float] = deque(maxlen=3)  # wall-clock ack times of the last frames
-        self.at_risk = False
-        self.due: float | None = None  # monotonic
+        self.due: float | None = None  # monotonic; set while frames were in flight together
 
     def frame(self, cast_number: Any, stamp: float | None, *, acked_at: float, now: float) -> None:
         """A frame of screencast `cast_number`, stamped `stamp` (epoch s; None: unknown), acked at
@@ -97,18 +96,18 @@ class _Settle:
             self.cast_number = cast_number
             self.acked.clear()
             self.acked.append(acked_at)
-            self.at_risk, self.due = False, None
+            self.due = None
             return
         together = stamp is None or any(a > stamp - _CAPTURE_MARGIN_SECONDS for a in self.acked)
         self.acked.append(acked_at)
-        self.at_risk = self.at_risk or together
-        self.due = now + SETTLE_SECONDS if self.at_risk else None
+        if together or self.due is not None:
+            self.due = now + SETTLE_SECONDS
 
     def take(self, now: float) -> bool:
         """Whether to restart the screencast now (once per settle)."""
         if self.due is None or now < self.due:
             return False
-        self.at_risk, self.due = False, None
+        self.due = None
         return True
 
 
